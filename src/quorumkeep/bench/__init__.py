@@ -1,0 +1,1 @@
+"""Benchmarks behind `quorumkeep bench …` (JSON output; never timed assertions in tests)."""

@@ -1,0 +1,1 @@
+"""The `quorumkeep` command: thin Typer wrappers over the packages."""

@@ -1,0 +1,7 @@
+"""`quorumkeep ledger …`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Run the ledger that hosts the MPC contract.")

@@ -1,0 +1,1 @@
+"""quorumkeep.ledger."""
