@@ -257,6 +257,18 @@ def test_worked_example_of_the_docs() -> None:
     got = {"tweak": eps.hex(), "derived_public_key": derived.hex()}
     got.update({k: v.hex() for k, v in out.items()})
     assert got == EXAMPLE
+    # The intermediate values printed in the docs.
+    assert (
+        hashlib.sha512(b"quorumkeep derive v1\x00\x00\x00\x0aalice.near\x00\x00\x00\x0aethereum-1")
+        .hexdigest()
+        .startswith("38e24c6069dbc70b7627a08700b9c177")
+    )
+    c_eps = scalar_mul(out["challenge"], eps)
+    assert c_eps.hex() == "a717b9555eed36ca2a55d4440624c1c2395ee0b62bc61de09da7a317d37da506"
+    sum_z = scalar_add(out["sig_share_1"], out["sig_share_3"])
+    assert sum_z.hex() == "a9743064bfa5539e43c32438984ace66e6f74fb4c1c8b8500ac2f73ff5c97601"
+    with pytest.raises(BadSignatureError):
+        VerifyKey(derived).verify(message, out["group_commitment"] + sum_z)
     VerifyKey(derived).verify(message, out["sig"])
     Ed25519PublicKey.from_public_bytes(derived).verify(out["sig"], message)
 

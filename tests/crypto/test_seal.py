@@ -619,3 +619,65 @@ def test_passphrase_of_wrong_type_is_refused() -> None:
     with pytest.raises(SealError):
         passphrase_key("text", fast_params())  # type: ignore[arg-type]
     assert seal.MAX_MEMLIMIT == 2**30
+
+
+# --- the vectors of docs/sealing.md ----------------------------------------------------
+
+
+def test_documented_vectors() -> None:
+    sender = KxKeyPair.from_seed(bytes([1]) * 32)
+    receiver = KxKeyPair.from_seed(bytes([2]) * 32)
+    assert sender.public_key.hex() == (
+        "ab2fca32898322c208fb2dab5048bd43c355c6430f588897cb574961cfa9806f"
+    )
+    assert receiver.public_key.hex() == (
+        "fc3b339367a5225d53a92d380323afd035d7817b6d1be47d946f6b09a9cbdc06"
+    )
+    keys = client_session_keys(sender, receiver.public_key)
+    assert keys.tx.hex() == "43eb74c847209a3af513e0fc824b791865665dcc727fc332f4ddfc614e0ab79a"
+    assert keys.rx.hex() == "e0f480d42cd0d8a95993dd50976fb24ef81a6788b7b5bc722fc258410ac723ed"
+    binding: Binding = {"account": "alice.near", "epoch": 4}
+    label = "quorumkeep/share-push"
+    ad = associated_data(
+        label, sender=sender.public_key, receiver=receiver.public_key, binding=binding
+    )
+    assert ad.hex() == (
+        "71756f72756d6b656570207365616c206164207631"
+        "0000001571756f72756d6b6565702f73686172652d70757368"
+        "00000020ab2fca32898322c208fb2dab5048bd43c355c6430f588897cb574961cfa9806f"
+        "00000020fc3b339367a5225d53a92d380323afd035d7817b6d1be47d946f6b09a9cbdc06"
+        "00000002"
+        "000000076163636f756e74730000000a616c6963652e6e656172"
+        "0000000565706f6368690000000134"
+    )
+    sealed = seal_to(
+        sender,
+        receiver.public_key,
+        b"share",
+        label=label,
+        binding=binding,
+        random_bytes=lambda n: bytes([0x42]) * n,
+    )
+    assert sealed.hex() == "42" * 24 + "77445222b89c03fe3eeca331800ceefdb1d90403aa"
+
+    params = PassphraseParams(bytes(range(16)), 1, 8192)
+    assert passphrase_key(PASSPHRASE, params).hex() == (
+        "d17ea6341ca93da6079ea2f64dc4aa31dd1aaf9caa67fb42ac4afd0714706f26"
+    )
+    blob = seal_with_passphrase(
+        PASSPHRASE,
+        b"share",
+        associated_data=b"node-1",
+        random_bytes=lambda n: bytes([0x24]) * n,
+        params=params,
+    )
+    assert blob.hex() == (
+        "514b5053"  # magic
+        "01"  # version
+        "01"  # algorithm
+        "00000001"  # opslimit
+        "0000000000002000"  # memlimit
+        "000102030405060708090a0b0c0d0e0f"  # salt
+        + "24" * 24  # nonce
+        + "0ffc0e925cb239ea19398e7bdd658abe66e17f1a44"  # ciphertext ‖ tag
+    )
