@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from quorumkeep.crypto import frost
 from quorumkeep.crypto.derive import DERIVE_DOMAIN, derivation_tweak, derive_public_key
 from quorumkeep.crypto.group import (
     ORDER,
@@ -304,3 +305,36 @@ def test_threshold_signature_under_derived_key_verifies(
     bad = _frost_sign(shares, nonces, dict(public.verifying_shares), derived, bytes(32), message)
     with pytest.raises(BadSignatureError):
         VerifyKey(derived).verify(message, bad["sig"])
+
+
+@pytest.mark.skipif(not RFC_VECTOR.exists(), reason="shared/ vectors not beside the repository")
+def test_frost_module_reproduces_the_worked_example() -> None:
+    """quorumkeep.crypto.frost, used as documented, gives the documented signature."""
+    shares, nonces, pk, message = _rfc_inputs()
+    eps = derivation_tweak(EXAMPLE_ACCOUNT, EXAMPLE_PATH)
+    derived = derive_public_key(pk, EXAMPLE_ACCOUNT, EXAMPLE_PATH)
+    signing_nonces = {
+        i: frost.SigningNonces(d, e, frost.SigningCommitments(base_mul(d), base_mul(e)))
+        for i, (d, e) in nonces.items()
+    }
+    commitment_list = frost.commitment_list_from(
+        {i: n.commitments for i, n in signing_nonces.items()}
+    )
+    sig_shares = {
+        i: frost.sign(i, shares[i], derived, signing_nonces[i], message, commitment_list)
+        for i in shares
+    }
+    assert {i: z.hex() for i, z in sig_shares.items()} == {
+        1: EXAMPLE["sig_share_1"],
+        3: EXAMPLE["sig_share_3"],
+    }
+    sig = frost.aggregate(
+        commitment_list,
+        message,
+        derived,
+        sig_shares,
+        verifying_shares={i: base_mul(x) for i, x in shares.items()},
+        tweak=eps,
+    )
+    assert sig.hex() == EXAMPLE["sig"]
+    VerifyKey(derived).verify(message, sig)

@@ -241,11 +241,28 @@ def test_associated_data_separates_tricky_neighbours(
 
 @pytest.mark.parametrize(
     "binding",
-    [{"flag": True}, {"x": 1.5}, {"x": b"raw"}, {1: "x"}],
+    [
+        {"flag": True},
+        {"x": 1.5},
+        {"x": b"raw"},
+        {1: "x"},
+        {"x": "\ud800"},
+        {"\udfff": "x"},
+        {"x": 10**5000},
+    ],
 )
 def test_associated_data_refuses_other_value_types(binding: dict[object, object]) -> None:
     with pytest.raises(SealError):
         associated_data("l", sender=b"s", receiver=b"r", binding=binding)  # type: ignore[arg-type]
+
+
+def test_associated_data_refuses_bad_label_and_keys() -> None:
+    with pytest.raises(SealError):
+        associated_data("\ud800", sender=b"s", receiver=b"r")
+    with pytest.raises(SealError):
+        associated_data(b"label", sender=b"s", receiver=b"r")  # type: ignore[arg-type]
+    with pytest.raises(SealError):
+        associated_data("l", sender="s", receiver=b"r")  # type: ignore[arg-type]
 
 
 # --- AEAD ------------------------------------------------------------------------------

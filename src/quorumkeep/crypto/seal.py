@@ -164,10 +164,21 @@ def _binding_value(key: str, value: str | int) -> bytes:
     if isinstance(value, bool):
         raise SealError(f"binding {key!r}: booleans are not allowed, use an int or a str")
     if isinstance(value, int):
-        return b"i" + _field(str(value).encode("ascii"))
+        try:
+            digits = str(value)
+        except ValueError:  # beyond Python's int-to-str digit limit
+            raise SealError(f"binding {key!r}: integer too large") from None
+        return b"i" + _field(digits.encode("ascii"))
     if isinstance(value, str):
-        return b"s" + _field(value.encode("utf-8"))
+        return b"s" + _field(_utf8(value, f"binding {key!r}"))
     raise SealError(f"binding {key!r}: value must be str or int")
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates have no UTF-8 form
+        raise SealError(f"{what} is not valid Unicode text") from None
 
 
 def associated_data(
@@ -191,11 +202,11 @@ def associated_data(
     for key, value in binding.items():
         if not isinstance(key, str):
             raise SealError("binding keys must be str")
-        entries.append((key.encode("utf-8"), _binding_value(key, value)))
+        entries.append((_utf8(key, "binding key"), _binding_value(key, value)))
     entries.sort()
     parts = [
         AD_DOMAIN,
-        _field(label.encode("utf-8")),
+        _field(_utf8(label, "label")),
         _field(bytes(sender)),
         _field(bytes(receiver)),
         len(entries).to_bytes(4, "big"),
