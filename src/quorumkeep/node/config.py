@@ -1,0 +1,315 @@
+"""``node.toml``: everything a node process needs to start, and nothing secret.
+
+The file names where the secrets come from (an environment variable, a passphrase file),
+never the secrets themselves, so it can be copied, diffed and checked in. Relative paths in
+it are relative to the file's own directory, which keeps a node directory movable.
+
+Example::
+
+    account = "alice-node"
+    data_dir = "."
+    ledger_url = "http://127.0.0.1:8500"
+    p2p_listen = "127.0.0.1:7001"
+    web_listen = "127.0.0.1:8001"
+
+    [storage_key]
+    source = "passphrase"
+    passphrase_env = "QUORUMKEEP_PASSPHRASE"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_FILE_NAME = "node.toml"
+_WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or invalid. ``code`` is stable."""
+
+    def __init__(self, message: str, *, code: str = "invalid_config") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); port 1..65535."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("address must be a non-empty 'host:port' string")
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"bad address {value!r}: expected '[v6-address]:port'")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad address {value!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"bad address {value!r}: expected 'host:port'")
+        if ":" in host:
+            raise ValueError(f"bad address {value!r}: write IPv6 addresses as '[addr]:port'")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad address {value!r}: port must be 1..65535")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"bad address {value!r}: host contains whitespace")
+    return host, int(port_text)
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class PassphraseKeyConfig(BaseModel):
+    """Storage key from a passphrase (Argon2id); exactly one of env var or file names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["passphrase"] = "passphrase"
+    passphrase_env: str | None = None
+    passphrase_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PassphraseKeyConfig:
+        if (self.passphrase_env is None) == (self.passphrase_file is None):
+            raise ValueError("set exactly one of passphrase_env and passphrase_file")
+        if self.passphrase_env is not None and not self.passphrase_env:
+            raise ValueError("passphrase_env must name an environment variable")
+        return self
+
+
+# Later issues add a TEE-sealing and a peer key-provider source; this becomes a union
+# discriminated by `source` then.
+StorageKeyConfig = PassphraseKeyConfig
+
+
+class NodeConfig(BaseModel):
+    """The parsed ``node.toml``. ``*_advertise`` default to the listen addresses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str = Field(min_length=1, max_length=128)
+    data_dir: Path
+    ledger_url: str
+    p2p_listen: str
+    web_listen: str
+    p2p_advertise: str | None = None
+    web_advertise: str | None = None
+    storage_key: StorageKeyConfig
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("account must not contain whitespace or control characters")
+        return value
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            raise ValueError("ledger_url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("p2p_listen", "web_listen", "p2p_advertise", "web_advertise")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _advertisable(self) -> NodeConfig:
+        for listen, advertise, what in (
+            (self.p2p_listen, self.p2p_advertise, "p2p"),
+            (self.web_listen, self.web_advertise, "web"),
+        ):
+            host = parse_host_port(advertise or listen)[0]
+            if host in _WILDCARD_HOSTS:
+                raise ValueError(f"{what}: {host!r} cannot be given to peers; set {what}_advertise")
+        return self
+
+    @property
+    def p2p_listen_address(self) -> tuple[str, int]:
+        return parse_host_port(self.p2p_listen)
+
+    @property
+    def web_listen_address(self) -> tuple[str, int]:
+        return parse_host_port(self.web_listen)
+
+    @property
+    def p2p_url(self) -> str:
+        """What peers dial: ``host:port`` (registered in the contract as the node's url)."""
+        return self.p2p_advertise or self.p2p_listen
+
+    @property
+    def web_url(self) -> str:
+        return "https://" + (self.web_advertise or self.web_listen)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "node.toml"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    return f"{where}: {message}" + (f" (and {more} more)" if more else "")
+
+
+def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
+    """Validate a parsed TOML document; relative paths are made relative to ``base_dir``."""
+    try:
+        config = NodeConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    updates: dict[str, Any] = {}
+    if not config.data_dir.is_absolute():
+        updates["data_dir"] = (base_dir / config.data_dir).resolve()
+    key = config.storage_key
+    if key.passphrase_file is not None and not key.passphrase_file.is_absolute():
+        updates["storage_key"] = key.model_copy(
+            update={"passphrase_file": (base_dir / key.passphrase_file).resolve()}
+        )
+    return config.model_copy(update=updates) if updates else config
+
+
+def load_config(path: Path | str) -> NodeConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file", code="config_not_found") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read ({exc.strerror})", code="config_unreadable"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", code="config_syntax") from None
+    return config_from_mapping(data, base_dir=path.parent.resolve())
+
+
+# --- writing ---------------------------------------------------------------------------
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_string(value: str) -> str:
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
+        return key
+    return _toml_string(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError("cannot write a non-finite float", code="config_unwritable")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Path):
+        return _toml_string(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise ConfigError(f"cannot write a {type(value).__name__} to TOML", code="config_unwritable")
+
+
+def dump_toml(document: Mapping[str, object]) -> str:
+    """TOML for a mapping of scalars, lists of scalars and one level of tables; None is omitted."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, object]]] = []
+    for key, value in document.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{_toml_key(name)}]")
+        for key, value in table.items():
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                raise ConfigError("nested tables deeper than one level", code="config_unwritable")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def config_document(config: NodeConfig, *, base_dir: Path | None = None) -> dict[str, object]:
+    """The TOML document for ``config``; paths under ``base_dir`` are written relative to it."""
+
+    def relative(path: Path) -> Path:
+        if base_dir is not None:
+            try:
+                return path.resolve().relative_to(base_dir.resolve())
+            except ValueError:
+                return path
+        return path
+
+    data = config.model_dump(mode="python", exclude_none=True)
+    data["data_dir"] = relative(config.data_dir)
+    if config.storage_key.passphrase_file is not None:
+        data["storage_key"]["passphrase_file"] = relative(config.storage_key.passphrase_file)
+    return data
+
+
+def write_config(config: NodeConfig, path: Path | str) -> None:
+    """Write ``config`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    text = dump_toml(config_document(config, base_dir=path.parent))
+    # What we write must read back as the same configuration.
+    base = path.parent.resolve()
+    expected = config_from_mapping(config.model_dump(), base_dir=base)
+    if config_from_mapping(tomllib.loads(text), base_dir=base) != expected:
+        raise ConfigError(
+            "configuration does not survive a TOML round trip", code="config_unwritable"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
