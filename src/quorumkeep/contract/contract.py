@@ -1,0 +1,108 @@
+"""The contract object the ledger hosts: dispatch of calls, views and block ticks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from quorumkeep.contract import initialize, key_events, keygen, migration, resharing, signing
+from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
+from quorumkeep.contract.errors import ContractError, InvalidArguments, UnknownMethod
+from quorumkeep.contract.events import Event
+from quorumkeep.contract.state import ContractState
+from quorumkeep.contract.views import VIEWS
+
+Handler = Callable[[ContractState, CallContext, dict[str, Any]], CallResult]
+
+_OPERATOR = MethodSpec(full_access_only=True)
+_ANY_KEY = MethodSpec(full_access_only=False)
+
+_HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
+    "init": (_OPERATOR, initialize.init),
+    "vote_add_domains": (_OPERATOR, keygen.vote_add_domains),
+    "vote_pk": (_ANY_KEY, keygen.vote_pk),
+    "vote_abort_key_event": (_ANY_KEY, key_events.vote_abort_key_event),
+    "vote_cancel_keygen": (_OPERATOR, keygen.vote_cancel_keygen),
+    "vote_new_parameters": (_OPERATOR, resharing.vote_new_parameters),
+    "vote_reshared": (_ANY_KEY, resharing.vote_reshared),
+    "vote_cancel_resharing": (_OPERATOR, resharing.vote_cancel_resharing),
+    "submit_participant_info": (_ANY_KEY, resharing.submit_participant_info),
+    "sign": (_ANY_KEY, signing.sign),
+    "respond": (_ANY_KEY, signing.respond),
+    "register_backup_service": (_OPERATOR, migration.register_backup_service),
+    "start_node_migration": (_OPERATOR, migration.start_node_migration),
+    "conclude_node_migration": (_ANY_KEY, migration.conclude_node_migration),
+    "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
+}
+
+METHODS: Mapping[str, MethodSpec] = MappingProxyType(
+    {name: spec for name, (spec, _) in _HANDLERS.items()}
+)
+"""Every callable method and how the ledger must gate it."""
+
+NODE_METHODS: frozenset[str] = frozenset(
+    {
+        "vote_pk",
+        "vote_abort_key_event",
+        "vote_reshared",
+        "respond",
+        "conclude_node_migration",
+        "submit_participant_info",
+    }
+)
+"""The methods a node's function-call key is given: its own protocol calls, nothing else."""
+
+VIEW_METHODS: frozenset[str] = frozenset(VIEWS)
+
+
+class Contract:
+    """The MPC contract: a deterministic state machine over JSON-serializable state.
+
+    Pure: the ledger supplies the caller, the block height and the time; nothing here
+    reads a clock, a file or a random source. Every call either returns a CallResult or
+    raises a ContractError and leaves the state exactly as it was.
+    """
+
+    def __init__(self) -> None:
+        self._state = ContractState()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Contract:
+        """Rebuild from ``to_json()`` output; ValueError if it is not a valid state."""
+        contract = cls()
+        try:
+            contract._state = ContractState.from_json(data)
+        except ContractError as exc:
+            raise ValueError(f"invalid contract state: {exc.message}") from exc
+        return contract
+
+    def to_json(self) -> dict[str, Any]:
+        """Canonical JSON: equal states give equal output under ``sort_keys``."""
+        return self._state.to_json()
+
+    @property
+    def protocol_state(self) -> str:
+        """NotInitialized, Initializing, Running or Resharing."""
+        return self._state.protocol.name
+
+    def call(self, ctx: CallContext, method: str, args: dict[str, Any]) -> CallResult:
+        entry = _HANDLERS.get(method)
+        if entry is None:
+            raise UnknownMethod(f"the contract has no method {method!r}")
+        if not isinstance(args, dict):
+            raise InvalidArguments("args must be a JSON object")
+        _, handler = entry
+        return handler(self._state, ctx, args)
+
+    def on_block(self, height: int, timestamp_ms: int) -> list[Event]:
+        """Advance to block ``height`` (before its transactions): fail timed-out requests."""
+        return signing.expire_requests(self._state, height)
+
+    def view(self, method: str, args: dict[str, Any]) -> Any:
+        view = VIEWS.get(method)
+        if view is None:
+            raise UnknownMethod(f"the contract has no view {method!r}")
+        if not isinstance(args, dict):
+            raise InvalidArguments("args must be a JSON object")
+        return view(self._state, args)

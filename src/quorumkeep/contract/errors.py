@@ -1,0 +1,195 @@
+"""Every way the contract refuses a call: one exception class per stable error code.
+
+The code is the class name and never changes once published: clients, the ledger's HTTP
+API and the CLI match on it. Messages are one readable line and never carry secrets (the
+contract holds none).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ContractError(Exception):
+    """A rejected call or view. The contract's state is unchanged when one is raised."""
+
+    code: ClassVar[str] = "ContractError"
+
+    def __init__(self, message: str) -> None:
+        # One line, whatever the caller passed in: ledger logs and CLI output stay parseable.
+        self.message = " ".join(message.split())
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class NotInitialized(ContractError):
+    """The contract has not been initialized yet (only `init` and views are possible)."""
+
+    code = "NotInitialized"
+
+
+class AlreadyInitialized(ContractError):
+    """`init` was called on an initialized contract."""
+
+    code = "AlreadyInitialized"
+
+
+class ProtocolStateNotRunning(ContractError):
+    """The method is only allowed while the protocol is Running."""
+
+    code = "ProtocolStateNotRunning"
+
+
+class InvalidState(ContractError):
+    """The method does not apply to the current protocol state (other than Running-only)."""
+
+    code = "InvalidState"
+
+
+class NotParticipant(ContractError):
+    """The calling account is not a participant the method accepts."""
+
+    code = "NotParticipant"
+
+
+class AlreadyParticipant(ContractError):
+    """The calling account already is a participant."""
+
+    code = "AlreadyParticipant"
+
+
+class NotOperator(ContractError):
+    """The method needs a full-access key of the calling account."""
+
+    code = "NotOperator"
+
+
+class SignerKeyMismatch(ContractError):
+    """The transaction was not signed by the key the contract expects for this call."""
+
+    code = "SignerKeyMismatch"
+
+
+class KeyInUse(ContractError):
+    """A TLS or signer key (or an address) is already used by another node."""
+
+    code = "KeyInUse"
+
+
+class KeysetMismatch(ContractError):
+    """The keyset given does not equal the contract's current keyset."""
+
+    code = "KeysetMismatch"
+
+
+class MigrationNotFound(ContractError):
+    """No migration is open for the calling account."""
+
+    code = "MigrationNotFound"
+
+
+class InvalidThreshold(ContractError):
+    """The threshold violates 2 <= t <= n (or, for a resharing, t >= ceil(0.6 n))."""
+
+    code = "InvalidThreshold"
+
+
+class InvalidProposal(ContractError):
+    """A proposal (new parameters or new domains) is not acceptable."""
+
+    code = "InvalidProposal"
+
+
+class DuplicateVote(ContractError):
+    """The caller already cast this vote."""
+
+    code = "DuplicateVote"
+
+
+class InvalidKeyEvent(ContractError):
+    """The key event id is unknown, stale (an aborted attempt) or already complete."""
+
+    code = "InvalidKeyEvent"
+
+
+class InvalidSignature(ContractError):
+    """The signature does not verify under the request's derived public key."""
+
+    code = "InvalidSignature"
+
+
+class PayloadSize(ContractError):
+    """A sign request's payload is outside 32..1232 bytes."""
+
+    code = "PayloadSize"
+
+
+class TooManyRequests(ContractError):
+    """The number of pending sign requests reached the configured maximum."""
+
+    code = "TooManyRequests"
+
+
+class DomainNotFound(ContractError):
+    """No domain with that id has a public key the protocol can sign with."""
+
+    code = "DomainNotFound"
+
+
+class RequestNotFound(ContractError):
+    """No pending sign request has that id."""
+
+    code = "RequestNotFound"
+
+
+class UnknownMethod(ContractError):
+    """No call or view has that name."""
+
+    code = "UnknownMethod"
+
+
+class InvalidArguments(ContractError):
+    """Arguments are missing, of the wrong type, malformed or unexpected."""
+
+    code = "InvalidArguments"
+
+
+ERRORS: dict[str, type[ContractError]] = {
+    cls.code: cls
+    for cls in (
+        NotInitialized,
+        AlreadyInitialized,
+        ProtocolStateNotRunning,
+        InvalidState,
+        NotParticipant,
+        AlreadyParticipant,
+        NotOperator,
+        SignerKeyMismatch,
+        KeyInUse,
+        KeysetMismatch,
+        MigrationNotFound,
+        InvalidThreshold,
+        InvalidProposal,
+        DuplicateVote,
+        InvalidKeyEvent,
+        InvalidSignature,
+        PayloadSize,
+        TooManyRequests,
+        DomainNotFound,
+        RequestNotFound,
+        UnknownMethod,
+        InvalidArguments,
+    )
+}
+"""Every stable error code and its class (clients rebuild typed errors from a code)."""
+
+
+def error_from_code(code: str, message: str) -> ContractError:
+    """The typed error for a code received over the wire (unknown codes: the base class)."""
+    cls = ERRORS.get(code)
+    if cls is None:
+        error = ContractError(message)
+        return error
+    return cls(message)

@@ -1,0 +1,84 @@
+"""Key events: the per-domain, per-attempt rounds of key generation and resharing.
+
+Both phases share the same life cycle. Every domain has one current attempt; a node
+acts on ``{domain_id, epoch, attempt}`` and votes when its protocol run is done. An attempt
+can be aborted (a node saw its run fail, or votes disagree); the next attempt then starts
+with no votes, so nodes rerun the protocol under a fresh key event id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quorumkeep.contract.access import require_initialized, require_node_key
+from quorumkeep.contract.args import check_fields
+from quorumkeep.contract.context import CallContext, CallResult
+from quorumkeep.contract.errors import InvalidKeyEvent, InvalidState, NotParticipant
+from quorumkeep.contract.events import KEY_EVENT_ABORTED, Event
+from quorumkeep.contract.state import (
+    ContractState,
+    Initializing,
+    KeyEvent,
+    KeyEventId,
+    ParticipantInfo,
+    Resharing,
+)
+
+
+def current_event(events: list[KeyEvent], key_event_id: KeyEventId) -> KeyEvent:
+    """The open attempt ``key_event_id`` names, or InvalidKeyEvent saying why not."""
+    for event in events:
+        if event.domain.domain_id != key_event_id.domain_id:
+            continue
+        if event.complete:
+            raise InvalidKeyEvent(f"the key event of domain {key_event_id.domain_id} is complete")
+        if event.id != key_event_id:
+            current = event.id
+            raise InvalidKeyEvent(
+                f"the current key event of domain {current.domain_id} is epoch {current.epoch} "
+                f"attempt {current.attempt}"
+            )
+        return event
+    raise InvalidKeyEvent(f"no key event is open for domain {key_event_id.domain_id}")
+
+
+def abort_attempt(event: KeyEvent, reason: str) -> Event:
+    """End the current attempt and open the next one, with no votes."""
+    old = event.id
+    event.attempt += 1
+    event.votes.clear()
+    return Event(
+        KEY_EVENT_ABORTED,
+        {"key_event_id": old.to_json(), "next_key_event_id": event.id.to_json(), "reason": reason},
+    )
+
+
+def vote_abort_key_event(
+    state: ContractState, ctx: CallContext, args: dict[str, Any]
+) -> CallResult:
+    check_fields(args, "args", ["key_event_id"])
+    key_event_id = KeyEventId.from_json(args["key_event_id"], "key_event_id")
+    require_initialized(state)
+    protocol = state.protocol
+    infos: list[ParticipantInfo | None]
+    if isinstance(protocol, Initializing):
+        events = protocol.generating
+        infos = [protocol.running.parameters.get(ctx.predecessor)]
+    elif isinstance(protocol, Resharing):
+        events = protocol.resharing
+        infos = [
+            protocol.parameters.get(ctx.predecessor),
+            protocol.previous.parameters.get(ctx.predecessor),
+        ]
+    else:
+        raise InvalidState(
+            f"vote_abort_key_event needs Initializing or Resharing, the protocol is {protocol.name}"
+        )
+    known = [i for i in infos if i is not None]
+    if not known:
+        raise NotParticipant(f"{ctx.predecessor} takes no part in this key event")
+    if not ctx.full_access and all(ctx.signer_public_key != i.signer_public_key for i in known):
+        require_node_key(ctx, known[0])  # raises SignerKeyMismatch
+    event = current_event(events, key_event_id)
+    aborted = abort_attempt(event, f"aborted by {ctx.predecessor}")
+    return CallResult({"next_key_event_id": event.id.to_json()}, [aborted])

@@ -1,0 +1,101 @@
+"""Read-only queries. Each returns fresh JSON values; none changes the state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from quorumkeep.contract.access import require_initialized
+from quorumkeep.contract.args import check_fields, expect_account, expect_int, expect_str
+from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
+from quorumkeep.contract.state import PATH_MAX, ContractState, Resharing, candidate_json
+from quorumkeep.crypto.derive import derive_public_key
+
+View = Callable[[ContractState, dict[str, Any]], Any]
+
+
+def state_view(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", [])
+    return state.to_json()
+
+
+def migration_info(state: ContractState, args: dict[str, Any]) -> Any:
+    """Every open migration by account, or with ``account`` that one migration (or null)."""
+    check_fields(args, "args", [], ["account"])
+    if "account" in args:
+        migration = state.migrations.get(expect_account(args["account"], "account"))
+        return None if migration is None else migration.to_json()
+    return {a: m.to_json() for a, m in sorted(state.migrations.items())}
+
+
+def backup_service_info(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", ["account"])
+    info = state.backup_services.get(expect_account(args["account"], "account"))
+    return None if info is None else info.to_json()
+
+
+def pending_requests(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", [])
+    return [r.to_json() for r in state.requests.values()]
+
+
+def request(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", ["request_id"])
+    request_id = expect_int(args["request_id"], "request_id")
+    found = state.requests.get(request_id)
+    if found is None:
+        raise RequestNotFound(f"no sign request {request_id} is pending")
+    return found.to_json()
+
+
+def public_key(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", ["domain_id", "account", "path"])
+    domain_id = expect_int(args["domain_id"], "domain_id")
+    account = expect_account(args["account"], "account")
+    path = expect_str(args["path"], "path", PATH_MAX)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArguments("path must be valid Unicode text") from exc
+    domain = require_initialized(state).keyset.get(domain_id)
+    if domain is None:
+        raise DomainNotFound(f"there is no domain {domain_id} with a key")
+    return derive_public_key(domain.public_key, account, path).hex()
+
+
+def participants(state: ContractState, args: dict[str, Any]) -> Any:
+    """The signing set; during a resharing also the set being built (``next``)."""
+    check_fields(args, "args", [])
+    serving = require_initialized(state)
+    following = None
+    if isinstance(state.protocol, Resharing):
+        following = {"epoch": state.protocol.epoch, **state.protocol.parameters.to_json()}
+    return {
+        "protocol_state": state.protocol.name,
+        "epoch": serving.epoch,
+        **serving.parameters.to_json(),
+        "next": following,
+    }
+
+
+def keyset(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", [])
+    return require_initialized(state).keyset.to_json()
+
+
+def candidates(state: ContractState, args: dict[str, Any]) -> Any:
+    check_fields(args, "args", [])
+    return {a: candidate_json(c) for a, c in sorted(state.candidates.items())}
+
+
+VIEWS: dict[str, View] = {
+    "state": state_view,
+    "migration_info": migration_info,
+    "backup_service_info": backup_service_info,
+    "pending_requests": pending_requests,
+    "request": request,
+    "public_key": public_key,
+    "participants": participants,
+    "keyset": keyset,
+    "candidates": candidates,
+}
