@@ -1,0 +1,496 @@
+"""Clients of the ledger's HTTP API: ``AsyncLedgerClient`` (nodes, backup services) and
+``LedgerClient`` (CLI, scripts), with the same methods and the same typed errors.
+
+Submitting: the client keeps the next nonce of each access key it signs with and a recent
+block height, both learnt from the ledger and refreshed on demand; a submission refused for
+a stale nonce or an expired height (another process used the key, or the client was idle)
+is re-signed once with fresh values. A submission whose answer was lost in transit is
+re-sent *unchanged*, so it can never execute twice: if it already made it into a block, the
+ledger says ``DuplicateTransaction`` and the client fetches the recorded outcome instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import nacl.signing
+
+from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.transaction import (
+    Action,
+    AddKey,
+    DeleteKey,
+    FunctionCall,
+    Permission,
+    SignedTransaction,
+    Transaction,
+)
+
+__all__ = [
+    "AccountSigner",
+    "AsyncLedgerClient",
+    "ContractCallFailed",
+    "LedgerClient",
+    "LedgerError",
+    "LedgerEvent",
+    "TxOutcome",
+]
+
+# A cached block height older than this is refreshed before signing: under load blocks
+# come every few milliseconds and a transaction must name one of the last
+# ``tx_validity_blocks`` (1000 by default).
+HEIGHT_MAX_AGE_S = 1.0
+RESEND_ATTEMPTS = 3
+_RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
+
+
+@dataclass(frozen=True)
+class AccountSigner:
+    """An account name and one of its access keys (the private key stays in memory)."""
+
+    account: str
+    signing_key: nacl.signing.SigningKey = field(repr=False)
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def public_key_hex(self) -> str:
+        return self.public_key.hex()
+
+    def sign(self, transaction: Transaction) -> SignedTransaction:
+        return transaction.sign(self.signing_key)
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """The ledger's answer to an included transaction."""
+
+    tx_hash: str
+    block_height: int
+    status: str
+    value: Any
+    events: list[dict[str, Any]]
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> TxOutcome:
+        error = body.get("error") or {}
+        return cls(
+            tx_hash=str(body["tx_hash"]),
+            block_height=int(body["block_height"]),
+            status=str(body["status"]),
+            value=body.get("value"),
+            events=list(body.get("events") or []),
+            error_code=error.get("code"),
+            error_message=error.get("message"),
+        )
+
+    def raise_for_failure(self) -> TxOutcome:
+        if not self.ok:
+            raise ContractCallFailed(
+                self.error_code or "ContractError",
+                self.error_message or "the contract rejected the call",
+                tx_hash=self.tx_hash,
+                block_height=self.block_height,
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """A contract event and where it is recorded (resume after ``height`` to skip it)."""
+
+    height: int
+    index: int
+    tx_hash: str | None
+    kind: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> LedgerEvent:
+        return cls(
+            height=int(body["height"]),
+            index=int(body["index"]),
+            tx_hash=body.get("tx_hash"),
+            kind=str(body["kind"]),
+            data=dict(body.get("data") or {}),
+        )
+
+
+def _error_from_response(response: httpx.Response) -> LedgerError:
+    try:
+        error = response.json()["error"]
+        return LedgerError(str(error["code"]), str(error["message"]), response.status_code)
+    except (ValueError, KeyError, TypeError):
+        return LedgerError(
+            "LedgerUnavailable",
+            f"ledger answered HTTP {response.status_code} without an error body",
+            response.status_code,
+        )
+
+
+def _unreachable(base_url: str, exc: Exception) -> LedgerError:
+    detail = str(exc) or type(exc).__name__
+    return LedgerError("LedgerUnavailable", f"cannot reach the ledger at {base_url}: {detail}")
+
+
+def _actions_for_call(method: str, args: Mapping[str, Any] | None) -> list[Action]:
+    return [FunctionCall(method, dict(args or {}))]
+
+
+class _Book:
+    """Nonces and the recent height, shared by the sync and async clients."""
+
+    def __init__(self) -> None:
+        self.chain_id: bytes | None = None
+        self.nonces: dict[tuple[str, bytes], int] = {}
+        self.height = -1
+        self.height_at = 0.0
+
+    def saw_height(self, height: int) -> None:
+        if height >= self.height:
+            self.height = height
+            self.height_at = time.monotonic()
+
+    def height_fresh(self) -> bool:
+        return self.height >= 0 and time.monotonic() - self.height_at < HEIGHT_MAX_AGE_S
+
+    def learn_account(self, signer: AccountSigner, body: Mapping[str, Any]) -> None:
+        self.saw_height(int(body["block_height"]))
+        for key in body["keys"]:
+            if key["public_key"] == signer.public_key_hex:
+                slot = (signer.account, signer.public_key)
+                self.nonces[slot] = max(self.nonces.get(slot, 0), int(key["nonce"]))
+                return
+        raise LedgerError(
+            "UnknownAccessKey",
+            f"{signer.public_key_hex} is not an access key of account {signer.account!r}",
+        )
+
+    def next_transaction(self, signer: AccountSigner, actions: Sequence[Action]) -> Transaction:
+        assert self.chain_id is not None
+        slot = (signer.account, signer.public_key)
+        nonce = self.nonces[slot] + 1
+        self.nonces[slot] = nonce
+        return Transaction(
+            chain_id=self.chain_id,
+            signer_account=signer.account,
+            public_key=signer.public_key,
+            nonce=nonce,
+            block_height=self.height,
+            actions=tuple(actions),
+        )
+
+    def forget(self, signer: AccountSigner) -> None:
+        self.nonces.pop((signer.account, signer.public_key), None)
+        self.height_at = 0.0
+
+
+class AsyncLedgerClient:
+    """asyncio client; one instance may be shared by many tasks."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        self._book = _Book()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLedgerClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, timeout: float | None = None
+    ) -> Any:
+        try:
+            if timeout is None:
+                response = await self._http.request(method, path, json=json)
+            else:
+                response = await self._http.request(method, path, json=json, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.base_url, exc) from None
+        if response.status_code != 200:
+            raise _error_from_response(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise LedgerError("LedgerUnavailable", "ledger answered with invalid JSON") from None
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._request("GET", "/v1/status")
+        self._book.saw_height(int(body["height"]))
+        self._book.chain_id = bytes.fromhex(body["chain_id"])
+        return body
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/health")
+        return result
+
+    async def account(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", f"/v1/accounts/{name}")
+        return result
+
+    async def block(self, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}")
+        return result
+
+    async def transaction(self, tx_hash: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", f"/v1/transactions/{tx_hash}")
+        return result
+
+    async def view(self, method: str, args: Mapping[str, Any] | None = None) -> Any:
+        body = await self._request("POST", "/v1/view", json={"method": method, "args": args or {}})
+        return body["value"]
+
+    async def events(self, since: int = -1, timeout: float = 25.0) -> tuple[list[LedgerEvent], int]:
+        """One long-poll: events above ``since`` (waiting up to ``timeout`` s) and the cursor."""
+        body = await self._request(
+            "GET", f"/v1/events?since={since}&timeout={timeout}", timeout=timeout + 10.0
+        )
+        return [LedgerEvent.from_json(e) for e in body["events"]], int(body["next"])
+
+    async def follow_events(
+        self,
+        since: int = -1,
+        *,
+        poll_timeout: float = 25.0,
+        max_backoff: float = 5.0,
+    ) -> AsyncIterator[LedgerEvent]:
+        """Every event above ``since``, forever; reconnects with backoff when the ledger is
+        unreachable. To resume after a crash, pass the height of the last block whose
+        events were all handled (events come in whole blocks, in order)."""
+        cursor = since
+        backoff = 0.05
+        while True:
+            try:
+                events, cursor_next = await self.events(cursor, poll_timeout)
+            except LedgerError as exc:
+                if exc.status not in (0, 502, 503, 504) and exc.code != "LedgerUnavailable":
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
+                continue
+            backoff = 0.05
+            for event in events:
+                yield event
+            cursor = max(cursor, cursor_next)
+
+    # --- transactions ----------------------------------------------------------------
+
+    async def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
+        slot = (signer.account, signer.public_key)
+        if self._book.chain_id is None:
+            await self.status()
+        if slot not in self._book.nonces:
+            self._book.learn_account(signer, await self.account(signer.account))
+        elif not self._book.height_fresh():
+            await self.status()
+        return signer.sign(self._book.next_transaction(signer, actions))
+
+    async def submit(self, signer: AccountSigner, actions: Sequence[Action]) -> TxOutcome:
+        """Sign and submit ``actions``; the outcome may be a contract failure (not raised)."""
+        for attempt in range(2):
+            signed = await self._prepare(signer, actions)
+            try:
+                return await self.submit_signed(signed)
+            except LedgerError as exc:
+                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt == 0:
+                    self._book.forget(signer)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def call(
+        self, signer: AccountSigner, method: str, args: Mapping[str, Any] | None = None
+    ) -> TxOutcome:
+        """Call a contract method; raises ContractCallFailed if the contract rejected it."""
+        outcome = await self.submit(signer, _actions_for_call(method, args))
+        return outcome.raise_for_failure()
+
+    async def add_key(
+        self, signer: AccountSigner, public_key: bytes, permission: Permission
+    ) -> TxOutcome:
+        return await self.submit(signer, [AddKey(public_key, permission)])
+
+    async def delete_key(self, signer: AccountSigner, public_key: bytes) -> TxOutcome:
+        return await self.submit(signer, [DeleteKey(public_key)])
+
+    async def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
+        """Submit an already-signed transaction, re-sending it unchanged if the answer is lost."""
+        delay = 0.05
+        for attempt in range(RESEND_ATTEMPTS):
+            try:
+                response = await self._http.post("/v1/transactions", json=signed.to_json())
+            except httpx.HTTPError as exc:
+                if attempt == RESEND_ATTEMPTS - 1:
+                    raise _unreachable(self.base_url, exc) from None
+                await asyncio.sleep(delay)
+                delay *= 4
+                continue
+            if response.status_code == 200:
+                outcome = TxOutcome.from_json(response.json())
+                self._book.saw_height(outcome.block_height)
+                return outcome
+            error = _error_from_response(response)
+            if error.code == "DuplicateTransaction" and attempt > 0:
+                return TxOutcome.from_json(await self.transaction(signed.hash.hex()))
+            raise error
+        raise AssertionError("unreachable")
+
+
+class LedgerClient:
+    """Blocking client with the methods of AsyncLedgerClient (no follow_events)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._book = _Book()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(
+        self, method: str, path: str, *, json: Any = None, timeout: float | None = None
+    ) -> Any:
+        try:
+            if timeout is None:
+                response = self._http.request(method, path, json=json)
+            else:
+                response = self._http.request(method, path, json=json, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.base_url, exc) from None
+        if response.status_code != 200:
+            raise _error_from_response(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise LedgerError("LedgerUnavailable", "ledger answered with invalid JSON") from None
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "/v1/status")
+        self._book.saw_height(int(body["height"]))
+        self._book.chain_id = bytes.fromhex(body["chain_id"])
+        return body
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/health")
+        return result
+
+    def account(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/accounts/{name}")
+        return result
+
+    def block(self, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/blocks/{height}")
+        return result
+
+    def transaction(self, tx_hash: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/transactions/{tx_hash}")
+        return result
+
+    def view(self, method: str, args: Mapping[str, Any] | None = None) -> Any:
+        body = self._request("POST", "/v1/view", json={"method": method, "args": args or {}})
+        return body["value"]
+
+    def events(self, since: int = -1, timeout: float = 25.0) -> tuple[list[LedgerEvent], int]:
+        body = self._request(
+            "GET", f"/v1/events?since={since}&timeout={timeout}", timeout=timeout + 10.0
+        )
+        return [LedgerEvent.from_json(e) for e in body["events"]], int(body["next"])
+
+    def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
+        slot = (signer.account, signer.public_key)
+        if self._book.chain_id is None:
+            self.status()
+        if slot not in self._book.nonces:
+            self._book.learn_account(signer, self.account(signer.account))
+        elif not self._book.height_fresh():
+            self.status()
+        return signer.sign(self._book.next_transaction(signer, actions))
+
+    def submit(self, signer: AccountSigner, actions: Sequence[Action]) -> TxOutcome:
+        for attempt in range(2):
+            signed = self._prepare(signer, actions)
+            try:
+                return self.submit_signed(signed)
+            except LedgerError as exc:
+                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt == 0:
+                    self._book.forget(signer)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def call(
+        self, signer: AccountSigner, method: str, args: Mapping[str, Any] | None = None
+    ) -> TxOutcome:
+        return self.submit(signer, _actions_for_call(method, args)).raise_for_failure()
+
+    def add_key(
+        self, signer: AccountSigner, public_key: bytes, permission: Permission
+    ) -> TxOutcome:
+        return self.submit(signer, [AddKey(public_key, permission)])
+
+    def delete_key(self, signer: AccountSigner, public_key: bytes) -> TxOutcome:
+        return self.submit(signer, [DeleteKey(public_key)])
+
+    def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
+        delay = 0.05
+        for attempt in range(RESEND_ATTEMPTS):
+            try:
+                response = self._http.post("/v1/transactions", json=signed.to_json())
+            except httpx.HTTPError as exc:
+                if attempt == RESEND_ATTEMPTS - 1:
+                    raise _unreachable(self.base_url, exc) from None
+                time.sleep(delay)
+                delay *= 4
+                continue
+            if response.status_code == 200:
+                outcome = TxOutcome.from_json(response.json())
+                self._book.saw_height(outcome.block_height)
+                return outcome
+            error = _error_from_response(response)
+            if error.code == "DuplicateTransaction" and attempt > 0:
+                return TxOutcome.from_json(self.transaction(signed.hash.hex()))
+            raise error
+        raise AssertionError("unreachable")

@@ -1,0 +1,342 @@
+"""The block producer: turns submissions into durable blocks, one SQLite commit per block.
+
+Submissions queue up while the previous block is being fsynced, and the next block takes
+them all (group commit), so throughput grows with concurrency while each submitter still
+waits for exactly one commit. When nothing arrives, an empty block is produced every
+``idle_block_ms`` so that the contract's block-based timeouts advance.
+
+Everything that reads state (views, accounts) waits until the state equals the last
+*committed* block: a reader never sees a change that a crash could still undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quorumkeep.ledger.blocks import Block, block_events
+from quorumkeep.ledger.chain import LedgerState
+from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.storage import BlockReader, BlockStore, StorageError
+from quorumkeep.ledger.transaction import SignedTransaction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IDLE_BLOCK_MS = 200
+MAX_BLOCK_TRANSACTIONS = 2000
+MAX_PENDING = 20_000
+EVENTS_IN_MEMORY = 20_000
+MAX_EVENTS_PER_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a submitter is told once its transaction's block is durable."""
+
+    tx_hash: str
+    block_height: int
+    outcome: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "tx_hash": self.tx_hash,
+            "block_height": self.block_height,
+            "status": self.outcome["status"],
+            "value": self.outcome.get("value"),
+            "events": self.outcome.get("events", []),
+        }
+        if "error" in self.outcome:
+            body["error"] = self.outcome["error"]
+        return body
+
+
+class EventLog:
+    """Recent events in memory; the heights of every event-bearing block for older reads."""
+
+    def __init__(self) -> None:
+        self._recent: list[dict[str, Any]] = []
+        self._recent_heights: list[int] = []  # parallel to _recent, for bisect
+        self.heights: list[int] = []  # sorted heights of every block that has events
+        self.last_height = -1  # height of the newest event-bearing block
+        self.floor = -1  # every event at a height above this is in memory
+
+    def add_block(self, block: Block) -> None:
+        events = block_events(block)
+        if not events:
+            return
+        self.heights.append(block.height)
+        self.last_height = block.height
+        self._recent.extend(events)
+        self._recent_heights.extend(e["height"] for e in events)
+        if len(self._recent) > 2 * EVENTS_IN_MEMORY:
+            # Drop whole blocks from the front, in one slice (amortized O(1) per event).
+            cut = bisect.bisect_right(
+                self._recent_heights, self._recent_heights[len(self._recent) - EVENTS_IN_MEMORY]
+            )
+            cut = min(cut, len(self._recent) - len(events))
+            self.floor = self._recent_heights[cut - 1]
+            del self._recent[:cut]
+            del self._recent_heights[:cut]
+
+    def covers(self, since: int) -> bool:
+        return since >= self.floor
+
+    def page_from_memory(self, since: int, limit: int) -> list[dict[str, Any]]:
+        """Events at height > since, whole blocks only, stopping once ``limit`` is reached."""
+        start = bisect.bisect_right(self._recent_heights, since)
+        result: list[dict[str, Any]] = []
+        for event in self._recent[start : start + limit + 1]:
+            if len(result) >= limit and event["height"] != result[-1]["height"]:
+                break
+            result.append(event)
+        if len(result) > limit:
+            # One block holds more than ``limit`` events: serve that block whole.
+            height = result[0]["height"]
+            end = bisect.bisect_right(self._recent_heights, height)
+            result = self._recent[start:end]
+        return result
+
+
+@dataclass
+class _Submission:
+    signed: SignedTransaction
+    future: asyncio.Future[Receipt]
+
+
+class LedgerNode:
+    """Owns the state, the store and the producer task of one running ledger."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.idle_block_ms = idle_block_ms
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        # Opening verifies the chain and replays it; LedgerCorrupted propagates to the caller.
+        self.store = BlockStore(self.data_dir)
+        try:
+            if self.store.head_height() is None:
+                raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
+            self.events = EventLog()
+            self.state = LedgerState.replay(self.store.iter_blocks(), self.events.add_block)
+            self.reader = BlockReader(self.data_dir)
+        except BaseException:
+            self.store.close()
+            raise
+        self.committed_height = self.state.height
+        self.committed_hash = self.state.head_hash
+        self.committed_timestamp_ms = self.state.timestamp_ms
+        self.failed: str | None = None
+        self._pending: list[_Submission] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-reader")
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._stable: asyncio.Event | None = None
+        self._new_block: asyncio.Condition | None = None
+        self._stopping = False
+        self.on_fatal: Callable[[str], None] | None = None
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def close_unstarted(self) -> None:
+        """Release the store of a node whose producer never ran (e.g. the port was taken)."""
+        self._writer.shutdown(wait=False)
+        self._readers.shutdown(wait=False)
+        self.reader.close()
+        self.store.close()
+
+    async def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._stable = asyncio.Event()
+        self._stable.set()
+        self._new_block = asyncio.Condition()
+        self._task = asyncio.create_task(self._produce(), name="ledger-block-producer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._new_block is not None:
+            await self._notify_block()  # long-polls return now rather than at their timeout
+        self._fail_pending(LedgerError("ShuttingDown", "the ledger is shutting down"))
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.reader.close()
+        self.store.close()
+
+    # --- submission ------------------------------------------------------------------
+
+    async def submit(self, signed: SignedTransaction) -> Receipt:
+        """Check, queue and wait until ``signed`` is in a durable block (or refused)."""
+        if self.failed is not None:
+            raise LedgerError("LedgerUnavailable", self.failed)
+        if self._stopping:
+            raise LedgerError("ShuttingDown", "the ledger is shutting down")
+        signed.verify()
+        self.state.check(signed)
+        if len(self._pending) >= MAX_PENDING:
+            raise LedgerError("LedgerUnavailable", "too many pending transactions; retry")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt] = loop.create_future()
+        self._pending.append(_Submission(signed, future))
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await future
+
+    async def _produce(self) -> None:
+        assert self._wakeup is not None and self._stable is not None
+        loop = asyncio.get_running_loop()
+        last_block = time.monotonic()
+        while not self._stopping:
+            if not self._pending:
+                remaining = self.idle_block_ms / 1000 - (time.monotonic() - last_block)
+                if remaining > 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    if self._stopping:
+                        break
+                    if not self._pending and (
+                        time.monotonic() - last_block < self.idle_block_ms / 1000
+                    ):
+                        continue
+            batch = self._pending[:MAX_BLOCK_TRANSACTIONS]
+            del self._pending[:MAX_BLOCK_TRANSACTIONS]
+            self._stable.clear()
+            try:
+                block, applied = self.state.build_block([s.signed for s in batch], self._clock_ms())
+                await loop.run_in_executor(self._writer, self.store.append, block)
+            except Exception as exc:
+                self._fatal(f"block {self.state.height + 1} could not be stored: {exc}", batch)
+                return
+            last_block = time.monotonic()
+            self.committed_height = block.height
+            self.committed_hash = block.hash
+            self.committed_timestamp_ms = block.timestamp_ms
+            self.events.add_block(block)
+            self._stable.set()
+            for submission, result in zip(batch, applied, strict=True):
+                if submission.future.done():
+                    continue
+                if result.error is not None:
+                    submission.future.set_exception(result.error)
+                else:
+                    assert result.outcome is not None
+                    submission.future.set_result(
+                        Receipt(result.signed.hash.hex(), block.height, result.outcome.to_json())
+                    )
+            await self._notify_block()
+
+    async def _notify_block(self) -> None:
+        assert self._new_block is not None
+        async with self._new_block:
+            self._new_block.notify_all()
+
+    def _fatal(self, reason: str, batch: list[_Submission]) -> None:
+        # The in-memory state is now ahead of the disk: nothing more may be answered from
+        # it. Stop; a restart rebuilds the state from the blocks that were committed.
+        log.critical("ledger stopping: %s", reason)
+        self.failed = reason
+        error = LedgerError("LedgerUnavailable", "the ledger failed to store a block; restart it")
+        for submission in batch:
+            if not submission.future.done():
+                submission.future.set_exception(error)
+        self._fail_pending(error)
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
+
+    def _fail_pending(self, error: LedgerError) -> None:
+        pending, self._pending = self._pending, []
+        for submission in pending:
+            if not submission.future.done():
+                submission.future.set_exception(error)
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def committed(self) -> LedgerState:
+        """The state, once it equals the last committed block (awaits an in-flight commit)."""
+        if self.failed is not None:
+            raise LedgerError("LedgerUnavailable", self.failed)
+        assert self._stable is not None
+        while not self._stable.is_set():
+            await self._stable.wait()
+        return self.state
+
+    async def block_body(self, height: int) -> bytes | None:
+        if height < 0 or height > self.committed_height:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.reader.block_body, height)
+
+    async def transaction_height(self, tx_hash: bytes) -> int | None:
+        await self.committed()  # a transaction seen as a duplicate may be in the block in flight
+        loop = asyncio.get_running_loop()
+        height = await loop.run_in_executor(self._readers, self.reader.transaction_height, tx_hash)
+        if height is None or height > self.committed_height:
+            return None
+        return height
+
+    async def events_since(
+        self, since: int, timeout: float, limit: int = MAX_EVENTS_PER_PAGE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Events at height > since (whole blocks), waiting up to ``timeout`` for the first.
+
+        Returns the events and the cursor to pass as ``since`` next time.
+        """
+        if since > self.committed_height:
+            raise LedgerError(
+                "InvalidCursor",
+                f"since={since} is ahead of the ledger head {self.committed_height}",
+            )
+        assert self._new_block is not None
+        if self.events.last_height <= since and timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout), self._new_block:
+                    await self._new_block.wait_for(
+                        lambda: self.events.last_height > since or self._stopping
+                    )
+        head = self.committed_height
+        if self.events.last_height <= since:
+            return [], head
+        if self.events.covers(since):
+            events = self.events.page_from_memory(since, limit)
+        else:
+            events = await self._events_from_disk(since, limit)
+        if not events:
+            return [], head
+        truncated = events[-1]["height"] < self.events.last_height
+        return events, (events[-1]["height"] if truncated else head)
+
+    async def _events_from_disk(self, since: int, limit: int) -> list[dict[str, Any]]:
+        heights = self.events.heights
+        start = bisect.bisect_right(heights, since)
+        wanted = heights[start : start + limit]
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._readers, self.reader.block_bodies, wanted)
+        events: list[dict[str, Any]] = []
+        for _height, body in rows:
+            block_page = block_events(Block.from_body(body))
+            if events and len(events) + len(block_page) > limit:
+                break
+            events.extend(block_page)
+        return events
