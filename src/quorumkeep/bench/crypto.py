@@ -287,7 +287,7 @@ def _repeats(op: str, t: int, quick: bool) -> int:
         return 2
     if t >= 50:
         return {"round1": 100, "round2": 15, "aggregate": 7, "dkg": 3, "reshare": 3}[op]
-    return {"round1": 200, "round2": 60, "aggregate": 40, "dkg": 7, "reshare": 7}[op]
+    return {"round1": 200, "round2": 60, "aggregate": 40, "dkg": 15, "reshare": 15}[op]
 
 
 def run(
