@@ -32,7 +32,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(BIN)/quorumkeep devnet demo
+	$(BIN)/quorumkeep crypto demo
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json

@@ -42,3 +42,11 @@ def frost_vector_command(
     except CryptoError as exc:
         raise _fail(f"{file}: {exc}") from None
     sys.stdout.write(json.dumps(result, indent=2) + ("\n" if text.endswith("\n") else ""))
+
+
+@app.command("demo")
+def demo_command() -> None:
+    """A DKG, a threshold signature, a resharing and a signature under the same key."""
+    from quorumkeep.devnet import crypto_story
+
+    crypto_story.run(say=typer.echo)
