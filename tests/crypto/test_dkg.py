@@ -115,7 +115,7 @@ def groups(draw: st.DrawFn, max_n: int = 12) -> tuple[list[int], int]:
 # --- the protocol works ----------------------------------------------------------------
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(groups(), st.integers(0, 2**32), st.randoms(use_true_random=False))
 def test_dkg_agrees_interpolates_and_signs(
     group_: tuple[list[int], int], seed: int, rnd: random.Random

@@ -183,7 +183,7 @@ def repairs(draw: st.DrawFn) -> tuple[list[int], int, int, list[int]]:
     return ids, t, r, helpers
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(repairs(), st.integers(0, 2**32))
 def test_repaired_share_equals_the_original(
     case: tuple[list[int], int, int, list[int]], seed: int

@@ -151,7 +151,7 @@ def resharings(draw: st.DrawFn) -> tuple[list[int], int, list[int], list[int], i
 # --- the key survives ------------------------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(resharings(), st.integers(0, 2**32), st.randoms(use_true_random=False))
 def test_reshare_keeps_the_key(
     case: tuple[list[int], int, list[int], list[int], int], seed: int, rnd: random.Random
