@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from quorumkeep.crypto.seal import PassphraseParams
 from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, make_genesis
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, seal_key, write_key_file
-from quorumkeep.ledger.storage import BlockStore, StorageError
+from quorumkeep.ledger.storage import DB_NAME, BlockReader, BlockStore, StorageError
 from quorumkeep.ledger.transaction import ACCOUNT_RE
 
 KEYS_DIR = "keys"
@@ -25,6 +26,22 @@ class InitializedLedger:
     chain_id: str
     key_files: dict[str, Path]
     public_keys: dict[str, str]
+
+
+def has_genesis(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a ledger with a genesis block (read-only, lock-free)."""
+    if not (data_dir / DB_NAME).exists():
+        return False
+    try:
+        reader = BlockReader(data_dir)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        return reader.block_body(0) is not None
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        reader.close()
 
 
 def init_ledger(
@@ -51,6 +68,8 @@ def init_ledger(
             raise StorageError(f"account {name!r} does not match {ACCOUNT_RE.pattern}")
     if len(set(names)) != len(names):
         raise StorageError("an account is listed twice")
+    if has_genesis(data_dir):
+        raise StorageError(f"{data_dir} already holds a ledger (genesis exists); not touching it")
     key_paths = {name: data_dir / KEYS_DIR / f"{name}.json" for name in names}
     for path in key_paths.values():
         if path.exists():

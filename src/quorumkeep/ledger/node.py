@@ -147,6 +147,8 @@ class LedgerNode:
         self._stable: asyncio.Event | None = None
         self._new_block: asyncio.Condition | None = None
         self._stopping = False
+        self._closing = False  # shutting down: long-polls return at once
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_fatal: Callable[[str], None] | None = None
 
     @property
@@ -163,14 +165,30 @@ class LedgerNode:
         self.store.close()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._stable = asyncio.Event()
         self._stable.set()
         self._new_block = asyncio.Condition()
         self._task = asyncio.create_task(self._produce(), name="ledger-block-producer")
 
+    def begin_shutdown(self) -> None:
+        """Answer every waiting long-poll now (thread- and signal-safe), so the server's
+        graceful shutdown does not wait for them to time out."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def wake() -> None:
+            self._closing = True
+            if self._new_block is not None:
+                loop.create_task(self._notify_block())
+
+        loop.call_soon_threadsafe(wake)
+
     async def stop(self) -> None:
         self._stopping = True
+        self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
         if self._task is not None:
@@ -309,11 +327,11 @@ class LedgerNode:
                 f"since={since} is ahead of the ledger head {self.committed_height}",
             )
         assert self._new_block is not None
-        if self.events.last_height <= since and timeout > 0:
+        if self.events.last_height <= since and timeout > 0 and not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout), self._new_block:
                     await self._new_block.wait_for(
-                        lambda: self.events.last_height > since or self._stopping
+                        lambda: self.events.last_height > since or self._closing
                     )
         head = self.committed_height
         if self.events.last_height <= since:

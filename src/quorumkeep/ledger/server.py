@@ -8,6 +8,7 @@ answered ``200`` with ``status: "failure"`` and the contract's error code.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -314,6 +315,16 @@ def create_app(node: LedgerNode) -> FastAPI:
     return app
 
 
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, node: LedgerNode) -> None:
+        super().__init__(config)
+        self.node = node
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.node.begin_shutdown()
+
+
 def run_server(
     data_dir: Path,
     host: str,
@@ -338,7 +349,7 @@ def run_server(
         timeout_graceful_shutdown=2,
         timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, node)
 
     def fatal(_: str) -> None:
         server.should_exit = True
@@ -349,6 +360,10 @@ def run_server(
             f"ledger {node.state.chain_id.hex()[:16]}… at height {node.state.height}, "
             f"listening on http://{host}:{port}"
         )
+    # uvicorn handles SIGINT/SIGTERM while serving and re-raises them once it has shut down
+    # gracefully; these handlers make that re-raise a no-op, so a requested stop exits 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     finally:

@@ -1,0 +1,321 @@
+"""Durability, replay protection, tamper detection and long-poll of a real ledger process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ledger_helpers import (
+    LedgerDir,
+    LedgerProcess,
+    backup_service_args,
+    cli_command,
+    init_args,
+    make_ledger,
+    new_signer,
+)
+
+from quorumkeep.ledger.blocks import BLOCK_DOMAIN
+from quorumkeep.ledger.canonical import canonical_json, parse_json
+from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient, TxOutcome
+from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.transaction import FULL_ACCESS, Permission
+
+pytestmark = pytest.mark.slow
+
+ACCOUNTS = ("alice", "bob", "carol", "dave")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> LedgerDir:
+    return make_ledger(tmp_path / "data", ACCOUNTS)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[LedgerProcess]]:
+    started: list[LedgerProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def serve(ledger: LedgerDir, processes: list[LedgerProcess], **kwargs: Any) -> LedgerProcess:
+    process = LedgerProcess(ledger.path, **kwargs)
+    processes.append(process)
+    return process.start()
+
+
+def init_contract(client: LedgerClient, ledger: LedgerDir) -> None:
+    client.call(ledger.signers["alice"], "init", init_args(["alice", "bob", "carol"]))
+
+
+def recorded(client: LedgerClient, outcome: TxOutcome) -> dict[str, Any]:
+    return client.transaction(outcome.tx_hash)
+
+
+def test_restart_keeps_everything_acknowledged(
+    ledger: LedgerDir, processes: list[LedgerProcess]
+) -> None:
+    server = serve(ledger, processes)
+    node_key = new_signer("dave")
+    with LedgerClient(server.url) as client:
+        init_contract(client, ledger)
+        outcomes = [
+            client.call(ledger.signers[a], "register_backup_service", backup_service_args())
+            for a in ("alice", "bob", "carol", "bob")
+        ]
+        outcomes.append(
+            client.add_key(ledger.signers["dave"], node_key.public_key, Permission(("respond",)))
+        )
+        before = {
+            "accounts": {a: client.account(a)["keys"] for a in ACCOUNTS},
+            "state": client.view("state"),
+            "backup": client.view("backup_service_info", {"account": "bob"}),
+            "blocks": {o.block_height: client.block(o.block_height) for o in outcomes},
+            "txs": [recorded(client, o) for o in outcomes],
+        }
+    replay = {
+        "transaction": before["txs"][1]["transaction"],
+        "signature": before["txs"][1]["signature"],
+    }
+    # While it runs, no second ledger may open the same data (it would fork the chain).
+    second = subprocess.run(
+        cli_command("ledger", "serve", "--data", str(ledger.path), "--listen", "127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"error: {ledger.path} is in use by another ledger process"
+    ]
+    assert server.terminate() == 0
+
+    server = serve(ledger, processes)
+    with LedgerClient(server.url) as client:
+        after = {
+            "accounts": {a: client.account(a)["keys"] for a in ACCOUNTS},
+            "state": client.view("state"),
+            "backup": client.view("backup_service_info", {"account": "bob"}),
+            "blocks": {h: client.block(h) for h in before["blocks"]},
+            "txs": [recorded(client, o) for o in outcomes],
+        }
+        assert after == before
+        # The replay protection survives the restart: it is rebuilt from the blocks.
+        response = httpx.post(f"{server.url}/v1/transactions", json=replay, timeout=10)
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "DuplicateTransaction"
+        # The ledger carries on from where it stopped, with the same keys and nonces.
+        again = client.call(ledger.signers["bob"], "register_backup_service", backup_service_args())
+        assert again.block_height > max(o.block_height for o in outcomes)
+
+
+def test_sigkill_during_a_stream_loses_nothing_acknowledged(
+    ledger: LedgerDir, processes: list[LedgerProcess]
+) -> None:
+    server = serve(ledger, processes, idle_block_ms=50)
+    with LedgerClient(server.url) as client:
+        init_contract(client, ledger)
+    acknowledged: list[TxOutcome] = []
+    enough = asyncio.Event()
+
+    async def stream(account: str) -> None:
+        async with AsyncLedgerClient(server.url, timeout=10.0) as client:
+            while True:
+                try:
+                    outcome = await client.call(
+                        ledger.signers[account], "register_backup_service", backup_service_args()
+                    )
+                except LedgerError:
+                    return  # the ledger is gone: whatever was not answered is not promised
+                acknowledged.append(outcome)
+                if len(acknowledged) >= 60:
+                    enough.set()
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(stream(a)) for a in ("alice", "bob", "carol")]
+        await asyncio.wait_for(enough.wait(), 60)
+        server.kill()  # SIGKILL while the streams are still submitting
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+    asyncio.run(run())
+    assert len(acknowledged) >= 60
+
+    server = serve(ledger, processes)
+    with LedgerClient(server.url) as client:
+        for outcome in acknowledged:
+            stored = client.transaction(outcome.tx_hash)
+            assert stored["block_height"] == outcome.block_height
+            assert stored["outcome"]["status"] == outcome.status == "success"
+            assert stored["outcome"]["events"] == outcome.events
+        for account in ("alice", "bob", "carol"):
+            highest = max(
+                (
+                    client.transaction(o.tx_hash)["transaction"]["nonce"]
+                    for o in acknowledged
+                    if o.events and o.events[0]["data"]["account"] == account
+                ),
+                default=0,
+            )
+            (key,) = client.account(account)["keys"]
+            assert key["nonce"] >= highest
+
+
+def test_deleted_and_readded_key_cannot_replay(
+    ledger: LedgerDir, processes: list[LedgerProcess]
+) -> None:
+    server = serve(ledger, processes)
+    extra = new_signer("dave")
+    with LedgerClient(server.url) as client:
+        client.add_key(ledger.signers["dave"], extra.public_key, FULL_ACCESS)
+        first = client.add_key(extra, new_signer("dave").public_key, FULL_ACCESS)
+        body = client.transaction(first.tx_hash)
+        client.delete_key(ledger.signers["dave"], extra.public_key)
+        client.add_key(ledger.signers["dave"], extra.public_key, FULL_ACCESS)  # nonce back to 0
+    signed = {"transaction": body["transaction"], "signature": body["signature"]}
+    response = httpx.post(f"{server.url}/v1/transactions", json=signed, timeout=10)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "DuplicateTransaction"
+
+
+def _tamper(db: Path, height: int, what: str, rehash: bool) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        (body,) = conn.execute("SELECT body FROM blocks WHERE height = ?", (height,)).fetchone()
+        block = parse_json(bytes(body))
+        if what == "event":
+            value = block["transactions"][0]["outcome"]["events"][0]["data"]
+            value["identity_public_key"] = "00" * 32
+        else:  # a field the replay cannot check by itself: only the next block's link can
+            block["timestamp_ms"] += 1
+        new_body = canonical_json(block)
+        conn.execute("UPDATE blocks SET body = ? WHERE height = ?", (new_body, height))
+        if rehash:  # a careful forger also fixes the stored hash of the block it edited
+            new_hash = hashlib.sha256(BLOCK_DOMAIN + new_body).digest()
+            conn.execute("UPDATE blocks SET hash = ? WHERE height = ?", (new_hash, height))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def tamper_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A stopped ledger with a block holding one transaction (edited by each test's copy)."""
+    ledger = make_ledger(tmp_path_factory.mktemp("tamper") / "data", ACCOUNTS)
+    server = LedgerProcess(ledger.path)
+    try:
+        server.start()
+        with LedgerClient(server.url) as client:
+            init_contract(client, ledger)
+            outcome = client.call(
+                ledger.signers["bob"], "register_backup_service", backup_service_args()
+            )
+            client.call(ledger.signers["carol"], "register_backup_service", backup_service_args())
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    return ledger.path, outcome.block_height
+
+
+@pytest.mark.parametrize(
+    ("what", "rehash", "named"),
+    [("event", False, 0), ("event", True, 0), ("timestamp", True, 1)],
+)
+def test_tampered_block_is_detected_at_start(
+    tamper_template: tuple[Path, int], tmp_path: Path, what: str, rehash: bool, named: int
+) -> None:
+    template, height = tamper_template
+    data = tmp_path / "data"
+    shutil.copytree(template, data)
+    _tamper(data / "ledger.sqlite", height, what, rehash)
+
+    result = subprocess.run(
+        cli_command("ledger", "serve", "--data", str(data), "--listen", "127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"corrupt at block {height + named}:" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_long_poll_returns_on_a_new_event(
+    ledger: LedgerDir, processes: list[LedgerProcess]
+) -> None:
+    server = serve(ledger, processes, idle_block_ms=1000)
+    with LedgerClient(server.url) as client:
+        head = client.status()["height"]
+        result: dict[str, Any] = {}
+        started = threading.Event()
+
+        def poll() -> None:
+            with httpx.Client(timeout=60) as http:
+                started.set()
+                response = http.get(
+                    f"{server.url}/v1/events", params={"since": head, "timeout": 50}
+                )
+                result["body"] = response.json()
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        assert started.wait(10)
+        outcome = client.call(ledger.signers["alice"], "init", init_args(["alice", "bob"]))
+        # A 50 s long-poll that returns within this (shorter) bound was woken by the event.
+        poller.join(20)
+        assert not poller.is_alive(), "the long-poll did not return on the new event"
+    events = result["body"]["events"]
+    assert [e["kind"] for e in events] == [e["kind"] for e in outcome.events]
+    assert {e["height"] for e in events} == {outcome.block_height}
+    assert result["body"]["next"] >= outcome.block_height
+
+
+def test_follow_events_resumes_across_a_restart(
+    ledger: LedgerDir, processes: list[LedgerProcess]
+) -> None:
+    server = serve(ledger, processes)
+    with LedgerClient(server.url) as client:
+        init_contract(client, ledger)
+    seen: list[Any] = []
+
+    async def run() -> None:
+        init_seen = asyncio.Event()
+
+        async def follow() -> None:
+            async with AsyncLedgerClient(server.url) as client:
+                async for event in client.follow_events(-1, poll_timeout=2.0, max_backoff=0.2):
+                    seen.append(event)
+                    if len(seen) == 2:  # init's two events
+                        init_seen.set()
+                    if event.kind == "backup_service_registered":
+                        return
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(init_seen.wait(), 30)
+        await asyncio.to_thread(server.terminate)
+        await asyncio.sleep(0.3)  # the follower is now reconnecting
+        await asyncio.to_thread(server.start)
+        async with AsyncLedgerClient(server.url) as client:
+            await client.call(
+                ledger.signers["bob"], "register_backup_service", backup_service_args()
+            )
+        await asyncio.wait_for(follower, 30)
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+    assert [e.kind for e in seen] == [
+        "protocol_state_changed",
+        "participants_changed",
+        "backup_service_registered",
+    ]
+    assert len({(e.height, e.index) for e in seen}) == len(seen)
