@@ -1,0 +1,169 @@
+"""Builders for contract tests: accounts with deterministic keys, contexts, a driver."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from quorumkeep.contract import CallContext, CallResult, Contract
+from quorumkeep.crypto.derive import derivation_tweak
+from quorumkeep.crypto.group import (
+    Scalar,
+    base_mul,
+    h2,
+    scalar_add,
+    scalar_from_int,
+    scalar_mul,
+    scalar_reduce,
+)
+
+HEIGHT = 10
+
+
+def point(k: int) -> bytes:
+    """k·G: a valid Ed25519 public key whose discrete log the test knows."""
+    return base_mul(scalar_from_int(k))
+
+
+def tls_key(account: str, generation: int = 0) -> bytes:
+    return point(int.from_bytes(hashlib.sha256(f"tls/{account}/{generation}".encode()).digest()))
+
+
+def signer_key(account: str, generation: int = 0) -> bytes:
+    return point(int.from_bytes(hashlib.sha256(f"sig/{account}/{generation}".encode()).digest()))
+
+
+def port(account: str, generation: int = 0) -> int:
+    digest = hashlib.sha256(f"{account}/{generation}".encode()).digest()
+    return 10000 + 2 * (int.from_bytes(digest[:2]) % 20000)
+
+
+def info(account: str, generation: int = 0) -> dict[str, Any]:
+    """Participant info JSON (without participant_id) for a node of ``account``."""
+    p = port(account, generation)
+    return {
+        "account": account,
+        "url": f"127.0.0.1:{p}",
+        "web_url": f"https://127.0.0.1:{p + 1}",
+        "tls_public_key": tls_key(account, generation).hex(),
+        "signer_public_key": signer_key(account, generation).hex(),
+    }
+
+
+def operator_key(account: str) -> bytes:
+    return point(int.from_bytes(hashlib.sha256(f"op/{account}".encode()).digest()))
+
+
+def operator(account: str, height: int = HEIGHT) -> CallContext:
+    """A transaction signed by a full-access key of ``account``."""
+    return CallContext(account, operator_key(account), True, height, height * 1000)
+
+
+def node(account: str, generation: int = 0, height: int = HEIGHT) -> CallContext:
+    """A transaction signed by the node's signer key (a function-call key)."""
+    return CallContext(account, signer_key(account, generation), False, height, height * 1000)
+
+
+def user(account: str, height: int = HEIGHT) -> CallContext:
+    return CallContext(account, point(99), True, height, height * 1000)
+
+
+def domain_secret(domain_id: int) -> Scalar:
+    return scalar_from_int(1_000_003 + domain_id)
+
+
+def ed25519_sign(secret: Scalar, message: bytes) -> bytes:
+    """RFC 8032 signing with a raw scalar (deterministic nonce from the secret and message)."""
+    public = base_mul(secret)
+    r = scalar_reduce(hashlib.sha512(b"test nonce" + secret + message).digest())
+    big_r = base_mul(r)
+    c = h2(big_r + public + message)
+    return big_r + scalar_add(r, scalar_mul(c, secret))
+
+
+def sign_derived(domain_id: int, account: str, path: str, message: bytes) -> bytes:
+    """A signature under the key derived from domain ``domain_id``'s test key."""
+    return ed25519_sign(
+        scalar_add(domain_secret(domain_id), derivation_tweak(account, path)), message
+    )
+
+
+class Driver:
+    """Drives a contract through common flows with the test keys above."""
+
+    def __init__(self, accounts: list[str], threshold: int) -> None:
+        self.contract = Contract()
+        self.generation: dict[str, int] = {a: 0 for a in accounts}
+        self.call(
+            operator(accounts[0]),
+            "init",
+            {"participants": [info(a) for a in accounts], "threshold": threshold},
+        )
+
+    def call(self, ctx: CallContext, method: str, args: dict[str, Any]) -> CallResult:
+        return self.contract.call(ctx, method, args)
+
+    def view(self, method: str, args: dict[str, Any] | None = None) -> Any:
+        return self.contract.view(method, args or {})
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.contract.to_json()
+
+    def node(self, account: str, height: int = HEIGHT) -> CallContext:
+        return node(account, self.generation.get(account, 0), height)
+
+    def running_accounts(self) -> list[str]:
+        return [p["account"] for p in self.view("participants")["participants"]]
+
+    def add_domain(self) -> int:
+        """Vote a new Ed25519 domain with every participant and generate its key."""
+        accounts = self.running_accounts()
+        for a in accounts:
+            self.call(operator(a), "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
+        generating = self.state["protocol_state"]["generating"]
+        for event in generating:
+            domain_id = event["domain_id"]
+            kid = {"domain_id": domain_id, "epoch": event["epoch"], "attempt": event["attempt"]}
+            for a in accounts:
+                self.call(
+                    self.node(a),
+                    "vote_pk",
+                    {"key_event_id": kid, "public_key": base_mul(domain_secret(domain_id)).hex()},
+                )
+        return int(generating[-1]["domain_id"])
+
+    def propose(self, accounts: list[str], threshold: int, voters: list[str]) -> None:
+        epoch = self.state["protocol_state"]["next_epoch"]
+        current = {p["account"]: p for p in self.view("participants")["participants"]}
+        members = [current.get(a, info(a, self.generation.get(a, 0))) for a in accounts]
+        for v in voters:
+            if self.contract.protocol_state != "Running":
+                break  # enough votes: the resharing started
+            self.call(
+                operator(v),
+                "vote_new_parameters",
+                {"epoch": epoch, "proposal": {"participants": members, "threshold": threshold}},
+            )
+
+    def reshare(self, accounts: list[str], threshold: int) -> None:
+        """A complete resharing to ``accounts``: every old and new account votes, all confirm."""
+        old = self.running_accounts()
+        voters = old + [a for a in accounts if a not in old]
+        self.propose(accounts, threshold, voters)
+        while self.state["protocol_state"]["state"] == "Resharing":
+            event = next(
+                e for e in self.state["protocol_state"]["resharing"] if e["public_key"] is None
+            )
+            kid = {k: event[k] for k in ("domain_id", "epoch", "attempt")}
+            for a in accounts:
+                self.call(self.node(a), "vote_reshared", {"key_event_id": kid})
+
+    def migrate(self, account: str) -> dict[str, Any]:
+        """Start a migration of ``account``'s node to its next generation of keys."""
+        self.generation[account] = self.generation.get(account, 0) + 1
+        dest = info(account, self.generation[account])
+        return {
+            "destination": {k: dest[k] for k in ("url", "web_url", "tls_public_key")},
+            "destination_signer_public_key": dest["signer_public_key"],
+        }
