@@ -54,7 +54,7 @@ class Env:
 
     def nonce(self, signer: AccountSigner) -> int:
         keys = self.http.get(f"/v1/accounts/{signer.account}").json()["keys"]
-        return next(k["nonce"] for k in keys if k["public_key"] == signer.public_key_hex)
+        return int(next(k["nonce"] for k in keys if k["public_key"] == signer.public_key_hex))
 
     def tx(self, signer: AccountSigner, **overrides: Any) -> SignedTransaction:
         fields: dict[str, Any] = {

@@ -46,3 +46,33 @@ def crypto(
             f"{row.ratio:.2f}",
         )
     console.print(table)
+
+
+@app.command("ledger")
+def ledger(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    transactions: int = typer.Option(500, "--transactions", min=1, help="Per phase."),
+    clients: int = typer.Option(16, "--clients", min=1, help="Concurrent clients."),
+    views: int = typer.Option(2000, "--views", min=1, help="View calls per phase."),
+) -> None:
+    """Submitted transactions/s (sequential and concurrent), submit→outcome p50/p99, views/s,
+    against a fresh `ledger serve` process (SQLite, fsync per block)."""
+    from quorumkeep.bench import ledger as ledger_bench
+
+    try:
+        result = ledger_bench.run(
+            transactions=transactions, clients=clients, views=max(views, clients)
+        )
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    seq, conc, view = result["sequential"], result["concurrent"], result["views"]
+    typer.echo(
+        f"sequential: {seq['tx_per_s']} tx/s, p50 {seq['p50_ms']} ms, p99 {seq['p99_ms']} ms\n"
+        f"{conc['clients']} clients: {conc['tx_per_s']} tx/s, p50 {conc['p50_ms']} ms, "
+        f"p99 {conc['p99_ms']} ms\n"
+        f"views: {view['sequential_per_s']}/s sequential, {view['concurrent_per_s']}/s concurrent"
+    )

@@ -243,6 +243,8 @@ class LedgerNode:
             self._stable.clear()
             try:
                 block, applied = self.state.build_block([s.signed for s in batch], self._clock_ms())
+                # In a thread: requests keep being parsed and checked (and queue up for the
+                # next block) while this one is fsynced.
                 await loop.run_in_executor(self._writer, self.store.append, block)
             except Exception as exc:
                 self._fatal(f"block {self.state.height + 1} could not be stored: {exc}", batch)

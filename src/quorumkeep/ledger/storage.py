@@ -88,10 +88,10 @@ class BlockStore:
             raise
 
     def close(self) -> None:
-        conn = getattr(self, "_conn", None)
+        conn: sqlite3.Connection | None = getattr(self, "_conn", None)
         if conn is not None:
             conn.close()
-            self._conn = None
+            del self._conn
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
