@@ -25,6 +25,7 @@ from ledger_helpers import (
     sign_tx,
 )
 
+from quorumkeep.ledger.api_models import SignedTransactionModel
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
 from quorumkeep.ledger.transaction import (
     FULL_ACCESS,
@@ -381,3 +382,36 @@ def test_key_actions_roll_back_when_the_call_fails(env: Env) -> None:
     keys = env.http.get("/v1/accounts/dave").json()["keys"]
     assert extra.public_key_hex not in {k["public_key"] for k in keys}
     assert env.nonce(dave) == signed.transaction.nonce
+
+
+# --- the published schema -------------------------------------------------------------
+
+
+def test_openapi_describes_every_endpoint(env: Env) -> None:
+    schema = env.http.get("/openapi.json").json()
+    assert set(schema["paths"]) >= {
+        "/v1/transactions",
+        "/v1/view",
+        "/v1/accounts/{account}",
+        "/v1/blocks/{height}",
+        "/v1/transactions/{tx_hash}",
+        "/v1/events",
+        "/v1/status",
+        "/health",
+    }
+    body = schema["paths"]["/v1/transactions"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/SignedTransactionModel"
+    assert "TransactionModel" in schema["components"]["schemas"]
+
+
+def test_what_the_client_signs_matches_the_published_schema(env: Env) -> None:
+    signed = env.tx(
+        env.signers["dave"],
+        actions=[
+            AddKey(new_signer("x").public_key, Permission(("respond",))),
+            DeleteKey(new_signer("x").public_key),
+            FunctionCall("register_backup_service", backup_service_args()),
+        ],
+    )
+    SignedTransactionModel.model_validate(signed.to_json())

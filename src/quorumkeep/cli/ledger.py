@@ -26,8 +26,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit():
         fail(f"--listen must be HOST:PORT, got {listen!r}")
     port = int(port_text)
-    if not 0 < port < 65536:
-        fail(f"--listen port must be in 1..65535, got {port}")
+    if not 0 <= port < 65536:
+        fail(f"--listen port must be in 0..65535 (0: any free port), got {port}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, port
@@ -86,7 +86,7 @@ def serve(
     ),
 ) -> None:
     """Verify the block log, rebuild the state and serve the HTTP API until stopped."""
-    from quorumkeep.ledger.server import run_server  # FastAPI only when serving
+    from quorumkeep.ledger.server import ListenError, run_server  # FastAPI only when serving
 
     host, port = parse_listen(listen)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -100,7 +100,7 @@ def serve(
         )
     except LedgerCorrupted as exc:
         fail(f"{exc}; refusing to start", EXIT_FAILED)
-    except StorageError as exc:
+    except (StorageError, ListenError) as exc:
         fail(str(exc), EXIT_FAILED)
     if status != 0:
         raise typer.Exit(status)

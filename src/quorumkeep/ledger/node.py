@@ -241,13 +241,19 @@ class LedgerNode:
             batch = self._pending[:MAX_BLOCK_TRANSACTIONS]
             del self._pending[:MAX_BLOCK_TRANSACTIONS]
             self._stable.clear()
+            height = self.state.height + 1
             try:
                 block, applied = self.state.build_block([s.signed for s in batch], self._clock_ms())
+            except Exception as exc:  # a contract bug in on_block or a non-JSON value
+                log.exception("building block %d failed", height)
+                self._fatal(f"block {height} could not be built: {type(exc).__name__}", batch)
+                return
+            try:
                 # In a thread: requests keep being parsed and checked (and queue up for the
                 # next block) while this one is fsynced.
                 await loop.run_in_executor(self._writer, self.store.append, block)
             except Exception as exc:
-                self._fatal(f"block {self.state.height + 1} could not be stored: {exc}", batch)
+                self._fatal(f"block {height} could not be stored: {exc}", batch)
                 return
             last_block = time.monotonic()
             self.committed_height = block.height

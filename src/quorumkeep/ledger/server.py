@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -315,6 +316,29 @@ def create_app(node: LedgerNode) -> FastAPI:
     return app
 
 
+class ListenError(Exception):
+    """The HTTP address cannot be bound (in use, not local, no permission)."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, node: LedgerNode) -> None:
         super().__init__(config)
@@ -335,14 +359,19 @@ def run_server(
 ) -> int:
     """Open (verify, replay) the ledger in ``data_dir`` and serve it until a signal.
 
-    Raises LedgerCorrupted / StorageError before binding anything; returns the exit status.
+    Raises LedgerCorrupted / StorageError / ListenError before serving anything; returns the
+    exit status (0 after a requested stop, 1 if the ledger had to stop itself). Port 0
+    picks a free port; the announcement names the real one.
     """
     node = LedgerNode(data_dir, idle_block_ms=idle_block_ms)
+    try:
+        sock = _bind(host, port)
+    except ListenError:
+        node.close_unstarted()
+        raise
     app = create_app(node)
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -356,18 +385,21 @@ def run_server(
 
     node.on_fatal = fatal
     if announce is not None:
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         announce(
             f"ledger {node.state.chain_id.hex()[:16]}… at height {node.state.height}, "
-            f"listening on http://{host}:{port}"
+            f"listening on http://{shown}:{bound_port}"
         )
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises them once it has shut down
     # gracefully; these handlers make that re-raise a no-op, so a requested stop exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
-        if node._task is None:  # never started (bind failed): release the store ourselves
+        sock.close()
+        if node._task is None:  # the app never started: release the store ourselves
             node.close_unstarted()
     if node.failed is not None:
         return 1
