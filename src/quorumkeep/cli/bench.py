@@ -76,3 +76,53 @@ def ledger(
         f"p99 {conc['p99_ms']} ms\n"
         f"views: {view['sequential_per_s']}/s sequential, {view['concurrent_per_s']}/s concurrent"
     )
+
+
+@app.command("network")
+def network(
+    nodes: int = typer.Option(4, "--nodes", min=1, max=32, help="Nodes of the devnet."),
+    threshold: int = typer.Option(3, "--threshold", min=2, help="Signers needed (t of n)."),
+    requests: int = typer.Option(500, "--requests", min=1, help="Sign requests to time."),
+    concurrency: int = typer.Option(
+        64, "--concurrency", min=1, max=1024, help="Requests kept in flight at once."
+    ),
+    no_reshare: bool = typer.Option(
+        False, "--no-reshare", help="Skip the n -> n+1 resharing measurement."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Signatures per second, request-to-response latency, DKG and resharing time on a real
+    devnet (ledger and nodes as separate processes) in a temporary directory."""
+    from quorumkeep.bench import network as network_bench
+    from quorumkeep.cli.keys import fail
+    from quorumkeep.devnet.errors import DevnetError
+    from quorumkeep.devnet.signing import SignError
+
+    if threshold > nodes:
+        fail(f"--threshold must be at most --nodes ({nodes})")
+    console = Console(stderr=True)
+    try:
+        with console.status("benchmarking") as status:
+            result = network_bench.run(
+                nodes=nodes,
+                threshold=threshold,
+                requests=requests,
+                concurrency=concurrency,
+                reshare=not no_reshare,
+                progress=lambda what: status.update(what),
+            )
+    except (DevnetError, SignError) as exc:
+        fail(str(exc), 1)
+    body = result.to_json()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    latency = body["latency_ms"]
+    typer.echo(
+        f"{threshold}-of-{nodes}: {body['signatures_per_second']} signatures/s "
+        f"({requests} requests, {concurrency} in flight)\n"
+        f"latency request -> response: p50 {latency['p50']} ms, p90 {latency['p90']} ms, "
+        f"p99 {latency['p99']} ms, max {latency['max']} ms\n"
+        f"DKG: {body['dkg_seconds']} s; resharing {body['resharing'] or '-'}: "
+        f"{body['resharing_seconds'] if body['resharing_seconds'] is not None else '-'} s"
+    )

@@ -1,0 +1,164 @@
+"""Signing throughput and latency of a real devnet, plus its DKG and resharing times.
+
+``run`` starts a devnet (ledger + nodes, separate processes on 127.0.0.1) in a temporary
+directory and measures:
+
+- ``dkg_seconds``: from the last operator's ``vote_add_domains`` to the contract being
+  Running with domain 0's key (every node ran the DKG and voted its key);
+- ``signatures_per_second``: ``requests`` sign requests kept ``concurrency`` in flight
+  (submitted from as many access keys of the ``user`` account), divided by the wall time
+  from the first submission to the last verified answer;
+- ``latency_ms``: per request, from just before its ``sign`` transaction is sent to the
+  moment its ``sign_responded`` event is read from the ledger (p50, p90, p99, max);
+- ``resharing_seconds``: from the last ``vote_new_parameters`` to Running at the new epoch,
+  for n → n + 1 nodes with threshold t → t + 1 (the new node initialized and started first).
+
+Every signature is verified with PyNaCl before it counts. Numbers are one run's, on
+whatever machine runs it; nothing here asserts on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quorumkeep.devnet.network import USER, Devnet, operator_name
+from quorumkeep.devnet.signing import SignClient
+
+DEFAULT_CONCURRENCY = 64
+WARMUP_REQUESTS = 20
+SIGN_TIMEOUT = 120.0
+KEYS = 16
+"""Access keys of `user` the requests are spread over (each key submits in nonce order)."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class NetworkBench:
+    nodes: int
+    threshold: int
+    requests: int
+    concurrency: int
+    signatures_per_second: float
+    latency_ms: dict[str, float]
+    dkg_seconds: float
+    resharing_seconds: float | None
+    resharing: str | None
+    devnet_up_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "threshold": self.threshold,
+            "requests": self.requests,
+            "concurrency": self.concurrency,
+            "signatures_per_second": round(self.signatures_per_second, 1),
+            "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
+            "dkg_seconds": round(self.dkg_seconds, 3),
+            "resharing_seconds": None
+            if self.resharing_seconds is None
+            else round(self.resharing_seconds, 3),
+            "resharing": self.resharing,
+            "devnet_up_seconds": round(self.devnet_up_seconds, 3),
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+async def _sign_many(
+    devnet: Devnet, count: int, concurrency: int, label: str
+) -> tuple[float, list[float]]:
+    """(wall seconds, per-request latencies) for ``count`` verified signatures."""
+    signers = devnet.user_signers(min(KEYS, max(1, concurrency)), USER)
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async with SignClient(devnet.ledger_url, signers) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                payload = os.urandom(32)
+                result = await client.sign(payload, f"{label}/{i % 8}", timeout=SIGN_TIMEOUT)
+                latencies.append(result.latency_s)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        wall = time.perf_counter() - started
+    return wall, latencies
+
+
+def run(
+    *,
+    nodes: int = 4,
+    threshold: int = 3,
+    requests: int = 500,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    reshare: bool = True,
+    keep_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> NetworkBench:
+    report = progress or (lambda _: None)
+    directory = keep_dir or Path(tempfile.mkdtemp(prefix="quorumkeep-bench-"))
+    devnet: Devnet | None = None
+    try:
+        report(f"starting a {threshold}-of-{nodes} devnet in {directory}")
+        started = time.perf_counter()
+        devnet = Devnet.up(
+            directory / "devnet",
+            nodes=nodes,
+            threshold=threshold,
+            spare_operators=1,
+            progress=report,
+        )
+        up_seconds = time.perf_counter() - started
+        report(f"warming up ({WARMUP_REQUESTS} signatures)")
+        asyncio.run(_sign_many(devnet, WARMUP_REQUESTS, min(concurrency, 8), "warmup"))
+        report(f"signing {requests} payloads, {concurrency} in flight")
+        wall, latencies = asyncio.run(_sign_many(devnet, requests, concurrency, "bench"))
+        resharing_seconds = None
+        resharing = None
+        if reshare:
+            newcomer = operator_name(nodes + 1)
+            new_threshold = min(threshold + 1, nodes + 1)
+            report(f"resharing {threshold}-of-{nodes} -> {new_threshold}-of-{nodes + 1}")
+            name = devnet.add_node(newcomer)
+            devnet.wait_node_healthy(name)
+            devnet.reshare(threshold=new_threshold, add=[name])
+            resharing_seconds = devnet.timings["resharing"]
+            resharing = f"{threshold}-of-{nodes} -> {new_threshold}-of-{nodes + 1}"
+        return NetworkBench(
+            nodes=nodes,
+            threshold=threshold,
+            requests=requests,
+            concurrency=concurrency,
+            signatures_per_second=requests / wall,
+            latency_ms={
+                "p50": percentile(latencies, 50) * 1000,
+                "p90": percentile(latencies, 90) * 1000,
+                "p99": percentile(latencies, 99) * 1000,
+                "max": max(latencies) * 1000,
+            },
+            dkg_seconds=devnet.timings["dkg"],
+            resharing_seconds=resharing_seconds,
+            resharing=resharing,
+            devnet_up_seconds=up_seconds,
+        )
+    finally:
+        if devnet is not None:
+            devnet.down(grace=5.0)
+        if keep_dir is None:
+            shutil.rmtree(directory, ignore_errors=True)

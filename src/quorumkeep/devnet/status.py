@@ -1,0 +1,90 @@
+"""What ``devnet status`` reports: processes, the contract's view of the network, and each
+running node's own ``/status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quorumkeep.devnet import watch
+from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.devnet.network import Devnet
+from quorumkeep.ledger.errors import LedgerError
+
+NODE_STATUS_TIMEOUT = 2.0
+
+
+def gather(devnet: Devnet) -> dict[str, Any]:
+    """A JSON-ready snapshot; unreachable parts are reported as ``{"error": ...}``."""
+    record = devnet.record
+    procs: list[dict[str, Any]] = [
+        {
+            "name": proc.name,
+            "kind": proc.kind,
+            "account": proc.account,
+            "pid": proc.pid,
+            "alive": devnet.alive(proc),
+            "ports": dict(proc.ports),
+            "log": str(devnet.dir.resolve(proc.log)),
+        }
+        for proc in record.processes.values()
+    ]
+    contract: dict[str, Any]
+    try:
+        state = devnet.contract_state()
+    except (LedgerError, DevnetError) as exc:
+        contract = {"error": str(exc)}
+        state = None
+    if state is not None:
+        p = watch.protocol(state)
+        running = watch.serving(state)
+        nodes_by_key = {}
+        for name in devnet.node_names():
+            try:
+                nodes_by_key[devnet.participant_info(name)["tls_public_key"]] = name
+            except DevnetError:
+                continue
+        contract = {
+            "protocol_state": p["state"],
+            "epoch": watch.epoch(state),
+            "threshold": watch.threshold(state),
+            "participants": [
+                {
+                    "participant_id": m["participant_id"],
+                    "account": m["account"],
+                    "url": m["url"],
+                    "node": nodes_by_key.get(m["tls_public_key"]),
+                }
+                for m in watch.participants(state)
+            ],
+            "domains": [
+                {"domain_id": d, "public_key": pk}
+                for d, pk in sorted(watch.domain_keys(state).items())
+            ],
+            "pending_requests": len(state["sign_requests"]),
+            "next_epoch": None if running is None else running.get("next_epoch"),
+        }
+        if p["state"] == "Resharing":
+            contract["resharing_to"] = {
+                "epoch": p["epoch"],
+                "threshold": p["threshold"],
+                "accounts": [m["account"] for m in p["participants"]],
+            }
+    nodes: dict[str, Any] = {}
+    for entry in procs:
+        if entry["kind"] != "node" or not entry["alive"]:
+            continue
+        try:
+            nodes[entry["name"]] = devnet.node_get(
+                entry["name"], "/status", timeout=NODE_STATUS_TIMEOUT
+            )
+        except DevnetError as exc:
+            nodes[entry["name"]] = {"error": str(exc)}
+    return {
+        "dir": str(devnet.path),
+        "phase": record.phase,
+        "ledger_url": record.ledger_url,
+        "chain_id": record.chain_id,
+        "processes": procs,
+        "contract": contract,
+        "nodes": nodes,
+    }
