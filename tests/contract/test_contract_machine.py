@@ -44,7 +44,7 @@ class ContractMachine(RuleBasedStateMachine):
         self.generation: dict[str, int] = {a: 0 for a in POOL}
         self.id_owner: dict[int, str] = {}
         self.last_ids: dict[str, int] = {}
-        self.rejections = 0
+        self.pending_generation: dict[str, int] = {}
         self._snapshot: dict[str, Any] | None = None
 
     # --- helpers -----------------------------------------------------------------------
@@ -105,7 +105,6 @@ class ContractMachine(RuleBasedStateMachine):
         except ContractError as error:
             assert error.code and "\n" not in error.message
             assert canonical(self.state) == before, f"rejected {method} changed the state"
-            self.rejections += 1
             return None
         note(f"accepted {method}")
         json.dumps(result.value)
@@ -356,12 +355,12 @@ class ContractMachine(RuleBasedStateMachine):
             "destination": {k: dest[k] for k in ("url", "web_url", "tls_public_key")},
             "destination_signer_public_key": dest["signer_public_key"],
         }
-        if (
-            self.attempt(self.ctx(caller, kind), "start_node_migration", args)
-            and dest_kind == "fresh"
-        ):
-            self.pending_generation = getattr(self, "pending_generation", {})
-            self.pending_generation[caller] = generation
+        if self.attempt(self.ctx(caller, kind), "start_node_migration", args) is not None:
+            # last call wins: only a fresh destination moves the account to new test keys
+            if dest_kind == "fresh":
+                self.pending_generation[caller] = generation
+            else:
+                self.pending_generation.pop(caller, None)
 
     @precondition(lambda m: m.protocol()["state"] != "NotInitialized")
     @rule(
@@ -392,8 +391,8 @@ class ContractMachine(RuleBasedStateMachine):
             ],
         }
         ctx = CallContext(caller, key, False, self.height, 0)
-        if self.attempt(ctx, "conclude_node_migration", {"keyset": keyset}):
-            self.generation[caller] = self.pending_generation[caller]
+        if self.attempt(ctx, "conclude_node_migration", {"keyset": keyset}) is not None:
+            self.generation[caller] = self.pending_generation.pop(caller, self.generation[caller])
 
     @precondition(lambda m: m.protocol()["state"] != "NotInitialized")
     @rule(caller=accounts, pick=st.booleans(), kind=op_kind)

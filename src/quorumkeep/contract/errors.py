@@ -188,8 +188,4 @@ ERRORS: dict[str, type[ContractError]] = {
 
 def error_from_code(code: str, message: str) -> ContractError:
     """The typed error for a code received over the wire (unknown codes: the base class)."""
-    cls = ERRORS.get(code)
-    if cls is None:
-        error = ContractError(message)
-        return error
-    return cls(message)
+    return ERRORS.get(code, ContractError)(message)
