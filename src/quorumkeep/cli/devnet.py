@@ -127,22 +127,23 @@ def _render(snapshot: dict[str, Any]) -> None:
             f"(threshold {target['threshold']})"
         )
     table = Table(title="participants")
-    for column in ("id", "account", "node", "url", "node state", "peers", "presignatures"):
+    for column in ("id", "account", "node", "url", "role", "epoch", "peers", "presignatures"):
         table.add_column(column)
     for m in contract["participants"]:
         node = m["node"]
         seen = snapshot["nodes"].get(node) if node else None
-        state = peers = pools = "-"
+        role = epoch = peers = pools = "-"
         if isinstance(seen, dict) and "error" not in seen:
-            state = str(seen.get("protocol_state", "?"))
-            connected = seen.get("connected_peers")
+            role = str(seen.get("role", "?"))
+            epoch = str(seen.get("epoch"))
+            connected = seen.get("connected_peers", [])
             peers = str(len(connected)) if isinstance(connected, list) else str(connected)
-            sizes = seen.get("presignature_pool_sizes", seen.get("presignatures"))
-            pools = str(sizes) if sizes is not None else "-"
+            sizes = seen.get("presignatures") or {}
+            pools = " ".join(f"domain {d}: {n}" for d, n in sorted(sizes.items())) or "0"
         elif isinstance(seen, dict):
-            state = "[red]unreachable[/red]"
+            role = "[red]unreachable[/red]"
         table.add_row(
-            str(m["participant_id"]), m["account"], node or "-", m["url"], state, peers, pools
+            str(m["participant_id"]), m["account"], node or "-", m["url"], role, epoch, peers, pools
         )
     console.print(table)
 
