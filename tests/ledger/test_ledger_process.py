@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ledger_helpers import (
     init_args,
     make_ledger,
     new_signer,
+    random_ed25519,
 )
 
 from quorumkeep.ledger.blocks import BLOCK_DOMAIN
@@ -170,23 +172,6 @@ def test_sigkill_during_a_stream_loses_nothing_acknowledged(
             assert key["nonce"] >= highest
 
 
-def test_deleted_and_readded_key_cannot_replay(
-    ledger: LedgerDir, processes: list[LedgerProcess]
-) -> None:
-    server = serve(ledger, processes)
-    extra = new_signer("dave")
-    with LedgerClient(server.url) as client:
-        client.add_key(ledger.signers["dave"], extra.public_key, FULL_ACCESS)
-        first = client.add_key(extra, new_signer("dave").public_key, FULL_ACCESS)
-        body = client.transaction(first.tx_hash)
-        client.delete_key(ledger.signers["dave"], extra.public_key)
-        client.add_key(ledger.signers["dave"], extra.public_key, FULL_ACCESS)  # nonce back to 0
-    signed = {"transaction": body["transaction"], "signature": body["signature"]}
-    response = httpx.post(f"{server.url}/v1/transactions", json=signed, timeout=10)
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "DuplicateTransaction"
-
-
 def _tamper(db: Path, height: int, what: str, rehash: bool) -> None:
     conn = sqlite3.connect(db)
     try:
@@ -251,36 +236,6 @@ def test_tampered_block_is_detected_at_start(
     assert "Traceback" not in result.stderr
 
 
-def test_long_poll_returns_on_a_new_event(
-    ledger: LedgerDir, processes: list[LedgerProcess]
-) -> None:
-    server = serve(ledger, processes, idle_block_ms=1000)
-    with LedgerClient(server.url) as client:
-        head = client.status()["height"]
-        result: dict[str, Any] = {}
-        started = threading.Event()
-
-        def poll() -> None:
-            with httpx.Client(timeout=60) as http:
-                started.set()
-                response = http.get(
-                    f"{server.url}/v1/events", params={"since": head, "timeout": 50}
-                )
-                result["body"] = response.json()
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        assert started.wait(10)
-        outcome = client.call(ledger.signers["alice"], "init", init_args(["alice", "bob"]))
-        # A 50 s long-poll that returns within this (shorter) bound was woken by the event.
-        poller.join(20)
-        assert not poller.is_alive(), "the long-poll did not return on the new event"
-    events = result["body"]["events"]
-    assert [e["kind"] for e in events] == [e["kind"] for e in outcome.events]
-    assert {e["height"] for e in events} == {outcome.block_height}
-    assert result["body"]["next"] >= outcome.block_height
-
-
 def test_follow_events_resumes_across_a_restart(
     ledger: LedgerDir, processes: list[LedgerProcess]
 ) -> None:
@@ -319,3 +274,110 @@ def test_follow_events_resumes_across_a_restart(
         "backup_service_registered",
     ]
     assert len({(e.height, e.index) for e in seen}) == len(seen)
+
+
+# --- one running ledger, Running with a generated domain ------------------------------
+
+
+@dataclass
+class Running:
+    ledger: LedgerDir
+    server: LedgerProcess
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A ledger whose contract runs with domain 0 and a 5-block sign timeout; idle 50 ms."""
+    ledger = make_ledger(tmp_path_factory.mktemp("running") / "data", ACCOUNTS)
+    server = LedgerProcess(ledger.path, idle_block_ms=50)
+    try:
+        server.start()
+        alice, bob = ledger.signers["alice"], ledger.signers["bob"]
+        with LedgerClient(server.url) as client:
+            client.call(
+                alice,
+                "init",
+                {**init_args(["alice", "bob"]), "config": {"sign_timeout_blocks": 5}},
+            )
+            for operator in (alice, bob):
+                client.call(operator, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
+            group_key = random_ed25519()
+            key_event = {"domain_id": 0, "epoch": 0, "attempt": 0}
+            for operator in (alice, bob):
+                client.call(
+                    operator, "vote_pk", {"key_event_id": key_event, "public_key": group_key}
+                )
+        yield Running(ledger, server)
+    finally:
+        server.kill()
+
+
+def test_long_poll_returns_on_a_new_event(running: Running) -> None:
+    server, alice = running.server, running.ledger.signers["alice"]
+    with LedgerClient(server.url) as client:
+        head = client.status()["height"]
+        result: dict[str, Any] = {}
+        started = threading.Event()
+
+        def poll() -> None:
+            with httpx.Client(timeout=60) as http:
+                started.set()
+                response = http.get(
+                    f"{server.url}/v1/events", params={"since": head, "timeout": 50}
+                )
+                result["body"] = response.json()
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        assert started.wait(10)
+        outcome = client.call(alice, "register_backup_service", backup_service_args())
+        # A 50 s long-poll that returns within this (shorter) bound was woken by the event.
+        poller.join(20)
+        assert not poller.is_alive(), "the long-poll did not return on the new event"
+    events = result["body"]["events"]
+    assert [(e["kind"], e["tx_hash"]) for e in events] == [
+        ("backup_service_registered", outcome.tx_hash)
+    ]
+    assert events[0]["height"] == outcome.block_height
+    assert result["body"]["next"] >= outcome.block_height
+
+
+def test_idle_blocks_advance_contract_timeouts(running: Running) -> None:
+    """A sign request nobody answers fails by itself: empty blocks keep coming."""
+    dave = running.ledger.signers["dave"]
+    with LedgerClient(running.server.url) as client:
+        request = client.call(
+            dave, "sign", {"payload": "ab" * 32, "path": "wallet/1", "domain_id": 0}
+        )
+        request_id = request.value["request_id"]
+        deadline = request.value["deadline_height"]
+        # No transaction from here on: only idle blocks can reach the deadline.
+        cursor = request.block_height
+        failed = None
+        for _ in range(20):  # each long-poll waits at most 5 s
+            events, cursor = client.events(cursor, timeout=5)
+            failed = next((e for e in events if e.kind == "sign_failed"), None)
+            if failed is not None:
+                break
+        assert failed is not None, "the request never timed out"
+        assert failed.tx_hash is None  # emitted by on_block, not by a transaction
+        assert failed.height >= deadline
+        assert failed.data["request_id"] == request_id
+        pending = client.view("pending_requests")
+        assert request_id not in {r["request_id"] for r in pending}
+
+
+def test_deleted_and_readded_key_cannot_replay(running: Running) -> None:
+    dave = running.ledger.signers["dave"]
+    extra = new_signer("dave")
+    url = running.server.url
+    with LedgerClient(url) as client:
+        client.add_key(dave, extra.public_key, FULL_ACCESS)
+        first = client.add_key(extra, new_signer("dave").public_key, FULL_ACCESS)
+        body = client.transaction(first.tx_hash)
+        client.delete_key(dave, extra.public_key)
+        client.add_key(dave, extra.public_key, FULL_ACCESS)  # its nonce starts at 0 again
+    signed = {"transaction": body["transaction"], "signature": body["signature"]}
+    response = httpx.post(f"{url}/v1/transactions", json=signed, timeout=10)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "DuplicateTransaction"

@@ -12,7 +12,9 @@ ledger says ``DuplicateTransaction`` and the client fetches the recorded outcome
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +34,7 @@ from quorumkeep.ledger.transaction import (
     Transaction,
 )
 
-try:  # pragma: no cover - depends on what else is installed
-    import sniffio  # noqa: F401
-except ImportError:
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
     # httpcore tries `import sniffio` on every async request; without a negative entry in
     # sys.modules each failed import rescans sys.path (~0.25 ms per request).
     sys.modules["sniffio"] = None  # type: ignore[assignment]
@@ -376,7 +376,10 @@ class AsyncLedgerClient:
 
 
 class LedgerClient:
-    """Blocking client with the methods of AsyncLedgerClient (no follow_events)."""
+    """Blocking client with the methods of AsyncLedgerClient (no follow_events).
+
+    Safe to share between threads: nonce allocation is serialized by a lock.
+    """
 
     def __init__(
         self,
@@ -388,6 +391,7 @@ class LedgerClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
         self._book = _Book()
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
@@ -449,13 +453,15 @@ class LedgerClient:
 
     def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
         slot = (signer.account, signer.public_key)
-        if self._book.chain_id is None:
-            self.status()
-        if slot not in self._book.nonces:
-            self._book.learn_account(signer, self.account(signer.account))
-        elif not self._book.height_fresh():
-            self.status()
-        return signer.sign(self._book.next_transaction(signer, actions))
+        with self._lock:
+            if self._book.chain_id is None:
+                self.status()
+            if slot not in self._book.nonces:
+                self._book.learn_account(signer, self.account(signer.account))
+            elif not self._book.height_fresh():
+                self.status()
+            transaction = self._book.next_transaction(signer, actions)
+        return signer.sign(transaction)
 
     def submit(self, signer: AccountSigner, actions: Sequence[Action]) -> TxOutcome:
         for attempt in range(2):
@@ -464,7 +470,8 @@ class LedgerClient:
                 return self.submit_signed(signed)
             except LedgerError as exc:
                 if exc.code in _RETRY_WITH_FRESH_VALUES and attempt == 0:
-                    self._book.forget(signer)
+                    with self._lock:
+                        self._book.forget(signer)
                     continue
                 raise
         raise AssertionError("unreachable")
