@@ -415,3 +415,57 @@ def test_what_the_client_signs_matches_the_published_schema(env: Env) -> None:
         ],
     )
     SignedTransactionModel.model_validate(signed.to_json())
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*prefix, index))
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(value))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    if new is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = new
+    return copy
+
+
+_DELETE = object()
+_JUNK: list[Any] = [None, True, -1, 0, 2**64, 1.5, "", "zz", [], {}, [1], {"a": 1}, _DELETE]
+
+
+def test_no_mutation_of_a_transaction_gets_a_5xx_or_changes_anything(env: Env) -> None:
+    signed = env.tx(
+        env.signers["bob"],
+        actions=[
+            AddKey(new_signer("x").public_key, Permission(("respond",))),
+            FunctionCall("register_backup_service", backup_service_args()),
+        ],
+    )
+    original = signed.to_json()
+    before = env.snapshot()
+    seen: set[int] = set()
+    for path in _paths(original):
+        for junk in _JUNK:
+            if junk is _DELETE and not path:
+                continue
+            body = _replace(original, path, junk)
+            response = env.post(body)
+            seen.add(response.status_code)
+            if response.status_code == 200:  # a change the signature does not cover: none
+                raise AssertionError(f"mutated transaction accepted: {path} -> {junk!r}")
+            assert 400 <= response.status_code < 500, (path, junk, response.text)
+            assert set(response.json()) == {"error"}
+    assert env.snapshot() == before
+    assert seen <= {400, 401, 403, 404, 409}
