@@ -14,6 +14,7 @@ from pathlib import Path
 
 from node_helpers import make_identity
 
+from quorumkeep.crypto import frost
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.keystore import Keystore, StorageKey
@@ -81,6 +82,21 @@ async def stop_cluster(nodes: Mapping[int, Node]) -> None:
     await asyncio.gather(*(node.mesh.close() for node in nodes.values()))
     for node in nodes.values():
         node.keystore.close()
+
+
+def frost_sign(packages: Mapping[int, KeyPackage], signers: list[int], msg: bytes) -> bytes:
+    """Sign with FROST among ``signers`` (all local): proves the shares form one key."""
+    nonces, commitments = {}, {}
+    for i in signers:
+        nonces[i], commitments[i] = frost.commit(packages[i].signing_share, os.urandom)
+    commitment_list = frost.commitment_list_from(commitments)
+    group_key = packages[signers[0]].group_public_key
+    shares = {
+        i: frost.sign(i, packages[i].signing_share, group_key, nonces[i], msg, commitment_list)
+        for i in signers
+    }
+    verifying = {i: packages[i].verifying_share for i in signers}
+    return frost.aggregate(commitment_list, msg, group_key, shares, verifying_shares=verifying)
 
 
 async def dkg_all(

@@ -10,12 +10,18 @@ from typing import Any
 import pytest
 from nacl.signing import VerifyKey
 from node_helpers import run
-from protocol_cluster import NodeKeys, dkg_all, make_node_keys, start_cluster, stop_cluster
+from protocol_cluster import (
+    NodeKeys,
+    dkg_all,
+    frost_sign,
+    make_node_keys,
+    start_cluster,
+    stop_cluster,
+)
 
-from quorumkeep.crypto import dkg, frost
+from quorumkeep.crypto import dkg
 from quorumkeep.crypto.dkg import Round2Package
 from quorumkeep.crypto.group import ONE, base_mul, scalar_add
-from quorumkeep.crypto.keys import KeyPackage
 from quorumkeep.node.messages import (
     CHANNEL_DKG,
     DkgRound1,
@@ -36,21 +42,6 @@ from quorumkeep.node.protocols.errors import (
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NodeKeys]:
     return make_node_keys(tmp_path_factory.mktemp("dkg-identities"), 4)
-
-
-def frost_sign(packages: dict[int, KeyPackage], signers: list[int], msg: bytes) -> bytes:
-    """Sign with FROST among ``signers`` (all local): proves the shares form one key."""
-    nonces, commitments = {}, {}
-    for i in signers:
-        nonces[i], commitments[i] = frost.commit(packages[i].signing_share, os.urandom)
-    commitment_list = frost.commitment_list_from(commitments)
-    group_key = packages[signers[0]].group_public_key
-    shares = {
-        i: frost.sign(i, packages[i].signing_share, group_key, nonces[i], msg, commitment_list)
-        for i in signers
-    }
-    verifying = {i: packages[i].verifying_share for i in signers}
-    return frost.aggregate(commitment_list, msg, group_key, shares, verifying_shares=verifying)
 
 
 def test_dkg_among_four_gives_one_key_that_signs(keys: dict[int, NodeKeys], tmp_path: Path) -> None:

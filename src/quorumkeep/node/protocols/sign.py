@@ -1,0 +1,442 @@
+"""FROST round two with presignatures: the leader's side and the member's side.
+
+Leader (``SigningService.lead``), for one pending request of the contract::
+
+    claim one of our own presignatures whose members are all connected (and not excluded)
+    → sign_request (request, commitment list) to each member      } at the same time
+    → take our own nonces out of the keystore (durable delete)      }
+    → our share; collect the members' sign_share (or refusal) with a timeout
+    → frost.aggregate with the derived key PK' = PK + ε·G and tweak ε (per-share checks)
+
+A share that fails verification names its sender (``CheaterDetected``): it is logged,
+excluded for this request, and the leader retries with another presignature. A member that
+refuses or stays silent is avoided for the rest of the request when another set exists.
+
+Member, for each sign_request (formats: docs/node-protocols.md), refusing with a stable code
+at the first failed check:
+
+    the presignature id names the sender as its owner; we hold the key (domain, epoch) and
+    the sender is one of its holders; we are in the commitment list;
+    ``is_pending(request_id, payload, path, domain_id, caller)`` — the coordinator's check
+    against the contract, so a leader cannot get anything signed that nobody asked for;
+    take the presignature (deleted durably *before* anything else happens with it);
+    the stored commitment list is exactly the request's (and the domain and epoch match);
+    frost.sign under PK' → sign_share.
+
+A nonce is used at most once: it leaves the keystore only through ``take_presignature``,
+which commits the deletion first, so neither a retry nor a crash can use it again. The
+leader's own nonce is taken while the members work; it is used only after its deletion
+committed, and a presignature that failed anywhere is never tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from quorumkeep.crypto import frost
+from quorumkeep.crypto.derive import derivation_tweak
+from quorumkeep.crypto.errors import CheaterDetected, CryptoError
+from quorumkeep.crypto.group import Element, base_mul, element_add
+from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
+from quorumkeep.node.keystore import (
+    InvalidRecord,
+    Keystore,
+    KeystoreError,
+    Presignature,
+    PresignatureInfo,
+    RecordNotFound,
+)
+from quorumkeep.node.messages import (
+    CHANNEL_SIGN,
+    Message,
+    Refusal,
+    SignRequest,
+    SignShare,
+    encode,
+)
+from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
+from quorumkeep.node.protocols.presign import PresignaturePool, presignature_owner
+from quorumkeep.node.sessions import SessionRouter
+
+log = logging.getLogger("quorumkeep.node.protocols.sign")
+
+IsPending = Callable[[int, bytes, str, int, str], Awaitable[bool]]
+"""(request_id, payload, path, domain_id, caller) → whether the contract has exactly this
+request pending. May wait (bounded) for the node's view of the contract to catch up."""
+
+
+@dataclass(frozen=True)
+class SignJob:
+    """One request to lead. ``key``/``public`` default to the pool's key for (domain, epoch)."""
+
+    request_id: int
+    domain_id: int
+    epoch: int
+    payload: bytes
+    path: str
+    caller: str
+    key: KeyPackage | None = field(default=None, repr=False)
+    public: PublicKeyPackage | None = None
+
+
+@dataclass
+class SigningStats:
+    led: int = 0
+    failed: int = 0
+    attempts: int = 0
+    cheaters_named: int = 0
+    shares_served: int = 0
+    refusals: int = 0
+
+
+class _AttemptFailed(Exception):
+    """This presignature did not work out; ``members`` are to be avoided for the request."""
+
+    def __init__(self, reason: str, members: frozenset[int] = frozenset()) -> None:
+        super().__init__(reason)
+        self.members = members
+
+
+def _derived_key(group_public_key: Element, caller: str, path: str) -> tuple[Element, bytes]:
+    tweak = derivation_tweak(caller, path)
+    return element_add(group_public_key, base_mul(tweak)), tweak
+
+
+def _nonces(record: Presignature, me: int) -> frost.SigningNonces:
+    hiding, binding = record.commitments[me]
+    return frost.SigningNonces(
+        record.nonces[:32], record.nonces[32:64], frost.SigningCommitments(hiding, binding)
+    )
+
+
+def _commitment_list(info: PresignatureInfo) -> tuple[frost.CommitmentListEntry, ...]:
+    return tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
+
+
+class SigningService:
+    """Leads signatures with the pool's presignatures and serves other leaders' requests."""
+
+    def __init__(
+        self,
+        router: SessionRouter,
+        keystore: Keystore,
+        pool: PresignaturePool,
+        me: int | None,
+        *,
+        is_pending: IsPending,
+        share_timeout: float = 3.0,
+        max_attempts: int = 5,
+        presignature_wait: float = 2.0,
+        max_member_tasks: int = 1024,
+    ) -> None:
+        self.router = router
+        self.keystore = keystore
+        self.pool = pool
+        self.me = me
+        self.is_pending = is_pending
+        self.share_timeout = share_timeout
+        self.max_attempts = max_attempts
+        self.presignature_wait = presignature_wait
+        self.max_member_tasks = max_member_tasks
+        self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
+        self._member_tasks: set[asyncio.Task[None]] = set()
+        self.stats = SigningStats()
+        router.serve(CHANNEL_SIGN, self._serve)
+
+    def configure(
+        self,
+        *,
+        me: int | None,
+        epoch: int,
+        keys: Mapping[int, tuple[KeyPackage, PublicKeyPackage]],
+    ) -> None:
+        """The keys (domain id → key material) of the epoch in force, for jobs without
+        their own; the member side uses the pool's keys."""
+        self.me = me
+        self._keys = {(domain_id, epoch): pair for domain_id, pair in keys.items()}
+
+    async def close(self) -> None:
+        tasks = list(self._member_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    # -- leader
+
+    def _key_for(self, job: SignJob) -> tuple[KeyPackage, PublicKeyPackage]:
+        if job.key is not None and job.public is not None:
+            return job.key, job.public
+        pair = self._keys.get((job.domain_id, job.epoch)) or self.pool.key(job.domain_id, job.epoch)
+        if pair is None:
+            raise SigningFailed(f"no key share for domain {job.domain_id} epoch {job.epoch}")
+        return pair
+
+    async def lead(self, job: SignJob, *, timeout: float = 10.0) -> bytes:
+        """Produce the signature for ``job`` (64 bytes, valid under the derived key).
+
+        Raises ``NoPresignature`` when no usable presignature turns up in time and
+        ``SigningFailed`` when every attempt failed (cheaters, if any, are listed).
+        """
+        me = self.me
+        if me is None:
+            raise SigningFailed("this node is not a participant")
+        key, public = self._key_for(job)
+        derived, tweak = _derived_key(public.group_public_key, job.caller, job.path)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        cheaters: set[int] = set()
+        avoid: set[int] = set()
+        last = "no attempt made"
+        for _ in range(self.max_attempts):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            info = await self._claim(job, me, cheaters, avoid, remaining)
+            if info is None:
+                if cheaters or avoid:
+                    break
+                raise NoPresignature(
+                    f"no presignature for domain {job.domain_id} epoch {job.epoch} "
+                    "with all members connected"
+                )
+            self.stats.attempts += 1
+            try:
+                signature = await self._attempt(
+                    job, me, info, key, public, derived, tweak, deadline
+                )
+            except CheaterDetected as exc:
+                cheaters.add(exc.culprit)
+                self.stats.cheaters_named += 1
+                last = f"participant {exc.culprit}: {exc.reason}"
+                log.warning(
+                    "request %s: participant %s sent a bad signature share (%s); excluded, "
+                    "retrying without it",
+                    job.request_id,
+                    exc.culprit,
+                    exc.reason,
+                )
+                continue
+            except _AttemptFailed as exc:
+                avoid |= exc.members
+                last = str(exc)
+                log.info("request %s: presignature %s failed: %s", job.request_id, info.id, exc)
+                continue
+            self.stats.led += 1
+            return signature
+        self.stats.failed += 1
+        raise SigningFailed(f"request {job.request_id}: {last}", cheaters=cheaters)
+
+    async def _claim(
+        self, job: SignJob, me: int, cheaters: set[int], avoid: set[int], remaining: float
+    ) -> PresignatureInfo | None:
+        connected = self.router.connected_peers()
+
+        def usable(excluded: set[int]) -> Callable[[tuple[int, ...]], bool]:
+            def check(participants: tuple[int, ...]) -> bool:
+                return all(p == me or (p in connected and p not in excluded) for p in participants)
+
+            return check
+
+        info = self.pool.claim(job.domain_id, job.epoch, usable(cheaters | avoid))
+        if info is None and avoid:  # a refusal may have been passing: never a cheater, though
+            info = self.pool.claim(job.domain_id, job.epoch, usable(cheaters))
+            if info is not None:
+                avoid.clear()
+        if info is None:
+            wait = min(remaining, self.presignature_wait)
+            info = await self.pool.claim_wait(job.domain_id, job.epoch, usable(cheaters), wait)
+        return info
+
+    async def _attempt(
+        self,
+        job: SignJob,
+        me: int,
+        info: PresignatureInfo,
+        key: KeyPackage,
+        public: PublicKeyPackage,
+        derived: Element,
+        tweak: bytes,
+        deadline: float,
+    ) -> bytes:
+        members = frozenset(p for p in info.participants if p != me)
+        commitment_list = _commitment_list(info)
+        with self.router.open(CHANNEL_SIGN, info.id, members) as session:
+            request = SignRequest(
+                info.id,
+                job.request_id,
+                job.domain_id,
+                job.epoch,
+                job.payload,
+                job.path,
+                job.caller,
+                commitment_list,
+            )
+            sent, taken = await asyncio.gather(
+                session.broadcast(members, request),
+                asyncio.to_thread(self.keystore.take_presignature, info.id),
+                return_exceptions=True,
+            )
+            if isinstance(taken, BaseException):
+                if isinstance(taken, asyncio.CancelledError):
+                    raise taken
+                raise _AttemptFailed(f"own nonces unavailable: {type(taken).__name__}")
+            if isinstance(sent, BaseException):
+                raise sent
+            if sent != members:
+                raise _AttemptFailed("members not reachable", members - sent)
+            try:
+                own = frost.sign(
+                    me,
+                    key.signing_share,
+                    derived,
+                    _nonces(taken, me),
+                    job.payload,
+                    commitment_list,
+                )
+            except CryptoError as exc:
+                raise _AttemptFailed(f"own share: {exc}") from None
+            del taken
+            shares = {me: own}
+            loop = asyncio.get_running_loop()
+            share_deadline = min(deadline, loop.time() + self.share_timeout)
+            while len(shares) <= len(members):
+                missing = members - set(shares)
+                try:
+                    sender, message = await session.recv(
+                        missing, share_deadline - loop.time(), expect=(SignShare, Refusal)
+                    )
+                except TimeoutError:
+                    raise _AttemptFailed(f"no share from {sorted(missing)}", missing) from None
+                if isinstance(message, Refusal):
+                    raise _AttemptFailed(
+                        f"participant {sender} refused: {message.code} ({message.reason})",
+                        frozenset({sender}),
+                    )
+                assert isinstance(message, SignShare)
+                shares[sender] = message.share
+        try:
+            return frost.aggregate(
+                commitment_list,
+                job.payload,
+                derived,
+                shares,
+                verifying_shares=public.verifying_shares,
+                tweak=tweak,
+            )
+        except CheaterDetected:
+            raise
+        except CryptoError as exc:
+            raise _AttemptFailed(f"aggregation: {exc}") from None
+
+    # -- member
+
+    def _serve(self, sender: int, message: Message) -> None:
+        if not isinstance(message, SignRequest):
+            return  # a late reply to a session we closed
+        if len(self._member_tasks) >= self.max_member_tasks:
+            self._spawn(self._reply(sender, Refusal(message.session, "busy", "too many requests")))
+            return
+        self._spawn(self._serve_request(sender, message))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run())
+        self._member_tasks.add(task)
+        task.add_done_callback(self._member_tasks.discard)
+
+    async def _reply(self, to: int, message: Message) -> None:
+        if isinstance(message, Refusal):
+            self.stats.refusals += 1
+            log.info(
+                "refused sign request (presignature %s) of participant %s: %s (%s)",
+                message.session,
+                to,
+                message.code,
+                message.reason,
+            )
+        try:
+            await self.router.mesh.send(to, CHANNEL_SIGN, encode(message))
+        except Exception as exc:
+            log.info("could not answer participant %s: %s", to, type(exc).__name__)
+
+    async def _serve_request(self, sender: int, request: SignRequest) -> None:
+        started = time.monotonic()
+        reply = await self.share_for(sender, request)
+        if isinstance(reply, SignShare):
+            self.stats.shares_served += 1
+            log.debug(
+                "share for request %s in %.1f ms",
+                request.request_id,
+                1e3 * (time.monotonic() - started),
+            )
+        await self._reply(sender, reply)
+
+    async def share_for(self, sender: int, request: SignRequest) -> SignShare | Refusal:
+        """The member's checks and share for one request (module doc); never raises."""
+        sid = request.session
+
+        def refuse(code: str, reason: str) -> Refusal:
+            return Refusal(sid, code, reason)
+
+        me = self.me
+        if me is None:
+            return refuse("not_participant", "this node is not a participant")
+        if presignature_owner(sid) != sender:
+            return refuse("not_owner", "the presignature is not the sender's")
+        pair = self.pool.key(request.domain_id, request.epoch)
+        if pair is None:
+            return refuse(
+                "unknown_key", f"no key for domain {request.domain_id} epoch {request.epoch}"
+            )
+        key, public = pair
+        if sender not in public.verifying_shares:
+            return refuse("not_participant", f"participant {sender} holds no share of this key")
+        if all(entry[0] != me for entry in request.commitments):
+            return refuse("invalid_request", "we are not in the commitment list")
+        try:
+            pending = await self.is_pending(
+                request.request_id, request.payload, request.path, request.domain_id, request.caller
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("is_pending failed for request %s: %s", request.request_id, exc)
+            return refuse("pending_check_failed", "could not check the request on the contract")
+        if not pending:
+            return refuse("not_pending", f"request {request.request_id} is not pending as sent")
+        try:
+            record = await asyncio.to_thread(self.keystore.take_presignature, sid)
+        except RecordNotFound:
+            return refuse("unknown_presignature", "no such presignature (used or purged)")
+        except InvalidRecord:
+            return refuse("invalid_request", "bad presignature id")
+        except KeystoreError as exc:
+            return refuse("presignature_unusable", exc.code)
+        # the nonce is deleted for good now; from here on, any failure just burns it
+        stored = {p: (h, b) for p, (h, b) in record.commitments.items()}
+        if (
+            record.domain_id != request.domain_id
+            or record.epoch != request.epoch
+            or stored != {p: (h, b) for p, h, b in request.commitments}
+        ):
+            return refuse("commitments_mismatch", "the commitment list is not the stored one")
+        derived, _ = _derived_key(public.group_public_key, request.caller, request.path)
+        try:
+            share = frost.sign(
+                me,
+                key.signing_share,
+                derived,
+                _nonces(record, me),
+                request.payload,
+                request.commitments,
+            )
+        except CryptoError as exc:
+            return refuse("invalid_request", str(exc)[:200])
+        return SignShare(sid, share)
