@@ -32,6 +32,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from quorumkeep.contract import NODE_METHODS
 from quorumkeep.devnet import processes, watch
+from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import USER, Devnet
 from quorumkeep.devnet.signing import SignClient, SignError
 from quorumkeep.ledger.client import AccountSigner
@@ -96,6 +97,11 @@ def test_status_and_sign_on_the_command_line(devnet: Devnet) -> None:
     table = cli("devnet", "status", "--dir", str(devnet.path))
     assert table.returncode == 0, table.stderr
     assert "Running" in table.stdout
+
+    again = cli("devnet", "up", "--nodes", "4", "--threshold", "3", "--dir", str(devnet.path))
+    assert again.returncode == 1
+    [line] = again.stderr.strip().splitlines()
+    assert line.startswith(f"error: a devnet is running in {devnet.path} (ledger, op1,")
 
     payload = os.urandom(48)
     signed = cli(
@@ -350,3 +356,24 @@ def test_a_changed_participant_loses_exactly_its_presignatures(devnet: Devnet) -
     assert all(r.responder != "op5" for r in results)
     for result in results:
         check_signature(devnet, result)
+
+
+def test_down_then_resume_restarts_everything_but_the_replaced_node(devnet: Devnet) -> None:
+    # op5's node was replaced by the migration above: it must not come back.
+    devnet.retire("op5")
+    stopped = devnet.down(grace=5.0)
+    assert set(stopped) <= {"ledger", "op1", "op2", "op3", "op4"}
+    assert not any(devnet.alive(name) for name in devnet.record.processes)
+    refused = cli("devnet", "up", "--nodes", "4", "--threshold", "3", "--dir", str(devnet.path))
+    assert refused.returncode == 1
+    assert "devnet up --resume" in refused.stderr
+
+    resumed = cli("devnet", "up", "--resume", "--dir", str(devnet.path), "--timeout", "60")
+    assert resumed.returncode == 0, resumed.stderr
+    devnet.reload()
+    alive = {name for name in devnet.record.processes if devnet.alive(name)}
+    assert alive == {"ledger", "op1", "op2", "op3", "op4"}
+    with pytest.raises(DevnetError) as retired:
+        devnet.start("op5")
+    assert retired.value.code == "process_retired"
+    sign_all(devnet, ["resumed/0", "resumed/1"])

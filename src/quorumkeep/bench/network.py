@@ -10,6 +10,9 @@ directory and measures:
   from the first submission to the last verified answer;
 - ``latency_ms``: per request, from just before its ``sign`` transaction is sent to the
   moment its ``sign_responded`` event is read from the ledger (p50, p90, p99, max);
+  ``submit_ms`` is the part of it until the ``sign`` transaction was in a durable block;
+- ``ledger_latency_ms``: per request, the ledger's own view: timestamp of the block holding
+  the ``respond`` minus that of the block holding the ``sign`` (millisecond clock);
 - ``resharing_seconds``: from the last ``vote_new_parameters`` to Running at the new epoch,
   for n → n + 1 nodes with threshold t → t + 1 (the new node initialized and started first).
 
@@ -31,13 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from quorumkeep.devnet.network import USER, Devnet, operator_name
-from quorumkeep.devnet.signing import SignClient
+from quorumkeep.devnet.signing import Signature, SignClient
 
 DEFAULT_CONCURRENCY = 64
 WARMUP_REQUESTS = 20
 SIGN_TIMEOUT = 120.0
-KEYS = 16
-"""Access keys of `user` the requests are spread over (each key submits in nonce order)."""
 
 Progress = Callable[[str], None]
 
@@ -50,6 +51,8 @@ class NetworkBench:
     concurrency: int
     signatures_per_second: float
     latency_ms: dict[str, float]
+    submit_ms: dict[str, float]
+    ledger_latency_ms: dict[str, float]
     dkg_seconds: float
     resharing_seconds: float | None
     resharing: str | None
@@ -63,6 +66,8 @@ class NetworkBench:
             "concurrency": self.concurrency,
             "signatures_per_second": round(self.signatures_per_second, 1),
             "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
+            "submit_ms": {k: round(v, 2) for k, v in self.submit_ms.items()},
+            "ledger_latency_ms": {k: round(v, 2) for k, v in self.ledger_latency_ms.items()},
             "dkg_seconds": round(self.dkg_seconds, 3),
             "resharing_seconds": None
             if self.resharing_seconds is None
@@ -79,13 +84,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99 and max, in milliseconds, of values in seconds."""
+    return {
+        "p50": percentile(values, 50) * 1000,
+        "p90": percentile(values, 90) * 1000,
+        "p99": percentile(values, 99) * 1000,
+        "max": max(values) * 1000,
+    }
+
+
 async def _sign_many(
     devnet: Devnet, count: int, concurrency: int, label: str
-) -> tuple[float, list[float]]:
-    """(wall seconds, per-request latencies) for ``count`` verified signatures."""
-    signers = devnet.user_signers(min(KEYS, max(1, concurrency)), USER)
+) -> tuple[float, list[Signature], dict[int, int]]:
+    """(wall seconds, verified signatures, block height -> timestamp ms of their blocks)."""
+    # One access key of `user` per request in flight: a key's transactions go one after
+    # the other (nonce order), so fewer keys would queue requests in this client.
+    signers = devnet.user_signers(concurrency, USER)
     gate = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
+    results: list[Signature] = []
 
     async with SignClient(devnet.ledger_url, signers) as client:
 
@@ -93,12 +110,23 @@ async def _sign_many(
             async with gate:
                 payload = os.urandom(32)
                 result = await client.sign(payload, f"{label}/{i % 8}", timeout=SIGN_TIMEOUT)
-                latencies.append(result.latency_s)
+                results.append(result)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(count)))
         wall = time.perf_counter() - started
-    return wall, latencies
+
+        # After the clock stopped: the timestamps of the blocks involved.
+        heights = sorted({h for r in results for h in (r.request_height, r.response_height)})
+        fetch_gate = asyncio.Semaphore(16)
+        stamps: dict[int, int] = {}
+
+        async def stamp(height: int) -> None:
+            async with fetch_gate:
+                stamps[height] = int((await client.client.block(height))["timestamp_ms"])
+
+        await asyncio.gather(*(stamp(h) for h in heights))
+    return wall, results, stamps
 
 
 def run(
@@ -128,7 +156,10 @@ def run(
         report(f"warming up ({WARMUP_REQUESTS} signatures)")
         asyncio.run(_sign_many(devnet, WARMUP_REQUESTS, min(concurrency, 8), "warmup"))
         report(f"signing {requests} payloads, {concurrency} in flight")
-        wall, latencies = asyncio.run(_sign_many(devnet, requests, concurrency, "bench"))
+        wall, results, stamps = asyncio.run(_sign_many(devnet, requests, concurrency, "bench"))
+        ledger_latencies = [
+            (stamps[r.response_height] - stamps[r.request_height]) / 1000 for r in results
+        ]
         resharing_seconds = None
         resharing = None
         if reshare:
@@ -146,12 +177,9 @@ def run(
             requests=requests,
             concurrency=concurrency,
             signatures_per_second=requests / wall,
-            latency_ms={
-                "p50": percentile(latencies, 50) * 1000,
-                "p90": percentile(latencies, 90) * 1000,
-                "p99": percentile(latencies, 99) * 1000,
-                "max": max(latencies) * 1000,
-            },
+            latency_ms=spread([r.latency_s for r in results]),
+            submit_ms=spread([r.submit_latency_s for r in results]),
+            ledger_latency_ms=spread(ledger_latencies),
             dkg_seconds=devnet.timings["dkg"],
             resharing_seconds=resharing_seconds,
             resharing=resharing,

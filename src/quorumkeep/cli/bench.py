@@ -123,6 +123,8 @@ def network(
         f"({requests} requests, {concurrency} in flight)\n"
         f"latency request -> response: p50 {latency['p50']} ms, p90 {latency['p90']} ms, "
         f"p99 {latency['p99']} ms, max {latency['max']} ms\n"
+        f"  on the ledger (block timestamps): p50 {body['ledger_latency_ms']['p50']} ms, "
+        f"p99 {body['ledger_latency_ms']['p99']} ms\n"
         f"DKG: {body['dkg_seconds']} s; resharing {body['resharing'] or '-'}: "
         f"{body['resharing_seconds'] if body['resharing_seconds'] is not None else '-'} s"
     )

@@ -106,7 +106,7 @@ def _render(snapshot: dict[str, Any]) -> None:
             p["name"],
             p["account"] or "-",
             str(p["pid"] or "-"),
-            _yes(p["alive"]),
+            "retired" if p.get("retired") and not p["alive"] else _yes(p["alive"]),
             " ".join(f"{k}={v}" for k, v in p["ports"].items()),
         )
     console.print(procs)

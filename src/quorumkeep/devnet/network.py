@@ -56,7 +56,7 @@ from quorumkeep.ledger.keyfile import (
     write_key_file,
 )
 from quorumkeep.ledger.storage import StorageError
-from quorumkeep.ledger.transaction import FULL_ACCESS, Permission
+from quorumkeep.ledger.transaction import FULL_ACCESS, MAX_ACTIONS, AddKey, Permission
 from quorumkeep.wire import tls
 
 LEDGER = "ledger"
@@ -193,6 +193,8 @@ class Devnet:
             )
             self.progress("starting the nodes")
             self._spawn_many(names)
+            for name in names:
+                self.wait_node_healthy(name, timeout=timeout)
             self.progress("voting domain 0 (every operator)")
             for name in names:
                 client.call(
@@ -320,11 +322,12 @@ class Devnet:
         main = self.signer(account)
         extra = [AccountSigner(account, SigningKey(os.urandom(32))) for _ in range(count - 1)]
         with self.client() as client:
-            for signer in extra:
-                outcome = client.add_key(main, signer.public_key, FULL_ACCESS)
+            for start in range(0, len(extra), MAX_ACTIONS):
+                batch = extra[start : start + MAX_ACTIONS]
+                outcome = client.submit(main, [AddKey(s.public_key, FULL_ACCESS) for s in batch])
                 if not outcome.ok:
                     raise DevnetError(
-                        "add_key_failed", f"adding a key to {account}: {outcome.error_message}"
+                        "add_key_failed", f"adding keys to {account}: {outcome.error_message}"
                     )
         return [main, *extra]
 
@@ -421,6 +424,8 @@ class Devnet:
             record = self.process(name)
             if processes.is_running(record):
                 return False
+            if record.retired:
+                raise DevnetError("process_retired", f"{name} is retired; it is never restarted")
             self._spawn(record)
         if wait:
             if record.kind == "ledger":
@@ -441,6 +446,16 @@ class Devnet:
         with self.dir.locked():
             self.reload()
             return bool(processes.stop([self.process(name)], grace=grace))
+
+    def retire(self, name: str, *, grace: float = STOP_GRACE) -> None:
+        """Stop a process for good (a node replaced by a migration): `start` and `up
+        --resume` leave it alone; its record and log stay."""
+        with self.dir.locked():
+            self.reload()
+            record = self.process(name)
+            processes.stop([record], grace=grace)
+            record.retired = True
+            self.save()
 
     def down(self, *, grace: float = STOP_GRACE) -> list[str]:
         """Stop every process the devnet started (nodes first, then the ledger)."""
@@ -477,7 +492,7 @@ class Devnet:
                 self._wait_ledger_healthy(ledger)
             for record in self.record.processes.values():
                 stopped = record.pid is not None and not processes.is_running(record)
-                if record.kind != "ledger" and stopped:
+                if record.kind != "ledger" and stopped and not record.retired:
                     self.progress(f"restarting {record.name}")
                     self._spawn(record)
                     started.append(record.name)

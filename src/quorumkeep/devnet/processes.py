@@ -64,6 +64,8 @@ class ProcessRecord:
     directory: str | None = None
     pid: int | None = None
     start_time: int | None = None
+    retired: bool = False
+    """Never started again (a replaced or decommissioned node); kept for its log."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class ProcessRecord:
             "directory": self.directory,
             "pid": self.pid,
             "start_time": self.start_time,
+            "retired": self.retired,
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class ProcessRecord:
                 directory=None if value.get("directory") is None else str(value["directory"]),
                 pid=None if value.get("pid") is None else int(value["pid"]),
                 start_time=None if value.get("start_time") is None else int(value["start_time"]),
+                retired=bool(value.get("retired", False)),
             )
         except (KeyError, TypeError, ValueError):
             raise DevnetError(

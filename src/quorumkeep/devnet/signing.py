@@ -51,6 +51,8 @@ class Signature:
     public_key: bytes
     signature: bytes
     latency_s: float
+    submit_latency_s: float
+    """Of ``latency_s``: until the ``sign`` transaction was in a durable block."""
     request_height: int
     response_height: int
     responder: str | None
@@ -212,6 +214,7 @@ class SignClient:
         request_id, height = await asyncio.wait_for(
             self.submit(payload, path, domain_id), max(0.001, deadline - time.monotonic())
         )
+        submitted = time.perf_counter() - started
         event = await self.wait_answer(request_id, max(0.001, deadline - time.monotonic()))
         latency = time.perf_counter() - started
         if event.kind == SIGN_FAILED:
@@ -237,6 +240,7 @@ class SignClient:
             public_key=derived,
             signature=signature,
             latency_s=latency,
+            submit_latency_s=submitted,
             request_height=height,
             response_height=event.height,
             responder=event.data.get("responder"),

@@ -23,6 +23,7 @@ def gather(devnet: Devnet) -> dict[str, Any]:
             "account": proc.account,
             "pid": proc.pid,
             "alive": devnet.alive(proc),
+            "retired": proc.retired,
             "ports": dict(proc.ports),
             "log": str(devnet.dir.resolve(proc.log)),
         }
