@@ -120,6 +120,19 @@ def test_status_and_sign_on_the_command_line(devnet: Devnet) -> None:
     assert result["latency_ms"] > 0
 
 
+def test_no_passphrase_in_logs_records_or_command_lines(devnet: Devnet) -> None:
+    secrets = [p.read_bytes() for p in (devnet.path / "secrets").iterdir()]
+    assert len(secrets) == 4 + 6  # four nodes; op1..op5 and user
+    for path in devnet.path.rglob("*"):
+        if path.is_file() and path.parent.name != "secrets":
+            data = path.read_bytes()
+            assert not any(secret in data for secret in secrets), path
+    for record in devnet.record.processes.values():
+        assert record.pid is not None
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+        assert not any(secret in cmdline for secret in secrets), record.name
+
+
 def test_sign_rejections_are_one_line(devnet: Devnet) -> None:
     short = cli("sign", "--devnet", str(devnet.path), "--payload", "00" * 31, "--path", "p")
     assert short.returncode == 1
@@ -202,12 +215,19 @@ def test_a_peer_whose_key_is_not_in_the_contract_is_refused(devnet: Devnet, tmp_
 
 
 def test_one_node_down_still_signs(devnet: Devnet) -> None:
-    assert devnet.kill("op4")
+    killed = cli("devnet", "kill", "--dir", str(devnet.path), "op4")
+    assert killed.returncode == 0, killed.stderr
+    assert killed.stdout.strip() == "killed op4"
+    assert not devnet.alive("op4")
     try:
         results = sign_all(devnet, ["one-down/0", "one-down/1", "one-down/2"])
         assert all(r.responder != "op4" for r in results)
     finally:
-        devnet.start("op4")
+        started = cli("devnet", "start", "--dir", str(devnet.path), "op4")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "started op4"
+    devnet.reload()
+    assert devnet.alive("op4")
     sign_all(devnet, ["one-down/3"])
 
 
@@ -364,6 +384,12 @@ def test_down_then_resume_restarts_everything_but_the_replaced_node(devnet: Devn
     stopped = devnet.down(grace=5.0)
     assert set(stopped) <= {"ledger", "op1", "op2", "op3", "op4"}
     assert not any(devnet.alive(name) for name in devnet.record.processes)
+    status = cli("devnet", "status", "--dir", str(devnet.path), "--json")
+    assert status.returncode == 0, status.stderr
+    snapshot = json.loads(status.stdout)
+    assert not any(p["alive"] for p in snapshot["processes"])
+    assert "LedgerUnavailable" in snapshot["contract"]["error"]
+    assert snapshot["nodes"] == {}
     refused = cli("devnet", "up", "--nodes", "4", "--threshold", "3", "--dir", str(devnet.path))
     assert refused.returncode == 1
     assert "devnet up --resume" in refused.stderr
