@@ -1,7 +1,154 @@
-"""`quorumkeep node …`."""
+"""`quorumkeep node …`: set up a node directory and run the node (docs/node.md)."""
 
 from __future__ import annotations
 
-import typer
+import json
+import os
+from pathlib import Path
+from typing import Any
 
-app = typer.Typer(no_args_is_help=True, help="node commands")
+import typer
+from nacl.pwhash import argon2id
+
+from quorumkeep.cli.keys import fail
+from quorumkeep.crypto.seal import (
+    DEFAULT_MEMLIMIT,
+    DEFAULT_OPSLIMIT,
+    MIN_MEMLIMIT,
+    MIN_OPSLIMIT,
+)
+from quorumkeep.node.config import ConfigError, NodeConfig, config_from_mapping
+from quorumkeep.node.identity import IdentityError, initialize_node
+from quorumkeep.node.keystore import KeystoreError, key_source_from_config
+
+app = typer.Typer(no_args_is_help=True, help="Set up and run an MPC node.")
+
+DEFAULT_PASSPHRASE_ENV = "QUORUMKEEP_PASSPHRASE"
+KDF_COSTS = {
+    # Argon2id cost of the storage key. "minimum" exists for tests and throwaway devnets.
+    "moderate": (DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
+    "interactive": (argon2id.OPSLIMIT_INTERACTIVE, argon2id.MEMLIMIT_INTERACTIVE),
+    "minimum": (MIN_OPSLIMIT, MIN_MEMLIMIT),
+}
+
+
+def build_config(
+    *,
+    account: str,
+    directory: Path,
+    ledger: str,
+    p2p: str,
+    web: str,
+    p2p_advertise: str | None,
+    web_advertise: str | None,
+    passphrase_env: str | None,
+    passphrase_file: Path | None,
+) -> NodeConfig:
+    storage: dict[str, Any] = {"source": "passphrase"}
+    if passphrase_file is not None:
+        storage["passphrase_file"] = str(passphrase_file)
+    else:
+        storage["passphrase_env"] = passphrase_env or DEFAULT_PASSPHRASE_ENV
+    document: dict[str, Any] = {
+        "account": account,
+        "data_dir": str(directory),
+        "ledger_url": ledger,
+        "p2p_listen": p2p,
+        "web_listen": web,
+        "storage_key": storage,
+    }
+    if p2p_advertise is not None:
+        document["p2p_advertise"] = p2p_advertise
+    if web_advertise is not None:
+        document["web_advertise"] = web_advertise
+    # Relative passphrase files are relative to the node directory, as in node.toml.
+    return config_from_mapping(document, base_dir=directory)
+
+
+@app.command("init")
+def init(
+    account: str = typer.Option(..., "--account", help="The operator's account on the ledger."),
+    directory: Path = typer.Option(
+        ..., "--dir", help="Node directory to create (keys, keystore, node.toml).", file_okay=False
+    ),
+    ledger: str = typer.Option(..., "--ledger", help="Ledger URL, e.g. http://127.0.0.1:7700."),
+    p2p: str = typer.Option("127.0.0.1:7001", "--p2p", help="HOST:PORT for the node mesh."),
+    web: str = typer.Option("127.0.0.1:8001", "--web", help="HOST:PORT for the HTTPS web API."),
+    p2p_advertise: str | None = typer.Option(
+        None, "--p2p-advertise", help="HOST:PORT peers dial, if not the --p2p address."
+    ),
+    web_advertise: str | None = typer.Option(
+        None, "--web-advertise", help="HOST:PORT clients use, if not the --web address."
+    ),
+    passphrase_env: str | None = typer.Option(
+        None,
+        "--passphrase-env",
+        help="Environment variable holding the storage passphrase "
+        f"(default {DEFAULT_PASSPHRASE_ENV}).",
+    ),
+    passphrase_file: Path | None = typer.Option(
+        None, "--passphrase-file", help="File holding the storage passphrase.", dir_okay=False
+    ),
+    kdf_cost: str = typer.Option(
+        "moderate",
+        "--kdf-cost",
+        help="Argon2id cost of the storage key: moderate, interactive or minimum (tests only).",
+    ),
+) -> None:
+    """Create the node's keys and DIR/node.toml; print the participant info to register."""
+    if passphrase_env is not None and passphrase_file is not None:
+        fail("give --passphrase-env or --passphrase-file, not both")
+    if kdf_cost not in KDF_COSTS:
+        fail(f"--kdf-cost must be one of {', '.join(KDF_COSTS)}")
+    directory = directory.resolve()
+    try:
+        config = build_config(
+            account=account,
+            directory=directory,
+            ledger=ledger,
+            p2p=p2p,
+            web=web,
+            p2p_advertise=p2p_advertise,
+            web_advertise=web_advertise,
+            passphrase_env=passphrase_env,
+            passphrase_file=passphrase_file,
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    opslimit, memlimit = KDF_COSTS[kdf_cost]
+    source = key_source_from_config(config, opslimit=opslimit, memlimit=memlimit)
+    try:
+        identity = initialize_node(config, source, random_bytes=os.urandom)
+    except (IdentityError, KeystoreError) as exc:
+        fail(str(exc))
+    typer.echo(f"node initialized in {directory} for account {account}", err=True)
+    typer.echo(json.dumps(identity.participant_info(config), indent=2, sort_keys=True))
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", help="Path of node.toml.", dir_okay=False),
+    ledger_wait: float = typer.Option(
+        30.0, "--ledger-wait", min=0.0, help="Seconds to keep retrying an unreachable ledger."
+    ),
+    takeover_timeout: float = typer.Option(
+        2.0,
+        "--takeover-timeout",
+        min=0.05,
+        help="Seconds before the next participant takes over a sign request.",
+    ),
+    presignatures: int = typer.Option(
+        64, "--presignatures", min=0, help="Target presignature pool size per domain."
+    ),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+) -> None:
+    """Run the node until SIGTERM or SIGINT."""
+    from quorumkeep.node.coordinator import CoordinatorSettings
+    from quorumkeep.node.process import run as run_process
+
+    settings = CoordinatorSettings(
+        takeover_timeout=takeover_timeout, presignature_target=presignatures
+    )
+    code = run_process(config, ledger_wait=ledger_wait, log_level=log_level, settings=settings)
+    if code:
+        raise typer.Exit(code)

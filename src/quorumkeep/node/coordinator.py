@@ -1,0 +1,827 @@
+"""The coordinator: turns the contract's state into what this node does.
+
+It follows the contract's events through the ledger's long-poll stream and, after every
+batch, re-reads the ``state`` view and acts on it — never on an event alone, so a missed or
+reordered event cannot lead it astray (rules: docs/node.md):
+
+- onboarding (:func:`quorumkeep.node.decisions.onboarding_decision`): take part only while
+  the contract lists our account with our TLS key; a node whose key was replaced after it
+  took part wipes its shares and presignatures and exits (:class:`Decommissioned`);
+- participant changes: the mesh follows the contract's participant set (the serving set, and
+  during a resharing the new set too); presignatures involving a participant whose TLS key
+  changed or who left are purged, the rest kept;
+- Initializing: one PedPoP DKG per domain being generated (session id from the key event id),
+  the share stored per (domain, epoch), then ``vote_pk``; a failed run votes to abort;
+- Resharing: old holders deal, new holders receive and store the new share, then
+  ``vote_reshared``; once the new epoch is Running, older shares are deleted;
+- Running (and while Initializing/Resharing: the serving keyset signs on): every pending sign
+  request gets a deterministic leader, which leads it through the SigningService and submits
+  ``respond``; others take over after a timeout if it is still pending.
+
+Contract calls are signed by the node's signer key (a function-call key on the operator's
+account); transient ledger errors are retried with bounded backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.signing
+
+from quorumkeep.contract.state import (
+    ContractState,
+    Initializing,
+    KeyEventId,
+    Resharing,
+    Running,
+    SignRequest,
+)
+from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent, TxOutcome
+from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.node.config import NodeConfig
+from quorumkeep.node.decisions import (
+    Onboarding,
+    Role,
+    changed_participants,
+    onboarding_decision,
+    peer_map,
+    takeover_delay,
+)
+from quorumkeep.node.identity import NodeIdentity
+from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
+from quorumkeep.node.mesh import Mesh, PeerInfo
+from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
+from quorumkeep.node.protocols.dkg import run_dkg
+from quorumkeep.node.protocols.presign import PresignaturePool
+from quorumkeep.node.protocols.reshare import run_reshare
+from quorumkeep.node.protocols.sign import SigningService, SignJob
+from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
+
+log = logging.getLogger("quorumkeep.node.coordinator")
+
+_TRANSIENT_CODES = frozenset({"LedgerUnavailable", "ShuttingDown", "InvalidNonce"})
+META_PARTICIPATED = "participated_as"
+META_PEER_KEYS = "peer_tls_keys"
+META_KEYGEN = "keygen_attempt/{domain}/{epoch}"
+
+
+class Decommissioned(Exception):
+    """This node was replaced in the contract; it wiped its shares and must exit."""
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    takeover_timeout: float = 2.0
+    """Seconds before the next participant in line leads a sign request itself."""
+    key_event_timeout: float = 60.0
+    """Bound on one DKG or resharing run (then the node votes to abort the attempt)."""
+    presignature_target: int = 64
+    """Presignatures this node keeps per domain as owner."""
+    sign_retries: int = 5
+    """Extra lead attempts of one request by this node after a failure."""
+    ledger_attempts: int = 6
+    ledger_backoff: float = 0.1
+
+
+def _transient(exc: LedgerError) -> bool:
+    return not isinstance(exc, ContractCallFailed) and (
+        exc.code in _TRANSIENT_CODES or exc.status in (0, 502, 503, 504)
+    )
+
+
+class Coordinator:
+    """One node's reaction to the contract. ``run`` until cancelled or decommissioned."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        identity: NodeIdentity,
+        keystore: Keystore,
+        ledger: AsyncLedgerClient,
+        mesh: Mesh,
+        metrics: NodeMetrics,
+        settings: CoordinatorSettings | None = None,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.keystore = keystore
+        self.ledger = ledger
+        self.mesh = mesh
+        self.metrics = metrics
+        self.settings = settings or CoordinatorSettings()
+        self._random_bytes = random_bytes
+        self.account = config.account
+        self._signer = AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed))
+        self.router = SessionRouter(mesh)
+        self.pool: PresignaturePool | None = None
+        self.signing: SigningService | None = None
+        self._state: ContractState | None = None
+        self._decision: Onboarding | None = None
+        self._me: int | None = None
+        self._height = -1
+        self._changed = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+        self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
+        self._sign_tasks: dict[int, asyncio.Task[None]] = {}
+        self._seen_at: dict[int, float] = {}
+        self._reshare_done: set[KeyEventId] = set()
+        self._submitted_info: str | None = None
+        self._started = time.monotonic()
+        self._closed = False
+        self._peers: dict[int, PeerInfo] = {}
+        self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to set up before the contract is read: services start with a participant
+        id (:meth:`_ensure_services`)."""
+
+    def _ensure_services(self, me: int) -> tuple[PresignaturePool, SigningService]:
+        """The presignature pool and signing service, created the first time we take part."""
+        if self.pool is None or self.signing is None:
+            self.pool = PresignaturePool(
+                self.router,
+                self.keystore,
+                me,
+                self._random_bytes,
+                target=self.settings.presignature_target,
+            )
+            self.signing = SigningService(
+                self.router, self.keystore, self.pool, me, is_pending=self.is_pending
+            )
+            self.pool.start()
+        # A participant id only changes if the account left and joined again as a newcomer.
+        self.pool.me = me
+        return self.pool, self.signing
+
+    async def run(self) -> None:
+        """Follow the contract until cancelled; raises :class:`Decommissioned`."""
+        status = await self._ledger_retry("status", self.ledger.status)
+        self._height = int(status["height"])
+        self._follower = asyncio.create_task(self._follow(self._height), name="ledger-follow")
+        self._changed.set()
+        delay = self.settings.ledger_backoff
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                if self._follower.done():
+                    self._follower.result()  # re-raise what stopped the follower
+                    raise RuntimeError("the ledger event stream ended")
+                try:
+                    await self._refresh()
+                except LedgerError as exc:
+                    if not _transient(exc):
+                        raise
+                    # The ledger is down for longer than the retries: keep the node up and
+                    # try again; the follower reconnects on its own.
+                    log.warning("cannot read the contract state (%s); retrying", exc.code)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    self._changed.set()
+                else:
+                    delay = self.settings.ledger_backoff
+        finally:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._follower
+
+    async def close(self) -> None:
+        """Cancel every protocol run and background task (bounded)."""
+        self._closed = True
+        tasks = [*self._tasks.values(), *self._sign_tasks.values()]
+        if self._follower is not None:
+            tasks.append(self._follower)
+        for task in tasks:
+            task.cancel()
+        if self.pool is not None:
+            await self.pool.stop()
+        if self.signing is not None:
+            await self.signing.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        self.router.close()
+
+    async def _follow(self, since: int) -> None:
+        try:
+            async for event in self.ledger.follow_events(since):
+                self._height = max(self._height, event.height)
+                self._note_event(event)
+                self._changed.set()
+        finally:
+            self._changed.set()  # wake run() so it sees the follower stopped
+
+    def _note_event(self, event: LedgerEvent) -> None:
+        if event.kind == "sign_requested":
+            request_id = event.data.get("request_id")
+            if isinstance(request_id, int):
+                self._seen_at.setdefault(request_id, time.monotonic())
+
+    async def _refresh(self) -> None:
+        value = await self._ledger_retry("view state", self.ledger.view, "state")
+        state = ContractState.from_json(value)
+        await self._apply(state)
+
+    # -- the ledger -----------------------------------------------------------------------
+
+    async def _ledger_retry(
+        self, what: str, func: Callable[..., Awaitable[Any]], *args: Any
+    ) -> Any:
+        delay = self.settings.ledger_backoff
+        for attempt in range(self.settings.ledger_attempts):
+            try:
+                return await func(*args)
+            except LedgerError as exc:
+                if not _transient(exc) or attempt == self.settings.ledger_attempts - 1:
+                    raise
+                self.metrics.ledger_errors.labels(operation=what).inc()
+                log.info("ledger %s failed (%s); retrying in %.2fs", what, exc.code, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    async def call(self, method: str, args: dict[str, Any]) -> TxOutcome:
+        """A contract call signed by our signer key; ContractCallFailed if rejected."""
+        return await self._ledger_retry(method, self.ledger.call, self._signer, method, args)  # type: ignore[no-any-return]
+
+    # -- onboarding and participants ------------------------------------------------------
+
+    def _participated_id(self) -> int | None:
+        value = self.keystore.get_metadata(META_PARTICIPATED)
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def _apply(self, state: ContractState) -> None:
+        self._state = state
+        decision = onboarding_decision(
+            state,
+            self.account,
+            self.identity.tls_public_key,
+            participated=self._participated_id() is not None,
+        )
+        if self._decision is None or self._decision.role != decision.role:
+            log.info(
+                "role=%s participant_id=%s protocol_state=%s reason=%s",
+                decision.role.value,
+                decision.participant_id,
+                state.protocol.name,
+                decision.reason,
+            )
+        self._decision = decision
+        if decision.role is Role.DECOMMISSIONED:
+            await self._decommission(decision)
+        me = decision.participant_id if decision.role is Role.PARTICIPANT else None
+        if me is not None and self._participated_id() != me:
+            self.keystore.set_metadata(META_PARTICIPATED, str(me))
+        self._me = me
+        await self._follow_participants(state, me)
+        self._configure_services(state, me)
+        if me is None:
+            self._cancel_all()
+            if decision.role is Role.NOT_PARTICIPANT:
+                self._delete_departed_shares(state)
+                await self._offer_info(state)
+            return
+        protocol = state.protocol
+        if isinstance(protocol, Initializing):
+            self._keygen(protocol, me)
+        elif isinstance(protocol, Resharing):
+            self._reshare(protocol, me)
+        else:
+            self._cancel_tasks(lambda key: True)
+            if isinstance(protocol, Running):
+                self._cleanup_shares(protocol, me)
+        self._serve_requests(state, me)
+
+    async def _decommission(self, decision: Onboarding) -> None:
+        self._cancel_all()
+        await asyncio.to_thread(self.keystore.wipe)
+        self.keystore.delete_metadata(META_PARTICIPATED)
+        raise Decommissioned(decision.reason)
+
+    async def _follow_participants(self, state: ContractState, me: int | None) -> None:
+        peers = peer_map(state)
+        stored = self.keystore.get_metadata(META_PEER_KEYS)
+        before: dict[int, bytes] = {}
+        if stored:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                before = {int(p): bytes.fromhex(k) for p, k in json.loads(stored).items()}
+        after = {pid: info.tls_public_key for pid, info in peers.items()}
+        if state.serving() is not None:
+            gone = changed_participants(before, after)
+            if gone:
+                if self.pool is not None:
+                    purged = self.pool.purge_involving(gone)
+                else:
+                    purged = self.keystore.purge_presignatures_involving(sorted(gone))
+                self.metrics.presignatures_purged.inc(purged)
+                log.info(
+                    "participants changed or left: %s; purged %d presignatures involving them",
+                    sorted(gone),
+                    purged,
+                )
+            if after != before:
+                document = {str(p): k.hex() for p, k in sorted(after.items())}
+                self.keystore.set_metadata(META_PEER_KEYS, json.dumps(document))
+        if peers != self._peers or me != self.mesh.my_id:
+            await self.mesh.update_participants(peers, me)
+            self._peers = peers
+
+    async def _offer_info(self, state: ContractState) -> None:
+        """Not a participant: log our info, and submit it as a candidate (once per process,
+        unless the ledger could not take the call: then at the next change)."""
+        info = self.identity.participant_info(self.config)
+        text = json.dumps(info, sort_keys=True)
+        if state.serving() is None or self._submitted_info == text:
+            return
+        candidate = state.candidates.get(self.account)
+        if candidate is not None and candidate.tls_public_key == self.identity.tls_public_key:
+            self._submitted_info = text
+            return
+        log.info("not a participant; participant info to register: %s", text)
+        try:
+            await self.call("submit_participant_info", info)
+        except ContractCallFailed as exc:
+            self._submitted_info = text
+            log.info("participant info not accepted as a candidate (%s: %s)", exc.code, exc.message)
+        except LedgerError as exc:
+            log.info("could not submit our participant info (%s: %s)", exc.code, exc.message)
+        else:
+            self._submitted_info = text
+            log.info("submitted our participant info as a candidate")
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _start(self, key: Hashable, coro: Coroutine[Any, Any, Any]) -> None:
+        if key in self._tasks:
+            coro.close()
+            return
+        task = asyncio.create_task(coro, name=f"coordinator-{key}")
+        self._tasks[key] = task
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            if self._tasks.get(key) is finished:
+                del self._tasks[key]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("task %s failed: %r", key, finished.exception())
+
+        task.add_done_callback(done)
+
+    def _cancel_tasks(self, predicate: Callable[[Hashable], bool]) -> None:
+        for key, task in list(self._tasks.items()):
+            if predicate(key):
+                task.cancel()
+                del self._tasks[key]
+
+    def _cancel_all(self) -> None:
+        self._cancel_tasks(lambda key: True)
+        for task in self._sign_tasks.values():
+            task.cancel()
+        self._sign_tasks.clear()
+
+    # -- key shares -----------------------------------------------------------------------
+
+    def _load_share(self, domain_id: int, epoch: int) -> tuple[KeyPackage, PublicKeyPackage]:
+        return decode_key_share(self.keystore.get_key_share(domain_id, epoch))
+
+    def _store_share(
+        self, domain_id: int, epoch: int, key: KeyPackage, public: PublicKeyPackage
+    ) -> None:
+        share, public_bytes = encode_key_share(key, public)
+        # Replacing is only ever for a key the contract has not accepted yet (a rerun of an
+        # aborted attempt): the callers check that first.
+        self.keystore.put_key_share(domain_id, epoch, share, public_bytes, replace=True)
+
+    def _cleanup_shares(self, running: Running, me: int) -> None:
+        """Running at epoch e: shares of older epochs are obsolete once we hold epoch e's for
+        every domain; shares of later epochs belong to a cancelled resharing."""
+        held = self.keystore.key_shares()
+        domains = {d.domain_id for d in running.keyset.domains}
+        current = {r.domain_id for r in held if r.epoch == running.epoch}
+        for ref in held:
+            stale_new = ref.epoch > running.epoch
+            stale_old = ref.epoch < running.epoch and domains <= current
+            if stale_new or stale_old:
+                self.keystore.delete_key_share(ref.domain_id, ref.epoch)
+                log.info(
+                    "deleted key share domain=%d epoch=%d (epoch %d is in force)",
+                    ref.domain_id,
+                    ref.epoch,
+                    running.epoch,
+                )
+
+    def _delete_departed_shares(self, state: ContractState) -> None:
+        """Not a participant of a Running contract (we left, or joined a resharing that was
+        cancelled): no share we hold is of any use."""
+        protocol = state.protocol
+        if not isinstance(protocol, Running):
+            return
+        for ref in self.keystore.key_shares():
+            self.keystore.delete_key_share(ref.domain_id, ref.epoch)
+            log.info(
+                "not a participant: deleted key share domain=%d epoch=%d",
+                ref.domain_id,
+                ref.epoch,
+            )
+
+    # -- key generation -------------------------------------------------------------------
+
+    def _keygen(self, initializing: Initializing, me: int) -> None:
+        participants = [m.participant_id for m in initializing.running.parameters.members]
+        threshold = initializing.running.parameters.threshold
+        wanted = set()
+        for event in initializing.generating:
+            if event.complete or self.account in event.votes:
+                continue
+            key = ("dkg", event.id)
+            wanted.add(key)
+            self._start(key, self._run_dkg(event.id, me, participants, threshold))
+        self._cancel_tasks(
+            lambda key: isinstance(key, tuple) and key[0] == "dkg" and key not in wanted
+        )
+
+    async def _run_dkg(
+        self, event_id: KeyEventId, me: int, participants: list[int], threshold: int
+    ) -> None:
+        domain_id, epoch, attempt = event_id.domain_id, event_id.epoch, event_id.attempt
+        marker = META_KEYGEN.format(domain=domain_id, epoch=epoch)
+        public: PublicKeyPackage | None = None
+        if self.keystore.get_metadata(marker) == str(attempt):
+            # We finished this very attempt before a restart but did not get to vote.
+            with contextlib.suppress(RecordNotFound, ShareFormatError):
+                public = self._load_share(domain_id, epoch)[1]
+        if public is None:
+            session_id = f"dkg-{domain_id}-{epoch}-{attempt}"
+            started = time.monotonic()
+            log.info("keygen started domain=%d epoch=%d attempt=%d", domain_id, epoch, attempt)
+            try:
+                key, public = await run_dkg(
+                    self.router,
+                    session_id=session_id,
+                    me=me,
+                    participants=participants,
+                    threshold=threshold,
+                    random_bytes=self._random_bytes,
+                    timeout=self.settings.key_event_timeout,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.key_events.labels(kind="dkg", outcome="failed").inc()
+                log.warning(
+                    "keygen failed domain=%d epoch=%d attempt=%d: %s; voting to abort",
+                    domain_id,
+                    epoch,
+                    attempt,
+                    exc,
+                )
+                await self._vote_abort(event_id)
+                return
+            await asyncio.to_thread(self._store_share, domain_id, epoch, key, public)
+            self.keystore.set_metadata(marker, str(attempt))
+            self.metrics.key_events.labels(kind="dkg", outcome="ok").inc()
+            log.info(
+                "keygen done domain=%d epoch=%d attempt=%d public_key=%s seconds=%.3f",
+                domain_id,
+                epoch,
+                attempt,
+                public.group_public_key.hex(),
+                time.monotonic() - started,
+            )
+        try:
+            await self.call(
+                "vote_pk",
+                {"key_event_id": event_id.to_json(), "public_key": public.group_public_key.hex()},
+            )
+        except ContractCallFailed as exc:
+            log.info("vote_pk domain=%d not counted: %s: %s", domain_id, exc.code, exc.message)
+
+    async def _vote_abort(self, event_id: KeyEventId) -> None:
+        try:
+            await self.call("vote_abort_key_event", {"key_event_id": event_id.to_json()})
+        except ContractCallFailed as exc:
+            # Someone else aborted it already, or it completed: either way nothing to do.
+            log.info("vote_abort_key_event not applied: %s", exc.code)
+
+    # -- resharing ------------------------------------------------------------------------
+
+    def _reshare(self, resharing: Resharing, me: int) -> None:
+        old = resharing.previous.parameters
+        new = resharing.parameters
+        in_new = new.get(self.account) is not None
+        wanted = set()
+        for event in resharing.resharing:
+            if event.complete:
+                continue
+            if in_new and self.account in event.votes:
+                continue
+            if not in_new and event.id in self._reshare_done:
+                continue
+            key = ("reshare", event.id)
+            wanted.add(key)
+            self._start(key, self._run_reshare(resharing, event.id, me, old, new))
+        self._cancel_tasks(
+            lambda key: isinstance(key, tuple) and key[0] == "reshare" and key not in wanted
+        )
+
+    async def _run_reshare(
+        self, resharing: Resharing, event_id: KeyEventId, me: int, old: Any, new: Any
+    ) -> None:
+        domain_id, epoch, attempt = event_id.domain_id, event_id.epoch, event_id.attempt
+        old_epoch = resharing.previous.epoch
+        domain = resharing.previous.keyset.get(domain_id)
+        assert domain is not None
+        old_key: KeyPackage | None = None
+        old_public: PublicKeyPackage | None = None
+        if old.get(self.account) is not None:
+            try:
+                old_key, old_public = await asyncio.to_thread(
+                    self._load_share, domain_id, old_epoch
+                )
+            except (RecordNotFound, ShareFormatError, KeystoreError) as exc:
+                log.warning(
+                    "no usable share of domain=%d epoch=%d to deal from: %s",
+                    domain_id,
+                    old_epoch,
+                    exc,
+                )
+        session_id = f"reshare-{domain_id}-{epoch}-{attempt}"
+        started = time.monotonic()
+        log.info("resharing started domain=%d epoch=%d attempt=%d", domain_id, epoch, attempt)
+        try:
+            result = await run_reshare(
+                self.router,
+                session_id=session_id,
+                me=me,
+                old_participants=[m.participant_id for m in old.members],
+                old_threshold=old.threshold,
+                old_public=old_public,
+                old_key=old_key,
+                new_participants=[m.participant_id for m in new.members],
+                new_threshold=new.threshold,
+                group_public_key=domain.public_key,
+                random_bytes=self._random_bytes,
+                timeout=self.settings.key_event_timeout,
+                attempt=attempt,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.key_events.labels(kind="reshare", outcome="failed").inc()
+            log.warning(
+                "resharing failed domain=%d epoch=%d attempt=%d: %s; voting to abort",
+                domain_id,
+                epoch,
+                attempt,
+                exc,
+            )
+            await self._vote_abort(event_id)
+            return
+        self.metrics.key_events.labels(kind="reshare", outcome="ok").inc()
+        if result is None:
+            self._reshare_done.add(event_id)
+            log.info(
+                "resharing dealt domain=%d epoch=%d (leaving the set) seconds=%.3f",
+                domain_id,
+                epoch,
+                time.monotonic() - started,
+            )
+            return
+        key, public = result
+        if public.group_public_key != domain.public_key:
+            log.error("resharing of domain %d produced another group key; aborting", domain_id)
+            await self._vote_abort(event_id)
+            return
+        await asyncio.to_thread(self._store_share, domain_id, epoch, key, public)
+        log.info(
+            "resharing done domain=%d epoch=%d attempt=%d seconds=%.3f",
+            domain_id,
+            epoch,
+            attempt,
+            time.monotonic() - started,
+        )
+        try:
+            await self.call("vote_reshared", {"key_event_id": event_id.to_json()})
+        except ContractCallFailed as exc:
+            log.info(
+                "vote_reshared domain=%d not counted: %s: %s", domain_id, exc.code, exc.message
+            )
+
+    # -- signing --------------------------------------------------------------------------
+
+    def _configure_services(self, state: ContractState, me: int | None) -> None:
+        """Serve exactly the keys in force (the serving epoch's) in the pool and for signing;
+        keys of other epochs are dropped, their presignatures deleted by the pool."""
+        serving = state.serving()
+        if me is not None:
+            pool, signing = self._ensure_services(me)
+        elif self.pool is None or self.signing is None:
+            return
+        else:
+            pool, signing = self.pool, self.signing
+        desired: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
+        if me is not None and serving is not None:
+            for domain in serving.keyset.domains:
+                slot = (domain.domain_id, serving.epoch)
+                pair = self._keys.get(slot)
+                if pair is None:
+                    try:
+                        pair = self._load_share(*slot)
+                    except (RecordNotFound, ShareFormatError):
+                        continue
+                    if pair[1].group_public_key != domain.public_key:
+                        log.error(
+                            "stored share of domain %d epoch %d is for another key; not used",
+                            *slot,
+                        )
+                        continue
+                desired[slot] = pair
+        self._keys = desired
+        served = set(pool.sizes())
+        for slot in served - set(desired):
+            pool.remove_key(*slot)
+        for slot in set(desired) - served:
+            key, public = desired[slot]
+            pool.set_key(*slot, key, public, target=self.settings.presignature_target)
+        epoch = serving.epoch if serving is not None else -1
+        signing.configure(me=me, epoch=epoch, keys={d: pair for (d, _), pair in desired.items()})
+
+    def _serve_requests(self, state: ContractState, me: int) -> None:
+        serving = state.serving()
+        if serving is None:
+            return
+        participants = [m.participant_id for m in serving.parameters.members]
+        if me not in participants:
+            # A newcomer during a resharing: it signs once the new epoch is in force.
+            for task in self._sign_tasks.values():
+                task.cancel()
+            self._sign_tasks.clear()
+            return
+        now = time.monotonic()
+        for request_id, request in state.requests.items():
+            if request_id in self._sign_tasks:
+                continue
+            if (request.domain_id, serving.epoch) not in self._keys:
+                continue
+            seen = self._seen_at.setdefault(request_id, now)
+            task = asyncio.create_task(
+                self._lead(request, me, participants, serving.epoch, seen),
+                name=f"sign-{request_id}",
+            )
+            self._sign_tasks[request_id] = task
+        for request_id in list(self._sign_tasks):
+            if request_id not in state.requests:
+                self._sign_tasks.pop(request_id).cancel()
+                self._seen_at.pop(request_id, None)
+        for request_id in list(self._seen_at):
+            if request_id < state.next_request_id and request_id not in state.requests:
+                del self._seen_at[request_id]
+
+    async def _lead(
+        self, request: SignRequest, me: int, participants: list[int], epoch: int, seen: float
+    ) -> None:
+        rid = request.request_id
+        try:
+            delay = takeover_delay(
+                rid, participants, me, self.mesh.connected_peers(), self.settings.takeover_timeout
+            )
+            wait = seen + delay - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            assert self.signing is not None
+            job = SignJob(
+                request_id=rid,
+                domain_id=request.domain_id,
+                epoch=epoch,
+                payload=request.payload,
+                path=request.path,
+                caller=request.account,
+            )
+            for attempt in range(self.settings.sign_retries + 1):
+                try:
+                    signature = await self.signing.lead(job)
+                    await self.call("respond", {"request_id": rid, "signature": signature.hex()})
+                except asyncio.CancelledError:
+                    raise
+                except ContractCallFailed as exc:
+                    if exc.code == "RequestNotFound":
+                        return  # answered by another leader, or expired
+                    self.metrics.sign_failures.labels(reason=exc.code).inc()
+                    log.warning(
+                        "respond to request %d rejected: %s: %s", rid, exc.code, exc.message
+                    )
+                except Exception as exc:
+                    reason = str(getattr(exc, "code", type(exc).__name__))
+                    self.metrics.sign_failures.labels(reason=reason).inc()
+                    log.warning(
+                        "leading sign request %d failed (attempt %d): %s", rid, attempt, exc
+                    )
+                else:
+                    self.metrics.signatures.labels(domain=str(request.domain_id)).inc()
+                    self.metrics.sign_latency.observe(time.monotonic() - seen)
+                    log.debug("signed request %d", rid)
+                    return
+                await asyncio.sleep(self.settings.takeover_timeout)
+        finally:
+            if self._sign_tasks.get(rid) is asyncio.current_task():
+                del self._sign_tasks[rid]
+
+    async def is_pending(
+        self, request_id: int, payload: bytes, path: str, domain_id: int, caller: str
+    ) -> bool:
+        """Whether the contract has this exact request pending (asked before a member spends
+        a nonce on it). Unknown ids newer than our view are looked up on the ledger."""
+        state = self._state
+        request = state.requests.get(request_id) if state is not None else None
+        if request is None and (state is None or request_id >= state.next_request_id):
+            try:
+                value = await self.ledger.view("request", {"request_id": request_id})
+                request = SignRequest.from_json(value, "request")
+            except Exception:
+                return False
+        return (
+            request is not None
+            and request.payload == payload
+            and request.path == path
+            and request.domain_id == domain_id
+            and request.account == caller
+        )
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        state = self._state
+        serving = state.serving() if state is not None else None
+        connected = self.mesh.connected_peers()
+        peers = [
+            {
+                "participant_id": pid,
+                "account": info.account,
+                "url": info.url,
+                "connected": pid in connected,
+            }
+            for pid, info in sorted(self._peers.items())
+            if pid != self._me
+        ]
+        keysets = {
+            str(epoch): list(domains) for epoch, domains in sorted(self.keystore.keysets().items())
+        }
+        resharing_epoch = None
+        if state is not None and isinstance(state.protocol, Resharing):
+            resharing_epoch = state.protocol.epoch
+        return {
+            "account": self.account,
+            "tls_public_key": self.identity.tls_public_key.hex(),
+            "signer_public_key": self.identity.signer_public_key.hex(),
+            "role": self._decision.role.value if self._decision else "starting",
+            "participant_id": self._me,
+            "protocol_state": state.protocol.name if state is not None else "Unknown",
+            "epoch": serving.epoch if serving is not None else None,
+            "resharing_epoch": resharing_epoch,
+            "threshold": serving.parameters.threshold if serving is not None else None,
+            "participants": sorted(self._peers),
+            "peers": peers,
+            "connected_peers": sorted(connected),
+            "presignatures": {
+                str(d): n for d, n in sorted(self.keystore.presignature_counts().items())
+            },
+            "owned_presignatures": {
+                f"{d}/{e}": n for (d, e), n in (self.pool.sizes() if self.pool else {}).items()
+            },
+            "keysets": keysets,
+            "pending_requests": len(state.requests) if state is not None else 0,
+            "ledger_height": self._height,
+            "uptime_seconds": round(time.monotonic() - self._started, 3),
+        }
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        state = self._state
+        serving = state.serving() if state is not None else None
+        connected = self.mesh.connected_peers()
+        return MetricsSnapshot(
+            protocol_state=state.protocol.name if state is not None else "Unknown",
+            epoch=serving.epoch if serving is not None else -1,
+            participant_id=self._me,
+            participants=len(self._peers),
+            peers={pid: pid in connected for pid in self._peers if pid != self._me},
+            presignatures=self.keystore.presignature_counts(),
+            owned_presignatures={
+                d: n for (d, _), n in (self.pool.sizes() if self.pool else {}).items()
+            },
+            signature_shares=self.signing.stats.shares_served if self.signing else 0,
+            key_shares=len(self.keystore.key_shares()),
+            pending_requests=len(state.requests) if state is not None else 0,
+        )

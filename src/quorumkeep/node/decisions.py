@@ -1,0 +1,176 @@
+"""What a node decides from the contract state alone: its role, and who leads a sign request.
+
+Pure functions (no I/O, no clock): the coordinator calls them after every re-read of the
+contract's ``state`` view, and tests call them directly. The rules are in docs/node.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from quorumkeep.contract.state import (
+    ContractState,
+    ParticipantInfo,
+    Participants,
+    Resharing,
+)
+from quorumkeep.node.mesh import PeerInfo
+
+LEADER_DOMAIN = b"quorumkeep sign leader v1\x00"
+
+
+class Role(enum.StrEnum):
+    """The onboarding table of ARCHITECTURE.md, one member per row."""
+
+    PARTICIPANT = "participant"
+    NOT_PARTICIPANT = "not_participant"
+    WAIT_FOR_MIGRATION = "wait_for_migration"
+    WAITING = "waiting"
+    DECOMMISSIONED = "decommissioned"
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    role: Role
+    participant_id: int | None
+    reason: str
+
+
+def my_infos(state: ContractState, account: str) -> list[ParticipantInfo]:
+    """The infos the contract holds for ``account``: the serving set's, and during a
+    resharing the new set's (the same info for a member of both)."""
+    serving = state.serving()
+    if serving is None:
+        return []
+    found = []
+    info = serving.parameters.get(account)
+    if info is not None:
+        found.append(info)
+    if isinstance(state.protocol, Resharing):
+        following = state.protocol.parameters.get(account)
+        if following is not None and following not in found:
+            found.append(following)
+    return found
+
+
+def onboarding_decision(
+    state: ContractState, account: str, tls_public_key: bytes, *, participated: bool
+) -> Onboarding:
+    """The row of the onboarding table that applies to this node now.
+
+    ``participated``: this node (this TLS key, this keystore) has taken part as
+    ``account``'s participant before. If the contract now lists another TLS key for the
+    account, a migration replaced us and we must wipe and leave — unless we never took
+    part, in which case we are a new machine waiting for its turn.
+    """
+    if state.serving() is None:
+        return Onboarding(Role.NOT_PARTICIPANT, None, "the contract is not initialized")
+    infos = my_infos(state, account)
+    if not infos:
+        return Onboarding(Role.NOT_PARTICIPANT, None, f"{account} is not a participant")
+    for info in infos:
+        if info.tls_public_key == tls_public_key:
+            return Onboarding(Role.PARTICIPANT, info.participant_id, "listed with our TLS key")
+    listed = infos[0]
+    if participated:
+        return Onboarding(
+            Role.DECOMMISSIONED,
+            listed.participant_id,
+            f"participant {listed.participant_id} of {account} now has TLS key "
+            f"{listed.tls_public_key.hex()[:16]}…, not ours: this node was replaced",
+        )
+    migration = state.migrations.get(account)
+    if migration is not None and migration.destination.tls_public_key == tls_public_key:
+        # Issue 5: the backup service delivers the shares; we verify them and conclude.
+        return Onboarding(
+            Role.WAIT_FOR_MIGRATION,
+            listed.participant_id,
+            "a migration to this node is open",
+        )
+    return Onboarding(
+        Role.WAITING,
+        listed.participant_id,
+        f"{account} is participant {listed.participant_id} with another TLS key and no "
+        "migration to this node is open",
+    )
+
+
+def peer_map(state: ContractState) -> dict[int, PeerInfo]:
+    """Everyone the mesh must connect: the serving set, plus the new set in a resharing."""
+    serving = state.serving()
+    if serving is None:
+        return {}
+    sets: list[Participants] = [serving.parameters]
+    if isinstance(state.protocol, Resharing):
+        sets.append(state.protocol.parameters)
+    out: dict[int, PeerInfo] = {}
+    for parameters in sets:
+        for m in parameters.members:
+            out[m.participant_id] = PeerInfo(m.participant_id, m.account, m.url, m.tls_public_key)
+    return out
+
+
+def changed_participants(before: Mapping[int, bytes], after: Mapping[int, bytes]) -> frozenset[int]:
+    """Participants (by id) whose TLS key changed or who left: their presignatures are void.
+
+    ``before``/``after`` map participant id → TLS public key. A url change alone keeps
+    presignatures (the same node, reachable elsewhere); a new key means a new machine
+    whose nonces are not the ones we hold commitments for.
+    """
+    return frozenset(pid for pid, key in before.items() if after.get(pid) != key)
+
+
+def leader_hash(request_id: int) -> int:
+    """H(request_id): the first 8 bytes of SHA-256(domain || request_id as u64 BE)."""
+    if request_id < 0 or request_id >= 2**64:
+        raise ValueError("request_id must fit in 64 bits")
+    digest = hashlib.sha256(LEADER_DOMAIN + request_id.to_bytes(8, "big")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def sign_leader(request_id: int, participants: Collection[int], attempt: int) -> int:
+    """leader(attempt k) = sorted(participants)[(H(request_id) + k) mod n]."""
+    order = sorted(participants)
+    if not order:
+        raise ValueError("no participants")
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    return order[(leader_hash(request_id) + attempt) % len(order)]
+
+
+def first_attempt(request_id: int, participants: Sequence[int] | Collection[int], me: int) -> int:
+    """The smallest attempt number k whose leader is ``me``."""
+    order = sorted(participants)
+    if me not in order:
+        raise ValueError(f"participant {me} is not in the set")
+    return (order.index(me) - leader_hash(request_id)) % len(order)
+
+
+def takeover_delay(
+    request_id: int,
+    participants: Collection[int],
+    me: int,
+    connected: Collection[int],
+    takeover_timeout: float,
+) -> float:
+    """How long after seeing a request ``me`` waits before leading it.
+
+    Attempt k's leader takes over after k × takeover_timeout — except that attempts whose
+    leader we are not connected to cost nothing: such a leader is most likely down, and
+    waiting for it only adds latency. If two nodes disagree about connectivity both may
+    lead; that is safe (each uses its own presignature once; the contract keeps the first
+    valid `respond`) and only costs a wasted signature.
+    """
+    if takeover_timeout < 0 or not math.isfinite(takeover_timeout):
+        raise ValueError("takeover_timeout must be a finite non-negative number")
+    k0 = first_attempt(request_id, participants, me)
+    live = sum(
+        1
+        for k in range(k0)
+        if (leader := sign_leader(request_id, participants, k)) != me and leader in connected
+    )
+    return live * takeover_timeout

@@ -1,0 +1,282 @@
+"""``quorumkeep node run``: one node process, one event loop, until SIGTERM or SIGINT.
+
+Start order: storage key and identity (Argon2id, in a thread) → ledger reachable (bounded
+retries) → mesh listener → HTTPS web API → coordinator. Any failure on the way is one
+readable log line and a non-zero exit (:data:`EXIT_STARTUP`); nothing half-started stays
+behind. Stop order is the reverse: coordinator (cancels protocol runs), web server, mesh,
+ledger client, keystore — then exit 0.
+
+Exit codes: 0 stopped by a signal or decommissioned (its log line says which), 1 the
+node failed while running, 2 it could not start. Log lines go to stderr as
+``time level logger: event key=value ...``; they never hold a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+
+from quorumkeep.crypto.errors import CryptoError
+from quorumkeep.ledger.client import AsyncLedgerClient
+from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.node.config import ConfigError, NodeConfig, load_config
+from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
+from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
+from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_config
+from quorumkeep.node.mesh import Mesh
+from quorumkeep.node.metrics import NodeMetrics
+from quorumkeep.node.web import WebServer, create_app
+from quorumkeep.wire.tls import TLSError
+
+log = logging.getLogger("quorumkeep.node")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_STARTUP = 2
+DEFAULT_LEDGER_WAIT = 30.0
+STOP_TIMEOUT = 10.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is the one line the operator reads."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # uvicorn's own loggers would print every connection; errors are enough.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _address_problem(what: str, address: str, exc: OSError) -> StartupError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use"
+    return StartupError(f"cannot listen on {what} address {address}: {reason}", "address_in_use")
+
+
+async def wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, object]:
+    """The ledger's status, retrying with backoff for at most ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    delay = 0.1
+    while True:
+        try:
+            return await ledger.status()
+        except LedgerError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StartupError(
+                    f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code}: "
+                    f"{exc.message})",
+                    "ledger_unreachable",
+                ) from None
+            log.info("ledger not reachable yet (%s); retrying", exc.code)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+
+async def _load_identity(config: NodeConfig) -> tuple[NodeIdentity, Keystore]:
+    source = key_source_from_config(config)
+    try:
+        return await asyncio.to_thread(load_node, config, source)
+    except (KeystoreError, IdentityError) as exc:
+        code = getattr(exc, "code", "identity_invalid")
+        raise StartupError(str(exc), str(code)) from None
+
+
+class NodeProcess:
+    """Everything one node runs, with start and stop in the right order."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        ledger_wait: float = DEFAULT_LEDGER_WAIT,
+        settings: CoordinatorSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger_wait = ledger_wait
+        self.settings = settings or CoordinatorSettings()
+        self.metrics = NodeMetrics()
+        self.identity: NodeIdentity | None = None
+        self.keystore: Keystore | None = None
+        self.ledger: AsyncLedgerClient | None = None
+        self.mesh: Mesh | None = None
+        self.web: WebServer | None = None
+        self.coordinator: Coordinator | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        self.identity, self.keystore = await _load_identity(config)
+        identity = self.identity
+        self.ledger = AsyncLedgerClient(config.ledger_url)
+        status = await wait_for_ledger(self.ledger, self.ledger_wait)
+        host, port = config.p2p_listen_address
+        self.mesh = Mesh(identity, host=host, port=port)
+        try:
+            await self.mesh.start()
+        except OSError as exc:
+            raise _address_problem("p2p", config.p2p_listen, exc) from None
+        self.coordinator = Coordinator(
+            config=config,
+            identity=identity,
+            keystore=self.keystore,
+            ledger=self.ledger,
+            mesh=self.mesh,
+            metrics=self.metrics,
+            settings=self.settings,
+        )
+        app = create_app(
+            status=self.coordinator.status,
+            metrics=self.metrics,
+            snapshot=self.coordinator.metrics_snapshot,
+            routers=(),
+        )
+        web_host, web_port = config.web_listen_address
+        self.web = WebServer(identity.tls, web_host, web_port, app)
+        try:
+            await self.web.start()
+        except OSError as exc:
+            raise _address_problem("web", config.web_listen, exc) from None
+        except TLSError as exc:
+            raise StartupError(f"web API cannot use the TLS key: {exc}", exc.code) from None
+        await self.coordinator.start()
+        log.info(
+            "started account=%s tls_public_key=%s p2p=%s web=%s ledger=%s ledger_height=%s",
+            config.account,
+            identity.tls_public_key.hex(),
+            config.p2p_url,
+            config.web_url,
+            config.ledger_url,
+            status.get("height"),
+        )
+
+    async def stop(self) -> None:
+        """Stop everything that was started, each step bounded; never raises."""
+        steps: list[tuple[str, Awaitable[None] | None]] = [
+            ("coordinator", self.coordinator.close() if self.coordinator else None),
+            ("web", self.web.stop() if self.web else None),
+            ("mesh", self.mesh.close() if self.mesh else None),
+            ("ledger client", self.ledger.aclose() if self.ledger else None),
+        ]
+        for name, step in steps:
+            if step is None:
+                continue
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await step
+            except Exception as exc:
+                log.warning("stopping %s failed: %s", name, type(exc).__name__)
+        if self.keystore is not None:
+            with contextlib.suppress(Exception):
+                self.keystore.close()
+
+
+async def run_node(
+    config: NodeConfig,
+    *,
+    ledger_wait: float = DEFAULT_LEDGER_WAIT,
+    settings: CoordinatorSettings | None = None,
+    stop: asyncio.Event | None = None,
+    install_signal_handlers: bool = True,
+) -> int:
+    """Run one node until ``stop`` is set (or SIGTERM/SIGINT); return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    node = NodeProcess(config, ledger_wait=ledger_wait, settings=settings)
+    stopping = asyncio.create_task(stop.wait(), name="node-stop-signal")
+    try:
+        start = asyncio.create_task(node.start(), name="node-start")
+        await asyncio.wait({start, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await start
+            log.info("stopped before start-up finished")
+            return EXIT_OK
+        try:
+            start.result()
+        except StartupError as exc:
+            log.error("startup failed: %s [%s]", exc, exc.code)
+            return EXIT_STARTUP
+        except (CryptoError, KeystoreError, LedgerError, ConfigError) as exc:
+            log.error("startup failed: %s [%s]", exc, getattr(exc, "code", "error"))
+            return EXIT_STARTUP
+        assert node.coordinator is not None
+        running = asyncio.create_task(node.coordinator.run(), name="coordinator")
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            try:
+                running.result()
+            except Decommissioned as exc:
+                log.warning("decommissioned: %s; key shares and presignatures wiped, exiting", exc)
+                return EXIT_OK
+            except Exception as exc:
+                log.error(
+                    "node failed: %s: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(10)
+                )
+                return EXIT_FAILED
+            log.error("coordinator stopped unexpectedly")
+            return EXIT_FAILED
+        log.info("stopping on signal")
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        return EXIT_OK
+    finally:
+        stopping.cancel()
+        await node.stop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def run(
+    config_path: Path | str,
+    *,
+    ledger_wait: float = DEFAULT_LEDGER_WAIT,
+    log_level: str = "INFO",
+    settings: CoordinatorSettings | None = None,
+) -> int:
+    """Blocking entry point of ``quorumkeep node run``; returns the process exit code."""
+    configure_logging(log_level)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("startup failed: %s [%s]", exc, exc.code)
+        return EXIT_STARTUP
+    return asyncio.run(run_node(config, ledger_wait=ledger_wait, settings=settings), debug=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m quorumkeep.node.process", description="Run one quorumkeep node."
+    )
+    parser.add_argument("--config", required=True, help="path of node.toml")
+    parser.add_argument("--ledger-wait", type=float, default=DEFAULT_LEDGER_WAIT)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    return run(args.config, ledger_wait=args.ledger_wait, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The node's web API: FastAPI over HTTPS with the node's own TLS certificate.
+
+Endpoints (docs/node.md): ``/health``, ``/status`` (public facts only, never a secret) and
+``/metrics`` (Prometheus text). Clients pin the certificate by the ``tls_public_key`` the
+contract lists for the node, exactly like mesh peers do; no certificate authority is
+involved. Later issues add routers (the backup service's ``/backup/...``) through
+``routers``.
+
+The uvicorn server runs inside the node's event loop. We bind the listening socket
+ourselves, so "address in use" surfaces as an :class:`OSError` the caller can report (uvicorn
+would call ``sys.exit``), and uvicorn's own signal handling is switched off: the node
+process owns SIGTERM/SIGINT and stops the server through :meth:`WebServer.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
+from quorumkeep.wire.tls import TLSCredentials
+
+log = logging.getLogger("quorumkeep.node.web")
+
+STOP_TIMEOUT = 5.0
+
+
+class PeerStatus(BaseModel):
+    participant_id: int
+    account: str
+    url: str
+    connected: bool
+
+
+class NodeStatus(BaseModel):
+    """``GET /status``. Everything here is public: ids, states, counts, public keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str
+    tls_public_key: str = Field(description="hex; the key the contract must list for us")
+    signer_public_key: str
+    role: str = Field(
+        description="participant | not_participant | wait_for_migration | waiting | "
+        "decommissioned | starting"
+    )
+    participant_id: int | None
+    protocol_state: str
+    epoch: int | None = Field(description="epoch of the keyset in force")
+    resharing_epoch: int | None = Field(description="epoch being built during a resharing")
+    threshold: int | None
+    participants: list[int]
+    peers: list[PeerStatus]
+    connected_peers: list[int]
+    presignatures: dict[str, int] = Field(
+        description="domain id → presignatures held (owned or as a member)"
+    )
+    owned_presignatures: dict[str, int] = Field(
+        description="'domain/epoch' → usable presignatures this node owns (leads with)"
+    )
+    keysets: dict[str, list[int]] = Field(description="epoch → domain ids with a key share")
+    pending_requests: int
+    ledger_height: int
+    uptime_seconds: float
+
+
+def create_app(
+    *,
+    status: Callable[[], Mapping[str, Any]],
+    metrics: NodeMetrics,
+    snapshot: Callable[[], MetricsSnapshot],
+    routers: Iterable[APIRouter] = (),
+) -> FastAPI:
+    app = FastAPI(
+        title="quorumkeep node",
+        description="Health, status and metrics of one quorumkeep MPC node.",
+        version="1",
+    )
+
+    @app.get("/health", summary="Liveness: 200 while the process serves requests")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/status", response_model=NodeStatus, summary="What this node knows and does")
+    async def node_status() -> NodeStatus:
+        return NodeStatus.model_validate(dict(status()))
+
+    @app.get("/metrics", summary="Prometheus text exposition", response_class=Response)
+    async def node_metrics() -> Response:
+        metrics.apply(snapshot())
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket; ``OSError`` if the address is unavailable."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class WebServer:
+    """The HTTPS server of one node, run as a task of the node's event loop."""
+
+    def __init__(
+        self,
+        tls: TLSCredentials,
+        host: str,
+        port: int,
+        app: FastAPI,
+    ) -> None:
+        self._tls = tls
+        self._host = host
+        self._port = port
+        self._app = app
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._host, self._port
+
+    def _ssl_context(
+        self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        # The same TLS 1.3-only context the mesh uses, minus client certificates.
+        return self._tls.server_context(None, require_client_cert=False)
+
+    async def start(self) -> None:
+        """Bind and serve; ``OSError`` if the port is taken, TLSError if the key is unusable."""
+        if self._task is not None:
+            raise RuntimeError("web server already started")
+        sock = bind_socket(self._host, self._port)
+        self._port = int(sock.getsockname()[1])
+        self._socket = sock
+        config = uvicorn.Config(
+            self._app,
+            ssl_certfile=str(self._tls.certificate_path),
+            ssl_keyfile=str(self._tls.private_key_path),
+            ssl_keyfile_password=self._tls.password.decode("ascii"),
+            ssl_context_factory=self._ssl_context,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        try:
+            config.load()
+        except BaseException:
+            sock.close()
+            raise
+        server = _EmbeddedServer(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="web-server")
+        async with asyncio.timeout(STOP_TIMEOUT):
+            while not server.started:
+                if self._task.done():
+                    self._task.result()  # re-raise the startup error
+                    raise RuntimeError("web server stopped during startup")
+                await asyncio.sleep(0.01)
+        log.info("web API listening on https://%s:%s", self._host, self._port)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish open requests (bounded), close the socket."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        except Exception:
+            log.exception("web server failed while stopping")
+        finally:
+            if self._socket is not None:
+                self._socket.close()
+            self._server = None
+            self._task = None

@@ -1,0 +1,294 @@
+"""Real processes for the node tests: a ledger, node directories made by the CLI, nodes.
+
+Every process is started on free 127.0.0.1 ports, logs to a file in the test's directory,
+and is killed by the owner's ``close()`` (tests call it in a ``finally`` or a fixture
+teardown). Every wait here has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.ledger.client import AccountSigner, LedgerClient, LedgerEvent
+from quorumkeep.ledger.genesis import init_ledger
+from quorumkeep.ledger.keyfile import load_signer
+from quorumkeep.wire.tls import client_context
+
+LEDGER_PASSPHRASE = "ledger passphrase for node tests"
+NODE_PASSPHRASE = "node storage passphrase for node tests"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "quorumkeep.cli.main", *args]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli(*args), capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
+    )
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Ledger:
+    """A ledger made with the library (fast key-file KDF) and served by `ledger serve`."""
+
+    directory: Path
+    accounts: tuple[str, ...]
+    signers: dict[str, AccountSigner] = field(default_factory=dict)
+    key_files: dict[str, Path] = field(default_factory=dict)
+    passphrase_file: Path | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / "ledger.log"
+
+    def create(self) -> Ledger:
+        created = init_ledger(
+            self.directory,
+            self.accounts,
+            LEDGER_PASSPHRASE.encode(),
+            passphrase_cost=(MIN_OPSLIMIT, MIN_MEMLIMIT),
+        )
+        self.key_files = {a: Path(p) for a, p in created.key_files.items()}
+        self.signers = {
+            a: load_signer(self.key_files[a], LEDGER_PASSPHRASE.encode()) for a in self.accounts
+        }
+        self.passphrase_file = self.directory.parent / "ledger-passphrase"
+        self.passphrase_file.write_text(LEDGER_PASSPHRASE + "\n")
+        return self
+
+    def start(self, idle_block_ms: int = 200) -> Ledger:
+        self.port = free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cli(
+                    "ledger",
+                    "serve",
+                    "--data",
+                    str(self.directory),
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--idle-block-ms",
+                    str(idle_block_ms),
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ledger exited: {self.log_path.read_text()}")
+            try:
+                return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, START_TIMEOUT, "the ledger to serve")
+        return self
+
+    def client(self) -> LedgerClient:
+        return LedgerClient(self.url, timeout=30.0)
+
+    def call(self, account: str, method: str, args: dict[str, Any]) -> Any:
+        with self.client() as client:
+            return client.call(self.signers[account], method, args).value
+
+    def view(self, method: str, args: dict[str, Any] | None = None) -> Any:
+        with self.client() as client:
+            return client.view(method, args or {})
+
+    def wait_event(
+        self, predicate: Callable[[LedgerEvent], bool], timeout: float, since: int = -1
+    ) -> LedgerEvent:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            cursor = since
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no matching ledger event within {timeout}s")
+                events, cursor_next = client.events(cursor, min(remaining, 5.0))
+                for event in events:
+                    if predicate(event):
+                        return event
+                cursor = max(cursor, cursor_next)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(15)
+
+
+@dataclass
+class Node:
+    """A node directory made by `quorumkeep node init`, and its `node run` process."""
+
+    account: str
+    directory: Path
+    ledger_url: str
+    p2p_port: int = 0
+    web_port: int = 0
+    info: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "node.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / f"{self.directory.name}.log"
+
+    @property
+    def web_url(self) -> str:
+        return f"https://127.0.0.1:{self.web_port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "QUORUMKEEP_PASSPHRASE": NODE_PASSPHRASE}
+
+    def init(self) -> Node:
+        self.p2p_port = free_port()
+        self.web_port = free_port()
+        result = run_cli(
+            "node",
+            "init",
+            "--account",
+            self.account,
+            "--dir",
+            str(self.directory),
+            "--ledger",
+            self.ledger_url,
+            "--p2p",
+            f"127.0.0.1:{self.p2p_port}",
+            "--web",
+            f"127.0.0.1:{self.web_port}",
+            "--kdf-cost",
+            "minimum",
+            env=self.env(),
+        )
+        assert result.returncode == 0, result.stderr
+        self.info = json.loads(result.stdout)
+        return self
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> Node:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cli(
+                    "node",
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                    "--takeover-timeout",
+                    "1.0",
+                    "--presignatures",
+                    "8",
+                    "--log-level",
+                    "DEBUG",
+                    *extra,
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env or self.env(),
+            )
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def certificate(self) -> bytes:
+        return (self.directory / "tls-cert.pem").read_bytes()
+
+    def https(self) -> httpx.Client:
+        """A client that trusts exactly this node's certificate (pinned, no CA)."""
+        context: ssl.SSLContext = client_context(None, None, None, [self.certificate()])
+        return httpx.Client(base_url=self.web_url, verify=context, timeout=5.0)
+
+    def get(self, path: str) -> httpx.Response:
+        with self.https() as client:
+            return client.get(path)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node {self.account} exited: {self.log()}")
+            try:
+                return self.get("/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout, f"node {self.account} to serve /health")
+
+    def status(self) -> dict[str, Any]:
+        response = self.get("/status")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        """The node's /status once ``predicate`` holds for it."""
+        seen: dict[str, Any] = {}
+
+        def check() -> bool:
+            seen.clear()
+            seen.update(self.status())
+            return predicate(seen)
+
+        wait_until(check, timeout, f"{self.account}: {what}")
+        return seen
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(15)
