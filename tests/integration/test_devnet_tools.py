@@ -19,6 +19,7 @@ from quorumkeep.devnet.layout import DevnetDir, DevnetRecord
 from quorumkeep.devnet.network import Devnet
 from quorumkeep.devnet.processes import ProcessRecord
 from quorumkeep.devnet.secrets import Secrets
+from quorumkeep.ledger.genesis import init_ledger
 
 SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 POLITE = "import time; time.sleep(60)"
@@ -205,3 +206,39 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert no_key.returncode == 2
     assert len(no_key.stderr.strip().splitlines()) == 1
+
+
+def test_added_process_is_started_killed_restarted_and_stopped(tmp_path: Path) -> None:
+    """A process added with add_process (as a backup service will be) is driven like the
+    devnet's own; a real `ledger serve` stands in for any long-running command."""
+    DevnetDir(tmp_path).save(DevnetRecord(threshold=2, nodes=3, phase="ready"))
+    init_ledger(tmp_path / "extra", ["alice"], b"pass", passphrase_cost=(1, 8192))
+    devnet = Devnet(tmp_path)
+    port = devnet.free_port()
+    devnet.add_process(
+        "extra",
+        "service",
+        ["ledger", "serve", "--data", str(tmp_path / "extra"), "--listen", f"127.0.0.1:{port}"],
+        ports={"http": port},
+        env_secrets={"QUORUMKEEP_PASSPHRASE": "extra-service"},
+    )
+    try:
+        assert devnet.alive("extra")
+        assert Devnet(tmp_path).alive("extra")  # another Devnet reads the same record
+        assert (tmp_path / "secrets" / "extra-service.passphrase").exists()
+        with pytest.raises(DevnetError) as twice:
+            devnet.add_process("extra", "service", ["ledger", "status"])
+        assert twice.value.code == "process_exists"
+        assert devnet.kill("extra")
+        assert not devnet.alive("extra")
+        assert devnet.start("extra", wait=False)
+        assert not devnet.start("extra", wait=False)  # already running
+        assert devnet.alive("extra")
+        assert devnet.down(grace=5.0) == ["extra"]
+        assert not devnet.alive("extra")
+        devnet.retire("extra")
+        with pytest.raises(DevnetError) as retired:
+            devnet.start("extra")
+        assert retired.value.code == "process_retired"
+    finally:
+        Devnet(tmp_path).down(grace=1.0)

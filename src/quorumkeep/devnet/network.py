@@ -649,6 +649,48 @@ class Devnet:
                 self._spawn(self.process(name))
         return name
 
+    def free_port(self) -> int:
+        """A free 127.0.0.1 port no process of this devnet is recorded with."""
+        return processes.free_port(self._taken_ports())
+
+    def add_process(
+        self,
+        name: str,
+        kind: str,
+        args: Sequence[str],
+        *,
+        account: str | None = None,
+        directory: str | None = None,
+        ports: dict[str, int] | None = None,
+        env_secrets: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> ProcessRecord:
+        """Record (and start) another long-running ``quorumkeep ARGS…`` process of the
+        devnet, e.g. an operator's backup service; `down`, `kill`, `start`, `status` and
+        `up --resume` then treat it like the others. ``env_secrets`` maps environment
+        variables to devnet secret names (created if missing)."""
+        with self.dir.locked():
+            self.reload()
+            if name in self.record.processes:
+                raise DevnetError("process_exists", f"the devnet already has a process {name!r}")
+            for secret in (env_secrets or {}).values():
+                self.secrets.get_or_create(secret)
+            record = ProcessRecord(
+                name=name,
+                kind=kind,
+                argv=processes.cli_argv(*args),
+                log=f"{LOGS_DIR}/{name}.log",
+                ports=dict(ports or {}),
+                env_secrets=dict(env_secrets or {}),
+                account=account,
+                directory=directory,
+            )
+            self.record.processes[name] = record
+            self.save()
+            if start:
+                self._spawn(record)
+            return record
+
     def wipe(self, name: str) -> None:
         """Delete a stopped node's directory (its keys and shares): a lost machine."""
         with self.dir.locked():
