@@ -144,7 +144,6 @@ async def _measure(
         # Warm-up: connections, nonce caches, code paths.
         for signer in clients:
             await ledger.call(signer, "register_backup_service", _backup_args())
-        start_height = (await ledger.status())["height"]
 
         def submit(signer: AccountSigner) -> Callable[[int], Awaitable[Any]]:
             async def one(_: int) -> Any:
@@ -157,32 +156,71 @@ async def _measure(
         await _timed(transactions, submit(clients[0]), sequential)
         sequential_s = time.perf_counter() - t0
 
-        concurrent: list[float] = []
-        per_client = max(1, transactions // len(clients))
-        t0 = time.perf_counter()
-        await asyncio.gather(*[_timed(per_client, submit(s), concurrent) for s in clients])
-        concurrent_s = time.perf_counter() - t0
-        status = await ledger.status()
-        blocks = status["height"] - start_height
+        # One client per simulated consumer (as every node and backup service has its own):
+        # httpx's connection pool degrades when one client carries many concurrent requests.
+        consumers = [AsyncLedgerClient(url) for _ in clients]
+        try:
+            await asyncio.gather(  # warm-up: each consumer learns its nonce and the chain
+                *[
+                    c.call(s, "register_backup_service", _backup_args())
+                    for c, s in zip(consumers, clients, strict=True)
+                ]
+            )
+            concurrent: list[float] = []
+            per_client = max(1, transactions // len(clients))
+            start_height = (await ledger.status())["height"]
 
-        async def view(_: int) -> Any:
-            return await ledger.view("backup_service_info", {"account": clients[0].account})
+            def submit_with(
+                client: AsyncLedgerClient, signer: AccountSigner
+            ) -> Callable[[int], Awaitable[Any]]:
+                async def one(_: int) -> Any:
+                    return await client.call(signer, "register_backup_service", _backup_args())
 
-        view_latencies: list[float] = []
-        t0 = time.perf_counter()
-        await _timed(views, view, view_latencies)
-        views_sequential_s = time.perf_counter() - t0
-        concurrent_views: list[float] = []
-        t0 = time.perf_counter()
-        await asyncio.gather(
-            *[_timed(views // len(clients), view, concurrent_views) for _ in clients]
-        )
-        views_concurrent_s = time.perf_counter() - t0
+                return one
+
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *[
+                    _timed(per_client, submit_with(c, s), concurrent)
+                    for c, s in zip(consumers, clients, strict=True)
+                ]
+            )
+            concurrent_s = time.perf_counter() - t0
+            status = await ledger.status()
+            blocks = status["height"] - start_height
+
+            async def view(_: int) -> Any:
+                return await ledger.view("backup_service_info", {"account": clients[0].account})
+
+            view_latencies: list[float] = []
+            t0 = time.perf_counter()
+            await _timed(views, view, view_latencies)
+            views_sequential_s = time.perf_counter() - t0
+
+            def view_with(client: AsyncLedgerClient) -> Callable[[int], Awaitable[Any]]:
+                async def one(_: int) -> Any:
+                    return await client.view("backup_service_info", {"account": clients[0].account})
+
+                return one
+
+            concurrent_views: list[float] = []
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *[_timed(views // len(clients), view_with(c), concurrent_views) for c in consumers]
+            )
+            views_concurrent_s = time.perf_counter() - t0
+        finally:
+            for consumer in consumers:
+                await consumer.aclose()
 
     return {
         "sequential": _summary(sequential, sequential_s),
-        "concurrent": {"clients": len(clients), **_summary(concurrent, concurrent_s)},
-        "blocks_produced": blocks,
+        "concurrent": {
+            "clients": len(clients),
+            **_summary(concurrent, concurrent_s),
+            "blocks": blocks,
+            "tx_per_block": round(len(concurrent) / max(blocks, 1), 2),
+        },
         "views": {
             "sequential_per_s": round(len(view_latencies) / views_sequential_s, 1),
             "sequential_p50_ms": round(_percentile(view_latencies, 0.5) * 1e3, 2),
