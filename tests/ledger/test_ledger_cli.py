@@ -133,3 +133,19 @@ def test_keys_new_and_add_a_function_call_key(ledger: tuple[Path, str], tmp_path
         "--key", str(out), "--ledger", url,
     )  # fmt: skip
     assert "FullAccessRequired" in one_line_error(refused, 1)
+
+
+def test_serve_refuses_bad_input(tmp_path: Path) -> None:
+    empty = run("ledger", "serve", "--data", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert "holds no ledger" in one_line_error(empty, 1)
+    bad_listen = run("ledger", "serve", "--data", str(tmp_path), "--listen", "localhost")
+    assert "HOST:PORT" in one_line_error(bad_listen, 2)
+
+
+def test_keys_show_needs_no_passphrase(ledger: tuple[Path, str]) -> None:
+    data, _ = ledger
+    shown = run("keys", "show", str(data / "keys" / "alice.json"), "--json", env_pass=False)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["account"] == "alice"
+    raw = (data / "keys" / "alice.json").read_text()
+    assert json.loads(shown.stdout)["public_key"] in raw
