@@ -25,6 +25,7 @@ from ledger_helpers import (
     sign_tx,
 )
 
+from quorumkeep.contract import VIEW_METHODS
 from quorumkeep.ledger.api_models import SignedTransactionModel
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
 from quorumkeep.ledger.transaction import (
@@ -469,3 +470,14 @@ def test_no_mutation_of_a_transaction_gets_a_5xx_or_changes_anything(env: Env) -
             assert set(response.json()) == {"error"}
     assert env.snapshot() == before
     assert seen <= {400, 401, 403, 404, 409}
+
+
+def test_no_view_arguments_get_a_5xx(env: Env) -> None:
+    keys = ("account", "request_id", "domain_id", "path", "unknown")
+    values: list[Any] = [None, True, -1, 0, 2**60, "", "zz", "ab" * 32, [], {}, {"a": 1}]
+    for method in sorted(VIEW_METHODS):
+        for args in [{}, *({k: v} for k in keys for v in values)]:
+            response = env.http.post("/v1/view", json={"method": method, "args": args})
+            assert response.status_code in (200, 400), (method, args, response.text)
+            if response.status_code == 400:
+                refused(response, 400, response.json()["error"]["code"])
