@@ -3,6 +3,8 @@
 ``run`` starts a devnet (ledger + nodes, separate processes on 127.0.0.1) in a temporary
 directory and measures:
 
+- ``unloaded``: the same three latencies for ``UNLOADED_REQUESTS`` requests sent one at a
+  time (no queue: what one request costs end to end);
 - ``dkg_seconds``: from the last operator's ``vote_add_domains`` to the contract being
   Running with domain 0's key (every node ran the DKG and voted its key);
 - ``signatures_per_second``: ``requests`` sign requests kept ``concurrency`` in flight
@@ -38,6 +40,7 @@ from quorumkeep.devnet.signing import Signature, SignClient
 
 DEFAULT_CONCURRENCY = 64
 WARMUP_REQUESTS = 20
+UNLOADED_REQUESTS = 50
 SIGN_TIMEOUT = 120.0
 
 Progress = Callable[[str], None]
@@ -53,6 +56,7 @@ class NetworkBench:
     latency_ms: dict[str, float]
     submit_ms: dict[str, float]
     ledger_latency_ms: dict[str, float]
+    unloaded: dict[str, Any]
     dkg_seconds: float
     resharing_seconds: float | None
     resharing: str | None
@@ -68,6 +72,7 @@ class NetworkBench:
             "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
             "submit_ms": {k: round(v, 2) for k, v in self.submit_ms.items()},
             "ledger_latency_ms": {k: round(v, 2) for k, v in self.ledger_latency_ms.items()},
+            "unloaded": self.unloaded,
             "dkg_seconds": round(self.dkg_seconds, 3),
             "resharing_seconds": None
             if self.resharing_seconds is None
@@ -82,6 +87,14 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in values.items()}
+
+
+def _ledger_latencies(results: list[Signature], stamps: dict[int, int]) -> list[float]:
+    return [(stamps[r.response_height] - stamps[r.request_height]) / 1000 for r in results]
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -155,11 +168,11 @@ def run(
         up_seconds = time.perf_counter() - started
         report(f"warming up ({WARMUP_REQUESTS} signatures)")
         asyncio.run(_sign_many(devnet, WARMUP_REQUESTS, min(concurrency, 8), "warmup"))
+        report(f"signing {UNLOADED_REQUESTS} payloads one at a time")
+        _, single, single_stamps = asyncio.run(_sign_many(devnet, UNLOADED_REQUESTS, 1, "one"))
         report(f"signing {requests} payloads, {concurrency} in flight")
         wall, results, stamps = asyncio.run(_sign_many(devnet, requests, concurrency, "bench"))
-        ledger_latencies = [
-            (stamps[r.response_height] - stamps[r.request_height]) / 1000 for r in results
-        ]
+        ledger_latencies = _ledger_latencies(results, stamps)
         resharing_seconds = None
         resharing = None
         if reshare:
@@ -180,6 +193,12 @@ def run(
             latency_ms=spread([r.latency_s for r in results]),
             submit_ms=spread([r.submit_latency_s for r in results]),
             ledger_latency_ms=spread(ledger_latencies),
+            unloaded={
+                "requests": UNLOADED_REQUESTS,
+                "latency_ms": _rounded(spread([r.latency_s for r in single])),
+                "submit_ms": _rounded(spread([r.submit_latency_s for r in single])),
+                "ledger_latency_ms": _rounded(spread(_ledger_latencies(single, single_stamps))),
+            },
             dkg_seconds=devnet.timings["dkg"],
             resharing_seconds=resharing_seconds,
             resharing=resharing,

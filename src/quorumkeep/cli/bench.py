@@ -125,6 +125,8 @@ def network(
         f"p99 {latency['p99']} ms, max {latency['max']} ms\n"
         f"  on the ledger (block timestamps): p50 {body['ledger_latency_ms']['p50']} ms, "
         f"p99 {body['ledger_latency_ms']['p99']} ms\n"
+        f"one request at a time: p50 {body['unloaded']['latency_ms']['p50']} ms, "
+        f"p99 {body['unloaded']['latency_ms']['p99']} ms\n"
         f"DKG: {body['dkg_seconds']} s; resharing {body['resharing'] or '-'}: "
         f"{body['resharing_seconds'] if body['resharing_seconds'] is not None else '-'} s"
     )
