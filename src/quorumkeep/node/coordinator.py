@@ -71,6 +71,7 @@ from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_ke
 log = logging.getLogger("quorumkeep.node.coordinator")
 
 _TRANSIENT_CODES = frozenset({"LedgerUnavailable", "ShuttingDown", "InvalidNonce"})
+SIGN_RETRY_MAX_DELAY = 5.0
 META_PARTICIPATED = "participated_as"
 META_PEER_KEYS = "peer_tls_keys"
 META_KEYGEN = "keygen_attempt/{domain}/{epoch}"
@@ -88,8 +89,6 @@ class CoordinatorSettings:
     """Bound on one DKG or resharing run (then the node votes to abort the attempt)."""
     presignature_target: int = 64
     """Presignatures this node keeps per domain as owner."""
-    sign_retries: int = 5
-    """Extra lead attempts of one request by this node after a failure."""
     ledger_attempts: int = 6
     ledger_backoff: float = 0.1
 
@@ -143,30 +142,24 @@ class Coordinator:
         self._closed = False
         self._peers: dict[int, PeerInfo] = {}
         self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
+        self._participated: int | None = None
+        self._peer_keys: dict[int, bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Nothing to set up before the contract is read: services start with a participant
-        id (:meth:`_ensure_services`)."""
-
-    def _ensure_services(self, me: int) -> tuple[PresignaturePool, SigningService]:
-        """The presignature pool and signing service, created the first time we take part."""
-        if self.pool is None or self.signing is None:
-            self.pool = PresignaturePool(
-                self.router,
-                self.keystore,
-                me,
-                self._random_bytes,
-                target=self.settings.presignature_target,
-            )
-            self.signing = SigningService(
-                self.router, self.keystore, self.pool, me, is_pending=self.is_pending
-            )
-            self.pool.start()
-        # A participant id only changes if the account left and joined again as a newcomer.
-        self.pool.me = me
-        return self.pool, self.signing
+        """Set up the presignature pool and the signing service (idle until we take part:
+        :meth:`_configure_services` hands them our participant id and keys)."""
+        self.pool = PresignaturePool(
+            self.router,
+            self.keystore,
+            None,
+            self._random_bytes,
+            target=self.settings.presignature_target,
+        )
+        self.signing = SigningService(
+            self.router, self.keystore, self.pool, None, is_pending=self.is_pending
+        )
 
     async def run(self) -> None:
         """Follow the contract until cancelled; raises :class:`Decommissioned`."""
@@ -209,7 +202,7 @@ class Coordinator:
         for task in tasks:
             task.cancel()
         if self.pool is not None:
-            await self.pool.stop()
+            await self.pool.close()
         if self.signing is not None:
             await self.signing.close()
         if tasks:
@@ -261,8 +254,11 @@ class Coordinator:
     # -- onboarding and participants ------------------------------------------------------
 
     def _participated_id(self) -> int | None:
-        value = self.keystore.get_metadata(META_PARTICIPATED)
-        return int(value) if value is not None and value.isdigit() else None
+        """The participant id we took part as (kept in the keystore: survives restarts)."""
+        if self._participated is None:
+            value = self.keystore.get_metadata(META_PARTICIPATED)
+            self._participated = int(value) if value is not None and value.isdigit() else 0
+        return self._participated or None
 
     async def _apply(self, state: ContractState) -> None:
         self._state = state
@@ -286,6 +282,7 @@ class Coordinator:
         me = decision.participant_id if decision.role is Role.PARTICIPANT else None
         if me is not None and self._participated_id() != me:
             self.keystore.set_metadata(META_PARTICIPATED, str(me))
+            self._participated = me
         self._me = me
         await self._follow_participants(state, me)
         self._configure_services(state, me)
@@ -310,15 +307,22 @@ class Coordinator:
         self._cancel_all()
         await asyncio.to_thread(self.keystore.wipe)
         self.keystore.delete_metadata(META_PARTICIPATED)
+        self._participated = 0
         raise Decommissioned(decision.reason)
 
     async def _follow_participants(self, state: ContractState, me: int | None) -> None:
         peers = peer_map(state)
-        stored = self.keystore.get_metadata(META_PEER_KEYS)
-        before: dict[int, bytes] = {}
-        if stored:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                before = {int(p): bytes.fromhex(k) for p, k in json.loads(stored).items()}
+        if self._peer_keys is None:
+            # What the participant set was when we last looked, even before a restart: a
+            # participant replaced while we were down still gets its presignatures purged.
+            self._peer_keys = {}
+            stored = self.keystore.get_metadata(META_PEER_KEYS)
+            if stored:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    self._peer_keys = {
+                        int(p): bytes.fromhex(k) for p, k in json.loads(stored).items()
+                    }
+        before = self._peer_keys
         after = {pid: info.tls_public_key for pid, info in peers.items()}
         if state.serving() is not None:
             gone = changed_participants(before, after)
@@ -336,6 +340,7 @@ class Coordinator:
             if after != before:
                 document = {str(p): k.hex() for p, k in sorted(after.items())}
                 self.keystore.set_metadata(META_PEER_KEYS, json.dumps(document))
+                self._peer_keys = after
         if peers != self._peers or me != self.mesh.my_id:
             await self.mesh.update_participants(peers, me)
             self._peers = peers
@@ -436,6 +441,9 @@ class Coordinator:
                 ref.domain_id,
                 ref.epoch,
             )
+        if self.keystore.presignature_counts():
+            removed = self.keystore.purge_all_presignatures()
+            log.info("not a participant: deleted %d presignatures", removed)
 
     # -- key generation -------------------------------------------------------------------
 
@@ -624,14 +632,10 @@ class Coordinator:
 
     def _configure_services(self, state: ContractState, me: int | None) -> None:
         """Serve exactly the keys in force (the serving epoch's) in the pool and for signing;
-        keys of other epochs are dropped, their presignatures deleted by the pool."""
+        the pool retires other epochs' keys with their presignatures."""
         serving = state.serving()
-        if me is not None:
-            pool, signing = self._ensure_services(me)
-        elif self.pool is None or self.signing is None:
+        if self.pool is None or self.signing is None:
             return
-        else:
-            pool, signing = self.pool, self.signing
         desired: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
         if me is not None and serving is not None:
             for domain in serving.keyset.domains:
@@ -642,22 +646,19 @@ class Coordinator:
                         pair = self._load_share(*slot)
                     except (RecordNotFound, ShareFormatError):
                         continue
-                    if pair[1].group_public_key != domain.public_key:
+                    if pair[1].group_public_key != domain.public_key or pair[0].identifier != me:
                         log.error(
-                            "stored share of domain %d epoch %d is for another key; not used",
+                            "stored share of domain %d epoch %d is not ours for the contract's "
+                            "key; not used",
                             *slot,
                         )
                         continue
                 desired[slot] = pair
         self._keys = desired
-        served = set(pool.sizes())
-        for slot in served - set(desired):
-            pool.remove_key(*slot)
-        for slot in set(desired) - served:
-            key, public = desired[slot]
-            pool.set_key(*slot, key, public, target=self.settings.presignature_target)
         epoch = serving.epoch if serving is not None else -1
-        signing.configure(me=me, epoch=epoch, keys={d: pair for (d, _), pair in desired.items()})
+        keys = {domain_id: pair for (domain_id, _), pair in desired.items()}
+        self.pool.configure(me=me, epoch=epoch, keys=keys)
+        self.signing.configure(me=me, epoch=epoch, keys=keys)
 
     def _serve_requests(self, state: ContractState, me: int) -> None:
         serving = state.serving()
@@ -710,7 +711,12 @@ class Coordinator:
                 path=request.path,
                 caller=request.account,
             )
-            for attempt in range(self.settings.sign_retries + 1):
+            # Retried until it succeeds or the request leaves the pending set (answered by
+            # another leader, or expired by the contract): then _serve_requests cancels us.
+            # Peers that come back make new presignatures, so a later attempt can succeed.
+            retry_delay = self.settings.takeover_timeout
+            attempt = 0
+            while True:
                 try:
                     signature = await self.signing.lead(job)
                     await self.call("respond", {"request_id": rid, "signature": signature.hex()})
@@ -726,15 +732,18 @@ class Coordinator:
                 except Exception as exc:
                     reason = str(getattr(exc, "code", type(exc).__name__))
                     self.metrics.sign_failures.labels(reason=reason).inc()
-                    log.warning(
-                        "leading sign request %d failed (attempt %d): %s", rid, attempt, exc
+                    level = logging.WARNING if attempt % 10 == 0 else logging.DEBUG
+                    log.log(
+                        level, "leading sign request %d failed (attempt %d): %s", rid, attempt, exc
                     )
                 else:
                     self.metrics.signatures.labels(domain=str(request.domain_id)).inc()
                     self.metrics.sign_latency.observe(time.monotonic() - seen)
                     log.debug("signed request %d", rid)
                     return
-                await asyncio.sleep(self.settings.takeover_timeout)
+                attempt += 1
+                await asyncio.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, SIGN_RETRY_MAX_DELAY)
         finally:
             if self._sign_tasks.get(rid) is asyncio.current_task():
                 del self._sign_tasks[rid]
