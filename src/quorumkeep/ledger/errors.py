@@ -39,6 +39,7 @@ ERROR_STATUS: dict[str, int] = {
     "TransactionNotFound": 404,
     "InvalidCursor": 400,
     # the ledger itself
+    "InternalError": 500,
     "LedgerUnavailable": 503,
     "ShuttingDown": 503,
 }

@@ -148,6 +148,12 @@ def create_app(node: LedgerNode) -> FastAPI:
             {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: logged with its traceback, answered in the usual shape.
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return _error("InternalError", f"the ledger failed ({type(exc).__name__}); see its log")
+
     @app.post(
         "/v1/transactions",
         response_model=m.ReceiptResponse,
