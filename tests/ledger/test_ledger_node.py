@@ -11,6 +11,7 @@ from ledger_helpers import backup_service_args, init_args, make_ledger
 
 from quorumkeep.ledger import node as node_module
 from quorumkeep.ledger.client import AccountSigner
+from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.node import LedgerNode, Receipt
 from quorumkeep.ledger.transaction import FunctionCall, Transaction
 
@@ -136,3 +137,46 @@ def test_restarted_node_serves_the_same_events(tmp_path: Path) -> None:
     before = asyncio.run(first())
     assert len(before) == 3
     assert asyncio.run(second()) == before
+
+
+def test_a_failed_commit_stops_the_ledger_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path / "data", ACCOUNTS)
+    stops: list[str] = []
+
+    async def run() -> tuple[Receipt, str]:
+        node = LedgerNode(ledger.path, idle_block_ms=10_000)
+        node.on_fatal = stops.append
+        await node.start()
+        try:
+            acknowledged = await _call(
+                node, ledger.signers["alice"], 1, "init", init_args(list(ACCOUNTS))
+            )
+            node.store._conn.close()  # the disk goes away under the producer
+            with pytest.raises(LedgerError) as refused:
+                await _call(
+                    node, ledger.signers["bob"], 1, "register_backup_service",
+                    backup_service_args(),
+                )  # fmt: skip
+            with pytest.raises(LedgerError) as reading:
+                await node.committed()
+            assert refused.value.code == reading.value.code == "LedgerUnavailable"
+            return acknowledged, refused.value.message
+        finally:
+            await node.stop()
+
+    acknowledged, message = asyncio.run(run())
+    assert "restart" in message
+    assert stops and "could not be stored" in stops[0]
+
+    async def restart() -> tuple[int, Any]:
+        node = LedgerNode(ledger.path, idle_block_ms=10_000)
+        await node.start()
+        try:
+            state = await node.committed()
+            return state.height, state.contract.view("backup_service_info", {"account": "bob"})
+        finally:
+            await node.stop()
+
+    height, backup = asyncio.run(restart())
+    assert height == acknowledged.block_height  # the block that failed to commit is gone
+    assert backup is None

@@ -283,6 +283,8 @@ class LedgerNode:
         # it. Stop; a restart rebuilds the state from the blocks that were committed.
         log.critical("ledger stopping: %s", reason)
         self.failed = reason
+        if self._stable is not None:
+            self._stable.set()  # wake waiting readers; they see `failed` and refuse
         error = LedgerError("LedgerUnavailable", "the ledger failed to store a block; restart it")
         for submission in batch:
             if not submission.future.done():
@@ -301,11 +303,11 @@ class LedgerNode:
 
     async def committed(self) -> LedgerState:
         """The state, once it equals the last committed block (awaits an in-flight commit)."""
-        if self.failed is not None:
-            raise LedgerError("LedgerUnavailable", self.failed)
         assert self._stable is not None
         while not self._stable.is_set():
             await self._stable.wait()
+        if self.failed is not None:  # woken by _fatal: the in-memory state is not durable
+            raise LedgerError("LedgerUnavailable", self.failed)
         return self.state
 
     async def block_body(self, height: int) -> bytes | None:
