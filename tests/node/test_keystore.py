@@ -457,6 +457,8 @@ def test_sigkill_never_loses_or_corrupts_a_committed_share(tmp_path: Path) -> No
         finally:
             child.kill()
             child.wait(timeout=10)
+            if child.stdout is not None:
+                child.stdout.close()
         assert child.returncode == -signal.SIGKILL
         reported = {int(line) for line in output.split()}
         with Keystore.open(tmp_path, key, KeystoreOwner("crash", bytes(32))) as store:
