@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nacl.signing import SigningKey
 
 from quorumkeep.devnet import processes
 from quorumkeep.devnet.errors import DevnetError
@@ -242,3 +243,43 @@ def test_added_process_is_started_killed_restarted_and_stopped(tmp_path: Path) -
         assert retired.value.code == "process_retired"
     finally:
         Devnet(tmp_path).down(grace=1.0)
+
+
+def test_a_stalled_key_generation_names_the_missing_voters_and_their_logs(
+    tmp_path: Path,
+) -> None:
+    record = DevnetRecord(threshold=2, nodes=3, phase="ready")
+    members = []
+    for i in (1, 2, 3):
+        name = f"op{i}"
+        tls_key = SigningKey(bytes([i]) * 32).verify_key.encode().hex()
+        node = tmp_path / "nodes" / name
+        node.mkdir(parents=True)
+        (node / "identity.json").write_text(
+            json.dumps({"tls_public_key": tls_key, "signer_public_key": tls_key})
+        )
+        record.processes[name] = ProcessRecord(
+            name=name,
+            kind="node",
+            argv=["x"],
+            log=f"logs/{name}.log",
+            ports={"p2p": 1000 + i, "web": 2000 + i},
+            account=name,
+            directory=f"nodes/{name}",
+        )
+        members.append({"account": name, "participant_id": i, "tls_public_key": tls_key})
+    DevnetDir(tmp_path).save(record)
+    devnet = Devnet(tmp_path)
+    key = "ab" * 32
+    state = {
+        "protocol_state": {
+            "state": "Initializing",
+            "running": {"participants": members, "domains": [], "epoch": 0, "threshold": 2},
+            "generating": [{"domain_id": 0, "votes": {"op1": key, "op2": key}, "public_key": None}],
+        }
+    }
+    message = devnet.explain_stall(state)
+    assert "waiting for votes of op3" in message
+    assert f"read {tmp_path / 'logs' / 'op3.log'}" in message
+    assert "op1.log" not in message
+    assert "stopped: op1, op2, op3" in message  # none of them was ever started here
