@@ -36,6 +36,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
+	$(BIN)/quorumkeep bench ledger --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

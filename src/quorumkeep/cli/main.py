@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+# Typer (>= 0.29, pinned in pyproject.toml) vendors its own copy of click.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from quorumkeep.cli import bench, contract, crypto, devnet, keys, ledger, node, operator, sign
 
@@ -22,5 +27,22 @@ app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")
 
+
+def main() -> None:
+    """Run the command; a usage error is one readable line and exit code 2, not a box."""
+    try:
+        result = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            print(exc.ctx.get_help())
+        sys.exit(2)
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()
