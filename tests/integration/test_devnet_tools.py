@@ -283,3 +283,41 @@ def test_a_stalled_key_generation_names_the_missing_voters_and_their_logs(
     assert f"read {tmp_path / 'logs' / 'op3.log'}" in message
     assert "op1.log" not in message
     assert "stopped: op1, op2, op3" in message  # none of them was ever started here
+
+
+def test_unknown_names_and_busy_devnets_are_refused(tmp_path: Path) -> None:
+    record = DevnetRecord(threshold=2, nodes=3, phase="ready")
+    record.processes["op1"] = ProcessRecord(
+        name="op1", kind="node", argv=["x"], log="logs/op1.log", account="op1",
+        directory="nodes/op1", pid=None,
+    )  # fmt: skip
+    DevnetDir(tmp_path).save(record)
+    devnet = Devnet(tmp_path)
+    for action in (devnet.kill, devnet.start, devnet.stop, devnet.retire, devnet.wipe):
+        with pytest.raises(DevnetError) as unknown:
+            action("nosuch")
+        assert unknown.value.code == "unknown_process"
+        assert "op1" in str(unknown.value)  # lists what exists
+    with pytest.raises(DevnetError) as account:
+        devnet.signer("nobody")
+    assert account.value.code == "unknown_account"
+    with pytest.raises(DevnetError) as no_account:
+        devnet.add_node("nobody")
+    assert no_account.value.code == "unknown_account"
+    (tmp_path / "nodes/op1").mkdir(parents=True)
+    devnet.wipe("op1")  # not running: its directory goes
+    assert not (tmp_path / "nodes/op1").exists()
+
+    with (
+        DevnetDir(tmp_path).locked(),
+        pytest.raises(DevnetError) as busy,
+        DevnetDir(tmp_path).locked(wait=0.2),
+    ):
+        pass
+    assert busy.value.code == "devnet_busy"
+    with DevnetDir(tmp_path).locked(wait=0.2):  # released again
+        pass
+
+    killed = cli("devnet", "kill", "--dir", str(tmp_path), "nosuch")
+    assert killed.returncode == 1
+    assert killed.stderr.strip().splitlines() == ["error: no process 'nosuch' in this devnet (op1)"]
