@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
+from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, PassphraseParams
 from quorumkeep.devnet import processes
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import DevnetDir, DevnetRecord
@@ -21,6 +22,7 @@ from quorumkeep.devnet.network import Devnet
 from quorumkeep.devnet.processes import ProcessRecord
 from quorumkeep.devnet.secrets import Secrets
 from quorumkeep.ledger.genesis import init_ledger
+from quorumkeep.ledger.keyfile import seal_key, write_key_file
 
 SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 POLITE = "import time; time.sleep(60)"
@@ -321,3 +323,27 @@ def test_unknown_names_and_busy_devnets_are_refused(tmp_path: Path) -> None:
     killed = cli("devnet", "kill", "--dir", str(tmp_path), "nosuch")
     assert killed.returncode == 1
     assert killed.stderr.strip().splitlines() == ["error: no process 'nosuch' in this devnet (op1)"]
+
+
+def test_sign_against_an_unreachable_ledger_is_one_line(tmp_path: Path) -> None:
+    key = tmp_path / "user.json"
+    write_key_file(
+        key,
+        seal_key(
+            SigningKey(os.urandom(32)),
+            b"pw",
+            account="user",
+            params=PassphraseParams.new(os.urandom, MIN_OPSLIMIT, MIN_MEMLIMIT),
+        ),
+    )
+    (tmp_path / "pw").write_text("pw\n")
+    port = processes.free_port()
+    result = cli(
+        "sign", "--ledger", f"http://127.0.0.1:{port}", "--key", str(key),
+        "--passphrase-file", str(tmp_path / "pw"), "--payload", "00" * 32, "--path", "p",
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: LedgerUnavailable: cannot reach the ledger at http://127.0.0.1:{port}"
+    )

@@ -108,7 +108,10 @@ class SignClient:
     async def start(self) -> None:
         """Begin following events from the current head (before any request is made)."""
         if self._follower is None:
-            head = int((await self.client.status())["height"])
+            try:
+                head = int((await self.client.status())["height"])
+            except LedgerError as exc:
+                raise SignError(exc.code, f"{exc.code}: {exc.message}") from None
             self._follower = asyncio.create_task(self._follow(head), name="sign-answers")
 
     async def close(self) -> None:
@@ -211,9 +214,14 @@ class SignClient:
         started = time.perf_counter()
         deadline = time.monotonic() + timeout
         derived = await self.derived_key(domain_id, path)
-        request_id, height = await asyncio.wait_for(
-            self.submit(payload, path, domain_id), max(0.001, deadline - time.monotonic())
-        )
+        try:
+            request_id, height = await asyncio.wait_for(
+                self.submit(payload, path, domain_id), max(0.001, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise SignError(
+                "timeout", f"the sign request was not accepted by the ledger within {timeout:g} s"
+            ) from None
         submitted = time.perf_counter() - started
         event = await self.wait_answer(request_id, max(0.001, deadline - time.monotonic()))
         latency = time.perf_counter() - started
