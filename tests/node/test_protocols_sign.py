@@ -20,7 +20,7 @@ from protocol_cluster import Node, NodeKeys, dkg_all, make_node_keys, start_clus
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.crypto.group import ONE, scalar_add
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
-from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore import Keystore, Presignature, RecordNotFound
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     PresignRequest,
@@ -29,6 +29,7 @@ from quorumkeep.node.messages import (
     SignShare,
 )
 from quorumkeep.node.protocols.errors import SigningFailed
+from quorumkeep.node.protocols.nonces import PresignatureTaker
 from quorumkeep.node.protocols.presign import PresignaturePool, presignature_owner
 from quorumkeep.node.protocols.sign import SigningService, SignJob
 
@@ -428,3 +429,32 @@ def test_throughput_three_of_four_in_one_process(
             f"p99 {1e3 * sorted(latencies)[int(0.99 * count) - 1]:.1f} ms "
             f"(concurrency {concurrency})"
         )
+
+
+def test_concurrent_takes_are_coalesced_and_each_gets_its_own_result(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        store = Keystore.open(tmp_path, keys[1].storage_key, keys[1].identity.owner)
+        try:
+            commitments = {1: (b"\x01" * 32, b"\x02" * 32), 2: (b"\x03" * 32, b"\x04" * 32)}
+            records = [
+                Presignature(f"1:ab:{k}", DOMAIN, EPOCH, commitments, bytes([k + 1]) * 64)
+                for k in range(10)
+            ]
+            store.add_presignatures(records)
+            taker = PresignatureTaker(store)
+            ids = [f"1:ab:{k}" for k in range(10)] + ["1:ab:missing"]
+            results = await asyncio.gather(*(taker.take(i) for i in ids), return_exceptions=True)
+            for k, result in enumerate(results[:10]):
+                assert isinstance(result, Presignature)
+                assert result.id == f"1:ab:{k}" and result.nonces == bytes([k + 1]) * 64
+            assert isinstance(results[10], RecordNotFound)
+            assert taker.taken == 10 and taker.batches < 11  # coalesced
+            assert store.presignatures(DOMAIN, EPOCH) == []  # all deleted durably
+            with pytest.raises(RecordNotFound):
+                await taker.take("1:ab:0")  # never twice
+        finally:
+            store.close()
+
+    run(scenario())

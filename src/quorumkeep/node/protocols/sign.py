@@ -59,6 +59,7 @@ from quorumkeep.node.messages import (
     encode,
 )
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
+from quorumkeep.node.protocols.nonces import PresignatureTaker
 from quorumkeep.node.protocols.presign import PresignaturePool, presignature_owner
 from quorumkeep.node.sessions import SessionRouter
 
@@ -144,6 +145,7 @@ class SigningService:
         self.max_member_tasks = max_member_tasks
         self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
         self._member_tasks: set[asyncio.Task[None]] = set()
+        self._taker = PresignatureTaker(keystore)
         self.stats = SigningStats()
         router.serve(CHANNEL_SIGN, self._serve)
 
@@ -278,7 +280,7 @@ class SigningService:
             )
             sent, taken = await asyncio.gather(
                 session.broadcast(members, request),
-                asyncio.to_thread(self.keystore.take_presignature, info.id),
+                self._taker.take(info.id),
                 return_exceptions=True,
             )
             if isinstance(taken, BaseException):
@@ -412,7 +414,7 @@ class SigningService:
         if not pending:
             return refuse("not_pending", f"request {request.request_id} is not pending as sent")
         try:
-            record = await asyncio.to_thread(self.keystore.take_presignature, sid)
+            record = await self._taker.take(sid)
         except RecordNotFound:
             return refuse("unknown_presignature", "no such presignature (used or purged)")
         except InvalidRecord:
