@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from quorumkeep.cli.keys import emit_json, fail
-from quorumkeep.devnet import status as devnet_status
-from quorumkeep.devnet import watch
+from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
-from quorumkeep.devnet.network import DEFAULT_UP_TIMEOUT, STOP_GRACE, Devnet
 from quorumkeep.ledger.errors import LedgerError
+
+if TYPE_CHECKING:  # the commands import the devnet machinery only when they run
+    from quorumkeep.devnet.network import Devnet
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -55,6 +56,9 @@ def up(
     An existing devnet in DIR is never replaced: `up` refuses it (running or stopped);
     `up --resume` restarts whatever of it is stopped.
     """
+    from quorumkeep.devnet import watch
+    from quorumkeep.devnet.network import Devnet
+
     console = Console(stderr=True)
     try:
         with console.status("starting the devnet") as spinner:
@@ -85,6 +89,8 @@ def up(
 
 
 def _open(directory: Path) -> Devnet:
+    from quorumkeep.devnet.network import Devnet
+
     try:
         return Devnet(directory)
     except DevnetError as exc:
@@ -154,6 +160,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Processes (pid, alive, ports), protocol state, epoch and participants."""
+    from quorumkeep.devnet import status as devnet_status
+
     devnet = _open(directory)
     snapshot = devnet_status.gather(devnet)
     if as_json:

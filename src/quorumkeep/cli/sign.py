@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 
 from quorumkeep.cli.keys import PASSPHRASE_FILE, fail, signer_or_fail
+from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
 from quorumkeep.devnet.errors import DevnetError
-from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.devnet.signing import DEFAULT_SIGN_TIMEOUT, SignError, sign_once
 from quorumkeep.ledger.client import AccountSigner
 
 EXIT_FAILED = 1
@@ -50,6 +49,9 @@ def sign_command(
     latency_ms. Either --devnet DIR, or --ledger URL --signer ACCOUNT --key FILE (key
     passphrase from --passphrase-file or QUORUMKEEP_PASSPHRASE).
     """
+    from quorumkeep.devnet.network import USER, Devnet
+    from quorumkeep.devnet.signing import SignError, sign_once
+
     data = _payload(payload)
     account: AccountSigner
     if devnet_dir is not None:

@@ -31,6 +31,7 @@ from quorumkeep.crypto.seal import (
     PassphraseParams,
 )
 from quorumkeep.devnet import processes, watch
+from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import (
     ACCOUNTS_DIR,
@@ -68,9 +69,6 @@ second, so the contract's default (600) could expire requests that are merely qu
 NODE_KDF_COST = "interactive"
 """Argon2id cost of the nodes' storage keys: a devnet restarts nodes often, and its
 passphrases sit in DIR/secrets anyway."""
-DEFAULT_UP_TIMEOUT = 120.0
-STOP_GRACE = 10.0
-START_TIMEOUT = 60.0
 NODE_INIT_TIMEOUT = 60.0
 HTTP_TIMEOUT = 5.0
 

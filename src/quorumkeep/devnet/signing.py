@@ -22,10 +22,9 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from quorumkeep.contract.events import SIGN_FAILED, SIGN_RESPONDED
+from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-
-DEFAULT_SIGN_TIMEOUT = 60.0
 
 
 class SignError(Exception):
