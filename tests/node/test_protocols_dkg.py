@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
-from node_helpers import run
+from node_helpers import eventually, run
 from protocol_cluster import (
     NodeKeys,
     dkg_all,
@@ -36,6 +36,7 @@ from quorumkeep.node.protocols.errors import (
     InvalidSessionParameters,
     ParticipantMisbehaved,
     ProtocolTimeout,
+    SessionAborted,
 )
 
 
@@ -166,7 +167,7 @@ def test_missing_participant_times_out_naming_it(keys: dict[int, NodeKeys], tmp_
                         participants=[1, 2, 3, 4],
                         threshold=3,
                         random_bytes=os.urandom,
-                        timeout=1.0,
+                        timeout=1.0 if pid == 1 else 10.0,
                     )
                     for pid in (1, 2, 3)  # participant 4 is connected but never starts
                 ),
@@ -174,10 +175,13 @@ def test_missing_participant_times_out_naming_it(keys: dict[int, NodeKeys], tmp_
             )
         finally:
             await stop_cluster(nodes)
-        for outcome in outcomes:
-            assert isinstance(outcome, ProtocolTimeout), outcome
-            assert outcome.missing == (4,)
-            assert outcome.stage == "round 1"
+        first = outcomes[0]
+        assert isinstance(first, ProtocolTimeout), first
+        assert first.missing == (4,) and first.stage == "round 1"
+        assert first.code == "timeout"
+        for outcome in outcomes[1:]:  # told at once instead of waiting out their own 10 s
+            assert isinstance(outcome, SessionAborted), outcome
+            assert outcome.by == 1 and "[4]" in outcome.reason
 
     run(scenario())
 
@@ -210,7 +214,8 @@ def test_garbage_and_early_messages_do_not_disturb_a_run(
                 )
             )
             await late
-            assert nodes[1].router.buffered() == 3  # three round-1 packages waiting
+            # three round-1 packages wait for participant 1's session
+            await eventually(lambda: nodes[1].router.buffered() == 3)
             mine = await run_dkg(
                 nodes[1].router,
                 session_id="dkg-late",
