@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
-from node_helpers import run
+from node_helpers import eventually, run
 from protocol_cluster import Node, NodeKeys, dkg_all, make_node_keys, start_cluster, stop_cluster
 
 from quorumkeep.crypto.derive import derive_public_key
@@ -456,5 +456,43 @@ def test_concurrent_takes_are_coalesced_and_each_gets_its_own_result(
                 await taker.take("1:ab:0")  # never twice
         finally:
             store.close()
+
+    run(scenario())
+
+
+def test_a_new_epoch_retires_the_old_presignatures_even_after_a_restart(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path, target=4, batch_size=4)
+        try:
+            material = {pid: cluster.pools[pid].key(DOMAIN, EPOCH) for pid in HOLDERS}
+            for pid in HOLDERS:
+                cluster.pools[pid].configure(me=pid, epoch=EPOCH, keys={DOMAIN: material[pid]})
+            for pid in HOLDERS:
+                await cluster.pools[pid].wait_for(DOMAIN, EPOCH, 4, timeout=20)
+            assert all(cluster.stored(pid) for pid in HOLDERS)
+            # "restart": new pools on the same keystores, configured for epoch 1
+            for pid in HOLDERS:
+                await cluster.pools[pid].close()
+            for pid in HOLDERS:
+                node = cluster.nodes[pid]
+                pool = PresignaturePool(node.router, node.keystore, pid, target=4, batch_size=4)
+                cluster.pools[pid] = pool
+                pool.configure(me=pid, epoch=1, keys={DOMAIN: material[pid]})  # type: ignore[dict-item]
+            for pid in HOLDERS:
+                await cluster.pools[pid].wait_for(DOMAIN, 1, 4, timeout=20)
+
+            def old_epoch_left() -> bool:
+                return any(
+                    info.epoch == EPOCH
+                    for pid in HOLDERS
+                    for info in cluster.keystore(pid).presignatures(DOMAIN)
+                )
+
+            await eventually(lambda: not old_epoch_left(), timeout=10)
+            assert all(cluster.pools[pid].sizes() == {(DOMAIN, 1): 4} for pid in HOLDERS)
+        finally:
+            await stop_signing(cluster)
 
     run(scenario())

@@ -308,6 +308,11 @@ class SessionRouter:
             raise SessionError(f"channel {channel} already has a service")
         self._services[channel] = handler
 
+    def unserve(self, channel: str, handler: ServiceHandler) -> None:
+        """Stop routing ``channel`` to ``handler`` (no-op if another handler serves it)."""
+        if self._services.get(channel) == handler:
+            del self._services[channel]
+
     def _closed(self, session: Session) -> None:
         key = (session.channel, session.session_id)
         if self._sessions.get(key) is session:

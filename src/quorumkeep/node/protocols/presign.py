@@ -156,6 +156,7 @@ class PresignaturePool:
         self.max_pending_per_owner = max_pending_per_owner
         self._clock = clock
         self._keys: dict[KeyId, _Key] = {}
+        self._epoch: int | None = None
         self._pending: dict[tuple[int, str], _PendingBatch] = {}
         self._member_backoff: dict[int, float] = {}
         self._purges: list[tuple[int, frozenset[int]]] = []
@@ -204,6 +205,10 @@ class PresignaturePool:
                 self.remove_key(domain_id, key_epoch)
             elif domain_id not in keys:
                 self.remove_key(domain_id, key_epoch, delete=False)
+        if epoch != self._epoch:
+            # presignatures of earlier epochs left from before a restart are useless now
+            self._epoch = epoch
+            self._background_cleanup(self._delete_older(sorted(keys), epoch))
         self.start()
 
     def set_key(
@@ -249,25 +254,45 @@ class PresignaturePool:
         for pending_key, pending in list(self._pending.items()):
             if (pending.domain_id, pending.epoch) == (domain_id, epoch):
                 del self._pending[pending_key]
-        if not delete:
-            return
-        task = asyncio.create_task(self._delete_key_presignatures(domain_id, epoch))
+        if delete:
+            self._background_cleanup(self._delete_key_presignatures(domain_id, epoch))
+
+    def _background_cleanup(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._cleanup_tasks.add(task)
         task.add_done_callback(self._cleanup_tasks.discard)
 
+    def _delete(self, infos: Iterable[PresignatureInfo], keep: Callable[[], bool]) -> int:
+        """Delete records one by one (the keystore deletes only by id or by participant)."""
+        removed = 0
+        for info in infos:
+            if keep():
+                break
+            with contextlib.suppress(KeystoreError):
+                self.keystore.take_presignature(info.id)
+                removed += 1
+        return removed
+
     async def _delete_key_presignatures(self, domain_id: int, epoch: int) -> None:
+        removed = await asyncio.to_thread(
+            lambda: self._delete(
+                self.keystore.presignatures(domain_id, epoch),
+                lambda: (domain_id, epoch) in self._keys,  # served again meanwhile: keep
+            )
+        )
+        log.info("deleted %s presignatures of domain %s epoch %s", removed, domain_id, epoch)
+
+    async def _delete_older(self, domain_ids: list[int], epoch: int) -> None:
         def delete() -> int:
             removed = 0
-            for info in self.keystore.presignatures(domain_id, epoch):
-                if (domain_id, epoch) in self._keys:
-                    break  # served again meanwhile: keep the rest
-                with contextlib.suppress(KeystoreError):
-                    self.keystore.take_presignature(info.id)
-                    removed += 1
+            for domain_id in domain_ids:
+                older = [i for i in self.keystore.presignatures(domain_id) if i.epoch < epoch]
+                removed += self._delete(older, lambda: self._epoch != epoch)
             return removed
 
         removed = await asyncio.to_thread(delete)
-        log.info("deleted %s presignatures of domain %s epoch %s", removed, domain_id, epoch)
+        if removed:
+            log.info("deleted %s presignatures of epochs before %s", removed, epoch)
 
     def key(self, domain_id: int, epoch: int) -> tuple[KeyPackage, PublicKeyPackage] | None:
         entry = self._keys.get((domain_id, epoch))
@@ -360,6 +385,7 @@ class PresignaturePool:
 
     async def close(self) -> None:
         """Stop generating and serving (bounded); the keystore stays open (the caller's)."""
+        self.router.unserve(CHANNEL_PRESIGN, self._serve)
         await self.stop()
 
     async def stop(self) -> None:

@@ -162,6 +162,8 @@ class SigningService:
         self._keys = {(domain_id, epoch): pair for domain_id, pair in keys.items()}
 
     async def close(self) -> None:
+        """Stop serving other leaders (bounded); leads in progress are the caller's tasks."""
+        self.router.unserve(CHANNEL_SIGN, self._serve)
         tasks = list(self._member_tasks)
         for task in tasks:
             task.cancel()
