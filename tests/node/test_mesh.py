@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import socket
 import ssl
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -30,6 +31,17 @@ from quorumkeep.node.mesh import (
     read_frame,
 )
 from quorumkeep.wire.tls import certificate_der, fetch_certificate
+
+# A socket, transport or stream left unclosed is a failure here, not a silent warning: the
+# warning raised in a finalizer becomes an unraisable-exception error (pyproject.toml).
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    yield
+    gc.collect()  # finalize objects in reference cycles while this test is still running
+
 
 FAST_MESH = {"handshake_timeout": 2.0, "backoff_initial": 0.02, "backoff_max": 0.25}
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ from node_helpers import close_writer, run
 
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.wire import tls
+
+# A socket, transport or stream left unclosed is a failure here, not a silent warning: the
+# warning raised in a finalizer becomes an unraisable-exception error (pyproject.toml).
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    yield
+    gc.collect()  # finalize objects in reference cycles while this test is still running
 
 
 def _ecdsa_certificate() -> bytes:

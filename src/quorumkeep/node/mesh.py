@@ -324,7 +324,9 @@ class Mesh:
         self._server_context = self._credentials.server_context([], require_client_cert=False)
         self._outbound: dict[int, _Outbound] = {}
         self._inbound: dict[int, _Inbound] = {}
-        self._pending: set[asyncio.Task[None]] = set()
+        # Accepted connections still being served, with their raw transports: a task cancelled
+        # before its first step never runs its own cleanup, so close() aborts these itself.
+        self._pending: dict[asyncio.Task[None], asyncio.Transport] = {}
         self._handlers: list[MessageHandler] = []
         self._local: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1024)
         self._local_task: asyncio.Task[None] | None = None
@@ -369,8 +371,11 @@ class Mesh:
         for pid in list(self._inbound):
             tasks.extend(self._drop_inbound(pid))
         tasks.extend(self._pending)
+        for transport in self._pending.values():
+            transport.abort()
         if self._local_task is not None:
             tasks.append(self._local_task)
+        tasks = list(dict.fromkeys(tasks))  # an inbound task is listed twice
         for task in tasks:
             task.cancel()
         if tasks:
@@ -626,8 +631,8 @@ class Mesh:
             transport.abort()
             return
         task = asyncio.get_running_loop().create_task(self._serve_inbound(transport))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._pending[task] = transport
+        task.add_done_callback(lambda done: self._pending.pop(done, None))
 
     async def _serve_inbound(self, transport: asyncio.Transport) -> None:
         peer_address = transport.get_extra_info("peername")
