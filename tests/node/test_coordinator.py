@@ -5,13 +5,20 @@ The end-to-end behaviour (keygen, signing with 3 node processes) is in test_proc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 from collections import Counter
+from collections.abc import Iterator
 
+import nacl.signing
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from node_helpers import run
+from process_helpers import Ledger, free_port
 
+from quorumkeep.contract import NODE_METHODS
 from quorumkeep.contract.state import (
     ContractState,
     Destination,
@@ -26,6 +33,10 @@ from quorumkeep.contract.state import (
     Running,
 )
 from quorumkeep.crypto.group import base_mul, scalar_from_int
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, TxOutcome
+from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.transaction import Permission
+from quorumkeep.node.calls import ContractCaller
 from quorumkeep.node.decisions import (
     Role,
     changed_participants,
@@ -229,3 +240,91 @@ def test_takeover_delay_counts_only_connected_earlier_leaders() -> None:
     assert takeover_delay(rid, participants, last, {order[1]}, 2.0) == 2.0
     with pytest.raises(ValueError):
         takeover_delay(rid, participants, 99, everyone, 2.0)
+
+
+# --- contract calls with one key, concurrently (against a real ledger process) -----------
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
+    base = tmp_path_factory.mktemp("calls-ledger")
+    served = Ledger(base / "data", ("alice", "bob", "carol")).create()
+    try:
+        served.start(idle_block_ms=50)
+        infos = []
+        for account in ("alice", "bob"):
+            info = member(account, 1 + len(infos)).to_json()
+            del info["participant_id"]
+            infos.append(info)
+        served.call("alice", "init", {"participants": infos, "threshold": 2})
+        yield served
+    finally:
+        served.close()
+
+
+def candidate(signer: AccountSigner, k: int) -> dict[str, str]:
+    return {
+        "account": signer.account,
+        "url": f"127.0.0.1:{9000 + k}",
+        "web_url": f"https://127.0.0.1:{9500 + k}",
+        "tls_public_key": key(f"candidate tls {k}").hex(),
+        "signer_public_key": signer.public_key_hex,
+    }
+
+
+def test_concurrent_calls_with_one_key_all_go_through(ledger: Ledger) -> None:
+    signer = AccountSigner("carol", nacl.signing.SigningKey(os.urandom(32)))
+    with ledger.client() as client:
+        client.add_key(ledger.signers["carol"], signer.public_key, Permission(tuple(NODE_METHODS)))
+
+    async def scenario() -> tuple[list[TxOutcome], int]:
+        async with AsyncLedgerClient(ledger.url) as client:
+            caller = ContractCaller(client, signer)
+            outcomes = await asyncio.gather(
+                *(caller.call("submit_participant_info", candidate(signer, k)) for k in range(40))
+            )
+            return list(outcomes), caller.nonce_retries
+
+    outcomes, retries = run(scenario(), timeout=60)
+    assert retries < 40  # rounds keep refusals rare (typically none)
+    assert all(o.ok for o in outcomes)
+    assert len({o.tx_hash for o in outcomes}) == 40
+    with ledger.client() as client:
+        keys = {k["public_key"]: k for k in client.account("carol")["keys"]}
+    assert keys[signer.public_key_hex]["nonce"] >= 40
+
+
+def test_a_contract_rejection_is_raised_at_once_and_a_used_key_is_caught_up(ledger: Ledger) -> None:
+    signer = AccountSigner("carol", nacl.signing.SigningKey(os.urandom(32)))
+    with ledger.client() as client:
+        client.add_key(ledger.signers["carol"], signer.public_key, Permission(tuple(NODE_METHODS)))
+        # Someone else uses the key first: our caller must catch up with its nonce.
+        client.call(signer, "submit_participant_info", candidate(signer, 100))
+        client.call(signer, "submit_participant_info", candidate(signer, 101))
+
+    async def scenario() -> tuple[str, bool]:
+        async with AsyncLedgerClient(ledger.url) as client:
+            caller = ContractCaller(client, signer)
+            wrong = {**candidate(signer, 102), "account": "bob"}
+            with pytest.raises(ContractCallFailed) as failure:
+                await caller.call("submit_participant_info", wrong)
+            ok = (await caller.call("submit_participant_info", candidate(signer, 103))).ok
+            return failure.value.code, ok
+
+    code, ok = run(scenario(), timeout=60)
+    assert code == "InvalidArguments"
+    assert ok
+
+
+def test_an_unreachable_ledger_fails_after_bounded_retries() -> None:
+    signer = AccountSigner("carol", nacl.signing.SigningKey(os.urandom(32)))
+
+    async def scenario() -> LedgerError:
+        async with AsyncLedgerClient(f"http://127.0.0.1:{free_port()}", timeout=2) as client:
+            caller = ContractCaller(client, signer, attempts=3, backoff=0.01)
+            with pytest.raises(LedgerError) as failure:
+                await caller.call("respond", {"request_id": 0, "signature": "00" * 64})
+            return failure.value
+
+    error = run(scenario(), timeout=30)
+    assert error.code == "LedgerUnavailable"

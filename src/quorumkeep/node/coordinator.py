@@ -36,6 +36,7 @@ from typing import Any
 
 import nacl.signing
 
+from quorumkeep.contract.errors import ContractError
 from quorumkeep.contract.state import (
     ContractState,
     Initializing,
@@ -48,6 +49,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.node.calls import ContractCaller, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import (
     Onboarding,
@@ -70,8 +72,21 @@ from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_ke
 
 log = logging.getLogger("quorumkeep.node.coordinator")
 
-_TRANSIENT_CODES = frozenset({"LedgerUnavailable", "ShuttingDown", "InvalidNonce"})
 SIGN_RETRY_MAX_DELAY = 5.0
+ANNOUNCE_WAIT = 0.5
+"""Seconds a member waits for a sign request it is asked about to reach its own event
+stream before it asks the ledger."""
+SIGN_EVENTS = frozenset({"sign_requested", "sign_responded", "sign_failed"})
+SIGN_REQUEST_FIELDS = (
+    "request_id",
+    "account",
+    "payload",
+    "path",
+    "domain_id",
+    "public_key",
+    "block_height",
+    "deadline_height",
+)
 META_PARTICIPATED = "participated_as"
 META_PEER_KEYS = "peer_tls_keys"
 META_KEYGEN = "keygen_attempt/{domain}/{epoch}"
@@ -91,12 +106,6 @@ class CoordinatorSettings:
     """Presignatures this node keeps per domain as owner."""
     ledger_attempts: int = 6
     ledger_backoff: float = 0.1
-
-
-def _transient(exc: LedgerError) -> bool:
-    return not isinstance(exc, ContractCallFailed) and (
-        exc.code in _TRANSIENT_CODES or exc.status in (0, 502, 503, 504)
-    )
 
 
 class Coordinator:
@@ -123,7 +132,12 @@ class Coordinator:
         self.settings = settings or CoordinatorSettings()
         self._random_bytes = random_bytes
         self.account = config.account
-        self._signer = AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed))
+        self._caller = ContractCaller(
+            ledger,
+            AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed)),
+            attempts=self.settings.ledger_attempts,
+            backoff=self.settings.ledger_backoff,
+        )
         self.router = SessionRouter(mesh)
         self.pool: PresignaturePool | None = None
         self.signing: SigningService | None = None
@@ -132,6 +146,12 @@ class Coordinator:
         self._me: int | None = None
         self._height = -1
         self._changed = asyncio.Event()
+        self._sign_events: list[LedgerEvent] = []
+        self._announced: dict[int, SignRequest] = {}
+        self._finished: set[int] = set()
+        self._responding: set[int] = set()
+        self._announce_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._needs_state = True
         self._follower: asyncio.Task[None] | None = None
         self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
         self._sign_tasks: dict[int, asyncio.Task[None]] = {}
@@ -178,7 +198,7 @@ class Coordinator:
                 try:
                     await self._refresh()
                 except LedgerError as exc:
-                    if not _transient(exc):
+                    if not transient(exc):
                         raise
                     # The ledger is down for longer than the retries: keep the node up and
                     # try again; the follower reconnects on its own.
@@ -207,27 +227,86 @@ class Coordinator:
             await self.signing.close()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self._caller.close()
         self.router.close()
 
     async def _follow(self, since: int) -> None:
         try:
             async for event in self.ledger.follow_events(since):
                 self._height = max(self._height, event.height)
+                self._caller.saw_height(event.height)
                 self._note_event(event)
                 self._changed.set()
         finally:
             self._changed.set()  # wake run() so it sees the follower stopped
 
     def _note_event(self, event: LedgerEvent) -> None:
-        if event.kind == "sign_requested":
-            request_id = event.data.get("request_id")
-            if isinstance(request_id, int):
-                self._seen_at.setdefault(request_id, time.monotonic())
+        if event.kind not in SIGN_EVENTS:
+            self._needs_state = True
+            return
+        self._sign_events.append(event)
+        request_id = event.data.get("request_id")
+        if not isinstance(request_id, int):
+            return
+        if event.kind != "sign_requested":
+            self._announced.pop(request_id, None)
+            return
+        self._seen_at.setdefault(request_id, time.monotonic())
+        # Members are asked for shares as soon as the leader saw the request: remember it
+        # now (is_pending), before the run loop gets to this batch.
+        with contextlib.suppress(KeyError, ValueError, ContractError):
+            self._announced[request_id] = SignRequest.from_json(
+                {k: event.data[k] for k in SIGN_REQUEST_FIELDS}, "event"
+            )
+        for waiter in self._announce_waiters.pop(request_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _prune_announced(self) -> None:
+        state = self._state
+        if state is not None:
+            for request_id in [r for r in self._announced if r < state.next_request_id]:
+                del self._announced[request_id]
 
     async def _refresh(self) -> None:
-        value = await self._ledger_retry("view state", self.ledger.view, "state")
-        state = ContractState.from_json(value)
-        await self._apply(state)
+        """Act on what changed. Any event but a sign request's coming or going means a full
+        re-read of the ``state`` view. A batch of sign events only changes the pending
+        requests, which the events carry in full: they are applied to the last state read
+        (under load that saves every node a state read per block)."""
+        events, self._sign_events = self._sign_events, []
+        if self._needs_state or self._state is None:
+            self._needs_state = False
+            try:
+                value = await self._ledger_retry("view state", self.ledger.view, "state")
+                state = ContractState.from_json(value)
+            except BaseException:
+                self._needs_state = True
+                raise
+            await self._apply(state)
+            self._prune_announced()
+            return
+        state = self._state
+        try:
+            for event in events:
+                request_id = event.data.get("request_id")
+                if event.kind == "sign_requested":
+                    # Ids grow: one below next_request_id is known already (pending in the
+                    # state, or answered since), and must not come back from an old event.
+                    if isinstance(request_id, int) and request_id >= state.next_request_id:
+                        request = SignRequest.from_json(
+                            {k: event.data[k] for k in SIGN_REQUEST_FIELDS}, "event"
+                        )
+                        state.requests[request.request_id] = request
+                        state.next_request_id = request.request_id + 1
+                elif isinstance(request_id, int):
+                    state.requests.pop(request_id, None)
+        except (KeyError, ValueError, ContractError):
+            self._needs_state = True
+            self._changed.set()
+            return
+        self._prune_announced()
+        if self._me is not None and self._decision is not None:
+            self._serve_requests(state, self._me)
 
     # -- the ledger -----------------------------------------------------------------------
 
@@ -239,7 +318,7 @@ class Coordinator:
             try:
                 return await func(*args)
             except LedgerError as exc:
-                if not _transient(exc) or attempt == self.settings.ledger_attempts - 1:
+                if not transient(exc) or attempt == self.settings.ledger_attempts - 1:
                     raise
                 self.metrics.ledger_errors.labels(operation=what).inc()
                 log.info("ledger %s failed (%s); retrying in %.2fs", what, exc.code, delay)
@@ -249,7 +328,12 @@ class Coordinator:
 
     async def call(self, method: str, args: dict[str, Any]) -> TxOutcome:
         """A contract call signed by our signer key; ContractCallFailed if rejected."""
-        return await self._ledger_retry(method, self.ledger.call, self._signer, method, args)  # type: ignore[no-any-return]
+        try:
+            return await self._caller.call(method, args)
+        except LedgerError as exc:
+            if not isinstance(exc, ContractCallFailed):
+                self.metrics.ledger_errors.labels(operation=method).inc()
+            raise
 
     # -- onboarding and participants ------------------------------------------------------
 
@@ -673,7 +757,7 @@ class Coordinator:
             return
         now = time.monotonic()
         for request_id, request in state.requests.items():
-            if request_id in self._sign_tasks:
+            if request_id in self._sign_tasks or request_id in self._finished:
                 continue
             if (request.domain_id, serving.epoch) not in self._keys:
                 continue
@@ -684,12 +768,15 @@ class Coordinator:
             )
             self._sign_tasks[request_id] = task
         for request_id in list(self._sign_tasks):
-            if request_id not in state.requests:
+            # A task whose `respond` is in flight finishes on its own: the event that the
+            # request was answered often arrives before the answer to our own call.
+            if request_id not in state.requests and request_id not in self._responding:
                 self._sign_tasks.pop(request_id).cancel()
                 self._seen_at.pop(request_id, None)
         for request_id in list(self._seen_at):
             if request_id < state.next_request_id and request_id not in state.requests:
                 del self._seen_at[request_id]
+        self._finished &= state.requests.keys()
 
     async def _lead(
         self, request: SignRequest, me: int, participants: list[int], epoch: int, seen: float
@@ -719,11 +806,18 @@ class Coordinator:
             while True:
                 try:
                     signature = await self.signing.lead(job)
-                    await self.call("respond", {"request_id": rid, "signature": signature.hex()})
+                    self._responding.add(rid)
+                    try:
+                        await self.call(
+                            "respond", {"request_id": rid, "signature": signature.hex()}
+                        )
+                    finally:
+                        self._responding.discard(rid)
                 except asyncio.CancelledError:
                     raise
                 except ContractCallFailed as exc:
                     if exc.code == "RequestNotFound":
+                        self._finish(rid)
                         return  # answered by another leader, or expired
                     self.metrics.sign_failures.labels(reason=exc.code).inc()
                     log.warning(
@@ -737,6 +831,7 @@ class Coordinator:
                         level, "leading sign request %d failed (attempt %d): %s", rid, attempt, exc
                     )
                 else:
+                    self._finish(rid)
                     self.metrics.signatures.labels(domain=str(request.domain_id)).inc()
                     self.metrics.sign_latency.observe(time.monotonic() - seen)
                     log.debug("signed request %d", rid)
@@ -748,19 +843,34 @@ class Coordinator:
             if self._sign_tasks.get(rid) is asyncio.current_task():
                 del self._sign_tasks[rid]
 
+    def _finish(self, request_id: int) -> None:
+        """The request is answered (by us or another leader): our last state may still list
+        it until the `sign_responded` event arrives; it must not be led again meanwhile."""
+        self._finished.add(request_id)
+        if self._state is not None:
+            self._state.requests.pop(request_id, None)
+
     async def is_pending(
         self, request_id: int, payload: bytes, path: str, domain_id: int, caller: str
     ) -> bool:
         """Whether the contract has this exact request pending (asked before a member spends
-        a nonce on it). Unknown ids newer than our view are looked up on the ledger."""
+        a nonce on it).
+
+        The leader may be a few milliseconds ahead of us: a request newer than our last state
+        is looked for among the requests announced on our event stream, waiting briefly for
+        it to arrive there, and only then asked of the ledger."""
         state = self._state
         request = state.requests.get(request_id) if state is not None else None
         if request is None and (state is None or request_id >= state.next_request_id):
-            try:
-                value = await self.ledger.view("request", {"request_id": request_id})
-                request = SignRequest.from_json(value, "request")
-            except Exception:
-                return False
+            request = self._announced.get(request_id)
+            if request is None:
+                request = await self._wait_announced(request_id)
+            if request is None:
+                try:
+                    value = await self.ledger.view("request", {"request_id": request_id})
+                    request = SignRequest.from_json(value, "request")
+                except (LedgerError, ContractError):
+                    return False
         return (
             request is not None
             and request.payload == payload
@@ -768,6 +878,26 @@ class Coordinator:
             and request.domain_id == domain_id
             and request.account == caller
         )
+
+    async def _wait_announced(self, request_id: int) -> SignRequest | None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._announce_waiters.setdefault(request_id, []).append(waiter)
+        try:
+            async with asyncio.timeout(ANNOUNCE_WAIT):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._announce_waiters.get(request_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._announce_waiters[request_id]
+        state = self._state
+        found = self._announced.get(request_id)
+        if found is None and state is not None:
+            found = state.requests.get(request_id)
+        return found
 
     # -- status ---------------------------------------------------------------------------
 

@@ -60,7 +60,8 @@ def configure_logging(level: str = "INFO") -> None:
     # uvicorn's own loggers would print every connection; errors are enough.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpcore", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _address_problem(what: str, address: str, exc: OSError) -> StartupError:
