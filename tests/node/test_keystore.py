@@ -478,3 +478,33 @@ def test_sigkill_never_loses_or_corrupts_a_committed_share(tmp_path: Path) -> No
             durable = held
             next_index = max(held, default=-1) + 1
     assert len(durable) > 8  # the writer did make progress between kills
+
+
+def test_documented_vectors() -> None:
+    """The sub-key and associated-data vectors printed in docs/storage.md."""
+    key = StorageKey(bytes(32))
+    assert key.subkey("keystore records").hex() == (
+        "9e970f00612696f9a5900133ad45753dc9c23f421180779e855e20c87e241de5"
+    )
+    assert key.subkey("tls key password").hex() == (
+        "3f880797d33a3953508e3f15e90464c0e255e7c19579e801c5617563c5f5a22c"
+    )
+    record = ks.encode_commitments({2: (b"\x02" * 32, b"\x03" * 32)})
+    assert record == bytes(7) + b"\x02" + b"\x02" * 32 + b"\x03" * 32
+    ad = ks.record_associated_data(
+        "key_share", (0).to_bytes(8, "big") + (1).to_bytes(8, "big") + b"\0\0\0\3pub", OWNER
+    )
+    assert ad.hex() == (
+        "71756f72756d6b656570206b657973746f726520763100"
+        "00000009"
+        "6b65795f7368617265"
+        "00000017"
+        "0000000000000000"
+        "0000000000000001"
+        "00000003"
+        "707562"
+        "00000005"
+        "616c696365"
+        "00000020"
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    )
