@@ -131,6 +131,20 @@ def test_node_init_refuses_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / "n" / "node.toml").exists()
 
 
+def test_node_run_refuses_a_missing_config_a_bad_one_and_a_bad_log_level(tmp_path: Path) -> None:
+    missing = run_cli("node", "run", "--config", str(tmp_path / "none.toml"))
+    assert missing.returncode == 2
+    assert "startup failed:" in missing.stderr and "config_not_found" in missing.stderr
+    bad = tmp_path / "node.toml"
+    bad.write_text('account = "alice"\nsurprise = 1\n')
+    invalid = run_cli("node", "run", "--config", str(bad))
+    assert invalid.returncode == 2
+    assert len([x for x in invalid.stderr.splitlines() if "startup failed" in x]) == 1
+    loud = run_cli("node", "run", "--config", str(bad), "--log-level", "loud")
+    assert loud.returncode == 2
+    assert loud.stderr.startswith("error: log level")
+
+
 # --- operator add-node-key ----------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ EXIT_STARTUP = 2
 DEFAULT_LEDGER_WAIT = 30.0
 STOP_TIMEOUT = 10.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class StartupError(Exception):
@@ -259,6 +260,9 @@ def run(
     settings: CoordinatorSettings | None = None,
 ) -> int:
     """Blocking entry point of ``quorumkeep node run``; returns the process exit code."""
+    if log_level.upper() not in LOG_LEVELS:
+        print(f"error: log level must be one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return EXIT_STARTUP
     configure_logging(log_level)
     try:
         config = load_config(config_path)
