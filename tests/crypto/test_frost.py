@@ -523,7 +523,8 @@ def test_non_canonical_tweak_and_signing_share_are_refused(session, bad: bytes) 
 # --- cheaters and wrong signer sets ----------------------------------------------------
 
 
-def test_wrong_signature_share_names_the_culprit(session) -> None:
+@pytest.mark.parametrize("verify_shares_first", [True, False])
+def test_wrong_signature_share_names_the_culprit(session, verify_shares_first: bool) -> None:
     packages, public, commitment_list, shares = session
     forged = {**shares, 250: group.scalar_add(shares[250], group.ONE)}
     with pytest.raises(CheaterDetected) as caught:
@@ -533,6 +534,7 @@ def test_wrong_signature_share_names_the_culprit(session) -> None:
             public.group_public_key,
             forged,
             verifying_shares=public.verifying_shares,
+            verify_shares_first=verify_shares_first,
         )
     assert caught.value.culprit == 250
     with pytest.raises(CheaterDetected) as caught:
@@ -583,7 +585,10 @@ def test_secret_values_stay_out_of_error_messages(session) -> None:
         assert package.signing_share.hex() not in text
 
 
-def test_fewer_than_threshold_signers_is_rejected_by_aggregate(session) -> None:
+@pytest.mark.parametrize("verify_shares_first", [True, False])
+def test_fewer_than_threshold_signers_is_rejected_by_aggregate(
+    session, verify_shares_first: bool
+) -> None:
     """Explicit policy: with t-1 signers each share verifies (against that set's Lagrange
     coefficients), but the sum is no signature; aggregate refuses instead of returning it."""
     packages, public, _, _ = session
@@ -599,6 +604,7 @@ def test_fewer_than_threshold_signers_is_rejected_by_aggregate(session) -> None:
             public.group_public_key,
             shares,
             verifying_shares=public.verifying_shares,
+            verify_shares_first=verify_shares_first,
         )
     raw = commitment_list_signature(commitment_list, shares, public.group_public_key)
     assert_invalid_ed25519(public.group_public_key, b"msg", raw)
@@ -698,3 +704,20 @@ def test_verify_signature_is_cofactored() -> None:
     signature = big_r + group.scalar_add(r, group.scalar_mul(c, secret))
     assert frost.verify_signature(pk, b"m", signature)
     assert not frost.verify_signature(pk, b"m!", signature)
+
+
+def test_optimistic_aggregation_gives_the_same_signature(session) -> None:
+    _, public, commitment_list, shares = session
+    both = [
+        frost.aggregate(
+            commitment_list,
+            b"msg",
+            public.group_public_key,
+            shares,
+            verifying_shares=public.verifying_shares,
+            verify_shares_first=first,
+        )
+        for first in (True, False)
+    ]
+    assert both[0] == both[1]
+    assert frost.verify_signature(public.group_public_key, b"msg", both[0])

@@ -6,7 +6,8 @@ Leader (``SigningService.lead``), for one pending request of the contract::
     → sign_request (request, commitment list) to each member      } at the same time
     → take our own nonces out of the keystore (durable delete)      }
     → our share; collect the members' sign_share (or refusal) with a timeout
-    → frost.aggregate with the derived key PK' = PK + ε·G and tweak ε (per-share checks)
+    → frost.aggregate with the derived key PK' = PK + ε·G and tweak ε (the signature is
+      checked first; the shares only when it fails, to name the culprit)
 
 A share that fails verification names its sender (``CheaterDetected``): it is logged,
 excluded for this request, and the leader retries with another presignature. A member that
@@ -331,6 +332,7 @@ class SigningService:
                 shares,
                 verifying_shares=public.verifying_shares,
                 tweak=tweak,
+                verify_shares_first=False,  # shares are checked only to name a culprit
             )
         except CheaterDetected:
             raise
