@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -251,7 +252,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     served = Ledger(base / "data", ("alice", "bob", "carol")).create()
     try:
         served.start(idle_block_ms=50)
-        infos = []
+        infos: list[dict[str, Any]] = []
         for account in ("alice", "bob"):
             info = member(account, 1 + len(infos)).to_json()
             del info["participant_id"]
