@@ -11,6 +11,8 @@ from quorumkeep.crypto.group import (
     Scalar,
     base_mul,
     h2,
+    identifier_scalar,
+    polynomial_evaluate,
     scalar_add,
     scalar_from_int,
     scalar_mul,
@@ -72,6 +74,25 @@ def domain_secret(domain_id: int) -> Scalar:
     return scalar_from_int(1_000_003 + domain_id)
 
 
+def polynomial(secret: Scalar, threshold: int, salt: int = 0) -> list[Scalar]:
+    """A degree t−1 polynomial with constant term ``secret``; ``salt`` picks another one."""
+    rest = [
+        scalar_reduce(hashlib.sha512(f"coefficient/{salt}/{k}".encode() + secret).digest())
+        for k in range(1, threshold)
+    ]
+    return [secret, *rest]
+
+
+def verifying_shares(
+    secret: Scalar, ids: list[int], threshold: int, salt: int = 0
+) -> dict[str, str]:
+    """``{"<id>": hex}`` of f(id)·G: a sound package for ``secret``·G over ``ids``."""
+    coefficients = polynomial(secret, threshold, salt)
+    return {
+        str(i): base_mul(polynomial_evaluate(identifier_scalar(i), coefficients)).hex() for i in ids
+    }
+
+
 def ed25519_sign(secret: Scalar, message: bytes) -> bytes:
     """RFC 8032 signing with a raw scalar (deterministic nonce from the secret and message)."""
     public = base_mul(secret)
@@ -116,6 +137,18 @@ class Driver:
     def running_accounts(self) -> list[str]:
         return [p["account"] for p in self.view("participants")["participants"]]
 
+    def running_shares(self, domain_id: int, salt: int = 0) -> dict[str, str]:
+        """A sound package of domain ``domain_id``'s test key for the serving set."""
+        view = self.view("participants")
+        ids = [p["participant_id"] for p in view["participants"]]
+        return verifying_shares(domain_secret(domain_id), ids, view["threshold"], salt)
+
+    def next_shares(self, domain_id: int, salt: int = 1) -> dict[str, str]:
+        """A sound package of domain ``domain_id``'s test key for the set being reshared to."""
+        following = self.view("participants")["next"]
+        ids = [p["participant_id"] for p in following["participants"]]
+        return verifying_shares(domain_secret(domain_id), ids, following["threshold"], salt)
+
     def add_domain(self) -> int:
         """Vote a new Ed25519 domain with every participant and generate its key."""
         accounts = self.running_accounts()
@@ -125,12 +158,13 @@ class Driver:
         for event in generating:
             domain_id = event["domain_id"]
             kid = {"domain_id": domain_id, "epoch": event["epoch"], "attempt": event["attempt"]}
+            args = {
+                "key_event_id": kid,
+                "public_key": base_mul(domain_secret(domain_id)).hex(),
+                "verifying_shares": self.running_shares(domain_id),
+            }
             for a in accounts:
-                self.call(
-                    self.node(a),
-                    "vote_pk",
-                    {"key_event_id": kid, "public_key": base_mul(domain_secret(domain_id)).hex()},
-                )
+                self.call(self.node(a), "vote_pk", args)
         return int(generating[-1]["domain_id"])
 
     def propose(self, accounts: list[str], threshold: int, voters: list[str]) -> None:
@@ -156,8 +190,9 @@ class Driver:
                 e for e in self.state["protocol_state"]["resharing"] if e["public_key"] is None
             )
             kid = {k: event[k] for k in ("domain_id", "epoch", "attempt")}
+            args = {"key_event_id": kid, "verifying_shares": self.next_shares(kid["domain_id"])}
             for a in accounts:
-                self.call(self.node(a), "vote_reshared", {"key_event_id": kid})
+                self.call(self.node(a), "vote_reshared", args)
 
     def migrate(self, account: str) -> dict[str, Any]:
         """Start a migration of ``account``'s node to its next generation of keys."""

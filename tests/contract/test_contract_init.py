@@ -170,6 +170,7 @@ def test_args_must_be_an_object() -> None:
             {
                 "key_event_id": {"domain_id": 0, "epoch": 0, "attempt": 0},
                 "public_key": info("a")["tls_public_key"],
+                "verifying_shares": {"1": info("b")["tls_public_key"]},
             },
         ),
         ("vote_cancel_keygen", {}),

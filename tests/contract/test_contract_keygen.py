@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_helpers import Driver, domain_secret, node, operator, point, user
+from contract_helpers import Driver, domain_secret, node, operator, point, user, verifying_shares
 
 from quorumkeep.contract import (
     DomainNotFound,
@@ -19,7 +19,7 @@ from quorumkeep.contract import (
     ProtocolStateNotRunning,
     SignerKeyMismatch,
 )
-from quorumkeep.crypto.group import base_mul
+from quorumkeep.crypto.group import base_mul, scalar_from_int
 
 ACCOUNTS = ["alice", "bob", "carol"]
 ED25519 = {"domains": [{"scheme": "Ed25519"}]}
@@ -36,6 +36,26 @@ def kid(domain_id: int = 0, epoch: int = 0, attempt: int = 0) -> dict[str, int]:
 
 def pk(domain_id: int = 0) -> str:
     return base_mul(domain_secret(domain_id)).hex()
+
+
+def shares(domain_id: int = 0, salt: int = 0) -> dict[str, str]:
+    """A sound package of the domain's test key for alice, bob, carol (ids 1..3), t = 2."""
+    return verifying_shares(domain_secret(domain_id), [1, 2, 3], 2, salt)
+
+
+def vote(
+    key_event_id: dict[str, int] | None = None,
+    public_key: str | None = None,
+    verifying_shares: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """vote_pk arguments; by default domain 0's sound package in attempt 0."""
+    key_event_id = key_event_id or kid()
+    domain_id = key_event_id["domain_id"]
+    return {
+        "key_event_id": key_event_id,
+        "public_key": public_key or pk(domain_id),
+        "verifying_shares": verifying_shares or shares(domain_id),
+    }
 
 
 def test_every_participant_must_vote_the_same_domains() -> None:
@@ -94,15 +114,13 @@ def test_keys_complete_when_all_vote_the_same_key() -> None:
     d = Driver(ACCOUNTS, 2)
     start_keygen(d, {"domains": [{"scheme": "Ed25519"}, {"scheme": "Ed25519"}]})
     for a in ACCOUNTS[:2]:
-        assert d.call(node(a), "vote_pk", {"key_event_id": kid(0), "public_key": pk(0)}).value == {
-            "status": "voted"
-        }
-    r = d.call(node("carol"), "vote_pk", {"key_event_id": kid(0), "public_key": pk(0)})
+        assert d.call(node(a), "vote_pk", vote(kid(0))).value == {"status": "voted"}
+    r = d.call(node("carol"), "vote_pk", vote(kid(0)))
     assert r.value == {"status": "generated"}
     assert [e.kind for e in r.events] == ["pk_voted", "key_generated"]
     assert d.contract.protocol_state == "Initializing"
     for a in ACCOUNTS:
-        r = d.call(node(a), "vote_pk", {"key_event_id": kid(1), "public_key": pk(1)})
+        r = d.call(node(a), "vote_pk", vote(kid(1)))
     assert [e.kind for e in r.events] == ["pk_voted", "key_generated", "protocol_state_changed"]
     assert d.contract.protocol_state == "Running"
     keyset = d.view("keyset")
@@ -118,7 +136,7 @@ def test_keys_complete_when_all_vote_the_same_key() -> None:
 def test_vote_pk_outside_initializing_is_invalid_state() -> None:
     d = Driver(ACCOUNTS, 2)
     with pytest.raises(InvalidState):
-        d.call(node("alice"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+        d.call(node("alice"), "vote_pk", vote())
 
 
 def test_vote_pk_rejections() -> None:
@@ -126,41 +144,42 @@ def test_vote_pk_rejections() -> None:
     start_keygen(d)
     before = d.state
     with pytest.raises(NotParticipant):
-        d.call(node("mallory"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+        d.call(node("mallory"), "vote_pk", vote())
     with pytest.raises(SignerKeyMismatch):
-        d.call(node("alice", generation=5), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+        d.call(node("alice", generation=5), "vote_pk", vote())
     for stale in (kid(attempt=1), kid(epoch=1), kid(domain_id=7)):
         with pytest.raises(InvalidKeyEvent):
-            d.call(node("alice"), "vote_pk", {"key_event_id": stale, "public_key": pk()})
+            d.call(node("alice"), "vote_pk", vote(stale))
     with pytest.raises(InvalidArguments):
-        d.call(node("alice"), "vote_pk", {"key_event_id": kid(), "public_key": "01" + "00" * 31})
+        d.call(node("alice"), "vote_pk", vote(public_key="01" + "00" * 31))
     assert d.state == before
     # the operator's full-access key may vote for its node
-    d.call(operator("alice"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+    d.call(operator("alice"), "vote_pk", vote())
     with pytest.raises(DuplicateVote):
-        d.call(node("alice"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+        d.call(node("alice"), "vote_pk", vote())
 
 
 def test_conflicting_keys_abort_the_attempt() -> None:
     d = Driver(ACCOUNTS, 2)
     start_keygen(d)
-    d.call(node("alice"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
-    r = d.call(node("bob"), "vote_pk", {"key_event_id": kid(), "public_key": point(5).hex()})
+    d.call(node("alice"), "vote_pk", vote())
+    other = verifying_shares(scalar_from_int(5), [1, 2, 3], 2)  # a sound package of 5·G
+    r = d.call(node("bob"), "vote_pk", vote(public_key=point(5).hex(), verifying_shares=other))
     assert r.value == {"status": "aborted", "next_key_event_id": kid(attempt=1)}
     assert [e.kind for e in r.events] == ["pk_voted", "key_event_aborted"]
     event = d.state["protocol_state"]["generating"][0]
     assert event["attempt"] == 1 and event["votes"] == {}
     with pytest.raises(InvalidKeyEvent):
-        d.call(node("carol"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+        d.call(node("carol"), "vote_pk", vote())
     for a in ACCOUNTS:
-        d.call(node(a), "vote_pk", {"key_event_id": kid(attempt=1), "public_key": pk()})
+        d.call(node(a), "vote_pk", vote(kid(attempt=1)))
     assert d.contract.protocol_state == "Running"
 
 
 def test_a_participant_may_abort_the_current_attempt() -> None:
     d = Driver(ACCOUNTS, 2)
     start_keygen(d)
-    d.call(node("alice"), "vote_pk", {"key_event_id": kid(), "public_key": pk()})
+    d.call(node("alice"), "vote_pk", vote())
     with pytest.raises(NotParticipant):
         d.call(node("mallory"), "vote_abort_key_event", {"key_event_id": kid()})
     with pytest.raises(SignerKeyMismatch):
@@ -182,7 +201,7 @@ def test_cancel_keygen_needs_a_threshold_and_keeps_finished_domains() -> None:
     d = Driver(ACCOUNTS, 2)
     start_keygen(d, {"domains": [{"scheme": "Ed25519"}, {"scheme": "Ed25519"}]})
     for a in ACCOUNTS:
-        d.call(node(a), "vote_pk", {"key_event_id": kid(0), "public_key": pk(0)})
+        d.call(node(a), "vote_pk", vote(kid(0)))
     with pytest.raises(NotOperator):
         d.call(node("alice"), "vote_cancel_keygen", {})
     with pytest.raises(NotParticipant):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
-from contract_helpers import ed25519_sign, info, operator_key, signer_key
+from contract_helpers import ed25519_sign, info, operator_key, signer_key, verifying_shares
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from hypothesis.stateful import (
 )
 
 from quorumkeep.contract import EVENT_KINDS, CallContext, CallResult, Contract, ContractError
+from quorumkeep.contract.key_packages import interpolated_key
 from quorumkeep.contract.rules import min_resharing_threshold
 from quorumkeep.crypto.derive import derivation_tweak
 from quorumkeep.crypto.group import base_mul, scalar_add, scalar_from_int
@@ -30,10 +32,41 @@ accounts = st.sampled_from(POOL)
 key_kind = st.sampled_from(["operator", "node", "node", "stale"])
 op_kind = st.sampled_from(["operator", "operator", "operator", "node"])
 node_kind = st.sampled_from(["node", "node", "node", "operator", "stale"])
+package_kind = st.sampled_from(["sound", "sound", "sound", "other", "missing", "extra", "skewed"])
 
 
 def canonical(data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@cache
+def _sound_shares(public_key: str, ids: tuple[int, ...], threshold: int, salt: int) -> str:
+    return json.dumps(verifying_shares(SECRETS[public_key], list(ids), threshold, salt))
+
+
+def package(public_key: str, ids: list[int], threshold: int, kind: str) -> dict[str, str]:
+    """Verifying shares of one of the test keys: sound, or broken in the way ``kind`` names.
+
+    "other" is sound too but from another polynomial: it disagrees with a "sound" vote.
+    """
+    if not ids or not 1 <= threshold <= len(ids):
+        return {"1": public_key}
+    shares: dict[str, str] = json.loads(
+        _sound_shares(public_key, tuple(ids), threshold, int(kind == "other"))
+    )
+    if kind == "missing":
+        del shares[str(ids[-1])]
+    elif kind == "extra":
+        shares[str(max(ids) + 1)] = base_mul(scalar_from_int(7)).hex()
+    elif kind == "skewed":
+        shares[str(ids[0])] = base_mul(scalar_from_int(7)).hex()
+    return shares
+
+
+@cache
+def _interpolates(public_key: str, shares: str, threshold: int) -> bool:
+    pairs = tuple(sorted((int(i), bytes.fromhex(y)) for i, y in json.loads(shares).items()))
+    return interpolated_key(pairs, threshold).hex() == public_key
 
 
 class ContractMachine(RuleBasedStateMachine):
@@ -134,7 +167,7 @@ class ContractMachine(RuleBasedStateMachine):
         assert self.attempt(self.ctx(members[0], "operator"), "init", args) is not None
         if with_domain:
             self.everyone_votes_add_domains(1)
-            self.everyone_votes_pk(0, -1)
+            self.everyone_votes_pk(0, -1, -1)
             assert self.protocol()["domains"]
 
     @precondition(lambda m: m.protocol()["state"] == "Running")
@@ -145,22 +178,34 @@ class ContractMachine(RuleBasedStateMachine):
             self.attempt(self.ctx(account, "operator"), "vote_add_domains", args)
 
     @precondition(lambda m: m.protocol()["state"] == "Initializing")
-    @rule(index=st.integers(0, 3), dissenter=st.integers(0, 29))
-    def everyone_votes_pk(self, index: int, dissenter: int) -> None:
+    @rule(
+        index=st.integers(0, 3),
+        dissenter=st.integers(0, 29),
+        share_dissenter=st.integers(0, 29),
+    )
+    def everyone_votes_pk(self, index: int, dissenter: int, share_dissenter: int) -> None:
         kid = self._key_event(index, 0)
+        ids, threshold = self.key_event_set()
         for i, account in enumerate(self.members()):
             public_key = KEYS[(kid["domain_id"] + (i == dissenter)) % len(KEYS)]
-            args = {"key_event_id": kid, "public_key": public_key}
+            kind = "other" if i == share_dissenter else "sound"
+            args = {
+                "key_event_id": kid,
+                "public_key": public_key,
+                "verifying_shares": package(public_key, ids, threshold, kind),
+            }
             self.attempt(self.ctx(account, "node"), "vote_pk", args)
 
     @precondition(lambda m: m.protocol()["state"] == "Resharing")
-    @rule(index=st.integers(0, 3), skip=st.integers(0, 9))
-    def everyone_votes_reshared(self, index: int, skip: int) -> None:
+    @rule(index=st.integers(0, 3), skip=st.integers(0, 9), share_dissenter=st.integers(0, 19))
+    def everyone_votes_reshared(self, index: int, skip: int, share_dissenter: int) -> None:
         p = self.protocol()
         kid = self._key_event(index, 0)
         for i, m in enumerate(p.get("participants", []) if p["state"] == "Resharing" else []):
             if i != skip:
-                self.attempt(self.ctx(m["account"], "node"), "vote_reshared", {"key_event_id": kid})
+                kind = "other" if i == share_dissenter else "sound"
+                args = {"key_event_id": kid, "verifying_shares": self.reshared_package(kid, kind)}
+                self.attempt(self.ctx(m["account"], "node"), "vote_reshared", args)
 
     @precondition(lambda m: m.protocol()["state"] == "Running")
     @rule(
@@ -203,6 +248,22 @@ class ContractMachine(RuleBasedStateMachine):
             self.ctx(caller, kind), "vote_add_domains", {"domains": [{"scheme": scheme}] * count}
         )
 
+    def key_event_set(self) -> tuple[list[int], int]:
+        """Participant ids and threshold of the set a key event in progress shares among."""
+        p = self.protocol()
+        holders = {"Initializing": p.get("running"), "Resharing": p}.get(p["state"])
+        if holders is None:
+            return [], 0
+        return [m["participant_id"] for m in holders["participants"]], int(holders["threshold"])
+
+    def reshared_package(self, kid: dict[str, int], kind: str) -> dict[str, str]:
+        """Verifying shares of the reshared domain's key for the new set."""
+        p = self.protocol()
+        domains = p.get("previous_running", {}).get("domains", [])
+        keys = [d["public_key"] for d in domains if d["domain_id"] == kid["domain_id"]]
+        ids, threshold = self.key_event_set()
+        return package(keys[0] if keys else KEYS[0], ids, threshold, kind)
+
     def _key_event(self, index: int, bump: int) -> dict[str, int]:
         p = self.protocol()
         events = p.get("generating") or p.get("resharing") or []
@@ -218,20 +279,31 @@ class ContractMachine(RuleBasedStateMachine):
         index=st.integers(0, 3),
         bump=st.sampled_from([0, 0, 0, 1]),
         key=st.sampled_from([0, 0, 0, 1]),
+        shares=package_kind,
     )
-    def vote_pk(self, caller: str, kind: str, index: int, bump: int, key: int) -> None:
+    def vote_pk(self, caller: str, kind: str, index: int, bump: int, key: int, shares: str) -> None:
         kid = self._key_event(index, bump)
         public_key = KEYS[(kid["domain_id"] + key) % len(KEYS)]
-        self.attempt(
-            self.ctx(caller, kind), "vote_pk", {"key_event_id": kid, "public_key": public_key}
-        )
+        ids, threshold = self.key_event_set()
+        args = {
+            "key_event_id": kid,
+            "public_key": public_key,
+            "verifying_shares": package(public_key, ids, threshold, shares),
+        }
+        self.attempt(self.ctx(caller, kind), "vote_pk", args)
 
     @precondition(lambda m: m.protocol()["state"] == "Resharing")
-    @rule(caller=accounts, kind=node_kind, index=st.integers(0, 3), bump=st.sampled_from([0, 0, 1]))
-    def vote_reshared(self, caller: str, kind: str, index: int, bump: int) -> None:
-        self.attempt(
-            self.ctx(caller, kind), "vote_reshared", {"key_event_id": self._key_event(index, bump)}
-        )
+    @rule(
+        caller=accounts,
+        kind=node_kind,
+        index=st.integers(0, 3),
+        bump=st.sampled_from([0, 0, 1]),
+        shares=package_kind,
+    )
+    def vote_reshared(self, caller: str, kind: str, index: int, bump: int, shares: str) -> None:
+        kid = self._key_event(index, bump)
+        args = {"key_event_id": kid, "verifying_shares": self.reshared_package(kid, shares)}
+        self.attempt(self.ctx(caller, kind), "vote_reshared", args)
 
     @precondition(lambda m: m.protocol()["state"] in ("Initializing", "Resharing"))
     @rule(caller=accounts, kind=node_kind, index=st.integers(0, 3))
@@ -445,6 +517,24 @@ class ContractMachine(RuleBasedStateMachine):
             if account in self.last_ids:
                 assert self.last_ids[account] == pid, "a staying participant changed id"
         self.last_ids = current
+
+    @invariant()
+    def every_domain_has_a_package_for_its_participants(self) -> None:
+        """Each Running state's domains hold verifying shares for exactly its participants,
+        and the lowest threshold of them interpolate to the domain's key."""
+        p = self.protocol()
+        running = {
+            "Running": p,
+            "Initializing": p.get("running"),
+            "Resharing": p.get("previous_running"),
+        }.get(p["state"])
+        if running is None:
+            return
+        ids = {str(m["participant_id"]) for m in running["participants"]}
+        for d in running["domains"]:
+            assert set(d["verifying_shares"]) == ids, f"domain {d['domain_id']}'s shares"
+            text = json.dumps(d["verifying_shares"], sort_keys=True)
+            assert _interpolates(d["public_key"], text, running["threshold"])
 
     @invariant()
     def migrations_only_while_running(self) -> None:

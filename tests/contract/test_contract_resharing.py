@@ -42,6 +42,11 @@ def proposal(d: Driver, accounts: list[str], threshold: int) -> dict[str, Any]:
     }
 
 
+def reshared(d: Driver, key_event_id: dict[str, int]) -> dict[str, Any]:
+    """vote_reshared arguments with a sound package for the set being reshared to."""
+    return {"key_event_id": key_event_id, "verifying_shares": d.next_shares(0)}
+
+
 def ids(d: Driver) -> dict[str, int]:
     return {p["account"]: p["participant_id"] for p in d.view("participants")["participants"]}
 
@@ -102,17 +107,17 @@ def test_vote_reshared_events_and_rejections() -> None:
     kid = {"domain_id": 0, "epoch": 1, "attempt": 0}
     before = d.state
     with pytest.raises(NotParticipant):  # dave leaves: not in the new set
-        d.call(node("dave"), "vote_reshared", {"key_event_id": kid})
+        d.call(node("dave"), "vote_reshared", reshared(d, kid))
     with pytest.raises(SignerKeyMismatch):
-        d.call(node("alice", 1), "vote_reshared", {"key_event_id": kid})
+        d.call(node("alice", 1), "vote_reshared", reshared(d, kid))
     with pytest.raises(InvalidKeyEvent):
-        d.call(node("alice"), "vote_reshared", {"key_event_id": dict(kid, epoch=0)})
+        d.call(node("alice"), "vote_reshared", reshared(d, dict(kid, epoch=0)))
     assert d.state == before
-    d.call(node("alice"), "vote_reshared", {"key_event_id": kid})
+    d.call(node("alice"), "vote_reshared", reshared(d, kid))
     with pytest.raises(DuplicateVote):
-        d.call(node("alice"), "vote_reshared", {"key_event_id": kid})
-    d.call(node("bob"), "vote_reshared", {"key_event_id": kid})
-    r = d.call(node("carol"), "vote_reshared", {"key_event_id": kid})
+        d.call(node("alice"), "vote_reshared", reshared(d, kid))
+    d.call(node("bob"), "vote_reshared", reshared(d, kid))
+    r = d.call(node("carol"), "vote_reshared", reshared(d, kid))
     assert r.value == {"status": "completed"}
     assert [e.kind for e in r.events] == [
         "reshared_voted",
@@ -130,7 +135,10 @@ def test_vote_reshared_outside_resharing_is_invalid_state() -> None:
         d.call(
             node("alice"),
             "vote_reshared",
-            {"key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0}},
+            {
+                "key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0},
+                "verifying_shares": d.running_shares(0),
+            },
         )
 
 
@@ -140,11 +148,11 @@ def test_a_failed_resharing_attempt_is_retried_under_a_new_attempt() -> None:
     for a in ACCOUNTS[:3]:
         d.call(operator(a), "vote_new_parameters", args)
     kid = {"domain_id": 0, "epoch": 1, "attempt": 0}
-    d.call(node("alice"), "vote_reshared", {"key_event_id": kid})
+    d.call(node("alice"), "vote_reshared", reshared(d, kid))
     d.call(node("dave"), "vote_abort_key_event", {"key_event_id": kid})
     kid1 = dict(kid, attempt=1)
     for a in ACCOUNTS:
-        d.call(node(a), "vote_reshared", {"key_event_id": kid1})
+        d.call(node(a), "vote_reshared", reshared(d, kid1))
     assert d.contract.protocol_state == "Running"
 
 

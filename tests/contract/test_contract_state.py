@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from contract_helpers import Driver, info, operator, user
+from contract_helpers import Driver, domain_secret, info, operator, user
 
 from quorumkeep.contract import (
     ERRORS,
@@ -21,6 +21,7 @@ from quorumkeep.contract import (
     InvalidArguments,
     error_from_code,
 )
+from quorumkeep.crypto.group import base_mul
 
 
 def canonical(contract: Contract) -> str:
@@ -61,7 +62,8 @@ def states() -> dict[str, Driver]:
         "vote_pk",
         {
             "key_event_id": {"domain_id": 0, "epoch": 0, "attempt": 0},
-            "public_key": info("x")["tls_public_key"],
+            "public_key": base_mul(domain_secret(0)).hex(),
+            "verifying_shares": initializing.running_shares(0),
         },
     )
     initializing.call(operator("alice"), "vote_cancel_keygen", {})
@@ -71,7 +73,10 @@ def states() -> dict[str, Driver]:
     resharing.call(
         resharing.node("erin"),
         "vote_reshared",
-        {"key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0}},
+        {
+            "key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0},
+            "verifying_shares": resharing.next_shares(0),
+        },
     )
     resharing.call(operator("alice"), "vote_cancel_resharing", {})
     fresh = Driver(["alice", "bob"], 2)
@@ -98,7 +103,10 @@ def test_a_restored_contract_behaves_like_the_original() -> None:
     d = states()["Resharing"]
     restored = Contract.from_json(json.loads(canonical(d.contract)))
     ctx = d.node("bob")
-    args = {"key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0}}
+    args = {
+        "key_event_id": {"domain_id": 0, "epoch": 1, "attempt": 0},
+        "verifying_shares": d.next_shares(0),
+    }
     a = d.contract.call(ctx, "vote_reshared", args)
     b = restored.call(ctx, "vote_reshared", args)
     assert a == b and canonical(d.contract) == canonical(restored)
@@ -111,7 +119,12 @@ def test_equal_histories_give_equal_json() -> None:
 @pytest.mark.parametrize(
     "corrupt",
     [
-        lambda s: s.update(format=2),
+        lambda s: s.update(format=1),  # before verifying shares were stored
+        lambda s: s["protocol_state"]["domains"][0]["verifying_shares"].pop("3"),
+        lambda s: s["protocol_state"]["domains"][0]["verifying_shares"].update(
+            {"4": info("x")["tls_public_key"]}  # a valid point for a non-participant
+        ),
+        lambda s: s["protocol_state"]["domains"][0].pop("verifying_shares"),
         lambda s: s.pop("candidates"),
         lambda s: s["protocol_state"].update(state="Paused"),
         lambda s: s["protocol_state"].update(epoch="0"),
@@ -155,6 +168,7 @@ def test_method_table() -> None:
         "pending_requests",
         "request",
         "public_key",
+        "public_key_package",
         "participants",
         "keyset",
         "candidates",
@@ -187,6 +201,9 @@ def test_views_validate_their_arguments() -> None:
         ("backup_service_info", {"account": "A"}),
         ("request", {"request_id": "1"}),
         ("public_key", {"domain_id": 0, "account": "u1"}),
+        ("public_key_package", {}),
+        ("public_key_package", {"domain_id": "0"}),
+        ("public_key_package", {"domain_id": 0, "epoch": 0}),
         ("migration_info", {"account": 5}),
     ]
     for method, args in cases:
@@ -207,6 +224,8 @@ def test_views_change_nothing() -> None:
             args = {"request_id": 0}
         elif method == "public_key":
             args = {"domain_id": 0, "account": "u1", "path": "p"}
+        elif method == "public_key_package":
+            args = {"domain_id": 0}
         value = d.view(method, args)
         json.dumps(value)
         if isinstance(value, dict):

@@ -23,9 +23,14 @@ from ledger_helpers import (
     init_args,
     make_ledger,
     new_signer,
-    random_ed25519,
 )
 
+from quorumkeep.crypto.group import (
+    base_mul,
+    identifier_scalar,
+    polynomial_evaluate,
+    scalar_from_int,
+)
 from quorumkeep.ledger.blocks import BLOCK_DOMAIN
 from quorumkeep.ledger.canonical import canonical_json, parse_json
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient, TxOutcome
@@ -285,6 +290,15 @@ class Running:
     server: LedgerProcess
 
 
+def key_package(ids: list[int], threshold: int) -> tuple[str, dict[str, str]]:
+    """A group key and verifying shares of a fixed test polynomial, which interpolate to it."""
+    coefficients = [scalar_from_int(1000 + k) for k in range(threshold)]
+    shares = {
+        str(i): base_mul(polynomial_evaluate(identifier_scalar(i), coefficients)).hex() for i in ids
+    }
+    return base_mul(coefficients[0]).hex(), shares
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A ledger whose contract runs with domain 0 and a 5-block sign timeout; idle 50 ms."""
@@ -301,12 +315,14 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             )
             for operator in (alice, bob):
                 client.call(operator, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
-            group_key = random_ed25519()
-            key_event = {"domain_id": 0, "epoch": 0, "attempt": 0}
+            group_key, shares = key_package([1, 2], 2)
+            vote = {
+                "key_event_id": {"domain_id": 0, "epoch": 0, "attempt": 0},
+                "public_key": group_key,
+                "verifying_shares": shares,
+            }
             for operator in (alice, bob):
-                client.call(
-                    operator, "vote_pk", {"key_event_id": key_event, "public_key": group_key}
-                )
+                client.call(operator, "vote_pk", vote)
         yield Running(ledger, server)
     finally:
         server.kill()

@@ -17,6 +17,7 @@ from quorumkeep.crypto.group import element_decode
 
 ACCOUNT_PATTERN = re.compile(r"^[a-z0-9_\-.]{2,64}$")
 _HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+_DECIMAL_ID = re.compile(r"^[1-9][0-9]{0,15}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}$")
 _WEB_URL = re.compile(r"^https?://[\x21-\x7e]{1,500}$")
 
@@ -108,6 +109,32 @@ def expect_ed25519_key(value: Any, name: str) -> bytes:
         return element_decode(data)
     except InvalidEncoding as exc:
         raise InvalidArguments(f"{name} is not a valid Ed25519 public key") from exc
+
+
+def expect_verifying_shares(value: Any, name: str, max_count: int) -> tuple[tuple[int, bytes], ...]:
+    """``{"<participant id>": hex32}`` → (id, point) pairs in ascending id order.
+
+    Ids are decimal without leading zeros (JSON keys are strings); every share must be a
+    canonical point of the prime-order subgroup, not the identity, so a share checked
+    against it later cannot be one of the small-order points that anything matches.
+    """
+    obj = expect_object(value, name)
+    if not 1 <= len(obj) <= max_count:
+        raise InvalidArguments(f"{name} must have 1 to {max_count} entries, got {len(obj)}")
+    pairs: list[tuple[int, bytes]] = []
+    for key, item in obj.items():
+        if not _DECIMAL_ID.match(key) or int(key) > MAX_INT:
+            raise InvalidArguments(
+                f"{name} keys must be participant ids in decimal, got {key[:24]!r}"
+            )
+        data = expect_hex(item, f"{name}[{key}]", 32, 32)
+        try:
+            pairs.append((int(key), element_decode(data)))
+        except InvalidEncoding as exc:
+            raise InvalidArguments(
+                f"{name}[{key}] is not a canonical point of the prime-order subgroup"
+            ) from exc
+    return tuple(sorted(pairs))
 
 
 def expect_x25519_key(value: Any, name: str) -> bytes:

@@ -114,6 +114,13 @@ class InvalidKeyEvent(ContractError):
     code = "InvalidKeyEvent"
 
 
+class InvalidKeyPackage(ContractError):
+    """Voted verifying shares do not name exactly the key event's participants, or do not
+    interpolate to the public key."""
+
+    code = "InvalidKeyPackage"
+
+
 class InvalidSignature(ContractError):
     """The signature does not verify under the request's derived public key."""
 
@@ -174,6 +181,7 @@ ERRORS: dict[str, type[ContractError]] = {
         InvalidProposal,
         DuplicateVote,
         InvalidKeyEvent,
+        InvalidKeyPackage,
         InvalidSignature,
         PayloadSize,
         TooManyRequests,

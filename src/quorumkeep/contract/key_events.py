@@ -13,15 +13,23 @@ from typing import Any
 from quorumkeep.contract.access import require_initialized, require_node_key
 from quorumkeep.contract.args import check_fields
 from quorumkeep.contract.context import CallContext, CallResult
-from quorumkeep.contract.errors import InvalidKeyEvent, InvalidState, NotParticipant
+from quorumkeep.contract.errors import (
+    InvalidKeyEvent,
+    InvalidKeyPackage,
+    InvalidState,
+    NotParticipant,
+)
 from quorumkeep.contract.events import KEY_EVENT_ABORTED, Event
+from quorumkeep.contract.key_packages import package_problem
 from quorumkeep.contract.state import (
     ContractState,
     Initializing,
     KeyEvent,
     KeyEventId,
     ParticipantInfo,
+    Participants,
     Resharing,
+    VerifyingShares,
 )
 
 
@@ -42,11 +50,37 @@ def current_event(events: list[KeyEvent], key_event_id: KeyEventId) -> KeyEvent:
     raise InvalidKeyEvent(f"no key event is open for domain {key_event_id.domain_id}")
 
 
+def check_voted_package(
+    event: KeyEvent, public_key: bytes, shares: VerifyingShares, participants: Participants
+) -> None:
+    """InvalidKeyPackage unless (public_key, shares) is a sound package for ``participants``.
+
+    A package equal to the one every earlier vote of this attempt carried was checked
+    when first voted (the set cannot change during an attempt): it is not checked again.
+    """
+    agreed = next(iter(event.votes.values()), None)
+    if shares == event.verifying_shares and public_key == agreed:
+        return
+    problem = package_problem(public_key, shares, participants)
+    if problem is not None:
+        raise InvalidKeyPackage(problem)
+
+
+def disagreement(event: KeyEvent, public_key: bytes, shares: VerifyingShares) -> str | None:
+    """Why this vote differs from the attempt's earlier votes (then it aborts), or None."""
+    if any(v != public_key for v in event.votes.values()):
+        return "participants voted different public keys"
+    if event.verifying_shares is not None and event.verifying_shares != shares:
+        return "participants voted different verifying shares"
+    return None
+
+
 def abort_attempt(event: KeyEvent, reason: str) -> Event:
     """End the current attempt and open the next one, with no votes."""
     old = event.id
     event.attempt += 1
     event.votes.clear()
+    event.verifying_shares = None
     return Event(
         KEY_EVENT_ABORTED,
         {"key_event_id": old.to_json(), "next_key_event_id": event.id.to_json(), "reason": reason},

@@ -2,8 +2,9 @@
 
 Adding a domain changes what every participant must hold, so every participant must
 vote for the same list. Key generation runs per domain; a key counts only once every
-participant voted the same public key — one dissenting vote aborts the attempt, because
-a DKG that gave two nodes different keys is broken and must be rerun, not outvoted.
+participant voted the same public key package (group key and verifying shares) — one
+dissenting vote aborts the attempt, because a DKG that gave two nodes different results
+is broken and must be rerun, not outvoted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from quorumkeep.contract.args import (
     expect_list,
     expect_object,
     expect_str,
+    expect_verifying_shares,
 )
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import DuplicateVote, InvalidProposal, InvalidState
@@ -37,10 +39,16 @@ from quorumkeep.contract.events import (
     Event,
     protocol_state_changed,
 )
-from quorumkeep.contract.key_events import abort_attempt, current_event
+from quorumkeep.contract.key_events import (
+    abort_attempt,
+    check_voted_package,
+    current_event,
+    disagreement,
+)
 from quorumkeep.contract.migration import cancel_all_migrations
 from quorumkeep.contract.state import (
     MAX_DOMAINS,
+    MAX_PARTICIPANTS,
     SCHEMES,
     ContractState,
     Domain,
@@ -50,6 +58,7 @@ from quorumkeep.contract.state import (
     KeyEventId,
     Keyset,
     Running,
+    verifying_shares_json,
 )
 
 MAX_DOMAINS_PER_PROPOSAL = 8
@@ -146,9 +155,9 @@ def _finish_keygen(state: ContractState, initializing: Initializing) -> list[Eve
     """Back to Running with the pre-existing domains and every domain whose key is done."""
     running = initializing.running
     new_keys = [
-        DomainKey(e.domain.domain_id, e.domain.scheme, e.public_key)
+        DomainKey(e.domain.domain_id, e.domain.scheme, e.public_key, e.verifying_shares)
         for e in initializing.generating
-        if e.public_key is not None
+        if e.public_key is not None and e.verifying_shares is not None
     ]
     domains = tuple(sorted((*running.keyset.domains, *new_keys), key=lambda d: d.domain_id))
     state.protocol = Running(Keyset(running.epoch, domains), running.next_epoch, running.parameters)
@@ -156,9 +165,10 @@ def _finish_keygen(state: ContractState, initializing: Initializing) -> list[Eve
 
 
 def vote_pk(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallResult:
-    check_fields(args, "args", ["key_event_id", "public_key"])
+    check_fields(args, "args", ["key_event_id", "public_key", "verifying_shares"])
     key_event_id = KeyEventId.from_json(args["key_event_id"], "key_event_id")
     public_key = expect_ed25519_key(args["public_key"], "public_key")
+    shares = expect_verifying_shares(args["verifying_shares"], "verifying_shares", MAX_PARTICIPANTS)
     initializing = _require_initializing(state, "vote_pk")
     account = ctx.predecessor
     parameters = initializing.running.parameters
@@ -167,6 +177,7 @@ def vote_pk(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> Cal
     event = current_event(initializing.generating, key_event_id)
     if account in event.votes:
         raise DuplicateVote(f"{account} already voted in this key event")
+    check_voted_package(event, public_key, shares, parameters)
 
     voted = Event(
         PK_VOTED,
@@ -176,12 +187,14 @@ def vote_pk(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> Cal
             "public_key": public_key.hex(),
         },
     )
-    if any(v != public_key for v in event.votes.values()):
-        aborted = abort_attempt(event, "participants voted different public keys")
+    reason = disagreement(event, public_key, shares)
+    if reason is not None:
+        aborted = abort_attempt(event, reason)
         return CallResult(
             {"status": "aborted", "next_key_event_id": event.id.to_json()}, [voted, aborted]
         )
     event.votes[account] = public_key
+    event.verifying_shares = shares
     events = [voted]
     status = "voted"
     if len(event.votes) == len(parameters):
@@ -195,6 +208,8 @@ def vote_pk(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> Cal
                     "domain_id": event.domain.domain_id,
                     "scheme": event.domain.scheme,
                     "public_key": public_key.hex(),
+                    "threshold": parameters.threshold,
+                    "verifying_shares": verifying_shares_json(shares),
                 },
             )
         )

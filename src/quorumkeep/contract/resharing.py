@@ -23,6 +23,7 @@ from quorumkeep.contract.args import (
     expect_int,
     expect_list,
     expect_object,
+    expect_verifying_shares,
 )
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
@@ -49,13 +50,19 @@ from quorumkeep.contract.events import (
     participants_changed,
     protocol_state_changed,
 )
-from quorumkeep.contract.key_events import current_event
+from quorumkeep.contract.key_events import (
+    abort_attempt,
+    check_voted_package,
+    current_event,
+    disagreement,
+)
 from quorumkeep.contract.migration import cancel_all_migrations, current_accounts
 from quorumkeep.contract.rules import duplicate_problem, key_clash, threshold_problem
 from quorumkeep.contract.state import (
     MAX_PARTICIPANTS,
     UNASSIGNED_ID,
     ContractState,
+    DomainKey,
     KeyEvent,
     KeyEventId,
     Keyset,
@@ -64,6 +71,7 @@ from quorumkeep.contract.state import (
     Resharing,
     Running,
     candidate_json,
+    verifying_shares_json,
 )
 
 ProposalKey = tuple[int, tuple[tuple[str, ParticipantInfo | None], ...]]
@@ -225,7 +233,14 @@ def _start_resharing(
 
 
 def _complete_resharing(state: ContractState, resharing: Resharing) -> list[Event]:
-    keyset = Keyset(resharing.epoch, resharing.previous.keyset.domains)
+    """Running at the new epoch: same group keys, the new set's verifying shares."""
+    reshared = {e.domain.domain_id: e.verifying_shares for e in resharing.resharing}
+    domains: list[DomainKey] = []
+    for d in resharing.previous.keyset.domains:
+        shares = reshared[d.domain_id]
+        assert shares is not None  # every key event is complete: it holds the agreed shares
+        domains.append(dataclasses.replace(d, verifying_shares=shares))
+    keyset = Keyset(resharing.epoch, tuple(domains))
     running = Running(keyset, resharing.epoch + 1, resharing.parameters)
     state.protocol = running
     for account in resharing.parameters.accounts:
@@ -245,8 +260,9 @@ def _complete_resharing(state: ContractState, resharing: Resharing) -> list[Even
 
 
 def vote_reshared(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallResult:
-    check_fields(args, "args", ["key_event_id"])
+    check_fields(args, "args", ["key_event_id", "verifying_shares"])
     key_event_id = KeyEventId.from_json(args["key_event_id"], "key_event_id")
+    shares = expect_verifying_shares(args["verifying_shares"], "verifying_shares", MAX_PARTICIPANTS)
     resharing = _require_resharing(state, "vote_reshared")
     account = ctx.predecessor
     info = require_participant(resharing.parameters, account, "a participant of the new set")
@@ -254,11 +270,20 @@ def vote_reshared(state: ContractState, ctx: CallContext, args: dict[str, Any]) 
     event = current_event(resharing.resharing, key_event_id)
     if account in event.votes:
         raise DuplicateVote(f"{account} already voted in this key event")
-
     domain = resharing.previous.keyset.get(event.domain.domain_id)
     assert domain is not None  # every resharing event is for a domain of the previous keyset
+    check_voted_package(event, domain.public_key, shares, resharing.parameters)
+
+    voted = Event(RESHARED_VOTED, {"account": account, "key_event_id": key_event_id.to_json()})
+    reason = disagreement(event, domain.public_key, shares)
+    if reason is not None:
+        aborted = abort_attempt(event, reason)
+        return CallResult(
+            {"status": "aborted", "next_key_event_id": event.id.to_json()}, [voted, aborted]
+        )
     event.votes[account] = domain.public_key
-    events = [Event(RESHARED_VOTED, {"account": account, "key_event_id": key_event_id.to_json()})]
+    event.verifying_shares = shares
+    events = [voted]
     status = "voted"
     if len(event.votes) == len(resharing.parameters):
         event.public_key = domain.public_key
@@ -270,6 +295,8 @@ def vote_reshared(state: ContractState, ctx: CallContext, args: dict[str, Any]) 
                     "key_event_id": key_event_id.to_json(),
                     "domain_id": domain.domain_id,
                     "public_key": domain.public_key.hex(),
+                    "threshold": resharing.parameters.threshold,
+                    "verifying_shares": verifying_shares_json(shares),
                 },
             )
         )

@@ -24,13 +24,14 @@ from quorumkeep.contract.args import (
     expect_list,
     expect_object,
     expect_str,
+    expect_verifying_shares,
     expect_web_url,
     expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
 
-STATE_FORMAT = 1
-"""Version of the state's JSON layout (``format`` field)."""
+STATE_FORMAT = 2
+"""Version of the state's JSON layout (``format`` field); 2 added the verifying shares."""
 
 SCHEME_ED25519 = "Ed25519"
 SCHEMES = frozenset({SCHEME_ED25519})
@@ -161,39 +162,69 @@ class Domain:
         )
 
 
+VerifyingShares = tuple[tuple[int, bytes], ...]
+"""Participant id → verifying share (the point share·G), as pairs in ascending id order."""
+
+
+def verifying_shares_json(shares: VerifyingShares) -> dict[str, str]:
+    """``{"<participant id>": hex32}``: JSON object keys are strings, so ids are decimal."""
+    return {str(pid): share.hex() for pid, share in shares}
+
+
 @dataclass(frozen=True)
 class DomainKey:
-    """A domain together with its group public key."""
+    """A domain's public key package: the group key and every participant's verifying share.
+
+    The shares belong to the participant set of the Running state holding this key (whose
+    threshold is the package's); they are replaced when a resharing completes and stay
+    valid across migrations, which keep participant ids.
+    """
 
     domain_id: int
     scheme: str
     public_key: bytes
+    verifying_shares: VerifyingShares
 
     @property
     def domain(self) -> Domain:
         return Domain(self.domain_id, self.scheme)
 
-    def to_json(self) -> dict[str, Any]:
+    def keyset_json(self) -> dict[str, Any]:
+        """The domain as a keyset lists it: what a keyset names, without the shares."""
         return {
             "domain_id": self.domain_id,
             "scheme": self.scheme,
             "public_key": self.public_key.hex(),
         }
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.keyset_json(),
+            "verifying_shares": verifying_shares_json(self.verifying_shares),
+        }
+
     @classmethod
     def from_json(cls, value: Any, name: str) -> DomainKey:
         obj = expect_object(value, name)
-        check_fields(obj, name, ["domain_id", "scheme", "public_key"])
+        check_fields(obj, name, ["domain_id", "scheme", "public_key", "verifying_shares"])
         return cls(
             expect_int(obj["domain_id"], f"{name}.domain_id"),
             expect_str(obj["scheme"], f"{name}.scheme", 32),
             expect_ed25519_key(obj["public_key"], f"{name}.public_key"),
+            expect_verifying_shares(
+                obj["verifying_shares"], f"{name}.verifying_shares", MAX_PARTICIPANTS
+            ),
         )
 
 
 @dataclass(frozen=True)
 class Keyset:
-    """The keys in force: the epoch and every domain's group key (ascending domain id)."""
+    """The keys in force: the epoch and every domain's key package (ascending domain id).
+
+    Its JSON (the ``keyset`` view, ``conclude_node_migration``'s argument) names only the
+    epoch and each domain's group key; the verifying shares are read with the state or
+    the ``public_key_package`` view.
+    """
 
     epoch: int
     domains: tuple[DomainKey, ...]
@@ -205,7 +236,7 @@ class Keyset:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "domains": [d.to_json() for d in self.domains]}
+        return {"epoch": self.epoch, "domains": [d.keyset_json() for d in self.domains]}
 
 
 @dataclass(frozen=True)
@@ -236,13 +267,17 @@ class KeyEvent:
 
     In key generation a vote is the public key the voter's DKG produced; in a resharing
     it is the domain's (unchanged) key, confirmed by a new participant holding its share.
-    ``public_key`` is set once every required voter agreed.
+    Every vote also carries the verifying shares of the set the key is shared among; votes
+    only count when identical, so the attempt stores them once: ``verifying_shares`` is
+    what every vote in this attempt carried (None before the first vote). ``public_key``
+    is set once every required voter agreed.
     """
 
     domain: Domain
     epoch: int
     attempt: int
     votes: dict[str, bytes] = field(default_factory=dict)
+    verifying_shares: VerifyingShares | None = None
     public_key: bytes | None = None
 
     @property
@@ -260,18 +295,26 @@ class KeyEvent:
             "epoch": self.epoch,
             "attempt": self.attempt,
             "votes": {a: pk.hex() for a, pk in sorted(self.votes.items())},
+            "verifying_shares": None
+            if self.verifying_shares is None
+            else verifying_shares_json(self.verifying_shares),
             "public_key": None if self.public_key is None else self.public_key.hex(),
         }
 
     @classmethod
     def from_json(cls, value: Any, name: str) -> KeyEvent:
         obj = expect_object(value, name)
-        check_fields(obj, name, ["domain_id", "scheme", "epoch", "attempt", "votes", "public_key"])
+        check_fields(
+            obj,
+            name,
+            ["domain_id", "scheme", "epoch", "attempt", "votes", "verifying_shares", "public_key"],
+        )
         votes_obj = expect_object(obj["votes"], f"{name}.votes")
         votes = {
             expect_account(a, f"{name}.votes key"): expect_ed25519_key(pk, f"{name}.votes[{a}]")
             for a, pk in votes_obj.items()
         }
+        shares = obj["verifying_shares"]
         pk = obj["public_key"]
         return cls(
             domain=Domain(
@@ -281,6 +324,9 @@ class KeyEvent:
             epoch=expect_int(obj["epoch"], f"{name}.epoch"),
             attempt=expect_int(obj["attempt"], f"{name}.attempt"),
             votes=votes,
+            verifying_shares=None
+            if shares is None
+            else expect_verifying_shares(shares, f"{name}.verifying_shares", MAX_PARTICIPANTS),
             public_key=None if pk is None else expect_ed25519_key(pk, f"{name}.public_key"),
         )
 
@@ -359,6 +405,13 @@ class Running:
             expect_int(obj["epoch"], f"{name}.epoch"),
             tuple(DomainKey.from_json(d, f"{name}.domains[{i}]") for i, d in enumerate(domains)),
         )
+        ids = {m.participant_id for m in parameters.members}
+        for d in keyset.domains:
+            if {pid for pid, _ in d.verifying_shares} != ids:
+                raise InvalidArguments(
+                    f"{name}.domains: domain {d.domain_id}'s verifying shares do not name "
+                    "exactly the participants"
+                )
         pv = expect_object(obj["parameters_votes"], f"{name}.parameters_votes")
         adv = expect_object(obj["add_domains_votes"], f"{name}.add_domains_votes")
         return cls(

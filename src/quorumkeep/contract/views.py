@@ -8,7 +8,13 @@ from typing import Any
 from quorumkeep.contract.access import require_initialized
 from quorumkeep.contract.args import check_fields, expect_account, expect_int, expect_str
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
-from quorumkeep.contract.state import PATH_MAX, ContractState, Resharing, candidate_json
+from quorumkeep.contract.state import (
+    PATH_MAX,
+    ContractState,
+    Resharing,
+    candidate_json,
+    verifying_shares_json,
+)
 from quorumkeep.crypto.derive import derive_public_key
 
 View = Callable[[ContractState, dict[str, Any]], Any]
@@ -63,6 +69,27 @@ def public_key(state: ContractState, args: dict[str, Any]) -> Any:
     return derive_public_key(domain.public_key, account, path).hex()
 
 
+def public_key_package(state: ContractState, args: dict[str, Any]) -> Any:
+    """The serving package of one domain: what backups, migrations and repairs check against.
+
+    During a resharing it is the previous epoch's (the one still signing); the new set's
+    shares replace it when the resharing completes.
+    """
+    check_fields(args, "args", ["domain_id"])
+    domain_id = expect_int(args["domain_id"], "domain_id")
+    serving = require_initialized(state)
+    domain = serving.keyset.get(domain_id)
+    if domain is None:
+        raise DomainNotFound(f"there is no domain {domain_id} with a key")
+    return {
+        "domain_id": domain.domain_id,
+        "epoch": serving.epoch,
+        "public_key": domain.public_key.hex(),
+        "threshold": serving.parameters.threshold,
+        "verifying_shares": verifying_shares_json(domain.verifying_shares),
+    }
+
+
 def participants(state: ContractState, args: dict[str, Any]) -> Any:
     """The signing set; during a resharing also the set being built (``next``)."""
     check_fields(args, "args", [])
@@ -95,6 +122,7 @@ VIEWS: dict[str, View] = {
     "pending_requests": pending_requests,
     "request": request,
     "public_key": public_key,
+    "public_key_package": public_key_package,
     "participants": participants,
     "keyset": keyset,
     "candidates": candidates,
