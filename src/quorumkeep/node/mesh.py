@@ -732,7 +732,6 @@ class Mesh:
     async def _run_outbound(self, link: _Outbound) -> None:
         delay = self._backoff_initial
         while not self._closed and self._outbound.get(link.info.participant_id) is link:
-            established = False
             try:
                 await self._connect_once(link)
             except asyncio.CancelledError:
