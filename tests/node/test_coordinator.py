@@ -66,7 +66,8 @@ def member(account: str, pid: int, generation: int = 0) -> ParticipantInfo:
 
 
 def running(members: list[ParticipantInfo], threshold: int = 2, epoch: int = 0) -> Running:
-    keyset = Keyset(epoch, (DomainKey(0, "Ed25519", key("domain0")),))
+    shares = tuple((m.participant_id, key(f"share/{m.participant_id}")) for m in members)
+    keyset = Keyset(epoch, (DomainKey(0, "Ed25519", key("domain0"), shares),))
     return Running(keyset, epoch + 1, Participants(threshold, tuple(members)))
 
 

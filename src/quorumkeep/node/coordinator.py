@@ -44,6 +44,7 @@ from quorumkeep.contract.state import (
     Resharing,
     Running,
     SignRequest,
+    verifying_shares_json,
 )
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
@@ -90,6 +91,11 @@ SIGN_REQUEST_FIELDS = (
 META_PARTICIPATED = "participated_as"
 META_PEER_KEYS = "peer_tls_keys"
 META_KEYGEN = "keygen_attempt/{domain}/{epoch}"
+
+
+def contract_verifying_shares(public: PublicKeyPackage) -> dict[str, str]:
+    """A key's verifying shares as the contract's vote_pk / vote_reshared take them."""
+    return verifying_shares_json(tuple(sorted(public.verifying_shares.items())))
 
 
 class Decommissioned(Exception):
@@ -596,7 +602,11 @@ class Coordinator:
         try:
             await self.call(
                 "vote_pk",
-                {"key_event_id": event_id.to_json(), "public_key": public.group_public_key.hex()},
+                {
+                    "key_event_id": event_id.to_json(),
+                    "public_key": public.group_public_key.hex(),
+                    "verifying_shares": contract_verifying_shares(public),
+                },
             )
         except ContractCallFailed as exc:
             log.info("vote_pk domain=%d not counted: %s: %s", domain_id, exc.code, exc.message)
@@ -650,6 +660,12 @@ class Coordinator:
                     old_epoch,
                     exc,
                 )
+        if old_public is None:
+            # A newcomer, or an old holder that lost its share: the contract's package is the
+            # reference every dealer's commitment is checked against, not the leader's word.
+            old_public = PublicKeyPackage(
+                domain.public_key, dict(domain.verifying_shares), old.threshold
+            )
         session_id = f"reshare-{domain_id}-{epoch}-{attempt}"
         started = time.monotonic()
         log.info("resharing started domain=%d epoch=%d attempt=%d", domain_id, epoch, attempt)
@@ -706,7 +722,13 @@ class Coordinator:
             time.monotonic() - started,
         )
         try:
-            await self.call("vote_reshared", {"key_event_id": event_id.to_json()})
+            await self.call(
+                "vote_reshared",
+                {
+                    "key_event_id": event_id.to_json(),
+                    "verifying_shares": contract_verifying_shares(public),
+                },
+            )
         except ContractCallFailed as exc:
             log.info(
                 "vote_reshared domain=%d not counted: %s: %s", domain_id, exc.code, exc.message
