@@ -1,0 +1,379 @@
+"""Shared pieces of the backup tests: a real ledger process with a contract holding trusted-
+dealer keys, node identities and keystores, the backup router in a real HTTPS server.
+
+Imported by module name (pytest puts this directory on sys.path); the name is unique.
+Every wait is bounded; every process is killed by its owner's ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import nacl.signing
+import pytest
+
+from quorumkeep.crypto.group import random_scalar
+from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_keygen
+from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
+from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.genesis import init_ledger
+from quorumkeep.ledger.keyfile import load_signer
+from quorumkeep.node.backup_api import (
+    BackupNodeDeps,
+    backup_router,
+    keystore_shares,
+    store_verified_shares,
+    tls_signer,
+)
+from quorumkeep.node.identity import NodeIdentity
+from quorumkeep.node.keystore import Keystore, PassphraseKeySource
+from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
+from quorumkeep.node.shares import encode_key_share
+from quorumkeep.node.web import WebServer, create_app
+from quorumkeep.wire.backup import Keyset, KeyShare, VerifiedShares, public_key_package_json
+
+T = TypeVar("T")
+
+LEDGER_PASSPHRASE = b"ledger passphrase for backup tests"
+BACKUP_PASSPHRASE = "backup passphrase for the tests"
+FAST = {"opslimit": MIN_OPSLIMIT, "memlimit": MIN_MEMLIMIT}
+START_TIMEOUT = 30.0
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "quorumkeep.cli.main", *args]
+
+
+def backup_cli(*args: str) -> list[str]:
+    # main.py does not register the `backup` group yet; the module runs its own Typer app.
+    return [sys.executable, "-m", "quorumkeep.cli.backup", *args]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def random_key() -> str:
+    return bytes(nacl.signing.SigningKey.generate().verify_key).hex()
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+@dataclass
+class LedgerProcess:
+    directory: Path
+    accounts: tuple[str, ...]
+    signers: dict[str, AccountSigner] = field(default_factory=dict)
+    key_files: dict[str, Path] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / "ledger.log"
+
+    def start(self) -> LedgerProcess:
+        created = init_ledger(
+            self.directory, self.accounts, LEDGER_PASSPHRASE, passphrase_cost=tuple(FAST.values())
+        )
+        self.key_files = {a: Path(p) for a, p in created.key_files.items()}
+        self.signers = {a: load_signer(self.key_files[a], LEDGER_PASSPHRASE) for a in self.accounts}
+        self.port = free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cli(
+                    "ledger",
+                    "serve",
+                    "--data",
+                    str(self.directory),
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--idle-block-ms",
+                    "100",
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ledger exited: {self.log_path.read_text()}")
+            try:
+                return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, START_TIMEOUT, "the ledger to serve")
+        return self
+
+    def call(self, account: str, method: str, args: dict[str, Any]) -> Any:
+        with LedgerClient(self.url, timeout=30.0) as client:
+            return client.call(self.signers[account], method, args).value
+
+    def view(self, method: str, args: dict[str, Any] | None = None) -> Any:
+        with LedgerClient(self.url, timeout=30.0) as client:
+            return client.view(method, args or {})
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(15)
+
+
+# --- nodes and keys ---------------------------------------------------------------------------
+
+
+def make_node_identity(directory: Path, account: str) -> tuple[NodeIdentity, Keystore]:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = PassphraseKeySource(directory, lambda: b"node passphrase", **FAST).create(os.urandom)
+    identity = NodeIdentity.create(directory, account, key)
+    return identity, Keystore.open(directory, key, identity.owner)
+
+
+@dataclass
+class DealtDomain:
+    domain_id: int
+    packages: dict[int, KeyPackage]
+    public: PublicKeyPackage
+
+    def share(self, participant_id: int, epoch: int) -> KeyShare:
+        return KeyShare(
+            self.domain_id, epoch, participant_id, self.packages[participant_id].signing_share
+        )
+
+    def package_json(self, epoch: int) -> dict[str, Any]:
+        return public_key_package_json(self.domain_id, epoch, self.public)
+
+
+def deal(domain_id: int, threshold: int, ids: Sequence[int]) -> DealtDomain:
+    packages, public, _ = trusted_dealer_keygen(
+        random_scalar(os.urandom), threshold, list(ids), os.urandom
+    )
+    return DealtDomain(domain_id, packages, public)
+
+
+def contract_has_packages(ledger: LedgerProcess) -> bool:
+    """Whether the contract stores public key packages (the `public_key_package` view)."""
+    try:
+        ledger.view("public_key_package", {"domain_id": 0})
+    except LedgerError as exc:
+        return exc.code != "UnknownMethod"
+    return True
+
+
+def require_packages(ledger: LedgerProcess) -> None:
+    if not contract_has_packages(ledger):
+        pytest.skip("the contract has no public_key_package view yet (contract-pkp not merged)")
+
+
+@dataclass
+class Network:
+    """A ledger whose contract is Running with trusted-dealer keys, and alice's node."""
+
+    ledger: LedgerProcess
+    infos: dict[str, dict[str, Any]]
+    domains: list[DealtDomain]
+    node: NodeIdentity
+    keystore: Keystore
+    web_port: int
+
+    @property
+    def participant_ids(self) -> dict[str, int]:
+        return {a: int(i["participant_id"]) for a, i in self.infos.items()}
+
+    def keyset(self) -> Keyset:
+        return Keyset.from_json(self.ledger.view("keyset"))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.keystore.close()
+        self.ledger.close()
+
+
+def vote_pk(ledger: LedgerProcess, account: str, domain: DealtDomain, event: Any) -> None:
+    args: dict[str, Any] = {
+        "key_event_id": event,
+        "public_key": domain.public.group_public_key.hex(),
+        "verifying_shares": {
+            str(p): s.hex() for p, s in sorted(domain.public.verifying_shares.items())
+        },
+    }
+    try:
+        ledger.call(account, "vote_pk", args)
+    except ContractCallFailed as exc:
+        # Before the contract stores packages, vote_pk takes the group key alone.
+        if exc.code != "InvalidArguments" or "verifying_shares" not in exc.message:
+            raise
+        del args["verifying_shares"]
+        ledger.call(account, "vote_pk", args)
+
+
+def start_network(
+    tmp: Path,
+    accounts: tuple[str, ...] = ("alice", "bob", "carol"),
+    domains: int = 1,
+    threshold: int = 2,
+) -> Network:
+    """alice's node identity is real (its TLS key is in the contract); the others' keys
+    are random: the tests act for them with their operators' full-access keys."""
+    ledger = LedgerProcess(tmp / "ledger", (*accounts, "mallory")).start()
+    try:
+        node, keystore = make_node_identity(tmp / "alice-node", "alice")
+        web_port = free_port()
+        infos = {}
+        for index, account in enumerate(accounts):
+            infos[account] = {
+                "account": account,
+                "participant_id": index + 1,
+                "url": f"127.0.0.1:{30000 + index}",
+                "web_url": f"https://127.0.0.1:{31000 + index}",
+                "tls_public_key": random_key(),
+                "signer_public_key": random_key(),
+            }
+        infos["alice"].update(
+            web_url=f"https://127.0.0.1:{web_port}",
+            tls_public_key=node.tls_public_key.hex(),
+            signer_public_key=node.signer_public_key.hex(),
+        )
+        ledger.call("alice", "init", {"participants": list(infos.values()), "threshold": threshold})
+        dealt = [deal(d, threshold, range(1, len(accounts) + 1)) for d in range(domains)]
+        if domains:
+            wanted = [{"scheme": "Ed25519"} for _ in range(domains)]
+            for account in accounts:
+                ledger.call(account, "vote_add_domains", {"domains": wanted})
+            for domain in dealt:
+                event = {"domain_id": domain.domain_id, "epoch": 0, "attempt": 0}
+                for account in accounts:
+                    vote_pk(ledger, account, domain, event)
+        return Network(ledger, infos, dealt, node, keystore, web_port)
+    except BaseException:
+        ledger.close()
+        raise
+
+
+def store_node_shares(network: Network, epoch: int = 0, participant_id: int = 1) -> None:
+    for domain in network.domains:
+        key = domain.packages[participant_id]
+        share, public = encode_key_share(key, domain.public)
+        network.keystore.put_key_share(domain.domain_id, epoch, share, public, replace=True)
+
+
+# --- the node's backup endpoints in a real HTTPS server ------------------------------------------
+
+
+@dataclass
+class NodeServer:
+    """The backup router mounted in the node's web API, served by the node's WebServer."""
+
+    identity: NodeIdentity
+    keystore: Keystore
+    ledger_url: str
+    port: int = 0
+    imported: list[VerifiedShares] = field(default_factory=list)
+    served: list[tuple[int, float]] = field(default_factory=list)
+    import_error: Exception | None = None
+    shares_override: Callable[[Keyset], list[KeyShare]] | None = None
+    clock: Callable[[], float] = time.time
+    server: WebServer | None = None
+    ledger: AsyncLedgerClient | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> NodeServer:
+        self.ledger = AsyncLedgerClient(self.ledger_url, timeout=10.0)
+
+        async def current_shares(keyset: Keyset) -> list[KeyShare]:
+            if self.shares_override is not None:
+                return self.shares_override(keyset)
+            return await asyncio.to_thread(keystore_shares, self.keystore, keyset)
+
+        async def import_shares(verified: VerifiedShares) -> None:
+            if self.import_error is not None:
+                raise self.import_error
+            await asyncio.to_thread(store_verified_shares, self.keystore, verified)
+            self.imported.append(verified)
+
+        deps = BackupNodeDeps(
+            account=self.identity.account,
+            tls_signer=tls_signer(self.identity.tls),
+            read_view=self.ledger.view,
+            current_shares=current_shares,
+            import_shares=import_shares,
+            on_backup_served=lambda epoch, at: self.served.append((epoch, at)),
+            clock=lambda: self.clock(),
+        )
+        app = create_app(
+            status=dict,
+            metrics=NodeMetrics(),
+            snapshot=MetricsSnapshot,
+            routers=[backup_router(deps)],
+        )
+        self.server = WebServer(self.identity.tls, "127.0.0.1", self.port, app)
+        await self.server.start()
+        self.port = self.server.address[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        if self.ledger is not None:
+            await self.ledger.aclose()
+
+
+@contextlib.contextmanager
+def killing(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(15)
