@@ -55,6 +55,10 @@ __all__ = [
 HEIGHT_MAX_AGE_S = 1.0
 RESEND_ATTEMPTS = 3
 _RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
+# A refused transaction was not included, so re-signing it with fresh values is safe. With
+# concurrent submitters on one key, requests can reach the server out of nonce order; every
+# round lands at least the highest nonce, so a few rounds settle any realistic burst.
+FRESH_VALUE_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class AsyncLedgerClient:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._book = _Book()
+        self._prepare_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -316,22 +321,28 @@ class AsyncLedgerClient:
 
     async def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
         slot = (signer.account, signer.public_key)
-        if self._book.chain_id is None:
-            await self.status()
-        if slot not in self._book.nonces:
-            self._book.learn_account(signer, await self.account(signer.account))
-        elif not self._book.height_fresh():
-            await self.status()
-        return signer.sign(self._book.next_transaction(signer, actions))
+        # Concurrent submitters share the nonce book: one prepares at a time, and a retry in
+        # another task may forget the key's nonce while we await, so look again after awaiting.
+        async with self._prepare_lock:
+            for _ in range(3):
+                if self._book.chain_id is None:
+                    await self.status()
+                if slot not in self._book.nonces:
+                    self._book.learn_account(signer, await self.account(signer.account))
+                elif not self._book.height_fresh():
+                    await self.status()
+                if slot in self._book.nonces:
+                    return signer.sign(self._book.next_transaction(signer, actions))
+        raise LedgerError("NonceUnavailable", "could not obtain a nonce for the access key")
 
     async def submit(self, signer: AccountSigner, actions: Sequence[Action]) -> TxOutcome:
         """Sign and submit ``actions``; the outcome may be a contract failure (not raised)."""
-        for attempt in range(2):
+        for attempt in range(FRESH_VALUE_ATTEMPTS):
             signed = await self._prepare(signer, actions)
             try:
                 return await self.submit_signed(signed)
             except LedgerError as exc:
-                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt == 0:
+                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt < FRESH_VALUE_ATTEMPTS - 1:
                     self._book.forget(signer)
                     continue
                 raise
@@ -464,12 +475,12 @@ class LedgerClient:
         return signer.sign(transaction)
 
     def submit(self, signer: AccountSigner, actions: Sequence[Action]) -> TxOutcome:
-        for attempt in range(2):
+        for attempt in range(FRESH_VALUE_ATTEMPTS):
             signed = self._prepare(signer, actions)
             try:
                 return self.submit_signed(signed)
             except LedgerError as exc:
-                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt == 0:
+                if exc.code in _RETRY_WITH_FRESH_VALUES and attempt < FRESH_VALUE_ATTEMPTS - 1:
                     with self._lock:
                         self._book.forget(signer)
                     continue
