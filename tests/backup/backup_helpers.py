@@ -15,20 +15,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import nacl.signing
-import pytest
 
+from quorumkeep.backup.identity import BackupIdentity
 from quorumkeep.crypto.group import random_scalar
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_keygen
-from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, KxKeyPair
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
-from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.keyfile import load_signer
 from quorumkeep.node.backup_api import (
@@ -43,7 +42,14 @@ from quorumkeep.node.keystore import Keystore, PassphraseKeySource
 from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
 from quorumkeep.node.shares import encode_key_share
 from quorumkeep.node.web import WebServer, create_app
-from quorumkeep.wire.backup import Keyset, KeyShare, VerifiedShares, public_key_package_json
+from quorumkeep.wire.backup import (
+    Ed25519Signer,
+    Keyset,
+    KeyShare,
+    VerifiedShares,
+    public_key_package_json,
+)
+from quorumkeep.wire.tls import client_context
 
 T = TypeVar("T")
 
@@ -199,20 +205,6 @@ def deal(domain_id: int, threshold: int, ids: Sequence[int]) -> DealtDomain:
     return DealtDomain(domain_id, packages, public)
 
 
-def contract_has_packages(ledger: LedgerProcess) -> bool:
-    """Whether the contract stores public key packages (the `public_key_package` view)."""
-    try:
-        ledger.view("public_key_package", {"domain_id": 0})
-    except LedgerError as exc:
-        return exc.code != "UnknownMethod"
-    return True
-
-
-def require_packages(ledger: LedgerProcess) -> None:
-    if not contract_has_packages(ledger):
-        pytest.skip("the contract has no public_key_package view yet (contract-pkp not merged)")
-
-
 @dataclass
 class Network:
     """A ledger whose contract is Running with trusted-dealer keys, and alice's node."""
@@ -245,14 +237,7 @@ def vote_pk(ledger: LedgerProcess, account: str, domain: DealtDomain, event: Any
             str(p): s.hex() for p, s in sorted(domain.public.verifying_shares.items())
         },
     }
-    try:
-        ledger.call(account, "vote_pk", args)
-    except ContractCallFailed as exc:
-        # Before the contract stores packages, vote_pk takes the group key alone.
-        if exc.code != "InvalidArguments" or "verifying_shares" not in exc.message:
-            raise
-        del args["verifying_shares"]
-        ledger.call(account, "vote_pk", args)
+    ledger.call(account, "vote_pk", args)
 
 
 def start_network(
@@ -377,3 +362,38 @@ def killing(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(15)
+
+
+# --- the service's side, built from the protocol module ------------------------------------------
+
+
+@dataclass
+class ServiceKeys:
+    """A backup service's identity and encryption keys (without the service around them)."""
+
+    account: str
+    signer: Ed25519Signer = field(default_factory=lambda: Ed25519Signer(os.urandom(32)))
+    encryption: KxKeyPair = field(default_factory=lambda: KxKeyPair.generate(os.urandom))
+
+    def identity(self) -> BackupIdentity:
+        return BackupIdentity(self.account, self.signer, self.encryption)
+
+    def registration(self) -> dict[str, str]:
+        return self.identity().public.registration()
+
+    def register(self, ledger: LedgerProcess, operator: str | None = None) -> None:
+        ledger.call(operator or self.account, "register_backup_service", self.registration())
+
+
+def pinned_http(identity: NodeIdentity, url: str) -> httpx.AsyncClient:
+    context = client_context(None, None, None, [identity.certificate])
+    return httpx.AsyncClient(base_url=url, verify=context, timeout=10.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(server: NodeServer) -> AsyncIterator[NodeServer]:
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -1,0 +1,529 @@
+"""The node's side of the backup protocol: the ``/backup/...`` endpoints (a FastAPI router).
+
+- ``GET /backup/keyshares`` — the node's current keyset shares, sealed end-to-end to the
+  backup service registered in the contract for this node's account.
+- ``POST /backup/recovery-session`` then ``PUT /backup/keyshares`` — while a migration to
+  this node is open, the account's backup service delivers the shares; they are checked
+  against the contract's public key packages before anything is stored, then handed to
+  the node (``import_shares``), which concludes the migration.
+
+Everything the router needs from the node comes in as :class:`BackupNodeDeps`, so it can
+be mounted in the node's web API and, unchanged, in a test server. Formats, checks and
+error codes: docs/backup-protocol.md; the protocol itself lives in
+:mod:`quorumkeep.wire.backup`, shared with the backup service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
+from quorumkeep.wire.backup import (
+    KEY_SIZE,
+    MAX_BODY_BYTES,
+    PATH_KEYSHARES,
+    PATH_RECOVERY_SESSION,
+    BackupProtocolError,
+    Ed25519Signer,
+    Hello,
+    Keyset,
+    KeyShare,
+    PublicKeyPackageInfo,
+    RecoveryPush,
+    ReplayGuard,
+    Signer,
+    VerifiedShares,
+    check_timestamp,
+    make_recovery_ack,
+    make_recovery_session,
+    open_recovery,
+    seal_backup,
+    verify_shares,
+)
+from quorumkeep.wire.tls import TLSCredentials, load_encrypted_private_key
+
+log = logging.getLogger("quorumkeep.node.backup")
+
+ViewReader = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
+"""Reads a contract view: ``await read_view("keyset", {})`` (the ledger client's ``view``)."""
+SharesSource = Callable[[Keyset], Awaitable[Sequence[KeyShare]]]
+"""The node's shares of every domain of the keyset; LookupError (or fewer shares) if it
+does not hold them all."""
+ShareImporter = Callable[[VerifiedShares], Awaitable[None]]
+"""Stores verified shares and makes the node conclude its migration; raises on failure."""
+BackupServedHook = Callable[[int, float], None]
+"""Called with (epoch, Unix time in seconds) after every backup served."""
+
+
+def _ignore_served(_epoch: int, _timestamp: float) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BackupNodeDeps:
+    """What the backup endpoints need from the node."""
+
+    account: str
+    tls_signer: Signer
+    """The node's TLS key (its public half is the contract's ``tls_public_key``)."""
+    read_view: ViewReader
+    current_shares: SharesSource
+    import_shares: ShareImporter
+    on_backup_served: BackupServedHook = _ignore_served
+    clock: Callable[[], float] = time.time
+    random_bytes: RandomBytes = field(default=os.urandom, repr=False)
+    max_sessions: int = 16
+    replay_capacity: int = 4096
+
+
+@dataclass(frozen=True)
+class _Session:
+    node_ephemeral: KxKeyPair
+    service_identity_public_key: bytes
+    service_ephemeral_public_key: bytes
+    migration_started_height: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class _Registered:
+    identity_public_key: bytes
+    encryption_public_key: bytes
+
+
+def _key(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * KEY_SIZE:
+        raise BackupProtocolError("contract_unavailable", f"the contract's {what} is malformed")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise BackupProtocolError(
+            "contract_unavailable", f"the contract's {what} is malformed"
+        ) from None
+
+
+class BackupEndpoints:
+    """The endpoints' state (replay table, open recovery sessions) and handlers."""
+
+    def __init__(self, deps: BackupNodeDeps) -> None:
+        self.deps = deps
+        self.replays = ReplayGuard(deps.replay_capacity)
+        self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
+        self._consumed: OrderedDict[bytes, int] = OrderedDict()
+        self._import_lock = asyncio.Lock()
+
+    @property
+    def tls_public_key(self) -> bytes:
+        return self.deps.tls_signer.public_key
+
+    def _now_ms(self) -> int:
+        return int(self.deps.clock() * 1000)
+
+    # -- contract reads
+
+    async def _view(self, method: str, args: Mapping[str, Any]) -> Any:
+        try:
+            return await self.deps.read_view(method, args)
+        except BackupProtocolError:
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            raise BackupProtocolError(
+                "contract_unavailable", f"cannot read the contract's {method} view ({code})"
+            ) from None
+
+    async def _registered(self) -> _Registered:
+        info = await self._view("backup_service_info", {"account": self.deps.account})
+        if info is None:
+            raise BackupProtocolError(
+                "unregistered_caller",
+                f"no backup service is registered in the contract for {self.deps.account}",
+            )
+        if not isinstance(info, Mapping):
+            raise BackupProtocolError("contract_unavailable", "backup_service_info is malformed")
+        return _Registered(
+            _key(info.get("identity_public_key"), "identity_public_key"),
+            _key(info.get("encryption_public_key"), "encryption_public_key"),
+        )
+
+    async def _keyset(self) -> Keyset:
+        value = await self._view("keyset", {})
+        try:
+            return Keyset.from_json(value, "contract keyset")
+        except BackupProtocolError:
+            raise BackupProtocolError(
+                "contract_unavailable", "the keyset view is malformed"
+            ) from None
+
+    async def _my_participant_id(self) -> int:
+        value = await self._view("participants", {})
+        members = value.get("participants") if isinstance(value, Mapping) else None
+        if not isinstance(members, list):
+            raise BackupProtocolError("contract_unavailable", "the participants view is malformed")
+        for member in members:
+            if isinstance(member, Mapping) and member.get("account") == self.deps.account:
+                if member.get("tls_public_key") != self.tls_public_key.hex():
+                    break
+                pid = member.get("participant_id")
+                if isinstance(pid, int) and not isinstance(pid, bool) and pid >= 1:
+                    return pid
+        raise BackupProtocolError(
+            "not_participant",
+            f"the contract does not list this node's TLS key for {self.deps.account}",
+        )
+
+    async def _open_migration(self) -> tuple[int, int]:
+        """(participant id, started height) of the migration to this node, if one is open."""
+        value = await self._view("migration_info", {"account": self.deps.account})
+        if isinstance(value, Mapping):
+            destination = value.get("destination")
+            pid = value.get("participant_id")
+            height = value.get("started_height")
+            if (
+                isinstance(destination, Mapping)
+                and destination.get("tls_public_key") == self.tls_public_key.hex()
+                and isinstance(pid, int)
+                and isinstance(height, int)
+            ):
+                return pid, height
+        raise BackupProtocolError(
+            "no_open_migration",
+            f"no migration of {self.deps.account} to this node's TLS key is open",
+        )
+
+    async def _packages(self, keyset: Keyset) -> dict[int, PublicKeyPackageInfo]:
+        packages = {}
+        for domain_id in keyset.domain_ids:
+            value = await self._view("public_key_package", {"domain_id": domain_id})
+            try:
+                packages[domain_id] = PublicKeyPackageInfo.from_json(value)
+            except BackupProtocolError:
+                raise BackupProtocolError(
+                    "contract_unavailable", f"public_key_package of domain {domain_id} malformed"
+                ) from None
+        return packages
+
+    # -- shared checks
+
+    async def _authenticate_hello(
+        self, headers: Mapping[str, str], purpose: str
+    ) -> tuple[Hello, _Registered]:
+        hello = Hello.from_headers(headers)
+        if hello.purpose != purpose:
+            raise BackupProtocolError("malformed_request", f"this endpoint takes a {purpose} hello")
+        self._check_addressee(hello.account, hello.node_tls_public_key)
+        now = self._now_ms()
+        check_timestamp(hello.timestamp_ms, now)
+        registered = await self._registered()
+        self._check_caller(registered, hello.service_identity_public_key)
+        hello.verify(registered.identity_public_key)
+        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
+        return hello, registered
+
+    def _check_addressee(self, account: str, node_tls_public_key: bytes) -> None:
+        if node_tls_public_key != self.tls_public_key:
+            raise BackupProtocolError(
+                "wrong_node", "the request is addressed to another node's TLS key"
+            )
+        if account != self.deps.account:
+            raise BackupProtocolError(
+                "wrong_node", f"this node serves account {self.deps.account}, not {account}"
+            )
+
+    def _check_caller(self, registered: _Registered, identity_public_key: bytes) -> None:
+        if identity_public_key != registered.identity_public_key:
+            raise BackupProtocolError(
+                "unregistered_caller",
+                f"the caller's key is not the backup service registered for {self.deps.account}",
+            )
+
+    # -- GET /backup/keyshares
+
+    async def backup(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        hello, registered = await self._authenticate_hello(headers, "backup")
+        participant_id = await self._my_participant_id()
+        keyset = await self._keyset()
+        if not keyset.domains:
+            raise BackupProtocolError("no_shares", "the keyset has no domains yet")
+        try:
+            shares = list(await self.deps.current_shares(keyset))
+        except LookupError:
+            shares = []
+        held = {(s.domain_id, s.epoch, s.participant_id) for s in shares}
+        wanted = {(d, keyset.epoch, participant_id) for d in keyset.domain_ids}
+        if held != wanted or len(shares) != len(wanted):
+            raise BackupProtocolError(
+                "no_shares",
+                f"this node does not hold the shares of every domain of epoch {keyset.epoch}",
+            )
+        now = self.deps.clock()
+        response = seal_backup(
+            hello,
+            node=self.deps.tls_signer,
+            service_encryption_public_key=registered.encryption_public_key,
+            keyset=keyset,
+            shares=shares,
+            now_ms=int(now * 1000),
+            random_bytes=self.deps.random_bytes,
+        )
+        self.deps.on_backup_served(keyset.epoch, now)
+        log.info(
+            "backup served account=%s epoch=%d domains=%s",
+            self.deps.account,
+            keyset.epoch,
+            list(keyset.domain_ids),
+        )
+        return response.to_json()
+
+    # -- POST /backup/recovery-session
+
+    def _prune_sessions(self, now_ms: int) -> None:
+        for sid, session in list(self._sessions.items()):
+            if session.expires_at_ms <= now_ms:
+                del self._sessions[sid]
+        for sid, expiry in list(self._consumed.items()):
+            if expiry <= now_ms:
+                del self._consumed[sid]
+
+    async def recovery_session(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        hello, _ = await self._authenticate_hello(headers, "recovery")
+        _, started_height = await self._open_migration()
+        now = self._now_ms()
+        self._prune_sessions(now)
+        ephemeral = KxKeyPair.generate(self.deps.random_bytes)
+        session = make_recovery_session(
+            hello,
+            node=self.deps.tls_signer,
+            node_ephemeral=ephemeral,
+            migration_started_height=started_height,
+            now_ms=now,
+            random_bytes=self.deps.random_bytes,
+        )
+        while len(self._sessions) >= self.deps.max_sessions:
+            self._sessions.popitem(last=False)
+        self._sessions[session.session_id] = _Session(
+            ephemeral,
+            hello.service_identity_public_key,
+            hello.service_ephemeral_public_key,
+            started_height,
+            session.expires_at_ms,
+        )
+        log.info("recovery session opened account=%s", self.deps.account)
+        return session.to_json()
+
+    # -- PUT /backup/keyshares
+
+    async def recover(self, body: bytes) -> dict[str, Any]:
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise BackupProtocolError("malformed_request", "the body is not UTF-8 JSON") from None
+        push = RecoveryPush.from_json(document)
+        self._check_addressee(push.account, push.node_tls_public_key)
+        now = self._now_ms()
+        check_timestamp(push.timestamp_ms, now)
+        registered = await self._registered()
+        self._check_caller(registered, push.service_identity_public_key)
+        push.verify(registered.identity_public_key)
+        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
+        session = self._take_session(push, now)
+        participant_id, started_height = await self._open_migration()
+        if started_height != session.migration_started_height:
+            raise BackupProtocolError(
+                "no_open_migration", "the migration this session was opened for was replaced"
+            )
+        keyset = await self._keyset()
+        if push.keyset.epoch != keyset.epoch:
+            raise BackupProtocolError(
+                "wrong_epoch",
+                f"the shares are for epoch {push.keyset.epoch}, the contract is at {keyset.epoch}",
+            )
+        if push.keyset != keyset:
+            raise BackupProtocolError(
+                "wrong_keyset", "the shares are for another keyset than the contract's"
+            )
+        shares = open_recovery(
+            push,
+            node_ephemeral=session.node_ephemeral,
+            service_encryption_public_key=registered.encryption_public_key,
+        )
+        packages = await self._packages(keyset)
+        verified = verify_shares(self.deps.account, participant_id, keyset, shares, packages)
+        async with self._import_lock:
+            try:
+                await self.deps.import_shares(verified)
+            except Exception as exc:
+                log.error(
+                    "importing recovered shares failed account=%s epoch=%d: %s",
+                    self.deps.account,
+                    keyset.epoch,
+                    type(exc).__name__,
+                )
+                raise BackupProtocolError(
+                    "import_failed", f"the node could not store the shares ({type(exc).__name__})"
+                ) from None
+        log.info(
+            "recovered shares imported account=%s epoch=%d domains=%s",
+            self.deps.account,
+            keyset.epoch,
+            list(keyset.domain_ids),
+        )
+        return make_recovery_ack(push, node=self.deps.tls_signer).to_json()
+
+    def _take_session(self, push: RecoveryPush, now_ms: int) -> _Session:
+        """The push's session, consumed: whatever happens next, it cannot be used again."""
+        self._prune_sessions(now_ms)
+        if push.session_id in self._consumed:
+            raise BackupProtocolError("replay", "this recovery session was already used")
+        session = self._sessions.pop(push.session_id, None)
+        if session is None:
+            raise BackupProtocolError(
+                "unknown_session", "no open recovery session has this id (expired or unknown)"
+            )
+        self._consumed[push.session_id] = session.expires_at_ms
+        while len(self._consumed) > 4 * self.deps.max_sessions:
+            self._consumed.popitem(last=False)
+        if (
+            session.service_identity_public_key != push.service_identity_public_key
+            or session.service_ephemeral_public_key != push.service_ephemeral_public_key
+            or session.node_ephemeral.public_key != push.node_ephemeral_public_key
+        ):
+            raise BackupProtocolError(
+                "unknown_session", "the push's keys are not the ones its session was opened with"
+            )
+        return session
+
+
+def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+    level = logging.ERROR if exc.status >= 500 else logging.WARNING
+    log.log(level, "%s refused account=%s code=%s: %s", what, account, exc.code, exc.message)
+    return JSONResponse(exc.to_json(), status_code=exc.status)
+
+
+async def _read_body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        raise BackupProtocolError(
+            "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BackupProtocolError(
+                "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+            )
+    return bytes(body)
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed_request, stale_timestamp or decryption_failed"},
+    401: {"description": "bad_signature"},
+    403: {"description": "unregistered_caller"},
+    404: {"description": "no_shares or unknown_session"},
+    409: {"description": "replay, wrong_epoch, wrong_keyset, no_open_migration or not_participant"},
+    413: {"description": "body_too_large"},
+    421: {"description": "wrong_node"},
+    422: {"description": "shares_mismatch"},
+    429: {"description": "too_many_requests"},
+    503: {"description": "contract_unavailable"},
+}
+
+
+def backup_router(deps: BackupNodeDeps) -> APIRouter:
+    """The ``/backup`` endpoints, bound to one node's dependencies."""
+    endpoints = BackupEndpoints(deps)
+    router = APIRouter(tags=["backup"])
+
+    @router.get(
+        PATH_KEYSHARES,
+        summary="The node's current key shares, sealed to its registered backup service",
+        responses=_ERROR_RESPONSES,
+    )
+    async def get_keyshares(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await endpoints.backup(request.headers))
+        except BackupProtocolError as exc:
+            return _error(exc, deps.account, "backup")
+
+    @router.post(
+        PATH_RECOVERY_SESSION,
+        summary="Open a recovery session (only while a migration to this node is open)",
+        responses=_ERROR_RESPONSES,
+    )
+    async def post_recovery_session(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await endpoints.recovery_session(request.headers))
+        except BackupProtocolError as exc:
+            return _error(exc, deps.account, "recovery session")
+
+    @router.put(
+        PATH_KEYSHARES,
+        summary="Deliver the shares of a migration to this node (sealed to a session)",
+        responses=_ERROR_RESPONSES,
+    )
+    async def put_keyshares(request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request)
+            return JSONResponse(await endpoints.recover(body))
+        except BackupProtocolError as exc:
+            return _error(exc, deps.account, "recovery")
+
+    return router
+
+
+# --- glue for the node: its TLS key, its keystore ---------------------------------------------
+
+
+def tls_signer(credentials: TLSCredentials) -> Ed25519Signer:
+    """The node's TLS key as a :class:`Signer` (decrypted in memory from its PKCS#8 file)."""
+    pem = credentials.private_key_path.read_bytes()
+    private = load_encrypted_private_key(pem, credentials.password)
+    seed = private.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    signer = Ed25519Signer(seed)
+    if signer.public_key != credentials.public_key:
+        raise ValueError("the TLS key file does not hold the node's TLS key")
+    return signer
+
+
+def keystore_shares(keystore: Keystore, keyset: Keyset) -> list[KeyShare]:
+    """The node's shares of ``keyset`` from its keystore; LookupError if one is missing or
+    belongs to another key."""
+    shares = []
+    for domain in keyset.domains:
+        stored = keystore.get_key_share(domain.domain_id, keyset.epoch)
+        try:
+            key, public = decode_key_share(stored)
+        except ShareFormatError:
+            raise LookupError(f"stored share of domain {domain.domain_id} is unusable") from None
+        if public.group_public_key != domain.public_key:
+            raise LookupError(f"stored share of domain {domain.domain_id} is for another key")
+        shares.append(KeyShare(domain.domain_id, keyset.epoch, key.identifier, key.signing_share))
+    return shares
+
+
+def store_verified_shares(keystore: Keystore, verified: VerifiedShares) -> None:
+    """Write verified shares into the keystore in the node's share format (replacing any
+    stale record of the same slot: these match the contract, whatever was there did not)."""
+    for domain_id, (key, public) in verified.key_packages().items():
+        share, public_bytes = encode_key_share(key, public)
+        keystore.put_key_share(domain_id, verified.keyset.epoch, share, public_bytes, replace=True)
