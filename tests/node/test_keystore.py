@@ -508,3 +508,14 @@ def test_documented_vectors() -> None:
         "00000020"
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
     )
+
+
+def test_take_presignatures_takes_many_in_one_call_and_reports_missing_ids(
+    store: Keystore,
+) -> None:
+    store.add_presignatures([presig("p1", (1, 2)), presig("p2", (1, 3)), presig("p3", (2, 3))])
+    taken = store.take_presignatures(["p1", "missing", "p2"])
+    assert [type(r).__name__ for r in taken] == ["Presignature", "RecordNotFound", "Presignature"]
+    assert store.presignature_count(0) == 1
+    again = store.take_presignatures(["p1"])
+    assert isinstance(again[0], ks.RecordNotFound)  # a nonce is handed out once only

@@ -26,7 +26,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -794,31 +794,55 @@ class Keystore:
         returned. A record that fails authentication raises :class:`RecordCorrupted` and is
         left in place.
         """
-        _check_presignature_id(presignature_id)
+        (result,) = self.take_presignatures([presignature_id])
+        if isinstance(result, KeystoreError):
+            raise result
+        return result
+
+    def take_presignatures(
+        self, presignature_ids: Sequence[str]
+    ) -> list[Presignature | KeystoreError]:
+        """``take_presignature`` for many ids in one transaction (one fsync).
+
+        Returns, in order, each presignature or the error for that id (``RecordNotFound``,
+        ``RecordCorrupted`` — a corrupted record is left in place); the others are taken.
+        """
+        for presignature_id in presignature_ids:
+            _check_presignature_id(presignature_id)
+        results: list[Presignature | KeystoreError] = []
         with self._write() as cursor:
-            row = cursor.execute(
-                "SELECT domain_id, epoch, commitments, sealed_nonces, created_at_ms "
-                "FROM presignatures WHERE id = ?",
-                (presignature_id,),
-            ).fetchone()
-            if row is None:
-                raise RecordNotFound(f"no presignature {presignature_id!r}")
-            domain_id, epoch, commitments, sealed, created_ms = row
-            record = _presignature_record(
-                presignature_id, domain_id, epoch, created_ms, bytes(commitments)
-            )
-            nonces = self._open(
-                "presignature", record, bytes(sealed), f"presignature {presignature_id!r}"
-            )
-            cursor.execute("DELETE FROM presignatures WHERE id = ?", (presignature_id,))
-        return Presignature(
-            presignature_id,
-            domain_id,
-            epoch,
-            decode_commitments(bytes(commitments)),
-            nonces,
-            created_ms / 1000,
-        )
+            for presignature_id in presignature_ids:
+                row = cursor.execute(
+                    "SELECT domain_id, epoch, commitments, sealed_nonces, created_at_ms "
+                    "FROM presignatures WHERE id = ?",
+                    (presignature_id,),
+                ).fetchone()
+                if row is None:
+                    results.append(RecordNotFound(f"no presignature {presignature_id!r}"))
+                    continue
+                domain_id, epoch, commitments, sealed, created_ms = row
+                record = _presignature_record(
+                    presignature_id, domain_id, epoch, created_ms, bytes(commitments)
+                )
+                try:
+                    nonces = self._open(
+                        "presignature", record, bytes(sealed), f"presignature {presignature_id!r}"
+                    )
+                except RecordCorrupted as exc:
+                    results.append(exc)
+                    continue
+                cursor.execute("DELETE FROM presignatures WHERE id = ?", (presignature_id,))
+                results.append(
+                    Presignature(
+                        presignature_id,
+                        domain_id,
+                        epoch,
+                        decode_commitments(bytes(commitments)),
+                        nonces,
+                        created_ms / 1000,
+                    )
+                )
+        return results
 
     def presignature_count(self, domain_id: int, epoch: int | None = None) -> int:
         if epoch is None:

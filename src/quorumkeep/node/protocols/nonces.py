@@ -4,18 +4,15 @@ Every signature share needs one ``take_presignature``: a write transaction whose
 fsynced before the nonce may be used. Under load those commits are what a node waits for, one
 after the other (SQLite has one writer). :class:`PresignatureTaker` gathers the takes that
 arrive while one is running and performs them together in one worker thread — in a single
-transaction (one fsync) when the keystore offers ``take_presignatures(ids)``, else one after
-the other. Either way each caller gets its presignature only after its deletion committed.
+transaction (one fsync, ``Keystore.take_presignatures``). Each caller gets its presignature
+only after its deletion committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 
 from quorumkeep.node.keystore import Keystore, KeystoreError, Presignature
-
-TakeMany = Callable[[Sequence[str]], Sequence[Presignature | KeystoreError]]
 
 
 class PresignatureTaker:
@@ -26,8 +23,6 @@ class PresignatureTaker:
         self.max_batch = max_batch
         self._queue: list[tuple[str, asyncio.Future[Presignature]]] = []
         self._worker: asyncio.Task[None] | None = None
-        many: TakeMany | None = getattr(keystore, "take_presignatures", None)
-        self._take_many = many
         self.batches = 0
         self.taken = 0
 
@@ -46,7 +41,7 @@ class PresignatureTaker:
                 del self._queue[: self.max_batch]
                 ids = [presignature_id for presignature_id, _ in batch]
                 try:
-                    results = await asyncio.to_thread(self._take_all, ids)
+                    results = await asyncio.to_thread(self.keystore.take_presignatures, ids)
                 except BaseException as exc:  # the thread itself failed: tell everyone
                     for _, future in batch:
                         if not future.done():
@@ -72,14 +67,3 @@ class PresignatureTaker:
                     if not future.done():
                         future.set_exception(KeystoreError("presignature taker stopped"))
                 self._queue.clear()
-
-    def _take_all(self, ids: list[str]) -> Sequence[Presignature | KeystoreError]:
-        if self._take_many is not None:
-            return self._take_many(ids)
-        out: list[Presignature | KeystoreError] = []
-        for presignature_id in ids:
-            try:
-                out.append(self.keystore.take_presignature(presignature_id))
-            except KeystoreError as exc:
-                out.append(exc)
-        return out
