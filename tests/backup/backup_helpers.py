@@ -188,6 +188,14 @@ class DealtDomain:
     domain_id: int
     packages: dict[int, KeyPackage]
     public: PublicKeyPackage
+    secret: bytes = field(repr=False, default=b"")
+
+    def redeal(self) -> DealtDomain:
+        """New shares of the same key for the same ids: what a resharing produces."""
+        packages, public, _ = trusted_dealer_keygen(
+            self.secret, self.public.threshold, sorted(self.packages), os.urandom
+        )
+        return DealtDomain(self.domain_id, packages, public, self.secret)
 
     def share(self, participant_id: int, epoch: int) -> KeyShare:
         return KeyShare(
@@ -199,10 +207,9 @@ class DealtDomain:
 
 
 def deal(domain_id: int, threshold: int, ids: Sequence[int]) -> DealtDomain:
-    packages, public, _ = trusted_dealer_keygen(
-        random_scalar(os.urandom), threshold, list(ids), os.urandom
-    )
-    return DealtDomain(domain_id, packages, public)
+    secret = random_scalar(os.urandom)
+    packages, public, _ = trusted_dealer_keygen(secret, threshold, list(ids), os.urandom)
+    return DealtDomain(domain_id, packages, public, secret)
 
 
 @dataclass
@@ -281,6 +288,30 @@ def start_network(
     except BaseException:
         ledger.close()
         raise
+
+
+def reshare(network: Network, epoch: int) -> list[DealtDomain]:
+    """A resharing to ``epoch`` with the same participants and keys, new shares (the tests
+    vote for every node); returns the new shares, which become ``network.domains``."""
+    ledger = network.ledger
+    view = ledger.view("participants")
+    proposal = {"participants": view["participants"], "threshold": view["threshold"]}
+    accounts = [p["account"] for p in view["participants"]]
+    for account in accounts:
+        value = ledger.call(account, "vote_new_parameters", {"epoch": epoch, "proposal": proposal})
+        if value["protocol_state"] == "Resharing":
+            break
+    new = [d.redeal() for d in network.domains]
+    network.domains = new
+    store_node_shares(network, epoch)  # a node stores its new share before it votes
+    for domain in new:
+        event = {"domain_id": domain.domain_id, "epoch": epoch, "attempt": 0}
+        shares = {str(p): s.hex() for p, s in sorted(domain.public.verifying_shares.items())}
+        for account in accounts:
+            ledger.call(
+                account, "vote_reshared", {"key_event_id": event, "verifying_shares": shares}
+            )
+    return new
 
 
 def store_node_shares(network: Network, epoch: int = 0, participant_id: int = 1) -> None:

@@ -1,0 +1,605 @@
+"""``quorumkeep backup run``: the backup service daemon.
+
+It follows the contract's events (:mod:`quorumkeep.backup.monitor`) and, after each change,
+re-reads the contract and pursues two goals, each in a task of its own with bounded backoff:
+
+- **backup** — whenever the newest stored backup does not cover the serving keyset (its
+  epoch and every domain's key), fetch the node's shares (``GET /backup/keyshares`` at the
+  participant's ``web_url``, pinned to its ``tls_public_key``), verify them against the
+  contract's public key packages, and store them sealed; the previous backup stays;
+- **recovery** — whenever a migration of this account is open, push the stored shares to
+  the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
+  node acknowledges them, and again for any later migration; the task ends when the
+  migration is concluded, cancelled or replaced.
+
+Exit codes of :func:`run_service`: 0 stopped by a signal, 1 failed while running, 2 could
+not start. Log lines never hold a share, a key or the passphrase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine, Generator, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+
+from quorumkeep.backup.client import NodeClient, NodeEndpoint
+from quorumkeep.backup.config import BackupConfig, load_config
+from quorumkeep.backup.errors import BackupServiceError
+from quorumkeep.backup.identity import BackupIdentity, read_public_identity, unlock
+from quorumkeep.backup.metrics import CONTENT_TYPE_LATEST, BackupMetrics
+from quorumkeep.backup.monitor import (
+    ContractSnapshot,
+    OpenMigration,
+    read_packages,
+    read_snapshot,
+    watch_events,
+)
+from quorumkeep.backup.store import BackupRecord, BackupStore
+from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.ledger.client import AsyncLedgerClient
+from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.wire.backup import BackupProtocolError, verify_shares
+
+log = logging.getLogger("quorumkeep.backup")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_STARTUP = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_ERRORS = (BackupProtocolError, BackupServiceError, LedgerError)
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "code", type(exc).__name__))
+
+
+def _message(exc: Exception) -> str:
+    return str(getattr(exc, "message", exc))
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    request_timeout: float = 10.0
+
+
+# --- verification (daemon and `backup verify`) -------------------------------------------------
+
+
+async def verify_backup(
+    store: BackupStore,
+    ledger: AsyncLedgerClient,
+    account: str,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Check the newest backup against the contract, record and return the outcome.
+
+    Valid means: it covers the serving keyset (same epoch, every domain with its key), it
+    opens under the store key, and every share reproduces this participant's verifying
+    share in the contract's public key package. Older backups are checked to open. The
+    outcome names epochs, domains and reasons — never a share.
+    """
+    now = clock()
+    snapshot = await read_snapshot(ledger, account)
+    outcome: dict[str, Any] = {"checked_at": now, "valid": False, "backups": []}
+    keyset = snapshot.keyset
+    outcome["contract_epoch"] = None if keyset is None else keyset.epoch
+    outcome["contract_domains"] = [] if keyset is None else list(keyset.domain_ids)
+    records = store.records()
+    for record in records:
+        entry: dict[str, Any] = {"epoch": record.epoch, "domains": list(record.keyset.domain_ids)}
+        try:
+            store.shares(record)
+            entry["opens"] = True
+        except BackupServiceError as exc:
+            entry["opens"] = False
+            entry["problem"] = exc.message
+        entry["current"] = keyset is not None and record.covers(keyset)
+        outcome["backups"].append(entry)
+    latest = records[0] if records else None
+    if keyset is None or not keyset.domains:
+        outcome["reason"] = "the contract has no keys yet: nothing to back up"
+        outcome["valid"] = latest is None
+    elif latest is None:
+        outcome["reason"] = "no backup is held"
+    elif not latest.covers(keyset):
+        outcome["reason"] = (
+            f"the newest backup is of epoch {latest.epoch} with domains "
+            f"{list(latest.keyset.domain_ids)}; the contract is at epoch {keyset.epoch} with "
+            f"domains {list(keyset.domain_ids)}"
+        )
+    elif snapshot.me is None or snapshot.me.participant_id != latest.participant_id:
+        outcome["reason"] = f"{account} is no longer participant {latest.participant_id}"
+    else:
+        try:
+            shares = store.shares(latest)
+            packages = await read_packages(ledger, keyset)
+            verify_shares(account, latest.participant_id, keyset, shares, packages)
+        except (BackupServiceError, BackupProtocolError) as exc:
+            outcome["reason"] = exc.message
+        else:
+            outcome["valid"] = True
+            outcome["reason"] = (
+                f"epoch {keyset.epoch}: every share matches participant "
+                f"{latest.participant_id}'s verifying share"
+            )
+            store.mark_verified(latest, now)
+    store.record_verification(outcome)
+    return outcome
+
+
+def store_status(store: BackupStore, now: float) -> dict[str, Any]:
+    """What `backup status` and ``/status`` show from the store alone (no passphrase)."""
+    records = store.records()
+    latest = records[0] if records else None
+    return {
+        "account": store.account,
+        "backups": [r.to_json() for r in records],
+        "newest_epoch": None if latest is None else latest.epoch,
+        "age_seconds": None if latest is None else round(max(0.0, now - latest.stored_at), 3),
+        "last_verify": store.last_verification(),
+    }
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+class BackupService:
+    """The two goals (backup, recovery) pursued after every contract change."""
+
+    def __init__(
+        self,
+        *,
+        identity: BackupIdentity,
+        store: BackupStore,
+        ledger: AsyncLedgerClient,
+        metrics: BackupMetrics | None = None,
+        settings: ServiceSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.account = identity.account
+        self.store = store
+        self.ledger = ledger
+        self.metrics = metrics or BackupMetrics()
+        self.settings = settings or ServiceSettings()
+        self.clock = clock
+        self.client = NodeClient(
+            timeout=self.settings.request_timeout, clock=clock, random_bytes=random_bytes
+        )
+        self.changed = asyncio.Event()
+        self.snapshot: ContractSnapshot | None = None
+        self.pushed: dict[tuple[int, bytes], float] = {}
+        self.last_fetch: dict[str, Any] | None = None
+        self.last_push: dict[str, Any] | None = None
+        self._tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._registered_logged: bool | None = None
+        self._update_backup_metrics()
+
+    # -- status
+
+    def status(self) -> dict[str, Any]:
+        document = store_status(self.store, self.clock())
+        snapshot = self.snapshot
+        keyset = snapshot.keyset if snapshot is not None else None
+        latest = self.store.latest()
+        document.update(
+            {
+                **self.identity.public.registration(),
+                "registered": None
+                if snapshot is None
+                else snapshot.registration is not None
+                and snapshot.registration.identity_public_key == self.identity.signer.public_key,
+                "contract_epoch": None if keyset is None else keyset.epoch,
+                "covers_current_keyset": None
+                if keyset is None
+                else latest is not None and latest.covers(keyset),
+                "migration": None
+                if snapshot is None or snapshot.migration is None
+                else {
+                    "started_height": snapshot.migration.started_height,
+                    "destination_web_url": snapshot.migration.destination.web_url,
+                    "pushed": snapshot.migration.goal in self.pushed,
+                },
+                "last_fetch": self.last_fetch,
+                "last_push": self.last_push,
+            }
+        )
+        return document
+
+    def _update_backup_metrics(self) -> None:
+        latest = self.store.latest()
+        m = self.metrics
+        if latest is None:
+            m.backup_epoch.set(-1)
+            m.backup_domains.set(0)
+        else:
+            m.backup_epoch.set(latest.epoch)
+            m.backup_domains.set(len(latest.keyset.domains))
+            m.backup_stored_timestamp.set(latest.stored_at)
+        keyset = self.snapshot.keyset if self.snapshot is not None else None
+        covered = keyset is not None and latest is not None and latest.covers(keyset)
+        m.covers_current_keyset.set(1 if covered else 0)
+
+    # -- main loop
+
+    async def run(self, stop: asyncio.Event, since: int) -> None:
+        """Until ``stop`` is set: follow events above ``since`` and reconcile after each."""
+        self.changed.set()
+        watcher = asyncio.create_task(watch_events(self.ledger, since, self.changed))
+        stopper = asyncio.create_task(stop.wait())
+        retry_delay = self.settings.initial_backoff
+        try:
+            while not stop.is_set():
+                waiter = asyncio.create_task(self.changed.wait())
+                await asyncio.wait({waiter, stopper, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if watcher.done():
+                    watcher.result()  # re-raise what killed the event stream
+                if stop.is_set():
+                    break
+                self.changed.clear()
+                try:
+                    await self.reconcile()
+                    retry_delay = self.settings.initial_backoff
+                except _ERRORS as exc:
+                    log.warning(
+                        "cannot read the contract (%s: %s); retrying in %.1fs",
+                        _code(exc),
+                        _message(exc),
+                        retry_delay,
+                    )
+                    self._poke_later(retry_delay)
+                    retry_delay = min(retry_delay * 2, self.settings.max_backoff)
+        finally:
+            for task in (watcher, stopper):
+                task.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.client.aclose()
+
+    def _poke_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.changed.set)
+
+    def _ensure(self, key: Hashable, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            return
+        task = asyncio.create_task(make(), name=f"backup-{key}")
+        self._tasks[key] = task
+
+    def _cancel_except(self, kind: str, keep: Hashable | None) -> None:
+        for key, task in list(self._tasks.items()):
+            if isinstance(key, tuple) and key[0] == kind and key != keep:
+                task.cancel()
+                del self._tasks[key]
+
+    async def reconcile(self) -> None:
+        snapshot = await read_snapshot(self.ledger, self.account)
+        self.snapshot = snapshot
+        self._update_backup_metrics()
+        registered = (
+            snapshot.registration is not None
+            and snapshot.registration.identity_public_key == self.identity.signer.public_key
+            and snapshot.registration.encryption_public_key == self.identity.encryption.public_key
+        )
+        if registered != self._registered_logged:
+            self._registered_logged = registered
+            if registered:
+                log.info("registered in the contract as %s's backup service", self.account)
+            else:
+                log.warning(
+                    "not registered in the contract for %s (register %s); waiting",
+                    self.account,
+                    self.identity.public.registration(),
+                )
+        if not registered or snapshot.keyset is None:
+            self._cancel_except("fetch", None)
+            self._cancel_except("push", None)
+            return
+        keyset = snapshot.keyset
+        latest = self.store.latest()
+        fetch_key: Hashable | None = None
+        if keyset.domains and snapshot.me is not None and not (latest and latest.covers(keyset)):
+            fetch_key = ("fetch", keyset.hash, snapshot.me.endpoint)
+            endpoint = snapshot.me.endpoint
+            self._ensure(fetch_key, lambda: self._fetch_until_stored(endpoint))
+        self._cancel_except("fetch", fetch_key)
+        push_key: Hashable | None = None
+        migration = snapshot.migration
+        if migration is not None and migration.goal not in self.pushed:
+            push_key = ("push", *migration.goal)
+            self._ensure(push_key, lambda: self._push_until_imported(migration))
+        self._cancel_except("push", push_key)
+
+    # -- backup
+
+    async def _fetch_until_stored(self, endpoint: NodeEndpoint) -> None:
+        delay = self.settings.initial_backoff
+        while True:
+            try:
+                await self.fetch_once(endpoint)
+                self.changed.set()
+                return
+            except _ERRORS as exc:
+                code = _code(exc)
+                self.metrics.fetches.labels(result=code).inc()
+                self.last_fetch = {"at": self.clock(), "result": code, "reason": _message(exc)}
+                log.warning(
+                    "backup from %s failed (%s: %s); retrying in %.1fs",
+                    endpoint.web_url,
+                    code,
+                    _message(exc),
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.max_backoff)
+
+    async def fetch_once(self, endpoint: NodeEndpoint) -> bool:
+        """Fetch, verify against the contract, store. True if a new backup was stored."""
+        fetched = await self.client.fetch_backup(endpoint, self.identity)
+        snapshot = await read_snapshot(self.ledger, self.account)
+        if snapshot.keyset != fetched.keyset:
+            raise BackupProtocolError(
+                "wrong_keyset", "the node answered for another keyset than the contract's"
+            )
+        if snapshot.me is None or snapshot.me.endpoint != endpoint:
+            raise BackupProtocolError(
+                "not_participant", "the node that answered is no longer this account's node"
+            )
+        packages = await read_packages(self.ledger, fetched.keyset)
+        verified = verify_shares(
+            self.account, snapshot.me.participant_id, fetched.keyset, fetched.shares, packages
+        )
+        now = self.clock()
+        stored = await asyncio.to_thread(self.store.put, verified, endpoint.tls_public_key, now)
+        result = "stored" if stored else "unchanged"
+        self.metrics.fetches.labels(result=result).inc()
+        self.metrics.last_verify_timestamp.set(now)
+        self.metrics.last_verify_ok.set(1)
+        self.last_fetch = {"at": now, "result": result, "epoch": fetched.keyset.epoch}
+        self.snapshot = snapshot
+        self._update_backup_metrics()
+        log.info(
+            "backup %s account=%s epoch=%d domains=%s from=%s",
+            result,
+            self.account,
+            fetched.keyset.epoch,
+            list(fetched.keyset.domain_ids),
+            endpoint.web_url,
+        )
+        return stored
+
+    # -- recovery
+
+    async def _push_until_imported(self, migration: OpenMigration) -> None:
+        delay = self.settings.initial_backoff
+        while True:
+            try:
+                await self.push_once(migration)
+                self.changed.set()
+                return
+            except _ERRORS as exc:
+                code = getattr(exc, "remote_code", None) or _code(exc)
+                self.metrics.pushes.labels(result=code).inc()
+                self.last_push = {"at": self.clock(), "result": code, "reason": _message(exc)}
+                log.warning(
+                    "recovery push to %s failed (%s: %s); retrying in %.1fs",
+                    migration.destination.web_url,
+                    code,
+                    _message(exc),
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.max_backoff)
+
+    def _backup_for(self, snapshot: ContractSnapshot) -> BackupRecord:
+        latest = self.store.latest()
+        if snapshot.keyset is None or latest is None or not latest.covers(snapshot.keyset):
+            raise BackupServiceError(
+                "no_backup", "no stored backup covers the contract's current keyset"
+            )
+        return latest
+
+    async def push_once(self, migration: OpenMigration) -> None:
+        snapshot = await read_snapshot(self.ledger, self.account)
+        if snapshot.migration is None or snapshot.migration.goal != migration.goal:
+            return  # concluded, cancelled or replaced: reconcile takes it from here
+        record = self._backup_for(snapshot)
+        shares = await asyncio.to_thread(self.store.shares, record)
+        start = time.monotonic()
+        ack = await self.client.push_recovery(
+            migration.destination, self.identity, record.keyset, shares
+        )
+        self.pushed[migration.goal] = self.clock()
+        self.metrics.pushes.labels(result="imported").inc()
+        self.last_push = {
+            "at": self.clock(),
+            "result": "imported",
+            "epoch": ack.epoch,
+            "started_height": migration.started_height,
+            "seconds": round(time.monotonic() - start, 3),
+        }
+        log.info(
+            "recovery pushed account=%s epoch=%d to=%s (migration started at height %d)",
+            self.account,
+            ack.epoch,
+            migration.destination.web_url,
+            migration.started_height,
+        )
+
+
+# --- the process ---------------------------------------------------------------------------------
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the process owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def create_status_app(service: BackupService) -> FastAPI:
+    app = FastAPI(title="quorumkeep backup service", version="1")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        return service.status()
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class StartupError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def _wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    delay = 0.1
+    while True:
+        try:
+            return await ledger.status()
+        except LedgerError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StartupError(
+                    "ledger_unreachable",
+                    f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code})",
+                ) from None
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+
+async def run_backup_service(
+    config: BackupConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    ledger_wait: float = 30.0,
+    install_signal_handlers: bool = True,
+) -> int:
+    stop = stop or asyncio.Event()
+    if install_signal_handlers:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    store: BackupStore | None = None
+    ledger: AsyncLedgerClient | None = None
+    server: _EmbeddedServer | None = None
+    server_task: asyncio.Task[None] | None = None
+    sock: socket.socket | None = None
+    try:
+        try:
+            passphrase = config.read_passphrase()
+            public = read_public_identity(config.dir)
+            identity, key = await asyncio.to_thread(unlock, config.dir, passphrase, config.account)
+            store = BackupStore.open(config.dir, config.account, public.identity_public_key, key)
+        except BackupServiceError as exc:
+            raise StartupError(exc.code, exc.message) from None
+        ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
+        status = await _wait_for_ledger(ledger, ledger_wait)
+        service = BackupService(
+            identity=identity,
+            store=store,
+            ledger=ledger,
+            settings=ServiceSettings(
+                max_backoff=config.max_backoff, request_timeout=config.request_timeout
+            ),
+        )
+        address = config.listen_address
+        if address is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise StartupError(
+                    "address_in_use", f"cannot listen on {config.listen}: {exc.strerror}"
+                ) from None
+            sock.setblocking(False)
+            uv_config = uvicorn.Config(
+                create_status_app(service), lifespan="off", log_config=None, access_log=False
+            )
+            server = _EmbeddedServer(uv_config)
+            server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        log.info(
+            "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "
+            "backups_held=%d",
+            config.account,
+            identity.signer.public_key.hex(),
+            config.ledger_url,
+            status.get("height"),
+            config.listen,
+            len(store.records()),
+        )
+        try:
+            await service.run(stop, int(status["height"]))
+        except Exception as exc:
+            log.error("failed: %s: %s", type(exc).__name__, _message(exc))
+            return EXIT_FAILED
+        log.info("stopped")
+        return EXIT_OK
+    except StartupError as exc:
+        log.error("cannot start (%s): %s", exc.code, exc)
+        return EXIT_STARTUP
+    finally:
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await server_task
+        if sock is not None:
+            sock.close()
+        if ledger is not None:
+            await ledger.aclose()
+        if store is not None:
+            store.close()
+
+
+def run_service(config_path: Path | str, *, log_level: str = "INFO") -> int:
+    configure_logging(log_level)
+    try:
+        config = load_config(config_path)
+    except BackupServiceError as exc:
+        log.error("cannot start (%s): %s", exc.code, exc.message)
+        return EXIT_STARTUP
+    return asyncio.run(run_backup_service(config))
