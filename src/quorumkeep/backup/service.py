@@ -235,6 +235,10 @@ class BackupService:
         keyset = self.snapshot.keyset if self.snapshot is not None else None
         covered = keyset is not None and latest is not None and latest.covers(keyset)
         m.covers_current_keyset.set(1 if covered else 0)
+        verification = self.store.last_verification()
+        if verification is not None and isinstance(verification.get("checked_at"), int | float):
+            m.last_verify_timestamp.set(verification["checked_at"])
+            m.last_verify_ok.set(1 if verification.get("valid") else 0)
 
     # -- main loop
 
@@ -378,8 +382,18 @@ class BackupService:
         stored = await asyncio.to_thread(self.store.put, verified, endpoint.tls_public_key, now)
         result = "stored" if stored else "unchanged"
         self.metrics.fetches.labels(result=result).inc()
-        self.metrics.last_verify_timestamp.set(now)
-        self.metrics.last_verify_ok.set(1)
+        keyset = fetched.keyset
+        await asyncio.to_thread(
+            self.store.record_verification,
+            {
+                "checked_at": now,
+                "valid": True,
+                "reason": f"epoch {keyset.epoch}: every share matched participant "
+                f"{snapshot.me.participant_id}'s verifying share when it was stored",
+                "contract_epoch": keyset.epoch,
+                "contract_domains": list(keyset.domain_ids),
+            },
+        )
         self.last_fetch = {"at": now, "result": result, "epoch": fetched.keyset.epoch}
         self.snapshot = snapshot
         self._update_backup_metrics()

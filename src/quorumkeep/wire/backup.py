@@ -133,9 +133,7 @@ ERROR_STATUS: Mapping[str, int] = {
 }
 """Every error code a node answers with, and its HTTP status (docs/backup-protocol.md §7)."""
 
-CLIENT_CODES = frozenset(
-    {"malformed_response", "node_unreachable", "node_error", "no_backup", "not_registered"}
-)
+CLIENT_CODES = frozenset({"malformed_response", "node_unreachable", "node_error"})
 """Codes only the backup service's side raises (about what a node answered)."""
 
 
