@@ -8,7 +8,7 @@ Example::
 
     account = "alice"
     dir = "."
-    ledger_url = "http://127.0.0.1:8500"
+    ledger_url = "http://127.0.0.1:7700"
     listen = "127.0.0.1:9401"        # optional: /health, /status, /metrics over plain HTTP
 
     [passphrase]

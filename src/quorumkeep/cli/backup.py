@@ -68,7 +68,7 @@ def init(
     account: str = typer.Option(..., "--account", help="The operator's account."),
     directory: Path = typer.Option(..., "--dir", help="Directory for keys, store and config."),
     ledger: str = typer.Option(
-        "http://127.0.0.1:8500", "--ledger", help="Ledger URL the service follows."
+        "http://127.0.0.1:7700", "--ledger", help="Ledger URL the service follows."
     ),
     listen: str | None = typer.Option(
         None, "--listen", help="HOST:PORT for /health, /status and /metrics (plain HTTP)."
