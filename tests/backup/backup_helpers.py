@@ -33,7 +33,7 @@ from quorumkeep.ledger.keyfile import load_signer
 from quorumkeep.node.backup_api import (
     BackupNodeDeps,
     backup_router,
-    keystore_shares,
+    keystore_share_source,
     store_verified_shares,
     tls_signer,
 )
@@ -347,10 +347,12 @@ class NodeServer:
     async def start(self) -> NodeServer:
         self.ledger = AsyncLedgerClient(self.ledger_url, timeout=10.0)
 
+        from_keystore = keystore_share_source(self.keystore)
+
         async def current_shares(keyset: Keyset) -> list[KeyShare]:
             if self.shares_override is not None:
                 return self.shares_override(keyset)
-            return await asyncio.to_thread(keystore_shares, self.keystore, keyset)
+            return await from_keystore(keyset)
 
         async def import_shares(verified: VerifiedShares) -> None:
             if self.import_error is not None:

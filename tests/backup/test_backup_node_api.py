@@ -206,6 +206,12 @@ def test_backup_refusals(network: Network, alice_service: ServiceKeys, tmp_path:
             # the node does not hold the keyset's shares
             server.shares_override = lambda keyset: []
             assert await get(hello_headers(alice_service, node_key)) == "no_shares"
+
+            def unreadable(keyset: Keyset) -> list[KeyShare]:
+                raise RuntimeError("damaged keystore")
+
+            server.shares_override = unreadable
+            assert await get(hello_headers(alice_service, node_key)) == "no_shares"
             response = await http.get(
                 "/backup/keyshares", headers=hello_headers(alice_service, node_key)
             )

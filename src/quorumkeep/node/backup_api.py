@@ -264,6 +264,11 @@ class BackupEndpoints:
             shares = list(await self.deps.current_shares(keyset))
         except LookupError:
             shares = []
+        except Exception as exc:
+            log.error("reading the key shares for a backup failed: %s", type(exc).__name__)
+            raise BackupProtocolError(
+                "no_shares", f"this node cannot read its shares ({type(exc).__name__})"
+            ) from None
         held = {(s.domain_id, s.epoch, s.participant_id) for s in shares}
         wanted = {(d, keyset.epoch, participant_id) for d in keyset.domain_ids}
         if held != wanted or len(shares) != len(wanted):
@@ -519,6 +524,15 @@ def keystore_shares(keystore: Keystore, keyset: Keyset) -> list[KeyShare]:
             raise LookupError(f"stored share of domain {domain.domain_id} is for another key")
         shares.append(KeyShare(domain.domain_id, keyset.epoch, key.identifier, key.signing_share))
     return shares
+
+
+def keystore_share_source(keystore: Keystore) -> SharesSource:
+    """``current_shares`` for :class:`BackupNodeDeps`, reading the keystore off the loop."""
+
+    async def current_shares(keyset: Keyset) -> list[KeyShare]:
+        return await asyncio.to_thread(keystore_shares, keystore, keyset)
+
+    return current_shares
 
 
 def store_verified_shares(keystore: Keystore, verified: VerifiedShares) -> None:
