@@ -9,7 +9,18 @@ import typer
 # Typer (>= 0.29, pinned in pyproject.toml) vendors its own copy of click.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-from quorumkeep.cli import bench, contract, crypto, devnet, keys, ledger, node, operator, sign
+from quorumkeep.cli import (
+    backup,
+    bench,
+    contract,
+    crypto,
+    devnet,
+    keys,
+    ledger,
+    node,
+    operator,
+    sign,
+)
 
 app = typer.Typer(
     name="quorumkeep",
@@ -23,6 +34,7 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(contract.app, name="contract")
 app.add_typer(node.app, name="node")
 app.add_typer(operator.app, name="operator")
+app.add_typer(backup.app, name="backup")
 app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")
