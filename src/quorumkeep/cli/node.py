@@ -141,13 +141,21 @@ def run(
         64, "--presignatures", min=0, help="Target presignature pool size per domain."
     ),
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+    exit_on_decommission: bool = typer.Option(
+        False,
+        "--exit-on-decommission",
+        help="Exit (code 0) after a migration replaced this node and it wiped its shares, "
+        "instead of standing by (also node.toml exit_on_decommission = true).",
+    ),
 ) -> None:
     """Run the node until SIGTERM or SIGINT."""
     from quorumkeep.node.coordinator import CoordinatorSettings
     from quorumkeep.node.process import run as run_process
 
     settings = CoordinatorSettings(
-        takeover_timeout=takeover_timeout, presignature_target=presignatures
+        takeover_timeout=takeover_timeout,
+        presignature_target=presignatures,
+        exit_on_decommission=exit_on_decommission,
     )
     code = run_process(config, ledger_wait=ledger_wait, log_level=log_level, settings=settings)
     if code:

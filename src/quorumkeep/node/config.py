@@ -12,6 +12,8 @@ Example::
     p2p_listen = "127.0.0.1:7001"
     web_listen = "127.0.0.1:8001"
 
+    exit_on_decommission = false
+
     [storage_key]
     source = "passphrase"
     passphrase_env = "QUORUMKEEP_PASSPHRASE"
@@ -107,6 +109,9 @@ class NodeConfig(BaseModel):
     p2p_advertise: str | None = None
     web_advertise: str | None = None
     storage_key: StorageKeyConfig
+    exit_on_decommission: bool = Field(default=False, strict=True)
+    """Exit (code 0) once a migration replaced this node and it wiped itself, instead of
+    standing by for a migration back to it (docs/node.md)."""
 
     @field_validator("account")
     @classmethod

@@ -6,7 +6,12 @@ reordered event cannot lead it astray (rules: docs/node.md):
 
 - onboarding (:func:`quorumkeep.node.decisions.onboarding_decision`): take part only while
   the contract lists our account with our TLS key; a node whose key was replaced after it
-  took part wipes its shares and presignatures and exits (:class:`Decommissioned`);
+  took part wipes its shares and presignatures (backward secrecy) and stands by for a
+  migration back to it — or exits (:class:`Decommissioned`) if so configured;
+- migrations to this node: the backup service delivers the shares through the web API
+  (:meth:`Coordinator.import_migration_shares`); they are checked against the contract,
+  stored, and ``conclude_node_migration`` is called until the contract shows the migration
+  concluded (then we take part) or gone (then the imported shares are deleted);
 - participant changes: the mesh follows the contract's participant set (the serving set, and
   during a resharing the new set too); presignatures involving a participant whose TLS key
   changed or who left are purged, the rest kept;
@@ -53,11 +58,16 @@ from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.node.calls import ContractCaller, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import (
+    MigrationProgress,
     Onboarding,
+    RecoveredShare,
     Role,
     changed_participants,
+    migration_progress,
+    migration_to_me,
     onboarding_decision,
     peer_map,
+    recovered_shares_problem,
     takeover_delay,
 )
 from quorumkeep.node.identity import NodeIdentity
@@ -70,8 +80,10 @@ from quorumkeep.node.protocols.reshare import run_reshare
 from quorumkeep.node.protocols.sign import SigningService, SignJob
 from quorumkeep.node.sessions import SessionRouter
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
+from quorumkeep.wire.backup import BackupProtocolError, VerifiedShares
 
 log = logging.getLogger("quorumkeep.node.coordinator")
+node_log = logging.getLogger("quorumkeep.node")
 
 SIGN_RETRY_MAX_DELAY = 5.0
 ANNOUNCE_WAIT = 0.5
@@ -91,6 +103,10 @@ SIGN_REQUEST_FIELDS = (
 META_PARTICIPATED = "participated_as"
 META_PEER_KEYS = "peer_tls_keys"
 META_KEYGEN = "keygen_attempt/{domain}/{epoch}"
+META_DECOMMISSIONED = "decommissioned"
+"""Set when a migration replaced this node and it wiped itself; cleared when it takes part
+again (a migration back to it) or its account leaves the participants."""
+MIGRATION_RETRY_MAX_DELAY = 2.0
 
 
 def contract_verifying_shares(public: PublicKeyPackage) -> dict[str, str]:
@@ -99,7 +115,18 @@ def contract_verifying_shares(public: PublicKeyPackage) -> dict[str, str]:
 
 
 class Decommissioned(Exception):
-    """This node was replaced in the contract; it wiped its shares and must exit."""
+    """This node was replaced in the contract and wiped its shares; raised by ``run`` only
+    with ``exit_on_decommission`` (otherwise the node stands by)."""
+
+
+@dataclass
+class _MigrationImport:
+    """Shares imported for the migration opened at ``started_height``, being concluded."""
+
+    started_height: int
+    keyset: dict[str, Any]
+    task: asyncio.Task[None]
+    imported_at: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,8 @@ class CoordinatorSettings:
     """Presignatures this node keeps per domain as owner."""
     ledger_attempts: int = 6
     ledger_backoff: float = 0.1
+    exit_on_decommission: bool = False
+    """Exit (``run`` raises :class:`Decommissioned`) after wiping, instead of standing by."""
 
 
 class Coordinator:
@@ -170,6 +199,10 @@ class Coordinator:
         self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
         self._participated: int | None = None
         self._peer_keys: dict[int, bytes] | None = None
+        self._standby: bool | None = None
+        self._migration: _MigrationImport | None = None
+        self._import_lock = asyncio.Lock()
+        self._contract_moved = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -225,6 +258,8 @@ class Coordinator:
         tasks = [*self._tasks.values(), *self._sign_tasks.values()]
         if self._follower is not None:
             tasks.append(self._follower)
+        if self._migration is not None:
+            tasks.append(self._migration.task)
         for task in tasks:
             task.cancel()
         if self.pool is not None:
@@ -350,13 +385,28 @@ class Coordinator:
             self._participated = int(value) if value is not None and value.isdigit() else 0
         return self._participated or None
 
+    def _is_standby(self) -> bool:
+        """Whether we were replaced by a migration and wiped (kept in the keystore)."""
+        if self._standby is None:
+            self._standby = self.keystore.get_metadata(META_DECOMMISSIONED) is not None
+        return self._standby
+
+    def _set_standby(self, value: bool) -> None:
+        if value:
+            self.keystore.set_metadata(META_DECOMMISSIONED, "1")
+        elif self._is_standby():
+            self.keystore.delete_metadata(META_DECOMMISSIONED)
+        self._standby = value
+
     async def _apply(self, state: ContractState) -> None:
         self._state = state
+        self._contract_moved.set()  # a migration being concluded re-reads at once
         decision = onboarding_decision(
             state,
             self.account,
             self.identity.tls_public_key,
             participated=self._participated_id() is not None,
+            decommissioned=self._is_standby(),
         )
         if self._decision is None or self._decision.role != decision.role:
             log.info(
@@ -367,20 +417,28 @@ class Coordinator:
                 decision.reason,
             )
         self._decision = decision
-        if decision.role is Role.DECOMMISSIONED:
-            await self._decommission(decision)
+        if decision.wipe:
+            await self._decommission(state, decision)
         me = decision.participant_id if decision.role is Role.PARTICIPANT else None
         if me is not None and self._participated_id() != me:
             self.keystore.set_metadata(META_PARTICIPATED, str(me))
             self._participated = me
+        if me is not None and self._is_standby():
+            self._set_standby(False)
         self._me = me
         await self._follow_participants(state, me)
         self._configure_services(state, me)
         if me is None:
             self._cancel_all()
             if decision.role is Role.NOT_PARTICIPANT:
+                if self._is_standby():
+                    self._set_standby(False)
                 self._delete_departed_shares(state)
                 await self._offer_info(state)
+            elif decision.role is Role.WAIT_FOR_MIGRATION:
+                await self._resume_migration(state)
+            else:
+                await self._discard_unconcluded(state)
             return
         protocol = state.protocol
         if isinstance(protocol, Initializing):
@@ -393,12 +451,243 @@ class Coordinator:
                 self._cleanup_shares(protocol, me)
         self._serve_requests(state, me)
 
-    async def _decommission(self, decision: Onboarding) -> None:
+    async def _decommission(self, state: ContractState, decision: Onboarding) -> None:
+        """A migration replaced us: nothing we hold may outlive that (backward secrecy).
+
+        The mesh is dropped and presignature generation stopped first, so no batch finishing
+        after the wipe writes a new record."""
         self._cancel_all()
+        self._me = None
+        await self._follow_participants(state, None)
+        self._configure_services(state, None)
+        if self.pool is not None:
+            await self.pool.stop()
         await asyncio.to_thread(self.keystore.wipe)
         self.keystore.delete_metadata(META_PARTICIPATED)
         self._participated = 0
-        raise Decommissioned(decision.reason)
+        self._keys = {}
+        self._set_standby(True)
+        self.metrics.decommissions.inc()
+        if self.settings.exit_on_decommission:
+            raise Decommissioned(decision.reason)
+        node_log.warning(
+            "decommissioned: %s; key shares and presignatures wiped, standing by for a "
+            "migration back to this node",
+            decision.reason,
+        )
+
+    # -- migration to this node ------------------------------------------------------------
+
+    def _migration_busy(self) -> bool:
+        """Shares are being imported or an imported migration is being concluded."""
+        running = self._migration is not None and not self._migration.task.done()
+        return running or self._import_lock.locked()
+
+    async def import_migration_shares(self, verified: VerifiedShares) -> None:
+        """The backup endpoint's import: shares the backup service delivered for a migration
+        to this node, already opened and checked by the endpoint.
+
+        They are checked again against a fresh read of the contract (the migration to us is
+        open and our signer key concludes it, the keyset is the one in force, every domain
+        has a share that reproduces our participant's verifying share) — nothing is stored
+        otherwise — then stored and concluded in the background."""
+        async with self._import_lock:
+            value = await self._ledger_retry("view state", self.ledger.view, "state")
+            state = ContractState.from_json(value)
+            shares = [
+                RecoveredShare(s.domain_id, s.epoch, s.participant_id, s.signing_share)
+                for s in verified.shares
+            ]
+            problem = recovered_shares_problem(
+                state,
+                self.account,
+                self.identity.tls_public_key,
+                self.identity.signer_public_key,
+                shares,
+            )
+            if problem is not None:
+                code, message = problem
+                log.warning("migration shares refused: %s [%s]", message, code)
+                raise BackupProtocolError(code, message)
+            migration = migration_to_me(state, self.account, self.identity.tls_public_key)
+            assert migration is not None and isinstance(state.protocol, Running)
+            running = state.protocol
+            await asyncio.to_thread(
+                self._store_recovered, running, migration.participant_id, shares
+            )
+            self.metrics.migration_imports.inc()
+            log.info(
+                "migration shares imported account=%s participant_id=%d epoch=%d domains=%s "
+                "started_height=%d",
+                self.account,
+                migration.participant_id,
+                running.epoch,
+                [d.domain_id for d in running.keyset.domains],
+                migration.started_height,
+            )
+            self._start_conclude(migration.started_height, running.keyset.to_json())
+
+    def _store_recovered(
+        self, running: Running, participant_id: int, shares: list[RecoveredShare]
+    ) -> None:
+        """Store checked shares under (domain, epoch) with the contract's public packages."""
+        by_domain = {s.domain_id: s for s in shares}
+        for domain in running.keyset.domains:
+            verifying = dict(domain.verifying_shares)
+            public = PublicKeyPackage(domain.public_key, verifying, running.parameters.threshold)
+            key = KeyPackage(
+                identifier=participant_id,
+                signing_share=by_domain[domain.domain_id].signing_share,
+                verifying_share=verifying[participant_id],
+                group_public_key=domain.public_key,
+                threshold=running.parameters.threshold,
+            )
+            self._store_share(domain.domain_id, running.epoch, key, public)
+
+    def _start_conclude(self, started_height: int, keyset: dict[str, Any]) -> None:
+        current = self._migration
+        if current is not None and not current.task.done():
+            if current.started_height == started_height and current.keyset == keyset:
+                return
+            current.task.cancel()
+        task = asyncio.create_task(self._conclude_migration(keyset), name="migration-conclude")
+        self._migration = _MigrationImport(started_height, keyset, task, time.monotonic())
+
+    async def _conclude_migration(self, keyset: dict[str, Any]) -> None:
+        """Call ``conclude_node_migration`` until a fresh state shows it concluded or gone.
+
+        The outcome of a call is never trusted alone: an included call can still fail (a
+        newer migration replaced ours, a resharing started), and a refused one may have been
+        beaten by our own earlier call. Backoff is bounded; the loop ends with the
+        migration, not with a count."""
+        delay = self.settings.ledger_backoff
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                value = await self._ledger_retry("view state", self.ledger.view, "state")
+                state = ContractState.from_json(value)
+            except LedgerError as exc:
+                log.warning("cannot read the contract state to conclude (%s); retrying", exc.code)
+                await self._pause(delay)
+                delay = min(delay * 2, MIGRATION_RETRY_MAX_DELAY)
+                continue
+            progress = migration_progress(
+                state,
+                self.account,
+                self.identity.tls_public_key,
+                self.identity.signer_public_key,
+                keyset,
+            )
+            if progress is MigrationProgress.CONCLUDED:
+                self.metrics.migrations_concluded.inc()
+                log.info(
+                    "migration concluded account=%s calls=%d seconds=%.3f (since the import)",
+                    self.account,
+                    attempt,
+                    time.monotonic() - started,
+                )
+                self._wake()
+                return
+            if progress is MigrationProgress.GONE:
+                async with self._import_lock:
+                    # A newer import waiting for the lock cancels us before it stores.
+                    await asyncio.to_thread(
+                        self._discard_shares,
+                        "the migration to this node was cancelled or replaced, or the keyset "
+                        "moved on",
+                    )
+                self._wake()
+                return
+            attempt += 1
+            try:
+                await self.call("conclude_node_migration", {"keyset": keyset})
+            except ContractCallFailed as exc:
+                log.info(
+                    "conclude_node_migration not applied (call %d): %s: %s; re-reading",
+                    attempt,
+                    exc.code,
+                    exc.message,
+                )
+            except LedgerError as exc:
+                level = logging.WARNING if attempt % 10 == 1 else logging.DEBUG
+                log.log(
+                    level,
+                    "conclude_node_migration failed (call %d): %s: %s; retrying",
+                    attempt,
+                    exc.code,
+                    exc.message,
+                )
+            else:
+                continue  # included: the next read shows the outcome
+            await self._pause(delay)
+            delay = min(delay * 2, MIGRATION_RETRY_MAX_DELAY)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if the contract state changed meanwhile (a
+        cancelled migration's shares then go at once, not after the backoff)."""
+        self._contract_moved.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._contract_moved.wait()
+
+    def _wake(self) -> None:
+        self._needs_state = True
+        self._changed.set()
+
+    def _discard_shares(self, reason: str) -> None:
+        """Delete shares imported for a migration that can no longer conclude (never those
+        of a node that took part: decommissioning handles that)."""
+        if self._participated_id() is not None:
+            return
+        held = self.keystore.key_shares()
+        if not held and not self.keystore.presignature_counts():
+            return
+        self.keystore.wipe()
+        self._keys = {}
+        log.warning(
+            "deleted %d imported key shares: %s",
+            len(held),
+            reason,
+        )
+
+    async def _resume_migration(self, state: ContractState) -> None:
+        """A migration to us is open: if shares for it are already stored (imported before a
+        restart), conclude with them; stale ones (of another keyset) go."""
+        if self._migration_busy() or not self.keystore.key_shares():
+            return
+        running = state.protocol
+        migration = migration_to_me(state, self.account, self.identity.tls_public_key)
+        if migration is None or not isinstance(running, Running):
+            return
+        shares: list[RecoveredShare] = []
+        for domain in running.keyset.domains:
+            with contextlib.suppress(RecordNotFound, ShareFormatError, KeystoreError):
+                key, _ = await asyncio.to_thread(self._load_share, domain.domain_id, running.epoch)
+                shares.append(
+                    RecoveredShare(
+                        domain.domain_id, running.epoch, key.identifier, key.signing_share
+                    )
+                )
+        problem = recovered_shares_problem(
+            state,
+            self.account,
+            self.identity.tls_public_key,
+            self.identity.signer_public_key,
+            shares,
+        )
+        if problem is None:
+            log.info("stored shares match the open migration to this node; concluding it")
+            self._start_conclude(migration.started_height, running.keyset.to_json())
+        else:
+            await asyncio.to_thread(self._discard_shares, f"stored shares unusable: {problem[1]}")
+
+    async def _discard_unconcluded(self, state: ContractState) -> None:
+        """No migration to us is open and we do not take part: shares we still hold were
+        imported for a migration that is gone."""
+        if self._migration_busy():
+            return
+        await asyncio.to_thread(self._discard_shares, "no migration to this node is open any more")
 
     async def _follow_participants(self, state: ContractState, me: int | None) -> None:
         peers = peer_map(state)
@@ -944,6 +1233,7 @@ class Coordinator:
         if state is not None and isinstance(state.protocol, Resharing):
             resharing_epoch = state.protocol.epoch
         return {
+            "migration": self._migration_status(state),
             "account": self.account,
             "tls_public_key": self.identity.tls_public_key.hex(),
             "signer_public_key": self.identity.signer_public_key.hex(),
@@ -966,6 +1256,31 @@ class Coordinator:
             "pending_requests": len(state.requests) if state is not None else 0,
             "ledger_height": self._height,
             "uptime_seconds": round(time.monotonic() - self._started, 3),
+        }
+
+    def _migration_status(self, state: ContractState | None) -> dict[str, Any] | None:
+        """The migration to this node, while one is open or being concluded."""
+        migration = (
+            migration_to_me(state, self.account, self.identity.tls_public_key)
+            if state is not None
+            else None
+        )
+        current = self._migration
+        concluding = current is not None and not current.task.done()
+        if migration is None and not concluding:
+            return None
+        if concluding:
+            assert current is not None
+            return {
+                "started_height": current.started_height,
+                "phase": "concluding",
+                "epoch": int(current.keyset["epoch"]),
+            }
+        assert migration is not None
+        return {
+            "started_height": migration.started_height,
+            "phase": "waiting_for_shares",
+            "epoch": None,
         }
 
     def metrics_snapshot(self) -> MetricsSnapshot:

@@ -11,13 +11,18 @@ import hashlib
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from quorumkeep.contract.state import (
     ContractState,
+    Migration,
     ParticipantInfo,
     Participants,
     Resharing,
+    Running,
 )
+from quorumkeep.crypto.errors import InvalidEncoding
+from quorumkeep.crypto.group import base_mul, scalar_decode
 from quorumkeep.node.mesh import PeerInfo
 
 LEADER_DOMAIN = b"quorumkeep sign leader v1\x00"
@@ -38,6 +43,9 @@ class Onboarding:
     role: Role
     participant_id: int | None
     reason: str
+    wipe: bool = False
+    """Replaced right now: every share and presignature must go (``DECOMMISSIONED`` is also
+    the role of a node that was wiped earlier and stands by; that one has nothing to wipe)."""
 
 
 def my_infos(state: ContractState, account: str) -> list[ParticipantInfo]:
@@ -58,14 +66,21 @@ def my_infos(state: ContractState, account: str) -> list[ParticipantInfo]:
 
 
 def onboarding_decision(
-    state: ContractState, account: str, tls_public_key: bytes, *, participated: bool
+    state: ContractState,
+    account: str,
+    tls_public_key: bytes,
+    *,
+    participated: bool,
+    decommissioned: bool = False,
 ) -> Onboarding:
     """The row of the onboarding table that applies to this node now.
 
     ``participated``: this node (this TLS key, this keystore) has taken part as
-    ``account``'s participant before. If the contract now lists another TLS key for the
-    account, a migration replaced us and we must wipe and leave — unless we never took
-    part, in which case we are a new machine waiting for its turn.
+    ``account``'s participant and was not wiped since. If the contract now lists another
+    TLS key for the account, a migration replaced us and we must wipe — unless we never
+    took part, in which case we are a new machine waiting for its turn.
+    ``decommissioned``: we were replaced and wiped earlier and stay up as a stand-by, so a
+    later migration back to this node (A → B → A) needs no restart.
     """
     if state.serving() is None:
         return Onboarding(Role.NOT_PARTICIPANT, None, "the contract is not initialized")
@@ -82,14 +97,20 @@ def onboarding_decision(
             listed.participant_id,
             f"participant {listed.participant_id} of {account} now has TLS key "
             f"{listed.tls_public_key.hex()[:16]}…, not ours: this node was replaced",
+            wipe=True,
         )
-    migration = state.migrations.get(account)
-    if migration is not None and migration.destination.tls_public_key == tls_public_key:
-        # Issue 5: the backup service delivers the shares; we verify them and conclude.
+    if migration_to_me(state, account, tls_public_key) is not None:
         return Onboarding(
             Role.WAIT_FOR_MIGRATION,
             listed.participant_id,
             "a migration to this node is open",
+        )
+    if decommissioned:
+        return Onboarding(
+            Role.DECOMMISSIONED,
+            listed.participant_id,
+            f"participant {listed.participant_id} of {account} runs on another node; this one "
+            "was replaced and stands by for a migration back to it",
         )
     return Onboarding(
         Role.WAITING,
@@ -97,6 +118,135 @@ def onboarding_decision(
         f"{account} is participant {listed.participant_id} with another TLS key and no "
         "migration to this node is open",
     )
+
+
+def migration_to_me(state: ContractState, account: str, tls_public_key: bytes) -> Migration | None:
+    """The account's open migration, if its destination is this node's TLS key."""
+    migration = state.migrations.get(account)
+    if migration is None or migration.destination.tls_public_key != tls_public_key:
+        return None
+    return migration
+
+
+class MigrationProgress(enum.StrEnum):
+    """Where a migration to this node stands, for a node holding the shares it imported."""
+
+    CONCLUDED = "concluded"
+    """The contract lists our TLS key for the account: we are the participant now."""
+    OPEN = "open"
+    """Still open, for us, at the keyset our shares are of: ``conclude_node_migration``."""
+    GONE = "gone"
+    """Cancelled, replaced by one to another node or signer key, or the keyset moved on:
+    the imported shares can never be used and must be deleted."""
+
+
+def migration_progress(
+    state: ContractState,
+    account: str,
+    tls_public_key: bytes,
+    signer_public_key: bytes,
+    keyset: Mapping[str, Any],
+) -> MigrationProgress:
+    """Decide from a fresh state what a node that imported shares of ``keyset`` (the
+    contract's keyset JSON: epoch and each domain's key) does next.
+
+    A ``conclude_node_migration`` that was included can still have failed (another call
+    replaced the migration, a resharing started): the caller re-reads the state after
+    every call and asks again, instead of trusting the call's outcome.
+    """
+    serving = state.serving()
+    if serving is not None:
+        info = serving.parameters.get(account)
+        if info is not None and info.tls_public_key == tls_public_key:
+            return MigrationProgress.CONCLUDED
+    migration = migration_to_me(state, account, tls_public_key)
+    if (
+        migration is None
+        or migration.destination_signer_public_key != signer_public_key
+        or not isinstance(state.protocol, Running)
+        or state.protocol.keyset.to_json() != dict(keyset)
+    ):
+        return MigrationProgress.GONE
+    return MigrationProgress.OPEN
+
+
+@dataclass(frozen=True)
+class RecoveredShare:
+    """One imported share as the checks need it (the scalar is secret: never shown)."""
+
+    domain_id: int
+    epoch: int
+    participant_id: int
+    signing_share: bytes
+
+
+def recovered_shares_problem(
+    state: ContractState,
+    account: str,
+    tls_public_key: bytes,
+    signer_public_key: bytes,
+    shares: Sequence[RecoveredShare],
+) -> tuple[str, str] | None:
+    """Why shares delivered for a migration to this node cannot be imported: ``(code,
+    message)`` with a backup-protocol error code (docs/backup-protocol.md), or None.
+
+    They must be for the open migration to us (which our signer key can conclude), of
+    the participant it migrates, of the keyset in force, one per domain, and each must
+    reproduce the contract's verifying share: ``share·G == verifying_shares[id]``.
+    Messages name domains and ids, never a share.
+    """
+    migration = migration_to_me(state, account, tls_public_key)
+    if migration is None:
+        return "no_open_migration", f"no migration of {account} to this node is open"
+    if migration.destination_signer_public_key != signer_public_key:
+        return (
+            "no_open_migration",
+            "the open migration names another signer key than this node's",
+        )
+    running = state.protocol
+    if not isinstance(running, Running):
+        return "no_open_migration", f"the contract is {running.name}, not Running"
+    keyset = running.keyset
+    pid = migration.participant_id
+    by_domain: dict[int, RecoveredShare] = {}
+    for share in shares:
+        if share.domain_id in by_domain:
+            return "shares_mismatch", f"two shares for domain {share.domain_id}"
+        by_domain[share.domain_id] = share
+    wanted = [d.domain_id for d in keyset.domains]
+    if not wanted:
+        return "shares_mismatch", "the keyset has no domains"
+    if sorted(by_domain) != wanted:
+        return (
+            "shares_mismatch",
+            f"the shares cover domains {sorted(by_domain)}, the keyset {wanted}",
+        )
+    for domain in keyset.domains:
+        share = by_domain[domain.domain_id]
+        if share.epoch != keyset.epoch:
+            return (
+                "wrong_epoch",
+                f"the share of domain {domain.domain_id} is of epoch {share.epoch}, "
+                f"the contract is at epoch {keyset.epoch}",
+            )
+        if share.participant_id != pid:
+            return (
+                "shares_mismatch",
+                f"the share of domain {domain.domain_id} is participant "
+                f"{share.participant_id}'s, the migration is participant {pid}'s",
+            )
+        expected = dict(domain.verifying_shares).get(pid)
+        try:
+            actual = base_mul(scalar_decode(share.signing_share))
+        except InvalidEncoding:
+            return "shares_mismatch", f"the share of domain {domain.domain_id} is not a scalar"
+        if expected is None or actual != expected:
+            return (
+                "shares_mismatch",
+                f"the share of domain {domain.domain_id} does not reproduce participant "
+                f"{pid}'s verifying share",
+            )
+    return None
 
 
 def peer_map(state: ContractState) -> dict[int, PeerInfo]:

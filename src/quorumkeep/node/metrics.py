@@ -146,6 +146,38 @@ class NodeMetrics:
             "Sign requests pending on the contract.",
             registry=r,
         )
+        # Set where it happens, not from the snapshot: a backup served is an event.
+        self.last_backup_served_epoch = Gauge(
+            "quorumkeep_last_backup_served_epoch",
+            "Epoch of the last backup served to this node's backup service (-1: none yet).",
+            registry=r,
+        )
+        self.last_backup_served_epoch.set(-1)
+        self.last_backup_served_timestamp = Gauge(
+            "quorumkeep_last_backup_served_timestamp_seconds",
+            "Unix time of the last backup served to this node's backup service (0: none yet).",
+            registry=r,
+        )
+        self.migration_imports = Counter(
+            "quorumkeep_migration_imports",
+            "Migration shares verified against the contract and stored by this node.",
+            registry=r,
+        )
+        self.migrations_concluded = Counter(
+            "quorumkeep_migrations_concluded",
+            "Migrations to this node that the contract shows concluded.",
+            registry=r,
+        )
+        self.decommissions = Counter(
+            "quorumkeep_decommissions",
+            "Times this node found itself replaced by a migration and wiped its secrets.",
+            registry=r,
+        )
+
+    def backup_served(self, epoch: int, timestamp: float) -> None:
+        """The backup endpoint's hook: a backup of ``epoch`` was served at Unix ``timestamp``."""
+        self.last_backup_served_epoch.set(epoch)
+        self.last_backup_served_timestamp.set(timestamp)
 
     def apply(self, snapshot: MetricsSnapshot) -> None:
         """Set the state-mirroring gauges from ``snapshot``."""

@@ -6,9 +6,11 @@ readable log line and a non-zero exit (:data:`EXIT_STARTUP`); nothing half-start
 behind. Stop order is the reverse: coordinator (cancels protocol runs), web server, mesh,
 ledger client, keystore — then exit 0.
 
-Exit codes: 0 stopped by a signal or decommissioned (its log line says which), 1 the
-node failed while running, 2 it could not start. Log lines go to stderr as
-``time level logger: event key=value ...``; they never hold a secret.
+Exit codes: 0 stopped by a signal or — with ``exit_on_decommission`` — decommissioned (its
+log line says which), 1 the node failed while running, 2 it could not start. Without that
+option a decommissioned node stays up as a stand-by, so a later migration back to it works.
+Log lines go to stderr as ``time level logger: event key=value ...``; they never hold a
+secret.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -25,9 +28,12 @@ import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
+from fastapi import APIRouter
+
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.node.backup_api import BackupNodeDeps, backup_router, keystore_shares, tls_signer
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
@@ -35,6 +41,7 @@ from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_co
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics
 from quorumkeep.node.web import WebServer, create_app
+from quorumkeep.wire.backup import Keyset, KeyShare
 from quorumkeep.wire.tls import TLSError
 
 log = logging.getLogger("quorumkeep.node")
@@ -113,7 +120,10 @@ class NodeProcess:
     ) -> None:
         self.config = config
         self.ledger_wait = ledger_wait
-        self.settings = settings or CoordinatorSettings()
+        settings = settings or CoordinatorSettings()
+        if config.exit_on_decommission and not settings.exit_on_decommission:
+            settings = dataclasses.replace(settings, exit_on_decommission=True)
+        self.settings = settings
         self.metrics = NodeMetrics()
         self.identity: NodeIdentity | None = None
         self.keystore: Keystore | None = None
@@ -147,7 +157,7 @@ class NodeProcess:
             status=self.coordinator.status,
             metrics=self.metrics,
             snapshot=self.coordinator.metrics_snapshot,
-            routers=(),
+            routers=(self._backup_router(identity, self.keystore, self.ledger, self.coordinator),),
         )
         web_host, web_port = config.web_listen_address
         self.web = WebServer(identity.tls, web_host, web_port, app)
@@ -167,6 +177,36 @@ class NodeProcess:
             config.ledger_url,
             status.get("height"),
         )
+
+    def _backup_router(
+        self,
+        identity: NodeIdentity,
+        keystore: Keystore,
+        ledger: AsyncLedgerClient,
+        coordinator: Coordinator,
+    ) -> APIRouter:
+        """The backup protocol's endpoints (docs/backup-protocol.md), bound to this node: its
+        TLS key signs the answers, the contract is read through the ledger, backups come
+        from the keystore and recovered shares go to the coordinator, which concludes."""
+        try:
+            signer = tls_signer(identity.tls)
+        except (TLSError, ValueError) as exc:
+            raise StartupError(
+                f"the backup endpoints cannot use the TLS key: {exc}", "tls_key_invalid"
+            ) from None
+
+        async def current_shares(keyset: Keyset) -> list[KeyShare]:
+            return await asyncio.to_thread(keystore_shares, keystore, keyset)
+
+        deps = BackupNodeDeps(
+            account=self.config.account,
+            tls_signer=signer,
+            read_view=ledger.view,
+            current_shares=current_shares,
+            import_shares=coordinator.import_migration_shares,
+            on_backup_served=self.metrics.backup_served,
+        )
+        return backup_router(deps)
 
     async def stop(self) -> None:
         """Stop everything that was started, each step bounded; never raises."""
@@ -228,7 +268,7 @@ async def run_node(
         if running.done():
             try:
                 running.result()
-            except Decommissioned as exc:
+            except Decommissioned as exc:  # only with exit_on_decommission
                 log.warning("decommissioned: %s; key shares and presignatures wiped, exiting", exc)
                 return EXIT_OK
             except Exception as exc:
@@ -279,8 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="path of node.toml")
     parser.add_argument("--ledger-wait", type=float, default=DEFAULT_LEDGER_WAIT)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--exit-on-decommission", action="store_true")
     args = parser.parse_args(argv)
-    return run(args.config, ledger_wait=args.ledger_wait, log_level=args.log_level)
+    settings = CoordinatorSettings(exit_on_decommission=args.exit_on_decommission)
+    return run(
+        args.config, ledger_wait=args.ledger_wait, log_level=args.log_level, settings=settings
+    )
 
 
 if __name__ == "__main__":

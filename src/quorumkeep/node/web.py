@@ -3,8 +3,8 @@
 Endpoints (docs/node.md): ``/health``, ``/status`` (public facts only, never a secret) and
 ``/metrics`` (Prometheus text). Clients pin the certificate by the ``tls_public_key`` the
 contract lists for the node, exactly like mesh peers do; no certificate authority is
-involved. Later issues add routers (the backup service's ``/backup/...``) through
-``routers``.
+involved. The backup protocol's ``/backup/...`` endpoints (:mod:`quorumkeep.node.backup_api`)
+come in through ``routers``.
 
 The uvicorn server runs inside the node's event loop. We bind the listening socket
 ourselves, so "address in use" surfaces as an :class:`OSError` the caller can report (uvicorn
@@ -41,6 +41,17 @@ class PeerStatus(BaseModel):
     connected: bool
 
 
+class MigrationStatus(BaseModel):
+    """A migration to this node (docs/node.md): its start height and how far it got."""
+
+    started_height: int = Field(description="block height of its start_node_migration")
+    phase: str = Field(
+        description="waiting_for_shares (none delivered yet) | concluding (shares verified "
+        "and stored; conclude_node_migration until the contract shows it)"
+    )
+    epoch: int | None = Field(description="epoch of the imported shares, while concluding")
+
+
 class NodeStatus(BaseModel):
     """``GET /status``. Everything here is public: ids, states, counts, public keys."""
 
@@ -71,6 +82,9 @@ class NodeStatus(BaseModel):
     pending_requests: int
     ledger_height: int
     uptime_seconds: float
+    migration: MigrationStatus | None = Field(
+        default=None, description="the migration to this node, while one is open or concluding"
+    )
 
 
 def create_app(
@@ -90,7 +104,12 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/status", response_model=NodeStatus, summary="What this node knows and does")
+    @app.get(
+        "/status",
+        response_model=NodeStatus,
+        response_model_exclude_unset=True,
+        summary="What this node knows and does",
+    )
     async def node_status() -> NodeStatus:
         return NodeStatus.model_validate(dict(status()))
 
