@@ -50,7 +50,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     try:
         up = cli(
             "devnet", "up", "--nodes", "4", "--threshold", "3", "--dir", str(path),
-            "--timeout", "120",
+            "--timeout", "120", "--no-backup",  # backup services: see test_recovery.py
         )  # fmt: skip
         assert up.returncode == 0, up.stderr
         assert f"devnet ready in {path}" in up.stdout

@@ -50,8 +50,12 @@ def up(
     timeout: float = typer.Option(
         DEFAULT_UP_TIMEOUT, "--timeout", min=1.0, help="Seconds to wait for domain 0's key."
     ),
+    no_backup: bool = typer.Option(
+        False, "--no-backup", help="Do not start a backup service per operator."
+    ),
 ) -> None:
-    """Start a ledger and N nodes, initialize the contract, generate domain 0's key.
+    """Start a ledger and N nodes (and a backup service per operator, registered in the
+    contract), initialize the contract, generate domain 0's key.
 
     An existing devnet in DIR is never replaced: `up` refuses it (running or stopped);
     `up --resume` restarts whatever of it is stopped.
@@ -69,6 +73,7 @@ def up(
                 resume=resume,
                 spare_operators=spare_operators,
                 timeout=timeout,
+                backup=not no_backup,
                 progress=lambda what: spinner.update(what),
             )
             state = devnet.contract_state()
@@ -83,6 +88,9 @@ def up(
     )
     for domain_id, key in sorted(keys.items()):
         typer.echo(f"  domain {domain_id}:   {key}")
+    services = devnet.backup_names()
+    if services:
+        typer.echo(f"  backups:    {len(services)} services ({', '.join(services)})")
     typer.echo(
         f"sign: quorumkeep sign --devnet {devnet.path} --payload <hex, 32+ bytes> --path <text>"
     )
@@ -152,6 +160,36 @@ def _render(snapshot: dict[str, Any]) -> None:
             str(m["participant_id"]), m["account"], node or "-", m["url"], role, epoch, peers, pools
         )
     console.print(table)
+    _render_backups(console, snapshot.get("backups") or {})
+
+
+def _render_backups(console: Console, services: dict[str, Any]) -> None:
+    if not services:
+        return
+    table = Table(title="backup services")
+    for column in ("service", "account", "registered", "epoch held", "current", "age", "migration"):
+        table.add_column(column)
+    for name, seen in sorted(services.items()):
+        if "error" in seen:
+            table.add_row(name, "-", "[red]unreachable[/red]", "-", "-", "-", "-")
+            continue
+        age = seen.get("age_seconds")
+        migration = seen.get("migration")
+        moving = "-"
+        if isinstance(migration, dict):
+            pushed = "pushed" if migration.get("pushed") else "pushing"
+            moving = f"{pushed} to {migration.get('destination_web_url')}"
+        held = seen.get("newest_epoch")
+        table.add_row(
+            name,
+            str(seen.get("account") or "-"),
+            _yes(bool(seen.get("registered"))),
+            "-" if held is None else str(held),
+            _yes(bool(seen.get("covers_current_keyset"))),
+            "-" if age is None else f"{age:.0f}s",
+            moving,
+        )
+    console.print(table)
 
 
 @app.command("status")
@@ -213,3 +251,53 @@ def start(
     except DevnetError as exc:
         _failed(exc)
     typer.echo(f"started {node}" if started else f"{node} is already running")
+
+
+@app.command("demo")
+def demo(
+    directory: Path | None = typer.Option(
+        None,
+        "--dir",
+        help="Devnet directory (new or empty; kept). Default: a temporary one, removed after "
+        "a success.",
+        file_okay=False,
+    ),
+    report: Path | None = typer.Option(
+        None, "--json", help="Write the JSON report to this file ('-': stdout).", dir_okay=True
+    ),
+) -> None:
+    """The recovery story on a fresh 4-node, 3-of-4 devnet with a backup service per
+    operator: single-node loss, quorum loss, full-cluster loss, and a migration cancelled by
+    a resharing — signing after each. Exit 0 only if every step succeeded."""
+    import json
+
+    from quorumkeep.devnet.demo import DemoError, Narrator, run_demo, summary_table
+
+    to_stdout = report is not None and str(report) == "-"
+    console = Console(stderr=to_stdout)
+    narrator = Narrator(console)
+    console.print(
+        "[bold]quorumkeep demo[/bold]: operators back up their key shares, move nodes, and "
+        "bring the network back after losing its quorum"
+    )
+    try:
+        result = run_demo(directory, narrator)
+    except DemoError as exc:
+        console.print()
+        fail(str(exc), EXIT_FAILED)
+    console.print()
+    console.print(summary_table(result))
+    console.print(
+        f"{len(result.signatures)} signatures, every one verified with PyNaCl under the same "
+        f"group public key {result.group_public_key}"
+    )
+    if report is not None:
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+        if to_stdout:
+            typer.echo(text, nl=False)
+        else:
+            try:
+                report.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                fail(f"cannot write {report}: {exc.strerror}", EXIT_FAILED)
+            console.print(f"report written to {report}")

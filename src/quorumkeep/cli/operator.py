@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -97,3 +97,257 @@ def add_node_key(
     except LedgerError as exc:
         fail_ledger(exc)
     report_outcome(outcome, as_json)
+
+
+# --- backup service and migrations (logic: quorumkeep.operator) ---------------------------
+
+ACCOUNT_OPTION = typer.Option(..., "--account", help="The operator's account.")
+KEY_OPTION = typer.Option(
+    ..., "--key", help="A full-access key file of that account.", dir_okay=False
+)
+LEDGER_OPTION = typer.Option(..., "--ledger", help="Ledger URL.")
+WAIT_TIMEOUT = typer.Option(
+    120.0, "--timeout", min=0.1, help="Seconds --wait follows the migration before giving up."
+)
+EXIT_FAILED = 1
+
+
+def _operator_failed(exc: Exception) -> NoReturn:
+    """An OperatorError or LedgerError as one line, exit 1."""
+    code = getattr(exc, "code", "error")
+    message = getattr(exc, "message", str(exc))
+    if isinstance(exc, LedgerError):
+        fail(f"{code}: {message}", EXIT_FAILED)
+    fail(message, EXIT_FAILED)
+
+
+@app.command("register-backup-service")
+def register_backup_service(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    backup_dir: str = typer.Option(
+        ...,
+        "--backup-dir",
+        help="The backup service's directory (from `backup init`), or the registration JSON "
+        "it printed (a file or the JSON itself).",
+    ),
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Register (or replace) the account's backup service in the contract."""
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+    from quorumkeep.operator.inputs import read_backup_registration
+
+    try:
+        registration = read_backup_registration(backup_dir)
+    except OperatorError as exc:
+        fail(exc.message)
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = actions.register_backup_service(client, signer, registration)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash,
+                   **registration.to_json()})  # fmt: skip
+        return
+    typer.echo(
+        f"ok: {account}'s backup service registered at block {outcome.block_height} "
+        f"(identity key {registration.identity_public_key.hex()})"
+    )
+
+
+def _follow(
+    ledger: str,
+    account: str,
+    *,
+    since: int | None,
+    wait: bool,
+    timeout: float,
+    live: bool,
+) -> Any:
+    """Follow ``account``'s migration (from block ``since``, or from what is open now)."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from quorumkeep.ledger.client import AsyncLedgerClient
+    from quorumkeep.operator.display import progress_table
+    from quorumkeep.operator.progress import MigrationWatcher, all_done
+
+    async def run(update: Any) -> Any:
+        async with AsyncLedgerClient(ledger) as client:
+            watcher = MigrationWatcher(client, [account], probe_nodes=wait)
+            if since is None:
+                await watcher.start_from_views()
+            else:
+                await watcher.start_from_height(since)
+            if not wait:
+                return watcher.progress[account]
+
+            def explain(progress: Any) -> str:
+                p = progress[account]
+                where = p.node_error or f"the new node reports role {p.node_role or '?'}"
+                return (
+                    f"{account}'s migration from block {p.started_height} is still open ({where});"
+                    " read the new node's log and the backup service's log"
+                )
+
+            progress = await watcher.wait(
+                all_done, timeout=timeout, on_update=update, explain=explain
+            )
+            return progress[account]
+
+    if not live:
+        return asyncio.run(run(lambda _: None))
+    console = Console(stderr=True)
+    with Live(console=console, refresh_per_second=10, transient=False) as display:
+        return asyncio.run(
+            run(lambda progress: display.update(progress_table(progress.values(), "migration")))
+        )
+
+
+@app.command("start-migration")
+def start_migration(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    new_node: str = typer.Option(
+        ...,
+        "--new-node",
+        help="The new node's directory (from `node init`), or the participant info it printed "
+        "(a file or the JSON itself).",
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow the migration until it ends."),
+    timeout: float = WAIT_TIMEOUT,
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Move the account's node to a new machine: authorize the new node's signer key (if
+    needed) and start the migration; the backup service then pushes the shares by itself."""
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+    from quorumkeep.operator.inputs import read_node_info
+
+    try:
+        info = read_node_info(new_node)
+    except OperatorError as exc:
+        fail(exc.message)
+    if info.account != account:
+        fail(f"the new node is for account {info.account!r}, not {account!r}")
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            started = actions.start_migration(client, signer, info)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    for warning in started.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if not as_json:
+        verb = "authorized" if started.node_key == "added" else "already authorized"
+        typer.echo(f"new node's signer key {info.signer_public_key.hex()}: {verb}")
+        typer.echo(
+            f"ok: migration of {account} to {info.web_url} started at block "
+            f"{started.started_height}"
+        )
+        if not wait:
+            typer.echo(
+                f"follow it: quorumkeep operator migration-status --account {account} "
+                f"--ledger {ledger} --since {started.started_height} --wait"
+            )
+    if not wait:
+        if as_json:
+            emit_json(started.to_json())
+        return
+    _status_outcome(ledger, account, started.started_height, True, timeout, as_json,
+                    extra=started.to_json() if as_json else None)  # fmt: skip
+
+
+def _status_outcome(
+    ledger: str,
+    account: str,
+    since: int | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    from rich.console import Console
+
+    from quorumkeep.operator.display import progress_table
+    from quorumkeep.operator.errors import OperatorError
+    from quorumkeep.operator.progress import CONCLUDED, NONE, OPEN
+
+    try:
+        progress = _follow(
+            ledger, account, since=since, wait=wait, timeout=timeout, live=wait and not as_json
+        )
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        body = progress.to_json()
+        emit_json({**extra, "status": body} if extra is not None else body)
+    elif not wait:
+        if progress.state == NONE:
+            typer.echo(f"no migration open for {account}")
+        else:
+            Console().print(progress_table([progress], "migration"))
+    if wait and progress.state not in (CONCLUDED, OPEN, NONE):
+        fail(
+            f"the migration of {account} ended {progress.state}"
+            + (f" ({progress.cancel_reason})" if progress.cancel_reason else ""),
+            EXIT_FAILED,
+        )
+
+
+@app.command("migration-status")
+def migration_status(
+    account: str = ACCOUNT_OPTION,
+    ledger: str = LEDGER_OPTION,
+    since: int | None = typer.Option(
+        None,
+        "--since",
+        min=0,
+        help="Replay from this block (e.g. the one start-migration printed) instead of "
+        "looking only at what is open now.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Follow the open migration live until it concludes or ends."
+    ),
+    timeout: float = WAIT_TIMEOUT,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Progress of the account's migration: started → shares pushed → imported → concluded.
+
+    With --wait it follows the contract's events (and the new node's /status, pinned to its
+    registered TLS key) until the migration concludes (exit 0) or is cancelled (exit 1).
+    """
+    _status_outcome(ledger, account, since, wait, timeout, as_json)
+
+
+@app.command("cancel-migration")
+def cancel_migration(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Cancel the account's open migration (the old node stays the participant)."""
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = actions.cancel_migration(client, signer)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash})
+        return
+    typer.echo(f"ok: {account}'s migration cancelled at block {outcome.block_height}")

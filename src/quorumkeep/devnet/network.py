@@ -30,7 +30,7 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import processes, watch
+from quorumkeep.devnet import backups, processes, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import (
@@ -110,10 +110,14 @@ class Devnet:
         spare_operators: int = 1,
         timeout: float = DEFAULT_UP_TIMEOUT,
         sign_timeout_blocks: int = DEFAULT_SIGN_TIMEOUT_BLOCKS,
+        backup: bool = True,
         progress: Progress | None = None,
     ) -> Devnet:
         """Create a devnet in ``path`` (or, with ``resume``, restart an existing one's
         stopped processes) and return once the contract is Running with domain 0's key.
+
+        With ``backup`` every operator with a node also gets a backup service (its own
+        process and directory), registered in the contract by the operator.
 
         An existing devnet is never overwritten: without ``resume`` it is refused, running
         or not; a directory holding anything else is refused too.
@@ -158,7 +162,7 @@ class Devnet:
             directory.save(record)
             devnet = cls(path, progress=report)
             try:
-                devnet._create(spare_operators, sign_timeout_blocks, timeout)
+                devnet._create(spare_operators, sign_timeout_blocks, timeout, backup)
             except BaseException:
                 # Leave nothing running behind a failed start; keep the logs to read.
                 with contextlib.suppress(DevnetError):
@@ -166,7 +170,9 @@ class Devnet:
                 raise
         return devnet
 
-    def _create(self, spare_operators: int, sign_timeout_blocks: int, timeout: float) -> None:
+    def _create(
+        self, spare_operators: int, sign_timeout_blocks: int, timeout: float, backup: bool
+    ) -> None:
         record = self.record
         operators = [operator_name(i) for i in range(1, record.nodes + spare_operators + 1)]
         self.progress(f"creating the ledger with accounts {', '.join(operators)}, {USER}")
@@ -175,6 +181,10 @@ class Devnet:
         names = [operator_name(i) for i in range(1, record.nodes + 1)]
         self.progress(f"initializing {len(names)} nodes")
         infos = self.init_nodes([(name, name) for name in names])  # while the ledger starts
+        services = []
+        if backup:
+            self.progress(f"initializing {len(names)} backup services")
+            services = backups.init_backup_services(self, names)
         self._wait_ledger_healthy(ledger)
         with self.client() as client:
             for name in names:
@@ -189,10 +199,16 @@ class Devnet:
                     "config": {"sign_timeout_blocks": sign_timeout_blocks},
                 },
             )
-            self.progress("starting the nodes")
+            for service in services:
+                assert service.account is not None
+                backups.register(self, service.account)
+            self.progress("starting the nodes" + (" and backup services" if services else ""))
             self._spawn_many(names)
+            self._spawn_many([service.name for service in services])
             for name in names:
                 self.wait_node_healthy(name, timeout=timeout)
+            for service in services:
+                backups.wait_healthy(self, service.name, timeout=timeout)
             self.progress("voting domain 0 (every operator)")
             for name in names:
                 client.call(
@@ -379,6 +395,8 @@ class Devnet:
             record.argv = self._ledger_argv(record.ports["http"])
         elif record.kind == "node":
             record.argv = self._node_argv(record)
+        elif record.kind == backups.BACKUP_KIND:
+            record.argv = backups.backup_argv(self.dir, record)
         env = {var: self.secrets.get(secret) for var, secret in record.env_secrets.items()}
         processes.spawn(record, self.dir.path, env)
         self.save()
@@ -430,6 +448,8 @@ class Devnet:
                 self._wait_ledger_healthy(record, timeout)
             elif record.kind == "node":
                 self.wait_node_healthy(name, timeout=timeout)
+            elif record.kind == backups.BACKUP_KIND:
+                backups.wait_healthy(self, name, timeout=timeout)
         return True
 
     def kill(self, name: str) -> bool:
@@ -497,6 +517,8 @@ class Devnet:
         for name in started:
             if self.process(name).kind == "node":
                 self.wait_node_healthy(name, timeout=timeout)
+            elif self.process(name).kind == backups.BACKUP_KIND:
+                backups.wait_healthy(self, name, timeout=timeout)
         with self.client() as client:
             self.wait_contract(
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
@@ -632,20 +654,58 @@ class Devnet:
         It takes part once the contract lists it: by a resharing (``reshare``), or, for a
         replacement node, by a migration.
         """
+        return self.add_nodes([account], names=None if name is None else [name], start=start)[0]
+
+    def add_nodes(
+        self,
+        accounts: Sequence[str],
+        *,
+        names: Sequence[str] | None = None,
+        start: bool = True,
+    ) -> list[str]:
+        """``add_node`` for several accounts at once (their ``node init`` run concurrently,
+        as separate machines would); returns the new nodes' names in ``accounts`` order."""
         with self.dir.locked():
             self.reload()
-            if name is None:
-                name = account
-                suffix = 2
-                while name in self.record.processes:
-                    name = f"{account}-{suffix}"
-                    suffix += 1
-            infos = self.init_nodes([(name, account)])
+            chosen: list[str] = []
+            for index, account in enumerate(accounts):
+                name = names[index] if names is not None else None
+                if name is None:
+                    name = account
+                    suffix = 2
+                    while name in self.record.processes or name in chosen:
+                        name = f"{account}-{suffix}"
+                        suffix += 1
+                chosen.append(name)
+            infos = self.init_nodes(list(zip(chosen, accounts, strict=True)))
             with self.client() as client:
-                self._authorize(client, name, infos[name])
+                for name in chosen:
+                    self._authorize(client, name, infos[name])
             if start:
-                self._spawn(self.process(name))
-        return name
+                self._spawn_many(chosen)
+        return chosen
+
+    def backup_names(self) -> list[str]:
+        return [n for n, p in self.record.processes.items() if p.kind == backups.BACKUP_KIND]
+
+    def add_backup_service(self, account: str, *, start: bool = True) -> str:
+        """A backup service for ``account`` (init, registered by the operator, started);
+        its process name is returned. The account must be a participant or a candidate
+        (the contract's rule for ``register_backup_service``)."""
+        with self.dir.locked():
+            self.reload()
+            (service,) = backups.init_backup_services(self, [account])
+            self.save()
+            backups.register(self, account)
+            if start:
+                self._spawn(service)
+        if start:
+            backups.wait_healthy(self, service.name)
+        return service.name
+
+    def backup_status(self, name: str) -> dict[str, Any]:
+        """A backup service's ``/status`` (``name`` like ``backup-op1``)."""
+        return backups.status(self, name)
 
     def free_port(self) -> int:
         """A free 127.0.0.1 port no process of this devnet is recorded with."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quorumkeep.devnet import watch
+from quorumkeep.devnet import backups, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import Devnet
 from quorumkeep.ledger.errors import LedgerError
@@ -80,6 +80,30 @@ def gather(devnet: Devnet) -> dict[str, Any]:
             )
         except DevnetError as exc:
             nodes[entry["name"]] = {"error": str(exc)}
+    services: dict[str, Any] = {}
+    for entry in procs:
+        if entry["kind"] != backups.BACKUP_KIND or not entry["alive"]:
+            continue
+        try:
+            seen = backups.status(devnet, entry["name"], timeout=NODE_STATUS_TIMEOUT)
+        except DevnetError as exc:
+            services[entry["name"]] = {"error": str(exc)}
+            continue
+        services[entry["name"]] = {
+            key: seen.get(key)
+            for key in (
+                "account",
+                "registered",
+                "newest_epoch",
+                "covers_current_keyset",
+                "age_seconds",
+                "contract_epoch",
+                "migration",
+                "last_fetch",
+                "last_push",
+                "last_verify",
+            )
+        }
     return {
         "dir": str(devnet.path),
         "phase": record.phase,
@@ -88,4 +112,5 @@ def gather(devnet: Devnet) -> dict[str, Any]:
         "processes": procs,
         "contract": contract,
         "nodes": nodes,
+        "backups": services,
     }

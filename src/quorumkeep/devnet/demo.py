@@ -1,0 +1,823 @@
+"""`quorumkeep devnet demo`: the whole recovery story on a fresh devnet, step by step.
+
+A 4-node, 3-of-4 devnet with a backup service per operator is started, the first backups
+are awaited, and a signature is made. Then four scenarios run, each followed by signing:
+
+- ``single-node-loss`` — one node is SIGKILLed and its directory deleted; its operator
+  starts a fresh node and a migration; the backup service pushes the shares; the new node
+  concludes and takes part in the next signatures;
+- ``quorum-loss`` — two nodes are lost at once: sign requests made now wait on the
+  contract (2 of 4 nodes, threshold 3); both operators migrate; the waiting requests
+  complete;
+- ``full-cluster-loss`` — every node is killed and every node directory deleted; every
+  operator migrates to a fresh node from its backup; the same group key signs again;
+- ``cancelled-by-resharing`` — a migration is open (its destination not yet up) when a
+  resharing adds a spare operator's node (4 → 5): the contract cancels the migration,
+  nothing is imported, the resharing completes, and the backup services back up the new
+  epoch by themselves.
+
+Every operator action is the one `quorumkeep operator …` performs (same functions, same
+contract calls, signed by that operator's full-access key); every wait follows the
+ledger's event stream or a process's status endpoint and has a deadline whose error names
+the log to read. Every signature is verified with PyNaCl under the key derived from the
+group key recorded at the start. The report (``--json``) is::
+
+    {"group_public_key": hex,
+     "signatures": [{"payload", "path", "public_key", "signature"}…],
+     "migrations": [{"account", "scenario", "started_height", "concluded_height",
+                     "seconds", "concluded"}…]}
+
+where ``seconds`` runs from the block holding ``start_node_migration`` to the block holding
+``conclude_node_migration`` (ledger block timestamps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from quorumkeep.crypto.derive import derive_public_key
+from quorumkeep.devnet import backups, processes, watch
+from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.devnet.network import USER, Devnet
+from quorumkeep.devnet.signing import Signature, SignClient, SignError
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
+from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.operator.actions import start_migration
+from quorumkeep.operator.display import progress_table
+from quorumkeep.operator.errors import OperatorError
+from quorumkeep.operator.inputs import read_node_info
+from quorumkeep.operator.progress import (
+    CANCELLED,
+    CONCLUDED,
+    OPEN,
+    MigrationProgress,
+    MigrationWatcher,
+)
+
+SCENARIOS = ("single-node-loss", "quorum-loss", "full-cluster-loss", "cancelled-by-resharing")
+NODES = 4
+THRESHOLD = 3
+RESHARE_THRESHOLD = 3
+UP_TIMEOUT = 120.0
+BACKUP_TIMEOUT = 60.0
+MIGRATION_TIMEOUT = 60.0
+SIGN_TIMEOUT = 60.0
+WAITING_SIGN_TIMEOUT = 180.0
+"""Sign requests made while the quorum is lost wait for two migrations and new presignatures."""
+RESHARE_TIMEOUT = 120.0
+NEW_NODE_SIGNATURES = 8
+"""At most this many signatures to see a replacement node in a signing set."""
+RTO_GOAL_SECONDS = 2.0
+
+
+class DemoError(Exception):
+    """A demo step that failed: one line naming what to read next."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    account: str
+    scenario: str
+    started_height: int
+    concluded_height: int | None
+    seconds: float | None
+    concluded: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "scenario": self.scenario,
+            "started_height": self.started_height,
+            "concluded_height": self.concluded_height,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "concluded": self.concluded,
+        }
+
+
+@dataclass
+class DemoReport:
+    group_public_key: str | None = None
+    signatures: list[Signature] = field(default_factory=list)
+    migrations: list[MigrationResult] = field(default_factory=list)
+    scenario_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly the report issue 5 specifies."""
+        return {
+            "group_public_key": self.group_public_key,
+            "signatures": [
+                {
+                    "payload": s.payload.hex(),
+                    "path": s.path,
+                    "public_key": s.public_key.hex(),
+                    "signature": s.signature.hex(),
+                }
+                for s in self.signatures
+            ],
+            "migrations": [m.to_json() for m in self.migrations],
+        }
+
+    def seconds_by_scenario(self) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for m in self.migrations:
+            if m.seconds is not None:
+                found.setdefault(m.scenario, []).append(m.seconds)
+        return found
+
+
+# --- telling the story ------------------------------------------------------------------------
+
+
+class Narrator:
+    """The readable narrative: sections, timed steps (a spinner while they run), notes."""
+
+    def __init__(self, console: Console | None = None, *, quiet: bool = False) -> None:
+        self.console = console or Console()
+        self.quiet = quiet
+
+    def section(self, title: str) -> None:
+        if not self.quiet:
+            self.console.print()
+            self.console.rule(f"[bold]{title}[/bold]", align="left")
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(f"  {text}")
+
+    @contextlib.contextmanager
+    def step(self, text: str) -> Iterator[Callable[[str], None]]:
+        """Run a step under a spinner; print ``✓ text (seconds)`` or ``✗ text``.
+
+        The yielded function sets a suffix for the ✓ line (what the step found)."""
+        started = time.monotonic()
+        suffix: list[str] = []
+
+        def found(more: str) -> None:
+            suffix[:] = [more]
+
+        try:
+            if self.quiet:
+                yield found
+            else:
+                with self.console.status(f"{text} …"):
+                    yield found
+        except BaseException:
+            if not self.quiet:
+                self.console.print(f"  [red]✗[/red] {text}")
+            raise
+        if not self.quiet:
+            seconds = time.monotonic() - started
+            more = f": {suffix[0]}" if suffix else ""
+            self.console.print(f"  [green]✓[/green] {text}{more} [dim]({seconds:.2f} s)[/dim]")
+
+    def done(self, text: str, seconds: float) -> None:
+        if not self.quiet:
+            self.console.print(f"  [green]✓[/green] {text} [dim]({seconds:.2f} s)[/dim]")
+
+    def failed(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(f"  [red]✗[/red] {text}")
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Callable[[Any], None]]:
+        """A live area redrawn with whatever renderable is passed (migration progress)."""
+        if self.quiet:
+            yield lambda _: None
+            return
+        with Live(console=self.console, refresh_per_second=10, transient=True) as area:
+            yield area.update
+
+    def print(self, renderable: Any) -> None:
+        if not self.quiet:
+            self.console.print(renderable)
+
+
+# --- signing in the background ------------------------------------------------------------------
+
+
+class SignSession:
+    """A SignClient on an event loop of its own thread, so sign requests can stay in flight
+    (waiting for a lost quorum) while the demo drives the devnet synchronously."""
+
+    def __init__(self, ledger_url: str, signer: AccountSigner) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._client: SignClient = self._run(self._open(ledger_url, signer), 30.0)
+
+    async def _open(self, ledger_url: str, signer: AccountSigner) -> SignClient:
+        client = SignClient(ledger_url, [signer])
+        await client.start()
+        return client
+
+    def _run(self, coroutine: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def start(
+        self, payload: bytes, path: str, timeout: float
+    ) -> concurrent.futures.Future[Signature]:
+        """Submit now; the future completes with the verified signature (or SignError)."""
+        return asyncio.run_coroutine_threadsafe(
+            self._client.sign(payload, path, timeout=timeout), self._loop
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._client.close(), 10.0)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10.0)
+        self._loop.close()
+
+
+# --- the demo -------------------------------------------------------------------------------------
+
+
+class Demo:
+    """The scenarios, run against a devnet (created by :meth:`setup`, or given)."""
+
+    def __init__(self, devnet: Devnet, narrator: Narrator | None = None) -> None:
+        self.devnet = devnet
+        self.narrator = narrator or Narrator(quiet=True)
+        self.report = DemoReport()
+        self._signer: SignSession | None = None
+        self._group_key: bytes | None = None
+        self._counter = 0
+
+    # -- set-up
+
+    @classmethod
+    def create(cls, directory: Path, narrator: Narrator) -> Demo:
+        """Start the devnet: 4 nodes, threshold 3, a backup service per operator."""
+        with narrator.step(
+            f"devnet up: a ledger, {NODES} nodes (threshold {THRESHOLD}) and a backup "
+            "service per operator"
+        ) as found:
+            try:
+                devnet = Devnet.up(
+                    directory,
+                    nodes=NODES,
+                    threshold=THRESHOLD,
+                    spare_operators=1,
+                    timeout=UP_TIMEOUT,
+                    backup=True,
+                )
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(f"devnet up failed: {exc}") from None
+            found(f"ledger {devnet.ledger_url}")
+        return cls(devnet, narrator)
+
+    def close(self) -> None:
+        if self._signer is not None:
+            self._signer.close()
+            self._signer = None
+
+    def setup(self) -> None:
+        """Record the group key, wait for the first backups, sign once."""
+        state = self._state()
+        keys = watch.domain_keys(state)
+        if 0 not in keys:
+            raise DemoError("the contract has no key for domain 0")
+        self._group_key = bytes.fromhex(keys[0])
+        self.report.group_public_key = keys[0]
+        self.narrator.note(f"group public key (domain 0): [bold]{keys[0]}[/bold]")
+        epoch = watch.epoch(state) or 0
+        self.wait_backups(epoch, "the first backups")
+        self.sign("setup")
+
+    # -- helpers
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return self.devnet.contract_state()
+        except (DevnetError, LedgerError) as exc:
+            raise DemoError(f"cannot read the contract: {exc}") from None
+
+    def _sessions(self) -> SignSession:
+        if self._signer is None:
+            self._signer = SignSession(self.devnet.ledger_url, self.devnet.signer(USER))
+        return self._signer
+
+    def _next_path(self, label: str) -> str:
+        self._counter += 1
+        return f"demo/{label}/{self._counter}"
+
+    def verify(self, signature: Signature) -> None:
+        """PyNaCl, under the key derived from the group key recorded at the start."""
+        assert self._group_key is not None
+        expected = derive_public_key(self._group_key, USER, signature.path)
+        if signature.public_key != expected:
+            raise DemoError(
+                f"signature for {signature.path!r} is under {signature.public_key.hex()}, "
+                f"not the key derived from the original group key ({expected.hex()})"
+            )
+        try:
+            VerifyKey(expected).verify(signature.payload, signature.signature)
+        except BadSignatureError:
+            raise DemoError(f"the signature for {signature.path!r} does not verify") from None
+        self.report.signatures.append(signature)
+
+    def _signature(self, future: concurrent.futures.Future[Signature], timeout: float) -> Signature:
+        try:
+            signature = future.result(timeout + 5.0)
+        except SignError as exc:
+            raise DemoError(f"signing failed: {exc}; {self._node_logs()}") from None
+        except concurrent.futures.TimeoutError:
+            raise DemoError(f"no signature within {timeout:g} s; {self._node_logs()}") from None
+        self.verify(signature)
+        return signature
+
+    def _node_logs(self) -> str:
+        names = [n for n in self.devnet.node_names() if self.devnet.alive(n)]
+        logs = ", ".join(str(self.devnet.log_path(n)) for n in names)
+        return f"read {logs}" if logs else "no node is running"
+
+    def sign(self, label: str, count: int = 1) -> list[Signature]:
+        """``count`` signatures (in flight together), each verified."""
+        made = []
+        with self.narrator.step(
+            f"sign {count} request{'s' if count > 1 else ''} as {USER}"
+        ) as found:
+            futures = [
+                self._sessions().start(os.urandom(32), self._next_path(label), SIGN_TIMEOUT)
+                for _ in range(count)
+            ]
+            for future in futures:
+                made.append(self._signature(future, SIGN_TIMEOUT))
+            ms = ", ".join(f"{s.latency_s * 1000:.0f} ms" for s in made)
+            found(f"verified with PyNaCl ({ms})")
+        return made
+
+    def wait_backups(self, epoch: int, what: str) -> None:
+        names = self.devnet.backup_names()
+        if not names:
+            raise DemoError("the devnet has no backup services")
+        with self.narrator.step(f"wait for {what} (epoch {epoch})") as found:
+            try:
+                backups.wait_for_backups(
+                    self.devnet,
+                    names,
+                    backups.covers_epoch(epoch),
+                    timeout=BACKUP_TIMEOUT,
+                    what=f"backup of epoch {epoch}",
+                )
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            found(f"{len(names)} services hold epoch {epoch}, verified against the contract")
+
+    def current_node(self, account: str) -> str:
+        name = self.devnet.node_of(account, self._state())
+        if name is None:
+            raise DemoError(f"no devnet node holds {account}'s registered TLS key")
+        return name
+
+    def lose(self, nodes: Sequence[str]) -> None:
+        """SIGKILL the nodes and delete their directories (lost machines)."""
+        with self.narrator.step(
+            f"SIGKILL {', '.join(nodes)} and delete {'their' if len(nodes) > 1 else 'its'} "
+            "data director" + ("ies" if len(nodes) > 1 else "y")
+        ):
+            try:
+                for name in nodes:
+                    self.devnet.kill(name)
+                for name in nodes:
+                    self.devnet.wipe(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+
+    def migrate(
+        self, accounts: Sequence[str], scenario: str, *, replaced: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Each operator starts a fresh node and a migration to it; wait until every
+        migration concluded. Returns account → new node name."""
+        with self.narrator.step(
+            f"operator{'s' if len(accounts) > 1 else ''} of {', '.join(accounts)} "
+            f"start{'' if len(accounts) > 1 else 's'} a fresh node"
+        ) as found:
+            try:
+                names = self.devnet.add_nodes(accounts)
+                for name in names:
+                    self.devnet.wait_node_healthy(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            found(", ".join(names))
+        new_nodes = dict(zip(accounts, names, strict=True))
+        heights = self.start_migrations(new_nodes)
+        progress = self.follow(accounts, min(heights.values()), scenario)
+        for account in accounts:
+            p = progress[account]
+            if p.state != CONCLUDED:
+                raise DemoError(
+                    f"{account}'s migration ended {p.state} ({p.cancel_reason}); read "
+                    f"{self.devnet.log_path(new_nodes[account])}"
+                )
+        for account in accounts:
+            old = replaced.get(account)
+            if old is not None:
+                with contextlib.suppress(DevnetError):
+                    self.devnet.retire(old, grace=2.0)
+        return new_nodes
+
+    def start_migrations(self, new_nodes: Mapping[str, str]) -> dict[str, int]:
+        """``start_node_migration`` by each operator (what `operator start-migration` does)."""
+        heights: dict[str, int] = {}
+        with self.narrator.step("start_node_migration") as found:
+            with self.devnet.client() as client:
+                for account, name in new_nodes.items():
+                    directory = self.devnet.dir.resolve(self.devnet.process(name).directory or "")
+                    try:
+                        info = read_node_info(str(directory))
+                        started = start_migration(client, self.devnet.signer(account), info)
+                    except OperatorError as exc:
+                        raise DemoError(f"{account}: {exc.message}") from None
+                    heights[account] = started.started_height
+            found(", ".join(f"{a} at block {h}" for a, h in heights.items()))
+        return heights
+
+    def follow(
+        self, accounts: Sequence[str], since: int, scenario: str
+    ) -> dict[str, MigrationProgress]:
+        """Follow the migrations on the contract's events (and the new nodes' /status),
+        live, until each ended; record them in the report."""
+        names = {a: self._destination_log(a) for a in accounts}
+
+        def ended(progress: dict[str, MigrationProgress]) -> bool:
+            return all(progress[a].state not in (OPEN, "none") for a in accounts)
+
+        def explain(progress: dict[str, MigrationProgress]) -> str:
+            stuck = [a for a in accounts if progress[a].state in (OPEN, "none")]
+            logs = ", ".join(
+                f"{names[a]} and {self.devnet.log_path(backups.backup_name(a))}" for a in stuck
+            )
+            return f"migration of {', '.join(stuck)} not concluded; read {logs}"
+
+        async def run(update: Callable[[Any], None]) -> dict[str, MigrationProgress]:
+            async with AsyncLedgerClient(self.devnet.ledger_url) as ledger:
+                watcher = MigrationWatcher(ledger, accounts)
+                await watcher.start_from_height(since)
+                return await watcher.wait(
+                    ended,
+                    timeout=MIGRATION_TIMEOUT,
+                    on_update=lambda p: update(
+                        progress_table([p[a] for a in accounts], "migrations")
+                    ),
+                    explain=explain,
+                )
+
+        started = time.monotonic()
+        with self.narrator.live() as update:
+            try:
+                progress = asyncio.run(run(update))
+            except (OperatorError, LedgerError) as exc:
+                self.narrator.failed("backup services push the shares; the new nodes conclude")
+                raise DemoError(str(exc)) from None
+        self.narrator.done(
+            "backup services push the shares; the new nodes conclude", time.monotonic() - started
+        )
+        self.narrator.print(progress_table([progress[a] for a in accounts], "migrations"))
+        for account in accounts:
+            self.record(progress[account], scenario)
+        return progress
+
+    def _destination_log(self, account: str) -> str:
+        candidates = [
+            n
+            for n in self.devnet.node_names()
+            if self.devnet.process(n).account == account and not self.devnet.process(n).retired
+        ]
+        return str(self.devnet.log_path(candidates[-1])) if candidates else "the new node's log"
+
+    def record(self, progress: MigrationProgress, scenario: str) -> MigrationResult:
+        assert progress.started_height is not None
+        result = MigrationResult(
+            account=progress.account,
+            scenario=scenario,
+            started_height=progress.started_height,
+            concluded_height=progress.concluded_height,
+            seconds=progress.seconds,
+            concluded=progress.state == CONCLUDED,
+        )
+        self.report.migrations.append(result)
+        if result.seconds is not None:
+            self.narrator.note(
+                f"{progress.account}: start_node_migration (block {result.started_height}) → "
+                f"conclude_node_migration (block {result.concluded_height}): "
+                f"[bold]{result.seconds:.3f} s[/bold] of ledger time"
+            )
+        return result
+
+    def node_took_part(self, name: str, label: str) -> None:
+        """Sign until ``name`` led or gave a share (bounded): it is in the signing set."""
+
+        def count() -> float:
+            try:
+                text = self.devnet.node_metrics(name)
+            except DevnetError:
+                return 0.0
+            total = 0.0
+            for line in text.splitlines():
+                if line.startswith(
+                    ("quorumkeep_signatures_total", "quorumkeep_signature_shares_total")
+                ):
+                    total += float(line.rpartition(" ")[2])
+            return total
+
+        before = count()
+        for _ in range(NEW_NODE_SIGNATURES):
+            self.sign(label)
+            if count() > before:
+                self.narrator.note(f"{name} took part in signing (led or gave a share)")
+                return
+        raise DemoError(
+            f"{name} took part in none of {NEW_NODE_SIGNATURES} signatures; "
+            f"read {self.devnet.log_path(name)}"
+        )
+
+    # -- the scenarios
+
+    def single_node_loss(self) -> None:
+        scenario = "single-node-loss"
+        self.narrator.section(f"{scenario}: a node's machine is lost")
+        participants = watch.participants(self._state())
+        account = (
+            participants[1]["account"] if len(participants) > 1 else participants[0]["account"]
+        )
+        old = self.current_node(account)
+        self.lose([old])
+        new = self.migrate([account], scenario, replaced={account: old})
+        self.node_took_part(new[account], scenario)
+
+    def quorum_loss(self) -> None:
+        scenario = "quorum-loss"
+        self.narrator.section(f"{scenario}: two nodes lost at once, the quorum with them")
+        state = self._state()
+        accounts = [m["account"] for m in watch.participants(state)][-2:]
+        old = {a: self.current_node(a) for a in accounts}
+        self.lose(list(old.values()))
+        waiting = []
+        with self.narrator.step("sign 2 requests while the quorum is lost") as found:
+            for _ in range(2):
+                waiting.append(
+                    self._sessions().start(
+                        os.urandom(32), self._next_path(scenario), WAITING_SIGN_TIMEOUT
+                    )
+                )
+            pending = self._wait_pending(2)
+            found(f"requests {pending} pending on the contract, unanswered")
+        if any(f.done() for f in waiting):
+            raise DemoError("a sign request was answered while the quorum was lost")
+        self.migrate(accounts, scenario, replaced=old)
+        with self.narrator.step("the waiting requests complete") as found:
+            made = [self._signature(f, WAITING_SIGN_TIMEOUT) for f in waiting]
+            found(", ".join(f"request {s.request_id} at block {s.response_height}" for s in made))
+        concluded = max(m.concluded_height or 0 for m in self.report.migrations[-2:])
+        if any(s.response_height < concluded for s in made):
+            raise DemoError("a waiting request was answered before both migrations concluded")
+        self.sign(scenario)
+
+    def _wait_pending(self, count: int) -> list[int]:
+        """Request ids of our pending sign requests, once ``count`` of them are on the
+        contract (followed on the event stream)."""
+
+        def mine(state: dict[str, Any]) -> list[int]:
+            ids = [int(r["request_id"]) for r in state["sign_requests"] if r["account"] == USER]
+            return ids if len(ids) >= count else []
+
+        try:
+            with self.devnet.client() as client:
+                found: list[int] = self.devnet.wait_contract(
+                    client, mine, timeout=SIGN_TIMEOUT, what="pending sign requests"
+                )
+        except (DevnetError, LedgerError) as exc:
+            raise DemoError(str(exc)) from None
+        return found
+
+    def full_cluster_loss(self) -> None:
+        scenario = "full-cluster-loss"
+        self.narrator.section(f"{scenario}: every node and every node's data lost")
+        state = self._state()
+        accounts = [m["account"] for m in watch.participants(state)]
+        old = {a: self.current_node(a) for a in accounts}
+        self.lose(list(old.values()))
+        self.narrator.note("no node holds a share now: only the backup services do")
+        self.migrate(accounts, scenario, replaced=old)
+        keys = watch.domain_keys(self._state())
+        if self.report.group_public_key is not None and keys.get(0) != self.report.group_public_key:
+            raise DemoError("the contract's group key changed during the recovery")
+        self.narrator.note(f"group public key unchanged: {keys.get(0)}")
+        self.sign(scenario)
+
+    def cancelled_by_resharing(self) -> None:
+        scenario = "cancelled-by-resharing"
+        self.narrator.section(f"{scenario}: a resharing starts while a migration is open")
+        state = self._state()
+        participants = watch.participants(state)
+        account = participants[0]["account"]
+        current = self.current_node(account)
+        spare = self._spare_operator(state)
+        with self.narrator.step(
+            f"{account}'s operator prepares a new node (not started yet) and starts a migration"
+        ) as found:
+            try:
+                (destination,) = self.devnet.add_nodes([account], start=False)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            found(destination)
+        heights = self.start_migrations({account: destination})
+        with self.narrator.step(f"{spare} starts a node and a backup service to join") as found:
+            try:
+                (joiner,) = self.devnet.add_nodes([spare])
+                self.devnet.wait_node_healthy(joiner)
+                with self.devnet.client() as client:
+                    self.devnet.wait_contract(
+                        client,
+                        lambda s: spare in s["candidates"],
+                        timeout=SIGN_TIMEOUT,
+                        what=f"{spare}'s participant info",
+                    )
+                service = self.devnet.add_backup_service(spare)
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(str(exc)) from None
+            found(f"{joiner}, {service}")
+        n = len(participants) + 1
+        with self.narrator.step(
+            f"resharing {len(participants)} → {n} nodes (threshold {RESHARE_THRESHOLD})"
+        ) as found:
+            try:
+                epoch = self.devnet.reshare(
+                    threshold=RESHARE_THRESHOLD, add=[joiner], timeout=RESHARE_TIMEOUT
+                )
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(f"resharing failed: {exc}") from None
+            found(f"Running at epoch {epoch}")
+        progress = self._replay(account, heights[account])
+        if progress.state != CANCELLED:
+            raise DemoError(f"{account}'s migration is {progress.state}, not cancelled")
+        self.narrator.note(
+            f"{account}'s migration from block {progress.started_height} was cancelled at "
+            f"block {progress.cancelled_height}: {progress.cancel_reason}"
+        )
+        self.record(progress, scenario)
+        with self.narrator.step(f"start {destination}: it must import nothing") as found:
+            try:
+                self.devnet.start(destination)
+                status = self._settled_status(destination)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            if status.get("keysets") or status.get("role") == "participant":
+                raise DemoError(
+                    f"{destination} holds shares after a cancelled migration: "
+                    f"{status.get('keysets')}; read {self.devnet.log_path(destination)}"
+                )
+            found(f"role {status.get('role')}, no shares; {current} stays {account}'s node")
+            with contextlib.suppress(DevnetError):
+                self.devnet.retire(destination, grace=2.0)
+        self.wait_backups(epoch, "the backups of the new epoch")
+        self.sign(scenario)
+
+    def _spare_operator(self, state: dict[str, Any]) -> str:
+        members = {m["account"] for m in watch.participants(state)}
+        spare = [
+            name
+            for name, entry in self.devnet.record.accounts.items()
+            if entry.role == "operator"
+            and name not in members
+            and not any(p.account == name for p in self.devnet.record.processes.values())
+        ]
+        if not spare:
+            raise DemoError("the devnet has no spare operator account to add a node for")
+        return sorted(spare)[0]
+
+    def _replay(self, account: str, since: int) -> MigrationProgress:
+        async def run() -> MigrationProgress:
+            async with AsyncLedgerClient(self.devnet.ledger_url) as ledger:
+                watcher = MigrationWatcher(ledger, [account], probe_nodes=False)
+                await watcher.start_from_height(since)
+                return watcher.progress[account]
+
+        try:
+            return asyncio.run(run())
+        except LedgerError as exc:
+            raise DemoError(f"cannot read the migration's events: {exc}") from None
+
+    def _settled_status(self, name: str) -> dict[str, Any]:
+        """The node's /status once it has read the contract (role no longer 'starting')."""
+        deadline = time.monotonic() + SIGN_TIMEOUT
+        while True:
+            status: dict[str, Any] = self.devnet.node_get(name, "/status")
+            if status.get("role") not in (None, "starting"):
+                return status
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"{name} never read the contract; read {self.devnet.log_path(name)}"
+                )
+            time.sleep(0.1)  # bounded: the node's first state read has no event of its own
+
+    def run(self, scenarios: Sequence[str] = SCENARIOS) -> DemoReport:
+        """``setup``, then each scenario in order; the report of everything done."""
+        steps: dict[str, Callable[[], None]] = {
+            "single-node-loss": self.single_node_loss,
+            "quorum-loss": self.quorum_loss,
+            "full-cluster-loss": self.full_cluster_loss,
+            "cancelled-by-resharing": self.cancelled_by_resharing,
+        }
+        unknown = [name for name in scenarios if name not in steps]
+        if unknown:
+            raise DemoError(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
+        self.setup()
+        for name in scenarios:
+            started = time.monotonic()
+            steps[name]()
+            self.report.scenario_seconds[name] = time.monotonic() - started
+        return self.report
+
+
+def summary_table(report: DemoReport) -> Table:
+    table = Table(title="recovery: start_node_migration → conclude_node_migration (ledger time)")
+    table.add_column("scenario")
+    table.add_column("migrations", justify="right")
+    table.add_column("seconds (each)")
+    table.add_column(f"≤ {RTO_GOAL_SECONDS:g} s", justify="center")
+    table.add_column("scenario took", justify="right")
+    per = report.seconds_by_scenario()
+    for scenario in SCENARIOS:
+        done = [m for m in report.migrations if m.scenario == scenario]
+        if not done and scenario not in report.scenario_seconds:
+            continue
+        seconds = per.get(scenario, [])
+        met = all(s <= RTO_GOAL_SECONDS for s in seconds)
+        table.add_row(
+            scenario,
+            f"{sum(m.concluded for m in done)} concluded, {sum(not m.concluded for m in done)} "
+            "cancelled",
+            ", ".join(f"{s:.3f}" for s in seconds) or "-",
+            ("[green]yes[/green]" if met else "[red]no[/red]") if seconds else "-",
+            f"{report.scenario_seconds.get(scenario, 0.0):.1f} s",
+        )
+    return table
+
+
+def run_demo(
+    directory: Path | None,
+    narrator: Narrator,
+    scenarios: Sequence[str] = SCENARIOS,
+) -> DemoReport:
+    """The whole demo in ``directory`` (a new temporary one if None, removed after a
+    success). Every process is stopped at the end; on failure the directory stays for its
+    logs and the DemoError names them."""
+    temporary = directory is None
+    path = Path(tempfile.mkdtemp(prefix="quorumkeep-demo-")) / "devnet" if temporary else directory
+    assert path is not None
+    narrator.note(f"devnet directory: {path}")
+    demo: Demo | None = None
+    ok = False
+    try:
+        narrator.section("setup")
+        demo = Demo.create(path, narrator)
+        demo.run(scenarios)
+        ok = True
+        return demo.report
+    except DemoError as exc:
+        raise DemoError(f"{exc} (devnet directory kept: {path})") from None
+    finally:
+        if demo is not None:
+            demo.close()
+        _stop(path)
+        if ok and temporary:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _stop(path: Path) -> None:
+    """Stop whatever the devnet in ``path`` still runs (nothing is left behind)."""
+    try:
+        devnet = Devnet(path)
+    except DevnetError:
+        return
+    with contextlib.suppress(DevnetError):
+        devnet.down(grace=5.0)
+    left = [p for p in devnet.record.processes.values() if processes.is_running(p)]
+    for record in left:
+        processes.kill(record)
