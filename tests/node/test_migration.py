@@ -13,7 +13,9 @@ pushes them to a migration's destination (``PUT /backup/keyshares``). What is ch
   share and presignature and stays up as a stand-by; a migration back to it (A → B → A)
   works with the same process;
 - a resharing started mid-migration cancels it: shares already imported are deleted, a
-  later push is refused, nothing is concluded.
+  later push is refused, nothing is concluded;
+- a destination restarted between import and conclusion resumes concluding with the shares
+  it stored, and concludes by itself once the operator adds its signer key.
 
 Timings (start_node_migration → migration_concluded) are printed (`pytest -s`).
 """
@@ -511,3 +513,39 @@ def test_a_resharing_mid_migration_cancels_it_and_nothing_stays_imported(
     ledger.call("alice", "cancel_node_migration", {})
     c.wait_status(lambda s: s["role"] == "waiting", WAIT, "c waits again")
     assert_no_share_bytes(c, backup.shares)
+
+
+def test_a_restarted_destination_resumes_concluding_with_its_imported_shares(
+    cluster: Cluster,
+) -> None:
+    ledger, a = cluster.ledger, cluster.a
+    d = Node("alice", cluster.base / "alice-d", ledger.url).init()
+    cluster.extra.append(d)
+    d.start()
+    d.wait_healthy()
+    backup = cluster.backup(a)
+    started = cluster.start_migration(d)
+    d.wait_status(lambda s: s["role"] == "wait_for_migration", WAIT, "d sees the migration")
+    push(d, cluster.service, backup.keyset, backup.shares)
+    wait_until(lambda: "conclude_node_migration failed" in d.log(), WAIT, "d's conclude refused")
+
+    # Restarted before it could conclude: it finds the imported shares and goes on.
+    assert d.terminate() == 0
+    d.start()
+    d.wait_healthy()
+    status = d.wait_status(
+        lambda s: (s["migration"] or {}).get("phase") == "concluding", WAIT, "d resumes"
+    )
+    assert status["keysets"] == {str(backup.keyset.epoch): [0, 1]}
+    assert "stored shares match the open migration" in d.log()
+    # The operator adds the node's signer key late: the retries conclude by themselves.
+    cluster.add_node_key(d)
+    wait_until(
+        lambda: alice_tls_key(ledger) == d.info["tls_public_key"], WAIT, "A → D concluded", 0.02
+    )
+    TIMINGS.append(("A → D (key added late, restart)", time.monotonic() - started))
+    d.wait_status(lambda s: s["role"] == "participant", WAIT, "d takes part")
+    a.wait_status(
+        lambda s: s["role"] == "decommissioned" and s["keysets"] == {}, WAIT, "a wiped again"
+    )
+    cluster.signs("on-d")

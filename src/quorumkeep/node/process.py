@@ -33,7 +33,12 @@ from fastapi import APIRouter
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.node.backup_api import BackupNodeDeps, backup_router, keystore_shares, tls_signer
+from quorumkeep.node.backup_api import (
+    BackupNodeDeps,
+    backup_router,
+    keystore_share_source,
+    tls_signer,
+)
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
@@ -41,7 +46,6 @@ from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_co
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics
 from quorumkeep.node.web import WebServer, create_app
-from quorumkeep.wire.backup import Keyset, KeyShare
 from quorumkeep.wire.tls import TLSError
 
 log = logging.getLogger("quorumkeep.node")
@@ -195,14 +199,11 @@ class NodeProcess:
                 f"the backup endpoints cannot use the TLS key: {exc}", "tls_key_invalid"
             ) from None
 
-        async def current_shares(keyset: Keyset) -> list[KeyShare]:
-            return await asyncio.to_thread(keystore_shares, keystore, keyset)
-
         deps = BackupNodeDeps(
             account=self.config.account,
             tls_signer=signer,
             read_view=ledger.view,
-            current_shares=current_shares,
+            current_shares=keystore_share_source(keystore),
             import_shares=coordinator.import_migration_shares,
             on_backup_served=self.metrics.backup_served,
         )
