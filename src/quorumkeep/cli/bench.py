@@ -130,3 +130,39 @@ def network(
         f"DKG: {body['dkg_seconds']} s; resharing {body['resharing'] or '-'}: "
         f"{body['resharing_seconds'] if body['resharing_seconds'] is not None else '-'} s"
     )
+
+
+@app.command("recovery")
+def recovery(
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Recovery time objective: seconds from start_node_migration to conclude_node_migration
+    (ledger block timestamps) per scenario of the demo, on a fresh devnet; goal <= 2 s each."""
+    from quorumkeep.bench import recovery as recovery_bench
+    from quorumkeep.cli.keys import fail
+    from quorumkeep.devnet.demo import DemoError, Narrator
+
+    console = Console(stderr=True)
+    try:
+        if as_json:
+            with console.status("running the recovery scenarios on a fresh devnet"):
+                result = recovery_bench.run()
+        else:
+            result = recovery_bench.run(narrator=Narrator(console))
+    except DemoError as exc:
+        fail(str(exc), 1)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title="recovery: start_node_migration -> conclude_node_migration (ledger time)")
+    for column in ("scenario", "migrations", "seconds", "max", f"<= {result['goal_seconds']:g} s"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for name, entry in result["scenarios"].items():
+        table.add_row(
+            name,
+            f"{entry['concluded']} concluded, {entry['cancelled']} cancelled",
+            ", ".join(f"{s:.3f}" for s in entry["seconds"]) or "-",
+            "-" if entry["max_seconds"] is None else f"{entry['max_seconds']:.3f}",
+            "-" if entry["meets_goal"] is None else ("yes" if entry["meets_goal"] else "NO"),
+        )
+    Console().print(table)
