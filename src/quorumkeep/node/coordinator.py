@@ -435,10 +435,8 @@ class Coordinator:
                     self._set_standby(False)
                 self._delete_departed_shares(state)
                 await self._offer_info(state)
-            elif decision.role is Role.WAIT_FOR_MIGRATION:
-                await self._resume_migration(state)
             else:
-                await self._discard_unconcluded(state)
+                await self._settle_held_shares()
             return
         protocol = state.protocol
         if isinstance(protocol, Initializing):
@@ -651,43 +649,58 @@ class Coordinator:
             reason,
         )
 
-    async def _resume_migration(self, state: ContractState) -> None:
-        """A migration to us is open: if shares for it are already stored (imported before a
-        restart), conclude with them; stale ones (of another keyset) go."""
-        if self._migration_busy() or not self.keystore.key_shares():
-            return
-        running = state.protocol
-        migration = migration_to_me(state, self.account, self.identity.tls_public_key)
-        if migration is None or not isinstance(running, Running):
-            return
-        shares: list[RecoveredShare] = []
-        for domain in running.keyset.domains:
-            with contextlib.suppress(RecordNotFound, ShareFormatError, KeystoreError):
-                key, _ = await asyncio.to_thread(self._load_share, domain.domain_id, running.epoch)
-                shares.append(
-                    RecoveredShare(
-                        domain.domain_id, running.epoch, key.identifier, key.signing_share
-                    )
-                )
-        problem = recovered_shares_problem(
-            state,
-            self.account,
-            self.identity.tls_public_key,
-            self.identity.signer_public_key,
-            shares,
-        )
-        if problem is None:
-            log.info("stored shares match the open migration to this node; concluding it")
-            self._start_conclude(migration.started_height, running.keyset.to_json())
-        else:
-            await asyncio.to_thread(self._discard_shares, f"stored shares unusable: {problem[1]}")
+    async def _settle_held_shares(self) -> None:
+        """Not a participant, yet holding shares: they were imported for a migration to us.
 
-    async def _discard_unconcluded(self, state: ContractState) -> None:
-        """No migration to us is open and we do not take part: shares we still hold were
-        imported for a migration that is gone."""
+        If that migration is still open for the keyset in force (we restarted between the
+        import and the conclusion), conclude with them; otherwise delete them. Decided on a
+        fresh read under the import lock, never on the state being applied: that one may
+        predate an import that just happened."""
         if self._migration_busy():
             return
-        await asyncio.to_thread(self._discard_shares, "no migration to this node is open any more")
+        if not self.keystore.key_shares() and not self.keystore.presignature_counts():
+            return
+        async with self._import_lock:
+            if self._migration is not None and not self._migration.task.done():
+                return
+            try:
+                value = await self._ledger_retry("view state", self.ledger.view, "state")
+                state = ContractState.from_json(value)
+            except LedgerError as exc:
+                log.info("cannot read the contract state (%s); held shares kept for now", exc.code)
+                return
+            tls, signer = self.identity.tls_public_key, self.identity.signer_public_key
+            decision = onboarding_decision(
+                state,
+                self.account,
+                tls,
+                participated=self._participated_id() is not None,
+                decommissioned=self._is_standby(),
+            )
+            if decision.role is Role.PARTICIPANT or decision.wipe:
+                return  # the next refresh applies that state
+            running = state.protocol
+            migration = migration_to_me(state, self.account, tls)
+            reason = "no migration to this node is open any more"
+            if migration is not None and isinstance(running, Running):
+                shares: list[RecoveredShare] = []
+                for domain in running.keyset.domains:
+                    with contextlib.suppress(RecordNotFound, ShareFormatError, KeystoreError):
+                        key, _ = await asyncio.to_thread(
+                            self._load_share, domain.domain_id, running.epoch
+                        )
+                        shares.append(
+                            RecoveredShare(
+                                domain.domain_id, running.epoch, key.identifier, key.signing_share
+                            )
+                        )
+                problem = recovered_shares_problem(state, self.account, tls, signer, shares)
+                if problem is None:
+                    log.info("stored shares match the open migration to this node; concluding it")
+                    self._start_conclude(migration.started_height, running.keyset.to_json())
+                    return
+                reason = f"stored shares unusable for the open migration: {problem[1]}"
+            await asyncio.to_thread(self._discard_shares, reason)
 
     async def _follow_participants(self, state: ContractState, me: int | None) -> None:
         peers = peer_map(state)
