@@ -306,8 +306,29 @@ def test_refused_pushes_leave_the_destination_unchanged(cluster: Cluster) -> Non
     assert push_refused(b, cluster.service, keyset, shares) == ("no_open_migration", 409)
     unchanged("waiting")
 
-    cluster.start_migration(b)
+    # A migration to b's TLS key but another signer key: b could never conclude it, so its
+    # own check against the contract refuses the shares the endpoint let through.
+    destination = {k: b.info[k] for k in ("url", "web_url", "tls_public_key")}
+    other_signer = bytes(nacl.signing.SigningKey.generate().verify_key).hex()
+    ledger.call(
+        "alice",
+        "start_node_migration",
+        {"destination": destination, "destination_signer_public_key": other_signer},
+    )
     b.wait_status(lambda s: s["role"] == "wait_for_migration", WAIT, "b sees the migration")
+    assert push_refused(b, cluster.service, keyset, shares) == ("no_open_migration", 409)
+    assert "migration shares refused" in b.log()
+    unchanged("wait_for_migration")
+
+    cluster.start_migration(b)  # last call wins: now with b's own signer key
+    wait_until(
+        lambda: (
+            ledger.view("migration_info", {"account": "alice"})["destination_signer_public_key"]
+            == b.info["signer_public_key"]
+        ),
+        WAIT,
+        "the migration replaced",
+    )
     assert b.status()["migration"]["phase"] == "waiting_for_shares"
 
     # Shares of another epoch.

@@ -65,7 +65,9 @@ SharesSource = Callable[[Keyset], Awaitable[Sequence[KeyShare]]]
 """The node's shares of every domain of the keyset; LookupError (or fewer shares) if it
 does not hold them all."""
 ShareImporter = Callable[[VerifiedShares], Awaitable[None]]
-"""Stores verified shares and makes the node conclude its migration; raises on failure."""
+"""Stores verified shares and makes the node conclude its migration; raises on failure
+(a :class:`BackupProtocolError` is answered with its own code, anything else is
+``import_failed``)."""
 BackupServedHook = Callable[[int, float], None]
 """Called with (epoch, Unix time in seconds) after every backup served."""
 
@@ -372,6 +374,8 @@ class BackupEndpoints:
         async with self._import_lock:
             try:
                 await self.deps.import_shares(verified)
+            except BackupProtocolError:
+                raise  # the node's own re-check against a fresh contract state refused them
             except Exception as exc:
                 log.error(
                     "importing recovered shares failed account=%s epoch=%d: %s",
