@@ -10,8 +10,11 @@ operator commands, and the rejections. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +35,7 @@ from quorumkeep.ledger.client import LedgerClient
 pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT = 420.0
+GUIDE_TIMEOUT = 300.0
 BACKUP_WAIT = 60.0
 REPORT_KEYS = {"group_public_key", "signatures", "migrations"}
 SIGNATURE_KEYS = {"payload", "path", "public_key", "signature"}
@@ -104,6 +108,43 @@ def test_devnet_demo_end_to_end(tmp_path: Path) -> None:
             running = [n for n, p in left.record.processes.items() if processes.is_running(p)]
             left.down(grace=1.0)
             assert not running, f"the demo left {running} running"
+
+
+def guide_script(guide: Path) -> str:
+    """The ``sh`` blocks of the operator guide, in order, as one bash script."""
+    blocks = re.findall(r"```sh\n(.*?)```", guide.read_text("utf-8"), re.S)
+    assert len(blocks) >= 10
+    return "set -euo pipefail\n" + "\n".join(blocks)
+
+
+def test_operator_guide_runs_as_written(tmp_path: Path) -> None:
+    """docs/operator-guide.md: every command, as written, against a devnet of its own."""
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "guide.sh"
+    script.write_text(guide_script(root / "docs" / "operator-guide.md"))
+    qk = tmp_path / "qk"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMKEEP_")}
+    env.update(QK=str(qk), WORK=str(tmp_path / "work"))
+    guide = subprocess.Popen(
+        ["bash", str(script)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its background jobs share this process group
+    )
+    try:
+        output, _ = guide.communicate(timeout=GUIDE_TIMEOUT)
+        assert guide.returncode == 0, output[-4000:]
+        assert "recovery/full-loss" in output
+        assert "op2's migration cancelled at block" in output
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(guide.pid, signal.SIGKILL)
+        guide.wait()
+        if (qk / "devnet.json").exists():
+            Devnet(qk).down(grace=1.0)
 
 
 # --- one devnet for the rest of the module ----------------------------------------------------

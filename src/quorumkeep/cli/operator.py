@@ -187,6 +187,7 @@ def _follow(
             else:
                 await watcher.start_from_height(since)
             if not wait:
+                await watcher.probe_once()
                 return watcher.progress[account]
 
             def explain(progress: Any) -> str:
@@ -205,10 +206,12 @@ def _follow(
     if not live:
         return asyncio.run(run(lambda _: None))
     console = Console(stderr=True)
-    with Live(console=console, refresh_per_second=10, transient=False) as display:
-        return asyncio.run(
+    with Live(console=console, refresh_per_second=10, transient=True) as display:
+        result = asyncio.run(
             run(lambda progress: display.update(progress_table(progress.values(), "migration")))
         )
+    console.print(progress_table([result], "migration"))
+    return result
 
 
 @app.command("start-migration")
@@ -291,17 +294,38 @@ def _status_outcome(
     if as_json:
         body = progress.to_json()
         emit_json({**extra, "status": body} if extra is not None else body)
+    elif progress.state == NONE:
+        typer.echo(f"no migration open for {account}; {_serving_node(ledger, account)}")
     elif not wait:
-        if progress.state == NONE:
-            typer.echo(f"no migration open for {account}")
-        else:
-            Console().print(progress_table([progress], "migration"))
+        Console().print(progress_table([progress], "migration"))
+    elif progress.state == CONCLUDED and progress.seconds is not None:
+        typer.echo(
+            f"concluded: {account}'s node is now {progress.destination.get('web_url')} "
+            f"(blocks {progress.started_height} -> {progress.concluded_height}, "
+            f"{progress.seconds:.3f} s of ledger time)"
+        )
     if wait and progress.state not in (CONCLUDED, OPEN, NONE):
         fail(
             f"the migration of {account} ended {progress.state}"
             + (f" ({progress.cancel_reason})" if progress.cancel_reason else ""),
             EXIT_FAILED,
         )
+
+
+def _serving_node(ledger: str, account: str) -> str:
+    """Which node the contract lists for ``account`` (for a status with nothing open)."""
+    try:
+        with LedgerClient(ledger) as client:
+            view = client.view("participants")
+    except LedgerError as exc:
+        return f"participants unreadable ({exc.code})"
+    for member in view.get("participants", []):
+        if member.get("account") == account:
+            return (
+                f"its node is participant {member['participant_id']} at {member['web_url']} "
+                f"(TLS key {str(member['tls_public_key'])[:16]}…)"
+            )
+    return f"{account} is not a participant"
 
 
 @app.command("migration-status")

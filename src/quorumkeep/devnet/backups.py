@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,16 +43,8 @@ def backup_name(account: str) -> str:
 
 
 def backup_cli(*args: str) -> list[str]:
-    """argv of ``quorumkeep backup ARGS…`` with this interpreter.
-
-    Through the main command once it has the ``backup`` group; the group's own module
-    runs the same Typer app until then.
-    """
-    from quorumkeep.cli import main
-
-    if any(group.name == "backup" for group in main.app.registered_groups):
-        return processes.cli_argv("backup", *args)
-    return [sys.executable, "-m", "quorumkeep.cli.backup", *args]
+    """argv of ``quorumkeep backup ARGS…`` with this interpreter."""
+    return processes.cli_argv("backup", *args)
 
 
 def backup_argv(directory: DevnetDir, record: ProcessRecord) -> list[str]:

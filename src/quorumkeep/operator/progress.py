@@ -319,6 +319,41 @@ class MigrationWatcher:
 
     # -- the destination node
 
+    async def probe_once(self) -> None:
+        """One look at the destination node of every open migration (no waiting)."""
+        for progress in self.progress.values():
+            if progress.state != OPEN:
+                continue
+            probe = DestinationProbe(
+                progress.destination.get("web_url", ""),
+                bytes.fromhex(progress.destination.get("tls_public_key", "")),
+            )
+            try:
+                await self._look(progress, probe)
+            finally:
+                await probe.aclose()
+
+    async def _look(self, progress: MigrationProgress, probe: DestinationProbe) -> None:
+        """Ask the destination node once and record what it shows."""
+        try:
+            status = await probe.status()
+        except OperatorError as exc:
+            progress.node_error = exc.message
+            progress.node_role = None
+            return
+        progress.node_error = None
+        role = status.get("role")
+        progress.node_role = str(role) if role is not None else None
+        now_ms = int(self.clock() * 1000)
+        if self._keyset is None:
+            self._keyset = await self._read_keyset()
+        if progress.pushed_ms is None and shares_received(status):
+            progress.pushed_ms = now_ms
+        if progress.imported_ms is None and holds_keyset(status, self._keyset):
+            progress.imported_ms = now_ms
+            if progress.pushed_ms is None:
+                progress.pushed_ms = now_ms
+
     async def _probe(self, account: str, web_url: str, tls_key: bytes) -> None:
         probe = DestinationProbe(web_url, tls_key)
         try:
@@ -326,24 +361,7 @@ class MigrationWatcher:
                 progress = self.progress[account]
                 if progress.done or progress.destination.get("web_url") != web_url:
                     return
-                try:
-                    status = await probe.status()
-                except OperatorError as exc:
-                    progress.node_error = exc.message
-                    progress.node_role = None
-                else:
-                    progress.node_error = None
-                    role = status.get("role")
-                    progress.node_role = str(role) if role is not None else None
-                    now_ms = int(self.clock() * 1000)
-                    if self._keyset is None:
-                        self._keyset = await self._read_keyset()
-                    if progress.pushed_ms is None and shares_received(status):
-                        progress.pushed_ms = now_ms
-                    if progress.imported_ms is None and holds_keyset(status, self._keyset):
-                        progress.imported_ms = now_ms
-                        if progress.pushed_ms is None:
-                            progress.pushed_ms = now_ms
+                await self._look(progress, probe)
                 self._changed.set()
                 await asyncio.sleep(PROBE_INTERVAL)
         finally:
