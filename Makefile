@@ -32,7 +32,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(BIN)/quorumkeep crypto demo
+	$(BIN)/quorumkeep devnet demo
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
