@@ -31,6 +31,7 @@ from quorumkeep.devnet import backups, processes, watch
 from quorumkeep.devnet.demo import SCENARIOS, Demo
 from quorumkeep.devnet.network import USER, Devnet
 from quorumkeep.ledger.client import LedgerClient
+from quorumkeep.ledger.transaction import Permission
 
 pytestmark = pytest.mark.slow
 
@@ -388,14 +389,32 @@ def test_operator_cli_moves_a_live_node_and_back(devnet: Devnet) -> None:
 
 def test_operator_cli_cancels_a_migration(devnet: Devnet) -> None:
     (target,) = devnet.add_nodes(["op3"], start=False)
+    signer_key = bytes.fromhex(devnet.participant_info(target)["signer_public_key"])
+    with LedgerClient(devnet.ledger_url) as client:
+        assert client.delete_key(devnet.signer("op3"), signer_key).ok
+        assert client.add_key(devnet.signer("op3"), signer_key, Permission(("respond",))).ok
+    refused = cli("operator", "start-migration", *operator_args(devnet, "op3"),
+                  "--new-node", str(node_dir(devnet, target)))  # fmt: skip
+    assert refused.returncode == 1
+    assert "another permission" in one_line_error(refused)
+    with LedgerClient(devnet.ledger_url) as client:
+        assert client.view("migration_info", {"account": "op3"}) is None
+        assert client.delete_key(devnet.signer("op3"), signer_key).ok
+
     started = cli("operator", "start-migration", *operator_args(devnet, "op3"),
                   "--new-node", str(node_dir(devnet, target)), "--json")  # fmt: skip
     assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["node_key"] == "added"
     height = json.loads(started.stdout)["migration"]["started_height"]
     open_now = cli("operator", "migration-status", "--account", "op3", "--ledger",
                    devnet.ledger_url, "--json")  # fmt: skip
     assert open_now.returncode == 0, open_now.stderr
-    assert json.loads(open_now.stdout)["state"] == "open"
+    opened = json.loads(open_now.stdout)
+    assert opened["state"] == "open" and opened["node_role"] is None  # never started
+    stuck = cli("operator", "migration-status", "--account", "op3", "--ledger",
+                devnet.ledger_url, "--wait", "--timeout", "1")  # fmt: skip
+    assert stuck.returncode == 1
+    assert "still open" in one_line_error(stuck) and "log" in stuck.stderr
     cancelled = cli("operator", "cancel-migration", *operator_args(devnet, "op3"))
     assert cancelled.returncode == 0, cancelled.stderr
     replay = cli("operator", "migration-status", "--account", "op3", "--ledger",

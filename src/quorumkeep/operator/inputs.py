@@ -74,10 +74,14 @@ class BackupRegistration:
         }
 
 
+def _inline(value: str) -> bool:
+    return value.lstrip().startswith(("{", "["))
+
+
 def _json_document(value: str, option: str) -> Any:
-    """``value`` is inline JSON (starts with ``{``) or the path of a JSON file."""
+    """``value`` is inline JSON (starts with ``{`` or ``[``) or the path of a JSON file."""
     text = value
-    if not value.lstrip().startswith("{"):
+    if not _inline(value):
         try:
             text = Path(value).read_text("utf-8")
         except FileNotFoundError:
@@ -161,7 +165,7 @@ def read_node_info(value: str, option: str = "--new-node") -> NodeInfo:
     """A node's participant info from its node directory, a JSON file, or inline JSON
     (what `quorumkeep node init` printed)."""
     path = Path(value)
-    if not value.lstrip().startswith("{") and path.is_dir():
+    if not _inline(value) and path.is_dir():
         return _node_info_from_dir(path, option)
     return _node_info_from_json(_json_document(value, option), option)
 
@@ -170,7 +174,7 @@ def read_backup_registration(value: str, option: str = "--backup-dir") -> Backup
     """A backup service's public keys from its directory (or its ``backup.toml``), a JSON
     file, or inline JSON (what `quorumkeep backup init` printed)."""
     path = Path(value)
-    if not value.lstrip().startswith("{") and (path.is_dir() or path.name == BACKUP_CONFIG_FILE):
+    if not _inline(value) and (path.is_dir() or path.name == BACKUP_CONFIG_FILE):
         try:
             directory = path if path.is_dir() else load_backup_config(path).dir
             public = read_public_identity(directory)
