@@ -69,9 +69,7 @@ def init_backup_services(devnet: Devnet, accounts: Sequence[str]) -> list[Proces
                 raise DevnetError("backup_exists", f"the devnet already has {name}")
             if account not in devnet.record.accounts:
                 raise DevnetError("unknown_account", f"the devnet has no account {account!r}")
-            port = processes.free_port(
-                {p for r in devnet.record.processes.values() for p in r.ports.values()}
-            )
+            port = devnet.free_port()
             directory = f"{BACKUPS_DIR}/{account}"
             secret = f"backup-{account}"
             record = ProcessRecord(
