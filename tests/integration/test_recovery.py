@@ -244,7 +244,7 @@ def test_no_backup_service_registered_the_node_refuses(devnet: Devnet, tmp_path:
     assert "nothing-here" in one_line_error(bad)
     wrong = cli("operator", "register-backup-service", *operator_args(devnet, "op2"),
                 "--backup-dir", str(directory))  # fmt: skip
-    assert wrong.returncode == 1
+    assert wrong.returncode == 2
     assert "op1" in one_line_error(wrong)
 
     ok = cli("operator", "register-backup-service", *operator_args(devnet, "op1"),

@@ -144,6 +144,8 @@ def register_backup_service(
         registration = read_backup_registration(backup_dir)
     except OperatorError as exc:
         fail(exc.message)
+    if registration.account is not None and registration.account != account:
+        fail(f"the backup service is for account {registration.account!r}, not {account!r}")
     signer = signer_or_fail(key, account, passphrase_file)
     try:
         with LedgerClient(ledger) as client:
