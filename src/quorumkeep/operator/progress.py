@@ -249,7 +249,7 @@ class MigrationWatcher:
         for account in self.accounts:
             value = await self.ledger.view("migration_info", {"account": account})
             if isinstance(value, Mapping):
-                await self._started(account, dict(value), replaced=False)
+                await self._started(account, dict(value))
         self._keyset = await self._read_keyset()
 
     async def start_from_height(self, height: int) -> None:
@@ -274,7 +274,8 @@ class MigrationWatcher:
 
     # -- events
 
-    async def _started(self, account: str, data: dict[str, Any], *, replaced: bool) -> None:
+    async def _started(self, account: str, data: dict[str, Any]) -> None:
+        """A migration of ``account`` started; an open one it replaces ends ``replaced``."""
         current = self.progress[account]
         height = int(data["started_height"])
         if current.state == OPEN and current.started_height == height:
@@ -305,7 +306,7 @@ class MigrationWatcher:
             return False
         current = self.progress[account]
         if event.kind == MIGRATION_STARTED:
-            await self._started(account, event.data, replaced=bool(event.data.get("replaced")))
+            await self._started(account, event.data)
         elif event.kind == MIGRATION_CONCLUDED and current.state == OPEN:
             current.state = CONCLUDED
             current.concluded_height = event.height
