@@ -223,6 +223,9 @@ def test_sigterm_stops_the_node_cleanly(ledger: Ledger, tmp_path: Path, nodes: l
     nodes.append(node)
     node.start()
     node.wait_healthy()
+    # /health is served before start-up finishes (the coordinator starts last); a signal in
+    # that window is the other, separately logged path.
+    wait_until(lambda: "started account=" in node.log(), 30, "carol to finish start-up")
     started = time.monotonic()
     assert node.terminate(STOP_BOUND) == 0
     assert time.monotonic() - started < STOP_BOUND
