@@ -37,6 +37,8 @@ demo: setup
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
 	$(BIN)/quorumkeep bench ledger --json
+	$(BIN)/quorumkeep bench network --nodes 4 --threshold 3 --requests 500 --json
+	$(BIN)/quorumkeep bench recovery --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,7 +20,7 @@ from quorumkeep.crypto.derive import derivation_tweak, derive_public_key
 from quorumkeep.crypto.errors import CheaterDetected, InvalidEncoding, InvalidParameters
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_keygen
 
-VECTOR = Path("/work/shared/vectors/frost-ed25519-sha512-rfc9591.json")
+VECTOR = Path(__file__).parents[1] / "vectors" / "frost-ed25519-sha512-rfc9591.json"
 L = group.ORDER
 P = 2**255 - 19
 

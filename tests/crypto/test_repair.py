@@ -17,26 +17,10 @@ from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_
 
 L = group.ORDER
 ORDER_8 = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
-VECTOR_FILE = Path(__file__).resolve().parents[3] / "shared" / "vectors"
-VECTOR_FILE = VECTOR_FILE / "frost-ed25519-repair-share-zf.json"
-
-# ZF FROST's repair-share vectors (frost-ed25519-repair-share-zf.json), embedded so the test
-# runs without the shared directory; test_embedded_vector_matches_the_file pins the copy.
-VECTOR = {
-    "scalar_generation": {
-        "random_scalar_1": "1847f6c4a85096e5dbc9e200c9691c5164f8e276d32d4a54ebaf4275474a1403",
-        "random_scalar_2": "eac5595269d108812eaa865bf62c703a2c128a61fa3bd4dc837b9314bc515204",
-        "random_scalar_3": "5b3b6084e41c273a39a8d9bbbd87fbcd626c07030142bf78c6c91247bf175700",
-        "random_scalar_sum": "5d48b09bf63ec6a0431c43187d1e8859f37674dbceabdda935f5e8d0c2b3bd07",
-    },
-    "sigma_generation": {
-        "sigma_1": "ec3aa83140065181d75b746bfd6bbbbaf212bdfbb3a91670f924d1ca899cbc0c",
-        "sigma_2": "5dd288d659e0a2dd3ef7523a9cc4f80f4a7f919e9980005c7fbec0961d3fb500",
-        "sigma_3": "3e62e7461db9ca1ed2f1549a8114bbc87fa9242ce0012ed3f9ac9dcf23f4c30a",
-        "sigma_4": "684c44e7aba416a1982a8db8ec2a3095f5cc6a3f958a4716b69ae76524dd7200",
-        "sigma_sum": "02e866d948e1c2c6aad2b1552976c013b208de05c3b68cb5282b1797efaca808",
-    },
-}
+# ZF FROST's repair-share vectors, vendored from ../shared/vectors (tests/vectors/README.md).
+VECTOR = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "frost-ed25519-repair-share-zf.json").read_text()
+)
 
 
 def rng_of(seed: int) -> Callable[[int], bytes]:
@@ -100,11 +84,6 @@ def s(hex_value: str) -> group.Scalar:
 
 
 # --- ZF vectors -------------------------------------------------------------------------
-
-
-@pytest.mark.skipif(not VECTOR_FILE.exists(), reason="shared/ vectors not beside the repository")
-def test_embedded_vector_matches_the_file() -> None:
-    assert json.loads(VECTOR_FILE.read_text()) == VECTOR
 
 
 def test_step_2_sums_the_vector_deltas() -> None:

@@ -17,7 +17,7 @@ from nacl.signing import VerifyKey
 
 from quorumkeep.crypto.vectors import InvalidVector, frost_vector
 
-VECTOR = Path("/work/shared/vectors/frost-ed25519-sha512-rfc9591.json")
+VECTOR = Path(__file__).parents[1] / "vectors" / "frost-ed25519-sha512-rfc9591.json"
 CLI = Path(sys.executable).parent / "quorumkeep"
 L = 2**252 + 27742317777372353535851937790883648493
 
