@@ -23,9 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ from quorumkeep.backup.identity import StoreKey
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import open_with_passphrase_key, seal_with_passphrase_key
+from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
 from quorumkeep.wire.backup import (
     BackupProtocolError,
     Keyset,
@@ -71,6 +69,10 @@ CREATE TABLE backups (
 );
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+
+
+def _store_invalid(message: str) -> BackupServiceError:
+    return BackupServiceError("store_invalid", message)
 
 
 def _field(data: bytes) -> bytes:
@@ -119,7 +121,7 @@ class BackupRecord:
         }
 
 
-class BackupStore:
+class BackupStore(SqliteStore):
     """Thread-safe; one per process. ``key=None`` opens it for public reads only."""
 
     def __init__(
@@ -130,12 +132,10 @@ class BackupStore:
         key: StoreKey | None,
         random_bytes: RandomBytes,
     ) -> None:
-        self._db = connection
-        self.path = path
+        super().__init__(connection, path)
         self.account = account
         self._key = key
         self._random_bytes = random_bytes
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"BackupStore({self.path}, account={self.account!r})"
@@ -157,8 +157,8 @@ class BackupStore:
                 raise BackupServiceError(
                     "store_missing", f"{path} is missing: run `quorumkeep backup init`"
                 )
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            create_owner_only(path)
+        connection = connect(path)
         store = cls(connection, path, account, key, random_bytes)
         try:
             store._initialize(identity_public_key)
@@ -168,27 +168,13 @@ class BackupStore:
         return store
 
     def _initialize(self, identity_public_key: bytes) -> None:
-        db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        # Deleted backups are overwritten in the file, not merely unlinked from it.
-        db.execute("PRAGMA secure_delete=ON")
-        db.execute("PRAGMA busy_timeout=10000")
+        self._apply_settings()
         with self._write() as cursor:
-            version = cursor.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
-                cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self._create_schema(cursor, _SCHEMA, SCHEMA_VERSION, _store_invalid):
                 cursor.execute(
                     "INSERT INTO owner VALUES (1, ?, ?)", (self.account, identity_public_key)
                 )
                 return
-            if version != SCHEMA_VERSION:
-                raise BackupServiceError(
-                    "store_invalid", f"{self.path}: unsupported schema version {version}"
-                )
             row = cursor.execute(
                 "SELECT account, identity_public_key FROM owner WHERE singleton = 1"
             ).fetchone()
@@ -196,26 +182,6 @@ class BackupStore:
             raise BackupServiceError(
                 "store_mismatch", f"{self.path} belongs to another backup service or account"
             )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cursor = self._db.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
 
     def _require_key(self) -> StoreKey:
         if self._key is None:

@@ -24,14 +24,12 @@ import math
 import os
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
@@ -46,6 +44,7 @@ from quorumkeep.crypto.seal import (
     aead_seal,
     passphrase_key,
 )
+from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
 from quorumkeep.node.config import NodeConfig
 
 KEYSTORE_FILE_NAME = "keystore.sqlite3"
@@ -524,7 +523,7 @@ CREATE TABLE metadata (
 _KEYSTORE_SUBKEY = "keystore records"
 
 
-class Keystore:
+class Keystore(SqliteStore):
     """Sealed key shares, presignatures and small metadata for one node. Thread-safe.
 
     Open with :meth:`open`; close with :meth:`close` (or use as a context manager).
@@ -538,12 +537,10 @@ class Keystore:
         owner: KeystoreOwner,
         random_bytes: RandomBytes,
     ) -> None:
-        self._db = connection
-        self.path = path
+        super().__init__(connection, path)
         self._key = storage_key.subkey(_KEYSTORE_SUBKEY)
         self.owner = owner
         self._random_bytes = random_bytes
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Keystore({self.path}, account={self.owner.account!r})"
@@ -566,9 +563,8 @@ class Keystore:
         """
         path = Path(directory) / KEYSTORE_FILE_NAME
         if not path.exists():
-            # Created owner-only; SQLite gives the -wal and -shm files the same mode.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            create_owner_only(path)
+        connection = connect(path)
         try:
             store = cls(connection, path, storage_key, owner, random_bytes)
             store._initialize(storage_key)
@@ -578,22 +574,11 @@ class Keystore:
         return store
 
     def _initialize(self, storage_key: StorageKey) -> None:
-        db = self._db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        if self._apply_settings().lower() != "wal":
             raise KeystoreError(f"cannot put {self.path} in WAL mode")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
-        # Deleted shares and nonces are overwritten in the file, not just unlinked from it.
-        db.execute("PRAGMA secure_delete=ON")
-        db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
         with self._write() as cursor:
-            version = cursor.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
-                cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self._create_schema(cursor, _SCHEMA, SCHEMA_VERSION, KeystoreError):
                 cursor.execute(
                     "INSERT INTO owner VALUES (1, ?, ?, ?)",
                     (
@@ -603,8 +588,6 @@ class Keystore:
                     ),
                 )
                 return
-            if version != SCHEMA_VERSION:
-                raise KeystoreError(f"{self.path}: unsupported schema version {version}")
             row = cursor.execute(
                 "SELECT account, tls_public_key, key_check FROM owner WHERE singleton = 1"
             ).fetchone()
@@ -618,10 +601,6 @@ class Keystore:
             )
         _verify_key_check(storage_key, bytes(key_check))
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
     def __enter__(self) -> Keystore:
         return self
 
@@ -632,23 +611,6 @@ class Keystore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
-        with self._lock:
-            cursor = self._db.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-
-    def _read(self, sql: str, parameters: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, tuple(parameters)).fetchall())
 
     # -- sealing
 
