@@ -28,6 +28,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quorumkeep.backup.errors import BackupServiceError
+from quorumkeep.daemon.config import (
+    ConfigFileError,
+    PassphraseUnavailable,
+    check_passphrase_source,
+    load_toml,
+    passphrase_from_env,
+    passphrase_from_file,
+)
 
 CONFIG_FILE_NAME = "backup.toml"
 DEFAULT_PASSPHRASE_ENV = "QUORUMKEEP_BACKUP_PASSPHRASE"
@@ -52,10 +60,7 @@ class PassphraseConfig(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PassphraseConfig:
-        if (self.passphrase_env is None) == (self.passphrase_file is None):
-            raise ValueError("set exactly one of passphrase_env and passphrase_file")
-        if self.passphrase_env is not None and not self.passphrase_env:
-            raise ValueError("passphrase_env must name an environment variable")
+        check_passphrase_source(self.passphrase_env, self.passphrase_file)
         return self
 
 
@@ -102,24 +107,14 @@ class BackupConfig(BaseModel):
     def read_passphrase(self) -> bytes:
         """The passphrase from its source; BackupServiceError if absent or empty."""
         source = self.passphrase
-        if source.passphrase_file is not None:
-            try:
-                data = source.passphrase_file.read_bytes()
-            except OSError as exc:
-                raise BackupServiceError(
-                    "passphrase_unavailable",
-                    f"cannot read passphrase file {source.passphrase_file}: {exc.strerror}",
-                ) from None
-            # One trailing newline is what editors and `echo` add; it is not the secret.
-            data = data.removesuffix(b"\n").removesuffix(b"\r")
-        else:
-            assert source.passphrase_env is not None
-            data = os.environ.get(source.passphrase_env, "").encode("utf-8")
-            if not data:
-                raise BackupServiceError(
-                    "passphrase_unavailable",
-                    f"environment variable {source.passphrase_env} is not set or empty",
-                )
+        try:
+            if source.passphrase_file is not None:
+                data = passphrase_from_file(source.passphrase_file)
+            else:
+                assert source.passphrase_env is not None
+                data = passphrase_from_env(source.passphrase_env)
+        except PassphraseUnavailable as exc:
+            raise BackupServiceError("passphrase_unavailable", str(exc)) from None
         if not data:
             raise BackupServiceError("passphrase_unavailable", "the passphrase is empty")
         return data
@@ -150,15 +145,9 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BackupCon
 def load_config(path: Path | str) -> BackupConfig:
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BackupServiceError("config_not_found", f"{path}: no such file") from None
-    except OSError as exc:
-        raise BackupServiceError("config_unreadable", f"{path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BackupServiceError("config_syntax", f"{path}: not valid TOML ({exc})") from None
+        data = load_toml(path)
+    except ConfigFileError as exc:
+        raise BackupServiceError(exc.code, str(exc)) from None
     return config_from_mapping(data, base_dir=path.parent.resolve())
 
 

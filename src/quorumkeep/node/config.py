@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
+
 CONFIG_FILE_NAME = "node.toml"
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 
@@ -84,10 +86,7 @@ class PassphraseKeyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PassphraseKeyConfig:
-        if (self.passphrase_env is None) == (self.passphrase_file is None):
-            raise ValueError("set exactly one of passphrase_env and passphrase_file")
-        if self.passphrase_env is not None and not self.passphrase_env:
-            raise ValueError("passphrase_env must name an environment variable")
+        check_passphrase_source(self.passphrase_env, self.passphrase_file)
         return self
 
 
@@ -192,17 +191,12 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfi
 def load_config(path: Path | str) -> NodeConfig:
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file", code="config_not_found") from None
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read ({exc.strerror})", code="config_unreadable"
-        ) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})", code="config_syntax") from None
+        data = load_toml(path)
+    except ConfigFileError as exc:
+        message = str(exc)
+        if exc.code == "config_unreadable":  # node.toml's wording of it, kept as it was
+            message = f"{path}: cannot read ({exc.reason})"
+        raise ConfigError(message, code=exc.code) from None
     return config_from_mapping(data, base_dir=path.parent.resolve())
 
 

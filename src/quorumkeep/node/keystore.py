@@ -44,6 +44,7 @@ from quorumkeep.crypto.seal import (
     aead_seal,
     passphrase_key,
 )
+from quorumkeep.daemon import config as daemon_config
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
 from quorumkeep.node.config import NodeConfig
 
@@ -185,10 +186,10 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def passphrase_from_env(variable: str) -> Callable[[], bytes]:
     def read() -> bytes:
-        value = os.environ.get(variable)
-        if not value:
-            raise StorageKeyUnavailable(f"environment variable {variable} is not set or empty")
-        return value.encode("utf-8")
+        try:
+            return daemon_config.passphrase_from_env(variable)
+        except daemon_config.PassphraseUnavailable as exc:
+            raise StorageKeyUnavailable(str(exc)) from None
 
     return read
 
@@ -196,13 +197,9 @@ def passphrase_from_env(variable: str) -> Callable[[], bytes]:
 def passphrase_from_file(path: Path) -> Callable[[], bytes]:
     def read() -> bytes:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise StorageKeyUnavailable(
-                f"cannot read passphrase file {path}: {exc.strerror}"
-            ) from None
-        # One trailing newline is what editors and `echo` add; it is not part of the secret.
-        data = data.removesuffix(b"\n").removesuffix(b"\r")
+            data = daemon_config.passphrase_from_file(path)
+        except daemon_config.PassphraseUnavailable as exc:
+            raise StorageKeyUnavailable(str(exc)) from None
         if not data:
             raise StorageKeyUnavailable(f"passphrase file {path} is empty")
         return data
