@@ -3,15 +3,16 @@ so several services can live in one test process. Names: docs/backup-protocol.md
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import Counter, Gauge
+
+from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, MetricsRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "BackupMetrics"]
 
 
-class BackupMetrics:
+class BackupMetrics(MetricsRegistry):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.backup_epoch = Gauge(
             "quorumkeep_backup_epoch", "Epoch of the newest backup held (-1: none).", registry=r
@@ -52,6 +53,3 @@ class BackupMetrics:
             registry=r,
         )
         self.backup_epoch.set(-1)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
+
+from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, MetricsRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "PROTOCOL_STATES", "MetricsSnapshot", "NodeMetrics"]
 
@@ -55,11 +56,11 @@ class MetricsSnapshot:
     pending_requests: int = 0
 
 
-class NodeMetrics:
+class NodeMetrics(MetricsRegistry):
     """Every metric a node exports. One instance per node."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         self._shares_seen = 0
         r = self.registry
         self.signatures = Counter(
@@ -203,7 +204,3 @@ class NodeMetrics:
             self.protocol_state.labels(state=state).set(value)
         self.key_shares.set(snapshot.key_shares)
         self.pending_requests.set(snapshot.pending_requests)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of this node's registry."""
-        return generate_latest(self.registry)
