@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass
@@ -48,16 +47,14 @@ from quorumkeep.backup.monitor import (
 )
 from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.daemon import startup
+from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_STARTUP = 2
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _ERRORS = (BackupProtocolError, BackupServiceError, LedgerError)
 
 
@@ -495,33 +492,18 @@ def create_status_app(service: BackupService) -> FastAPI:
     return app
 
 
-class StartupError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    startup.configure_logging(level, ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx"))
 
 
 async def _wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    delay = 0.1
-    while True:
-        try:
-            return await ledger.status()
-        except LedgerError as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StartupError(
-                    "ledger_unreachable",
-                    f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code})",
-                ) from None
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
+    try:
+        return await startup.ledger_status(ledger, wait)
+    except LedgerError as exc:
+        raise StartupError(
+            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code})",
+            "ledger_unreachable",
+        ) from None
 
 
 async def run_backup_service(
@@ -548,7 +530,7 @@ async def run_backup_service(
             identity, key = await asyncio.to_thread(unlock, config.dir, passphrase, config.account)
             store = BackupStore.open(config.dir, config.account, public.identity_public_key, key)
         except BackupServiceError as exc:
-            raise StartupError(exc.code, exc.message) from None
+            raise StartupError(exc.message, exc.code) from None
         ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
         status = await _wait_for_ledger(ledger, ledger_wait)
         service = BackupService(
@@ -567,7 +549,7 @@ async def run_backup_service(
                 sock.bind(address)
             except OSError as exc:
                 raise StartupError(
-                    "address_in_use", f"cannot listen on {config.listen}: {exc.strerror}"
+                    f"cannot listen on {config.listen}: {exc.strerror}", "address_in_use"
                 ) from None
             sock.setblocking(False)
             uv_config = uvicorn.Config(

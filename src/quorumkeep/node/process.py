@@ -24,13 +24,14 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from fastapi import APIRouter
 
 from quorumkeep.crypto.errors import CryptoError
+from quorumkeep.daemon import startup
+from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.backup_api import (
@@ -50,30 +51,16 @@ from quorumkeep.wire.tls import TLSError
 
 log = logging.getLogger("quorumkeep.node")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_STARTUP = 2
 DEFAULT_LEDGER_WAIT = 30.0
 STOP_TIMEOUT = 10.0
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-class StartupError(Exception):
-    """The node cannot start; the message is the one line the operator reads."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
     # uvicorn's own loggers would print every connection; errors are enough.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("httpx", "httpcore", "asyncio"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    startup.configure_logging(
+        level, ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "asyncio")
+    )
 
 
 def _address_problem(what: str, address: str, exc: OSError) -> StartupError:
@@ -85,22 +72,17 @@ def _address_problem(what: str, address: str, exc: OSError) -> StartupError:
 
 async def wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, object]:
     """The ledger's status, retrying with backoff for at most ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    delay = 0.1
-    while True:
-        try:
-            return await ledger.status()
-        except LedgerError as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StartupError(
-                    f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code}: "
-                    f"{exc.message})",
-                    "ledger_unreachable",
-                ) from None
-            log.info("ledger not reachable yet (%s); retrying", exc.code)
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
+
+    def retrying(exc: LedgerError) -> None:
+        log.info("ledger not reachable yet (%s); retrying", exc.code)
+
+    try:
+        return await startup.ledger_status(ledger, wait, retrying)
+    except LedgerError as exc:
+        raise StartupError(
+            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code}: {exc.message})",
+            "ledger_unreachable",
+        ) from None
 
 
 async def _load_identity(config: NodeConfig) -> tuple[NodeIdentity, Keystore]:
