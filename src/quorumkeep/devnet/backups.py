@@ -99,42 +99,21 @@ def init_backup_services(devnet: Devnet, accounts: Sequence[str]) -> list[Proces
                 "--kdf-cost",
                 BACKUP_KDF_COST,
             )
-            child = subprocess.Popen(
-                argv,
-                cwd=devnet.path,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=processes.child_environment({BACKUP_PASSPHRASE_ENV: passphrase}),
-            )
+            child = processes.start_setup(argv, devnet.path, {BACKUP_PASSPHRASE_ENV: passphrase})
             pending.append((record, child))
         devnet.save()
         for record, child in pending:
-            try:
-                _, err = child.communicate(timeout=INIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-                raise DevnetError(
-                    "backup_init_failed",
-                    f"`backup init` for {record.account} did not finish in {INIT_TIMEOUT:g} s",
-                ) from None
-            log = devnet.dir.resolve(record.log)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as handle:
-                handle.write(b"=== devnet: backup init\n" + err)
-            if child.returncode != 0:
-                last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
-                raise DevnetError(
-                    "backup_init_failed",
-                    f"`backup init` for {record.account} failed: {last[0]} (log: {log})",
-                )
+            processes.finish_setup(
+                child,
+                devnet.dir.resolve(record.log),
+                command="backup init",
+                subject=str(record.account),
+                code="backup_init_failed",
+                timeout=INIT_TIMEOUT,
+            )
         return [record for record, _ in pending]
     finally:
-        for _, child in pending:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+        processes.kill_unfinished(child for _, child in pending)
 
 
 def register(devnet: Devnet, account: str) -> int:

@@ -572,44 +572,23 @@ class Devnet:
                     "--kdf-cost",
                     NODE_KDF_COST,
                 )
-                child = subprocess.Popen(
-                    argv,
-                    cwd=self.path,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=processes.child_environment({NODE_PASSPHRASE_ENV: passphrase}),
-                )
+                child = processes.start_setup(argv, self.path, {NODE_PASSPHRASE_ENV: passphrase})
                 pending.append((record, child))
             self.save()
             infos: dict[str, dict[str, Any]] = {}
             for record, child in pending:
-                try:
-                    out, err = child.communicate(timeout=NODE_INIT_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.communicate()
-                    raise DevnetError(
-                        "node_init_failed",
-                        f"`node init` for {record.name} did not finish in {NODE_INIT_TIMEOUT:g} s",
-                    ) from None
-                log = self.dir.resolve(record.log)
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with open(log, "ab") as handle:
-                    handle.write(b"=== devnet: node init\n" + err)
-                if child.returncode != 0:
-                    last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
-                    raise DevnetError(
-                        "node_init_failed",
-                        f"`node init` for {record.name} failed: {last[0]} (log: {log})",
-                    )
+                out = processes.finish_setup(
+                    child,
+                    self.dir.resolve(record.log),
+                    command="node init",
+                    subject=record.name,
+                    code="node_init_failed",
+                    timeout=NODE_INIT_TIMEOUT,
+                )
                 infos[record.name] = _participant_info(out, record.name)
             return infos
         finally:
-            for _, child in pending:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
+            processes.kill_unfinished(child for _, child in pending)
 
     def participant_info(self, name: str) -> dict[str, Any]:
         """A node's participant info, from its public identity file and node.toml."""

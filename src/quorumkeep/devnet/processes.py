@@ -166,6 +166,59 @@ def child_environment(secrets: Mapping[str, bytes]) -> dict[str, str]:
     return env
 
 
+def start_setup(
+    argv: list[str], devnet_dir: Path, secrets: Mapping[str, bytes]
+) -> subprocess.Popen[bytes]:
+    """Start a one-shot set-up command (``node init``, ``backup init``) with its output piped,
+    so several run at once (each pays its Argon2id cost) and :func:`finish_setup` reads them."""
+    return subprocess.Popen(
+        argv,
+        cwd=devnet_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_environment(secrets),
+    )
+
+
+def finish_setup(
+    child: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    command: str,
+    subject: str,
+    code: str,
+    timeout: float,
+) -> bytes:
+    """Wait for a set-up ``command`` run for ``subject``; its stderr is appended to ``log``.
+
+    Returns its stdout; DevnetError ``code`` if it fails or outlasts ``timeout``.
+    """
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise DevnetError(
+            code, f"`{command}` for {subject} did not finish in {timeout:g} s"
+        ) from None
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        handle.write(f"=== devnet: {command}\n".encode() + err)
+    if child.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+        raise DevnetError(code, f"`{command}` for {subject} failed: {last[0]} (log: {log})")
+    return out
+
+
+def kill_unfinished(children: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Kill and reap the set-up commands still running (after a failure of another one)."""
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def spawn(record: ProcessRecord, devnet_dir: Path, secrets: Mapping[str, bytes]) -> None:
     """Start ``record.argv`` detached (own session), appending to its log; fills pid/start."""
     log_path = devnet_dir / record.log
