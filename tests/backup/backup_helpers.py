@@ -1,5 +1,6 @@
-"""Shared pieces of the backup tests: a real ledger process with a contract holding trusted-
-dealer keys, node identities and keystores, the backup router in a real HTTPS server.
+"""Shared pieces of the backup tests: a real ledger process (process_helpers.Ledger) with a
+contract holding trusted-dealer keys, node identities and keystores, the backup router in a
+real HTTPS server.
 
 Imported by module name (pytest puts this directory on sys.path); the name is unique.
 Every wait is bounded; every process is killed by its owner's ``close``.
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,13 +23,13 @@ from typing import Any, TypeVar
 import httpx
 import nacl.signing
 
+import process_helpers
+from process_helpers import Ledger, free_port
 from quorumkeep.backup.identity import BackupIdentity
 from quorumkeep.crypto.group import random_scalar
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_keygen
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, KxKeyPair
-from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
-from quorumkeep.ledger.genesis import init_ledger
-from quorumkeep.ledger.keyfile import load_signer
+from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.node.backup_api import (
     BackupNodeDeps,
     backup_router,
@@ -53,10 +53,9 @@ from quorumkeep.wire.tls import client_context
 
 T = TypeVar("T")
 
-LEDGER_PASSPHRASE = b"ledger passphrase for backup tests"
+LEDGER_PASSPHRASE = process_helpers.LEDGER_PASSPHRASE.encode()
 BACKUP_PASSPHRASE = "backup passphrase for the tests"
 FAST = {"opslimit": MIN_OPSLIMIT, "memlimit": MIN_MEMLIMIT}
-START_TIMEOUT = 30.0
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
@@ -67,28 +66,9 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     return asyncio.run(bounded())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "quorumkeep.cli.main", *args]
-
-
 def backup_cli(*args: str) -> list[str]:
     # main.py does not register the `backup` group yet; the module runs its own Typer app.
     return [sys.executable, "-m", "quorumkeep.cli.backup", *args]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -102,75 +82,6 @@ async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -
 
 def random_key() -> str:
     return bytes(nacl.signing.SigningKey.generate().verify_key).hex()
-
-
-# --- the ledger -----------------------------------------------------------------------------
-
-
-@dataclass
-class LedgerProcess:
-    directory: Path
-    accounts: tuple[str, ...]
-    signers: dict[str, AccountSigner] = field(default_factory=dict)
-    key_files: dict[str, Path] = field(default_factory=dict)
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory.parent / "ledger.log"
-
-    def start(self) -> LedgerProcess:
-        created = init_ledger(
-            self.directory, self.accounts, LEDGER_PASSPHRASE, passphrase_cost=tuple(FAST.values())
-        )
-        self.key_files = {a: Path(p) for a, p in created.key_files.items()}
-        self.signers = {a: load_signer(self.key_files[a], LEDGER_PASSPHRASE) for a in self.accounts}
-        self.port = free_port()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cli(
-                    "ledger",
-                    "serve",
-                    "--data",
-                    str(self.directory),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--idle-block-ms",
-                    "100",
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ledger exited: {self.log_path.read_text()}")
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, START_TIMEOUT, "the ledger to serve")
-        return self
-
-    def call(self, account: str, method: str, args: dict[str, Any]) -> Any:
-        with LedgerClient(self.url, timeout=30.0) as client:
-            return client.call(self.signers[account], method, args).value
-
-    def view(self, method: str, args: dict[str, Any] | None = None) -> Any:
-        with LedgerClient(self.url, timeout=30.0) as client:
-            return client.view(method, args or {})
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(15)
 
 
 # --- nodes and keys ---------------------------------------------------------------------------
@@ -216,7 +127,7 @@ def deal(domain_id: int, threshold: int, ids: Sequence[int]) -> DealtDomain:
 class Network:
     """A ledger whose contract is Running with trusted-dealer keys, and alice's node."""
 
-    ledger: LedgerProcess
+    ledger: Ledger
     infos: dict[str, dict[str, Any]]
     domains: list[DealtDomain]
     node: NodeIdentity
@@ -236,7 +147,7 @@ class Network:
         self.ledger.close()
 
 
-def vote_pk(ledger: LedgerProcess, account: str, domain: DealtDomain, event: Any) -> None:
+def vote_pk(ledger: Ledger, account: str, domain: DealtDomain, event: Any) -> None:
     args: dict[str, Any] = {
         "key_event_id": event,
         "public_key": domain.public.group_public_key.hex(),
@@ -255,7 +166,7 @@ def start_network(
 ) -> Network:
     """alice's node identity is real (its TLS key is in the contract); the others' keys
     are random: the tests act for them with their operators' full-access keys."""
-    ledger = LedgerProcess(tmp / "ledger", (*accounts, "mallory")).start()
+    ledger = Ledger(tmp / "ledger", (*accounts, "mallory")).create().start(idle_block_ms=100)
     try:
         node, keystore = make_node_identity(tmp / "alice-node", "alice")
         web_port = free_port()
@@ -414,7 +325,7 @@ class ServiceKeys:
     def registration(self) -> dict[str, str]:
         return self.identity().public.registration()
 
-    def register(self, ledger: LedgerProcess, operator: str | None = None) -> None:
+    def register(self, ledger: Ledger, operator: str | None = None) -> None:
         ledger.call(operator or self.account, "register_backup_service", self.registration())
 
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from node_helpers import run
-from process_helpers import Ledger, free_port
 
+from process_helpers import Ledger, free_port
 from quorumkeep.contract import NODE_METHODS
 from quorumkeep.contract.state import (
     ContractState,

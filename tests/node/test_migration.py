@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 import nacl.signing
 import pytest
-from process_helpers import NODE_PASSPHRASE, Ledger, Node, wait_until
 
+from process_helpers import NODE_PASSPHRASE, Ledger, Node, wait_until
 from quorumkeep.backup.client import FetchedBackup, NodeClient, NodeEndpoint, NodeRefused
 from quorumkeep.backup.identity import BackupIdentity
 from quorumkeep.contract import NODE_METHODS

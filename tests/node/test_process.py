@@ -20,6 +20,7 @@ from typing import Any
 
 import nacl.signing
 import pytest
+
 from process_helpers import (
     NODE_PASSPHRASE,
     Ledger,
@@ -28,7 +29,6 @@ from process_helpers import (
     run_cli,
     wait_until,
 )
-
 from quorumkeep.contract import NODE_METHODS
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.ledger.client import AccountSigner, LedgerClient

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from node_helpers import make_identity, run
-from process_helpers import Ledger, Node, wait_until
 
+from process_helpers import Ledger, Node, wait_until
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
 from quorumkeep.node.web import WebServer, create_app

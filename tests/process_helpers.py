@@ -1,8 +1,9 @@
-"""Real processes for the node tests: a ledger, node directories made by the CLI, nodes.
+"""Real processes for the tests: a ledger, node directories made by the CLI, nodes.
 
-Every process is started on free 127.0.0.1 ports, logs to a file in the test's directory,
-and is killed by the owner's ``close()`` (tests call it in a ``finally`` or a fixture
-teardown). Every wait here has a deadline.
+Imported by module name by the node tests and the backup tests alike (``pythonpath`` in
+pyproject.toml puts tests/ on sys.path). Every process is started on free 127.0.0.1 ports,
+logs to a file in the test's directory, and is killed by the owner's ``close()`` (tests call
+it in a ``finally`` or a fixture teardown). Every wait here has a deadline.
 """
 
 from __future__ import annotations
