@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import httpx
 import nacl.signing
 
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.event_filter import filter_query, kind_tuple
 from quorumkeep.ledger.transaction import (
     Action,
     AddKey,
@@ -158,6 +159,12 @@ def _unreachable(base_url: str, exc: Exception) -> LedgerError:
     return LedgerError("LedgerUnavailable", f"cannot reach the ledger at {base_url}: {detail}")
 
 
+def _events_path(
+    since: int, timeout: float, kinds: Iterable[str] | None, exclude_kinds: Iterable[str] | None
+) -> str:
+    return f"/v1/events?since={since}&timeout={timeout}" + filter_query(kinds, exclude_kinds)
+
+
 def _actions_for_call(method: str, args: Mapping[str, Any] | None) -> list[Action]:
     return [FunctionCall(method, dict(args or {}))]
 
@@ -289,11 +296,21 @@ class AsyncLedgerClient:
         body = await self._request("POST", "/v1/view", json={"method": method, "args": args or {}})
         return body["value"]
 
-    async def events(self, since: int = -1, timeout: float = 25.0) -> tuple[list[LedgerEvent], int]:
-        """One long-poll: events above ``since`` (waiting up to ``timeout`` s) and the cursor."""
-        body = await self._request(
-            "GET", f"/v1/events?since={since}&timeout={timeout}", timeout=timeout + 10.0
-        )
+    async def events(
+        self,
+        since: int = -1,
+        timeout: float = 25.0,
+        *,
+        kinds: Iterable[str] | None = None,
+        exclude_kinds: Iterable[str] | None = None,
+    ) -> tuple[list[LedgerEvent], int]:
+        """One long-poll: events above ``since`` (waiting up to ``timeout`` s) and the cursor.
+
+        ``kinds`` (only these) or ``exclude_kinds`` (all but these) filter on the server:
+        the poll waits for a matching event, and the cursor passes the blocks without one.
+        """
+        path = _events_path(since, timeout, kinds, exclude_kinds)
+        body = await self._request("GET", path, timeout=timeout + 10.0)
         return [LedgerEvent.from_json(e) for e in body["events"]], int(body["next"])
 
     async def follow_events(
@@ -302,15 +319,22 @@ class AsyncLedgerClient:
         *,
         poll_timeout: float = 25.0,
         max_backoff: float = 5.0,
+        kinds: Iterable[str] | None = None,
+        exclude_kinds: Iterable[str] | None = None,
     ) -> AsyncIterator[LedgerEvent]:
-        """Every event above ``since``, forever; reconnects with backoff when the ledger is
-        unreachable. To resume after a crash, pass the height of the last block whose
-        events were all handled (events come in whole blocks, in order)."""
+        """Every event above ``since`` (of ``kinds`` / not of ``exclude_kinds``, as for
+        ``events``), forever; reconnects with backoff when the ledger is unreachable. To
+        resume after a crash, pass the height of the last block whose events were all
+        handled (events come in whole blocks, in order)."""
+        kinds = kind_tuple("kinds", kinds)  # a generator would be empty on the second poll
+        exclude_kinds = kind_tuple("exclude_kinds", exclude_kinds)
         cursor = since
         backoff = 0.05
         while True:
             try:
-                events, cursor_next = await self.events(cursor, poll_timeout)
+                events, cursor_next = await self.events(
+                    cursor, poll_timeout, kinds=kinds, exclude_kinds=exclude_kinds
+                )
             except LedgerError as exc:
                 if exc.status not in (0, 502, 503, 504) and exc.code != "LedgerUnavailable":
                     raise
@@ -461,10 +485,16 @@ class LedgerClient:
         body = self._request("POST", "/v1/view", json={"method": method, "args": args or {}})
         return body["value"]
 
-    def events(self, since: int = -1, timeout: float = 25.0) -> tuple[list[LedgerEvent], int]:
-        body = self._request(
-            "GET", f"/v1/events?since={since}&timeout={timeout}", timeout=timeout + 10.0
-        )
+    def events(
+        self,
+        since: int = -1,
+        timeout: float = 25.0,
+        *,
+        kinds: Iterable[str] | None = None,
+        exclude_kinds: Iterable[str] | None = None,
+    ) -> tuple[list[LedgerEvent], int]:
+        path = _events_path(since, timeout, kinds, exclude_kinds)
+        body = self._request("GET", path, timeout=timeout + 10.0)
         return [LedgerEvent.from_json(e) for e in body["events"]], int(body["next"])
 
     def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any
 from quorumkeep.ledger.blocks import Block, block_events
 from quorumkeep.ledger.chain import LedgerState
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.event_filter import EventFilter
 from quorumkeep.ledger.storage import BlockReader, BlockStore, StorageError
 from quorumkeep.ledger.transaction import SignedTransaction
 
@@ -59,12 +61,14 @@ class Receipt:
 
 
 class EventLog:
-    """Recent events in memory; the heights of every event-bearing block for older reads."""
+    """Recent events in memory; the heights of every event-bearing block for older reads,
+    in all and per event kind (so a filtered read never looks at a non-matching block)."""
 
     def __init__(self) -> None:
         self._recent: list[dict[str, Any]] = []
         self._recent_heights: list[int] = []  # parallel to _recent, for bisect
         self.heights: list[int] = []  # sorted heights of every block that has events
+        self.kind_heights: dict[str, list[int]] = {}  # kind -> sorted heights of its blocks
         self.last_height = -1  # height of the newest event-bearing block
         self.floor = -1  # every event at a height above this is in memory
 
@@ -74,6 +78,8 @@ class EventLog:
             return
         self.heights.append(block.height)
         self.last_height = block.height
+        for kind in {e["kind"] for e in events}:
+            self.kind_heights.setdefault(kind, []).append(block.height)
         self._recent.extend(events)
         self._recent_heights.extend(e["height"] for e in events)
         if len(self._recent) > 2 * EVENTS_IN_MEMORY:
@@ -88,6 +94,52 @@ class EventLog:
 
     def covers(self, since: int) -> bool:
         return since >= self.floor
+
+    def last_matching(self, event_filter: EventFilter | None) -> int:
+        """Height of the newest block with an event ``event_filter`` lets through."""
+        if event_filter is None:
+            return self.last_height
+        return max(
+            (h[-1] for kind, h in self.kind_heights.items() if event_filter.matches(kind)),
+            default=-1,
+        )
+
+    def matching_heights(
+        self, since: int, event_filter: EventFilter | None, count: int
+    ) -> list[int]:
+        """Heights of the first ``count`` blocks above ``since`` with a matching event."""
+        if event_filter is None:
+            start = bisect.bisect_right(self.heights, since)
+            return self.heights[start : start + count]
+        slices = []
+        for kind, heights in self.kind_heights.items():
+            if event_filter.matches(kind):
+                start = bisect.bisect_right(heights, since)
+                if start < len(heights):
+                    slices.append(heights[start : start + count])
+        if len(slices) <= 1:
+            return slices[0] if slices else []
+        merged: list[int] = []
+        for height in heapq.merge(*slices):
+            if not merged or merged[-1] != height:
+                if len(merged) == count:
+                    break
+                merged.append(height)
+        return merged
+
+    def filtered_page_from_memory(
+        self, since: int, event_filter: EventFilter, limit: int
+    ) -> list[dict[str, Any]]:
+        """``page_from_memory`` of the matching events only, visiting only matching blocks."""
+        result: list[dict[str, Any]] = []
+        for height in self.matching_heights(since, event_filter, limit):
+            lo = bisect.bisect_left(self._recent_heights, height)
+            hi = bisect.bisect_right(self._recent_heights, height, lo)
+            block = [e for e in self._recent[lo:hi] if event_filter.matches(e["kind"])]
+            if result and len(result) + len(block) > limit:
+                break
+            result.extend(block)
+        return result
 
     def page_from_memory(self, since: int, limit: int) -> list[dict[str, Any]]:
         """Events at height > since, whole blocks only, stopping once ``limit`` is reached."""
@@ -325,11 +377,17 @@ class LedgerNode:
         return height
 
     async def events_since(
-        self, since: int, timeout: float, limit: int = MAX_EVENTS_PER_PAGE
+        self,
+        since: int,
+        timeout: float,
+        limit: int = MAX_EVENTS_PER_PAGE,
+        event_filter: EventFilter | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Events at height > since (whole blocks), waiting up to ``timeout`` for the first.
 
-        Returns the events and the cursor to pass as ``since`` next time.
+        With ``event_filter``, only the matching events count: for the wait, for ``limit``
+        and in the answer. Returns the events and the cursor to pass as ``since`` next time,
+        which is past every block that had nothing matching.
         """
         if since > self.committed_height:
             raise LedgerError(
@@ -337,33 +395,38 @@ class LedgerNode:
                 f"since={since} is ahead of the ledger head {self.committed_height}",
             )
         assert self._new_block is not None
-        if self.events.last_height <= since and timeout > 0 and not self._closing:
+        log = self.events
+        if log.last_matching(event_filter) <= since and timeout > 0 and not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout), self._new_block:
                     await self._new_block.wait_for(
-                        lambda: self.events.last_height > since or self._closing
+                        lambda: log.last_matching(event_filter) > since or self._closing
                     )
         head = self.committed_height
-        if self.events.last_height <= since:
+        if log.last_matching(event_filter) <= since:
             return [], head
-        if self.events.covers(since):
-            events = self.events.page_from_memory(since, limit)
+        if not log.covers(since):
+            events = await self._events_from_disk(since, limit, event_filter)
+        elif event_filter is None:
+            events = log.page_from_memory(since, limit)
         else:
-            events = await self._events_from_disk(since, limit)
+            events = log.filtered_page_from_memory(since, event_filter, limit)
         if not events:
             return [], head
-        truncated = events[-1]["height"] < self.events.last_height
+        truncated = events[-1]["height"] < log.last_matching(event_filter)
         return events, (events[-1]["height"] if truncated else head)
 
-    async def _events_from_disk(self, since: int, limit: int) -> list[dict[str, Any]]:
-        heights = self.events.heights
-        start = bisect.bisect_right(heights, since)
-        wanted = heights[start : start + limit]
+    async def _events_from_disk(
+        self, since: int, limit: int, event_filter: EventFilter | None = None
+    ) -> list[dict[str, Any]]:
+        wanted = self.events.matching_heights(since, event_filter, limit)
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(self._readers, self.reader.block_bodies, wanted)
         events: list[dict[str, Any]] = []
         for _height, body in rows:
             block_page = block_events(Block.from_body(body))
+            if event_filter is not None:
+                block_page = [e for e in block_page if event_filter.matches(e["kind"])]
             if events and len(events) + len(block_page) > limit:
                 break
             events.extend(block_page)

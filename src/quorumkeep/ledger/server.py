@@ -27,6 +27,7 @@ from quorumkeep.ledger import api_models as m
 from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 
@@ -265,10 +266,22 @@ def create_app(node: LedgerNode) -> FastAPI:
         summary="Events at heights above `since`; waits up to `timeout` s for the first one",
     )
     async def events(
+        request: Request,
         since: int = Query(-1, ge=-1, description="last height already seen (-1: all)"),
         timeout: float = Query(30.0, ge=0.0, le=MAX_POLL_SECONDS),
+        kinds: str | None = Query(
+            None,
+            description=f"only events of these kinds: comma-separated, 1 to {MAX_FILTER_KINDS} "
+            f"kinds of 1 to {MAX_KIND_LENGTH} characters [a-z0-9_] (not with exclude_kinds)",
+        ),
+        exclude_kinds: str | None = Query(
+            None, description="all events except these kinds (same format as kinds)"
+        ),
     ) -> JSONResponse:
-        found, cursor = await node.events_since(since, timeout)
+        # The declared parameters document them; the raw lists also catch a repeated one.
+        query = request.query_params
+        event_filter = EventFilter.parse(query.getlist("kinds"), query.getlist("exclude_kinds"))
+        found, cursor = await node.events_since(since, timeout, event_filter=event_filter)
         return JSONResponse({"events": found, "next": cursor})
 
     @app.get("/v1/status", response_model=m.StatusResponse, summary="Chain id and head")
