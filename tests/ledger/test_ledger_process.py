@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,3 +398,99 @@ def test_deleted_and_readded_key_cannot_replay(running: Running) -> None:
     response = httpx.post(f"{url}/v1/transactions", json=signed, timeout=10)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "DuplicateTransaction"
+
+
+# --- the kind filter of /v1/events, on the real server ----------------------------------
+
+SIGN_KINDS = ["sign_requested", "sign_responded", "sign_failed"]
+
+
+def _sign_request(client: LedgerClient, running: Running) -> TxOutcome:
+    """A request nobody answers: sign_requested now, sign_failed ~5 blocks later."""
+    args = {"payload": "cd" * 32, "path": "filter/1", "domain_id": 0}
+    return client.call(running.ledger.signers["dave"], "sign", args)
+
+
+def test_filtered_long_poll_waits_through_non_matching_blocks(running: Running) -> None:
+    server, bob = running.server, running.ledger.signers["bob"]
+    with LedgerClient(server.url) as client:
+        head = client.status()["height"]
+        result: dict[str, Any] = {}
+        started = threading.Event()
+
+        def poll() -> None:
+            with httpx.Client(timeout=60) as http:
+                started.set()
+                params = {"since": head, "timeout": 50, "kinds": "backup_service_registered"}
+                result["body"] = http.get(f"{server.url}/v1/events", params=params).json()
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        assert started.wait(10)
+        request = _sign_request(client, running)
+        # Long enough for the sign_failed block too (5 blocks of 50 ms).
+        poller.join(1.5)
+        assert poller.is_alive(), "blocks with only non-matching events ended the long-poll"
+        outcome = client.call(bob, "register_backup_service", backup_service_args())
+        poller.join(20)
+        assert not poller.is_alive(), "the long-poll did not return on the matching event"
+        everything, _ = client.events(head, timeout=0)  # unfiltered: unchanged
+    assert [(e["kind"], e["tx_hash"]) for e in result["body"]["events"]] == [
+        ("backup_service_registered", outcome.tx_hash)
+    ]
+    assert result["body"]["next"] >= outcome.block_height
+    kinds = [e.kind for e in everything]
+    assert kinds.count("sign_requested") == 1 and "backup_service_registered" in kinds
+    assert any(e.height == request.block_height for e in everything)
+
+
+def test_filtered_poll_times_out_past_filtered_blocks(running: Running) -> None:
+    with LedgerClient(running.server.url) as client:
+        head = client.status()["height"]
+        request = _sign_request(client, running)
+        started = time.monotonic()
+        events, cursor = client.events(head, timeout=1, kinds=["backup_service_registered"])
+        assert events == [] and time.monotonic() - started >= 0.9
+        assert cursor >= request.block_height  # the cursor passed the filtered-out blocks
+        # ...so a follower never reads them again, with any filter.
+        assert client.events(cursor, timeout=0, kinds=["sign_requested"])[0] == []
+        # Only the wanted kinds, and an unknown kind is not an error.
+        wanted = ["sign_requested", "no_such_kind"]
+        events, _ = client.events(head, timeout=0, kinds=wanted)
+        assert [(e.kind, e.height) for e in events] == [("sign_requested", request.block_height)]
+        with pytest.raises(TypeError):
+            client.events(head, timeout=0, kinds="sign_requested")
+        with pytest.raises(LedgerError) as both:
+            client.events(head, timeout=0, kinds=["sign_failed"], exclude_kinds=["sign_failed"])
+        assert (both.value.status, both.value.code) == (400, "InvalidRequest")
+
+
+def test_follow_events_with_a_kind_filter(running: Running) -> None:
+    url, alice = running.server.url, running.ledger.signers["alice"]
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with AsyncLedgerClient(url) as client:
+            head = int((await client.status())["height"])
+
+            async def first(**kinds: Any) -> list[str]:
+                async for event in client.follow_events(head, poll_timeout=2.0, **kinds):
+                    return [event.kind]
+                raise AssertionError("unreachable")
+
+            not_sign = asyncio.create_task(first(exclude_kinds=SIGN_KINDS))
+            only_failed = asyncio.create_task(first(kinds=iter(["sign_failed"])))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(_sign_request_in_new_client, running)
+            failed_seen = await asyncio.wait_for(only_failed, 30)
+            assert not not_sign.done()  # the sign events did not reach it
+            await client.call(alice, "register_backup_service", backup_service_args())
+            return await asyncio.wait_for(not_sign, 30), failed_seen
+
+    not_sign, failed = asyncio.run(asyncio.wait_for(run(), 60))
+    assert not_sign == ["backup_service_registered"]
+    assert failed == ["sign_failed"]
+
+
+def _sign_request_in_new_client(running: Running) -> TxOutcome:
+    with LedgerClient(running.server.url) as client:
+        return _sign_request(client, running)

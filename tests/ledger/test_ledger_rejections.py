@@ -347,6 +347,49 @@ def test_bad_read(env: Env, path: str, status: int, code: str) -> None:
     refused(env.http.get(path), status, code)
 
 
+TOO_MANY_KINDS = ",".join(f"k{i}" for i in range(33))
+LONGEST_KIND = "k" * 64
+
+
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        ("kinds=", "empty kind"),
+        ("exclude_kinds=", "empty kind"),
+        ("kinds=sign_failed,,sign_responded", "empty kind"),
+        ("kinds=sign_failed,", "empty kind"),
+        ("exclude_kinds=,sign_failed", "empty kind"),
+        (f"kinds={TOO_MANY_KINDS}", "at most 32 kinds"),
+        (f"exclude_kinds={TOO_MANY_KINDS}", "at most 32 kinds"),
+        (f"kinds={LONGEST_KIND}k", "at most 64 characters"),
+        ("kinds=Sign_Failed", "is not [a-z0-9_]+"),
+        ("kinds=sign_failed,%20sign_responded", "is not [a-z0-9_]+"),
+        ("kinds=sign-failed", "is not [a-z0-9_]+"),
+        ("kinds=sign_failed&exclude_kinds=sign_responded", "not both"),
+        ("kinds=sign_failed&kinds=sign_responded", "kinds is given more than once"),
+        ("exclude_kinds=a&exclude_kinds=b", "exclude_kinds is given more than once"),
+    ],
+)
+def test_bad_event_filter(env: Env, query: str, rule: str) -> None:
+    message = refused(env.http.get(f"/v1/events?since=0&timeout=0&{query}"), 400, "InvalidRequest")
+    assert rule in message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ",".join(f"k{i}" for i in range(32)),  # the most kinds
+        f"{LONGEST_KIND},sign_failed,sign_failed",  # the longest kind; a repeated kind
+        "kind_the_contract_never_emits",
+    ],
+)
+def test_event_filter_at_the_limits_is_accepted(env: Env, query: str) -> None:
+    for name in ("kinds", "exclude_kinds"):
+        response = env.http.get(f"/v1/events?since=0&timeout=0&{name}={query}")
+        assert response.status_code == 200, response.text
+        assert response.json()["next"] >= 0
+
+
 def test_wrong_http_method(env: Env) -> None:
     refused(env.http.get("/v1/transactions"), 405, "HttpMethodNotAllowed")
 
