@@ -1,7 +1,8 @@
 """What the backup service reads from the contract, and how it learns that something changed.
 
 The service never polls on a timer: :func:`watch_events` follows the ledger's long-poll
-event stream and signals a change for every event except sign-request traffic; after each
+event stream and signals a change for every event except sign-request traffic (which the
+ledger filters out, ``exclude_kinds``, so it is neither sent nor woken for); after each
 signal the service re-reads the views it needs (:func:`read_snapshot`) and acts on them —
 never on an event alone, so a missed or reordered event cannot mislead it.
 """
@@ -131,9 +132,9 @@ async def watch_events(ledger: AsyncLedgerClient, since: int, changed: asyncio.E
     cursor = since
     while True:
         try:
-            async for event in ledger.follow_events(cursor):
+            async for event in ledger.follow_events(cursor, exclude_kinds=IGNORED_EVENTS):
                 cursor = max(cursor, event.height)
-                if event.kind not in IGNORED_EVENTS:
+                if event.kind not in IGNORED_EVENTS:  # a guard: the ledger filtered them out
                     log.debug("contract event %s at height %d", event.kind, event.height)
                     changed.set()
         except LedgerError as exc:

@@ -125,8 +125,13 @@ class SignClient:
 
     async def _follow(self, since: int) -> None:
         try:
-            async for event in self.client.follow_events(since, poll_timeout=20.0):
-                if event.kind not in (SIGN_RESPONDED, SIGN_FAILED):
+            # Only the answers travel: the ledger filters out the rest (most of them
+            # sign_requested), so this loop wakes once per answer block, not per block.
+            answers = self.client.follow_events(
+                since, poll_timeout=20.0, kinds=(SIGN_RESPONDED, SIGN_FAILED)
+            )
+            async for event in answers:
+                if event.kind not in (SIGN_RESPONDED, SIGN_FAILED):  # a ledger without filters
                     continue
                 if event.data.get("account") != self.account:
                     continue
