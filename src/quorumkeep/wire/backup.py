@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 import nacl.exceptions
 import nacl.signing
@@ -215,6 +216,40 @@ def _x25519_key(value: object, what: str) -> bytes:
     if data == bytes(KEY_SIZE):
         raise _malformed(f"{what}: the all-zero X25519 key is not a key")
     return data
+
+
+def _purpose(value: object, what: str) -> Purpose:
+    if value == "backup":
+        return "backup"
+    if value == "recovery":
+        return "recovery"
+    raise _malformed(f"{what}: expected backup or recovery")
+
+
+def _registered_key(value: object, what: str) -> bytes:
+    """A TLS, identity or encryption key: only its size is checked here, because each one is
+    compared with the key the contract registers before it is used."""
+    return _hex(value, what, KEY_SIZE)
+
+
+def _nonce(value: object, what: str) -> bytes:
+    return _hex(value, what, NONCE_SIZE)
+
+
+def _session_id(value: object, what: str) -> bytes:
+    return _hex(value, what, SESSION_ID_SIZE)
+
+
+def _keyset_hash(value: object, what: str) -> bytes:
+    return _hex(value, what, 32)
+
+
+def _ciphertext(value: object, what: str) -> bytes:
+    return _hex(value, what, maximum=MAX_BODY_BYTES)
+
+
+def _signature(value: object, what: str) -> bytes:
+    return _hex(value, what, SIGNATURE_SIZE)
 
 
 def _field(data: bytes) -> bytes:
@@ -703,45 +738,205 @@ class Binding:
         )
 
 
-def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
-    try:
-        return aead_open(key, ciphertext, ad)
-    except SealError:
-        raise BackupProtocolError(
-            "decryption_failed",
-            "the sealed shares do not open for this exchange (wrong keys, binding or bytes)",
-        ) from None
+# --- message fields -------------------------------------------------------------------------
+#
+# A message declares its fields once, as dataclass fields in wire order whose metadata names
+# their kind; its signed statement, its JSON and its parser are all derived from that one
+# declaration, so the three cannot disagree about a field. The derived bytes are the layouts of
+# docs/backup-protocol.md §3, §6 and §7, pinned by tests/backup/test_backup_wire_golden.py.
+
+StatementValue = bytes | str | int
+Reader = Callable[[object, str], object]
+"""Checks one JSON value and returns it decoded; the string names the field in the error."""
+
+
+class _Kind(ABC):
+    """How one kind of field is written into JSON and a statement, and read back from JSON."""
+
+    parsed_first = False
+    """v1 read the keyset before every other field: a message with several faults must keep
+    being refused with the same error."""
+
+    @abstractmethod
+    def json_names(self, name: str) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]: ...
+
+    @abstractmethod
+    def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]: ...
+
+    @abstractmethod
+    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> object: ...
+
+
+class _Value(_Kind):
+    """One member, one statement field, named after the attribute; bytes are hex in JSON and
+    raw in the statement (§2, §3)."""
+
+    def __init__(self, read: Reader) -> None:
+        self.read = read
+
+    def json_names(self, name: str) -> tuple[str, ...]:
+        return (name,)
+
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
+        return [(name, value.hex() if isinstance(value, bytes) else value)]
+
+    def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]:
+        return [(name, value)]
+
+    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> object:
+        return self.read(obj[name], name)
+
+
+class _Signature(_Value):
+    def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]:
+        return []  # the statement is what the signature covers: it cannot hold the signature
+
+
+class _KeysetOfTransfer(_Kind):
+    """The keyset shares are of: JSON carries it whole plus its hash, which must agree; the
+    statement names it by epoch and hash only, as the associated data does (§5)."""
+
+    parsed_first = True
+
+    def json_names(self, name: str) -> tuple[str, ...]:
+        return (name, "keyset_hash")
+
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
+        keyset: Keyset = value
+        return [(name, keyset.to_json()), ("keyset_hash", keyset.hash.hex())]
+
+    def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]:
+        keyset: Keyset = value
+        return [("epoch", keyset.epoch), ("keyset_hash", keyset.hash)]
+
+    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> Keyset:
+        keyset = Keyset.from_json(obj[name], f"{what} {name}")
+        if _keyset_hash(obj["keyset_hash"], "keyset_hash") != keyset.hash:
+            raise _malformed(f"{what}: keyset_hash is not the keyset's hash")
+        return keyset
+
+
+_KIND = "quorumkeep.wire.backup kind"
+"""The metadata key of a message field's :class:`_Kind`."""
+
+
+def _kind(kind: _Kind) -> Mapping[str, _Kind]:
+    return {_KIND: kind}
+
+
+# The kinds of field; a message field is declared ``name: type = field(metadata=KIND)``.
+_PURPOSE = _kind(_Value(_purpose))
+_ACCOUNT = _kind(_Value(_account))
+_REGISTERED_KEY = _kind(_Value(_registered_key))
+_EPHEMERAL_KEY = _kind(_Value(_x25519_key))
+_NONCE = _kind(_Value(_nonce))
+_SESSION_ID = _kind(_Value(_session_id))
+_KEYSET = _kind(_KeysetOfTransfer())
+_KEYSET_HASH = _kind(_Value(_keyset_hash))
+_INTEGER = _kind(_Value(_int))
+"""Timestamps, expiry times, heights and epochs: non-negative 63-bit integers."""
+_CIPHERTEXT = _kind(_Value(_ciphertext))
+_SIGNATURE = _kind(_Signature(_signature))
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """What a message carries besides its fields."""
+
+    kind: str
+    """The statement's kind (§3)."""
+    what: str
+    """How parse errors name the message."""
+    status: str | None = None
+    """A constant after the version, in JSON and first in the statement (the ack's)."""
+    signed_order: tuple[str, ...] | None = None
+    """The statement's field order where v1 made it differ from the JSON's (the ack's)."""
+
+
+def _layout(message: type[_Signed]) -> tuple[tuple[str, _Kind], ...]:
+    return tuple((f.name, f.metadata[_KIND]) for f in fields(message))
+
+
+class _Signed:
+    """A message whose dataclass fields are declared with kinds; derives its statement.
+
+    Subclasses are frozen dataclasses whose every field has ``metadata=`` one of the kinds
+    above, in wire order."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    _ENVELOPE: ClassVar[_Envelope]
+
+    def statement(self) -> bytes:
+        envelope = self._ENVELOPE
+        pairs: list[tuple[str, StatementValue]] = []
+        if envelope.status is not None:
+            pairs.append(("status", envelope.status))
+        for name, kind in _layout(type(self)):
+            pairs += kind.signed(name, getattr(self, name))
+        if envelope.signed_order is not None:
+            values = dict(pairs)
+            if set(envelope.signed_order) != set(values):
+                raise TypeError(f"{envelope.kind}: signed_order must name every signed field")
+            pairs = [(name, values[name]) for name in envelope.signed_order]
+        return statement(envelope.kind, pairs)
+
+
+class _JsonMessage(_Signed):
+    """A message sent as a JSON body: ``version`` first, then its fields in declared order."""
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"version": PROTOCOL_VERSION}
+        if self._ENVELOPE.status is not None:
+            document["status"] = self._ENVELOPE.status
+        for name, kind in _layout(type(self)):
+            document.update(kind.to_json(name, getattr(self, name)))
+        return document
+
+    @classmethod
+    def from_json(cls, value: object) -> Self:
+        envelope = cls._ENVELOPE
+        preamble = ("version",) if envelope.status is None else ("version", "status")
+        layout = _layout(cls)
+        names = [*preamble, *(n for name, kind in layout for n in kind.json_names(name))]
+        obj = _object(value, envelope.what, names)
+        if obj["version"] != PROTOCOL_VERSION or (
+            envelope.status is not None and obj["status"] != envelope.status
+        ):
+            raise _malformed(f"{envelope.what}: unsupported {' or '.join(preamble)}")
+        ordered = sorted(layout, key=lambda item: not item[1].parsed_first)
+        return cls(**{name: kind.from_json(obj, name, envelope.what) for name, kind in ordered})
+
+
+_Message = TypeVar(
+    "_Message", "Hello", "BackupResponse", "RecoverySession", "RecoveryPush", "RecoveryAck"
+)
+_Transfer = TypeVar("_Transfer", "BackupResponse", "RecoveryPush")
+
+
+def _sign(unsigned: _Message, signer: Signer) -> _Message:
+    return replace(unsigned, signature=signer.sign(unsigned.statement()))
 
 
 # --- hello ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Hello:
+class Hello(_Signed):
     """What the backup service sends first, in HTTP headers, signed by its identity key."""
 
-    purpose: Purpose
-    account: str
-    node_tls_public_key: bytes
-    service_identity_public_key: bytes
-    service_ephemeral_public_key: bytes
-    timestamp_ms: int
-    nonce: bytes
-    signature: bytes = b""
+    _ENVELOPE = _Envelope("hello", "hello")
 
-    def statement(self) -> bytes:
-        return statement(
-            "hello",
-            [
-                ("purpose", self.purpose),
-                ("account", self.account),
-                ("node_tls_public_key", self.node_tls_public_key),
-                ("service_identity_public_key", self.service_identity_public_key),
-                ("service_ephemeral_public_key", self.service_ephemeral_public_key),
-                ("timestamp_ms", self.timestamp_ms),
-                ("nonce", self.nonce),
-            ],
-        )
+    purpose: Purpose = field(metadata=_PURPOSE)
+    account: str = field(metadata=_ACCOUNT)
+    node_tls_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_identity_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    timestamp_ms: int = field(metadata=_INTEGER)
+    nonce: bytes = field(metadata=_NONCE)
+    signature: bytes = field(default=b"", metadata=_SIGNATURE)
 
     def to_headers(self) -> dict[str, str]:
         return {
@@ -761,21 +956,20 @@ class Hello:
         missing = [h for h in HELLO_HEADERS if h not in lowered]
         if missing:
             raise _malformed(f"missing header(s): {', '.join(missing)}")
-        purpose = lowered[H_PURPOSE]
-        if purpose not in PURPOSES:
-            raise _malformed(f"{H_PURPOSE}: expected backup or recovery")
+        purpose = _purpose(lowered[H_PURPOSE], H_PURPOSE)
+        # A header is text: the timestamp is checked as digits, not as a JSON integer.
         timestamp = lowered[H_TIMESTAMP]
         if not timestamp.isdigit() or len(timestamp) > 16:
             raise _malformed(f"{H_TIMESTAMP}: expected milliseconds since the Unix epoch")
         return cls(
-            purpose="backup" if purpose == "backup" else "recovery",
+            purpose=purpose,
             account=_account(lowered[H_ACCOUNT], H_ACCOUNT),
-            node_tls_public_key=_hex(lowered[H_NODE_KEY], H_NODE_KEY, KEY_SIZE),
-            service_identity_public_key=_hex(lowered[H_SERVICE_KEY], H_SERVICE_KEY, KEY_SIZE),
+            node_tls_public_key=_registered_key(lowered[H_NODE_KEY], H_NODE_KEY),
+            service_identity_public_key=_registered_key(lowered[H_SERVICE_KEY], H_SERVICE_KEY),
             service_ephemeral_public_key=_x25519_key(lowered[H_EPHEMERAL_KEY], H_EPHEMERAL_KEY),
             timestamp_ms=int(timestamp),
-            nonce=_hex(lowered[H_NONCE], H_NONCE, NONCE_SIZE),
-            signature=_hex(lowered[H_SIGNATURE], H_SIGNATURE, SIGNATURE_SIZE),
+            nonce=_nonce(lowered[H_NONCE], H_NONCE),
+            signature=_signature(lowered[H_SIGNATURE], H_SIGNATURE),
         )
 
     def verify(self, identity_public_key: bytes) -> None:
@@ -801,7 +995,7 @@ def make_hello(
         now_ms,
         random_bytes(NONCE_SIZE),
     )
-    return replace(unsigned, signature=identity.sign(unsigned.statement()))
+    return _sign(unsigned, identity)
 
 
 def check_timestamp(timestamp_ms: int, now_ms: int, what: str = "request") -> None:
@@ -813,117 +1007,76 @@ def check_timestamp(timestamp_ms: int, now_ms: int, what: str = "request") -> No
         )
 
 
+# --- sealed transfers -------------------------------------------------------------------------
+
+
+def _binding(direction: str, transfer: BackupResponse | RecoveryPush, exchange: bytes) -> Binding:
+    return Binding(
+        direction,
+        transfer.account,
+        transfer.keyset.epoch,
+        transfer.keyset.hash,
+        transfer.node_tls_public_key,
+        transfer.service_identity_public_key,
+        transfer.service_encryption_public_key,
+        exchange,
+    )
+
+
+def _seal(
+    unsigned: _Transfer,
+    *,
+    key: bytes,
+    sender: bytes,
+    receiver: bytes,
+    shares: Sequence[KeyShare],
+    signer: Signer,
+    random_bytes: RandomBytes,
+) -> _Transfer:
+    """Seal ``shares`` into the transfer (bound by its associated data), then sign it: the
+    signature covers the ciphertext."""
+    ad = unsigned.binding().associated_data(sender, receiver)
+    sealed = replace(unsigned, ciphertext=aead_seal(key, encode_shares(shares), ad, random_bytes))
+    return _sign(sealed, signer)
+
+
+def _open_shares(
+    transfer: BackupResponse | RecoveryPush, *, key: bytes, sender: bytes, receiver: bytes
+) -> list[KeyShare]:
+    ad = transfer.binding().associated_data(sender, receiver)
+    try:
+        plaintext = aead_open(key, transfer.ciphertext, ad)
+    except SealError:
+        raise BackupProtocolError(
+            "decryption_failed",
+            "the sealed shares do not open for this exchange (wrong keys, binding or bytes)",
+        ) from None
+    return decode_shares(plaintext)
+
+
 # --- backup response --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class BackupResponse:
+class BackupResponse(_JsonMessage):
     """The node's answer to a backup hello: its shares sealed to this exchange, signed."""
 
-    account: str
-    node_tls_public_key: bytes
-    service_identity_public_key: bytes
-    service_encryption_public_key: bytes
-    service_ephemeral_public_key: bytes
-    node_ephemeral_public_key: bytes
-    request_nonce: bytes
-    keyset: Keyset
-    timestamp_ms: int
-    ciphertext: bytes
-    signature: bytes = b""
+    _ENVELOPE = _Envelope("backup-response", "backup response")
 
-    _FIELDS = (
-        "version",
-        "account",
-        "node_tls_public_key",
-        "service_identity_public_key",
-        "service_encryption_public_key",
-        "service_ephemeral_public_key",
-        "node_ephemeral_public_key",
-        "request_nonce",
-        "keyset",
-        "keyset_hash",
-        "timestamp_ms",
-        "ciphertext",
-        "signature",
-    )
-
-    def statement(self) -> bytes:
-        return statement(
-            "backup-response",
-            [
-                ("account", self.account),
-                ("node_tls_public_key", self.node_tls_public_key),
-                ("service_identity_public_key", self.service_identity_public_key),
-                ("service_encryption_public_key", self.service_encryption_public_key),
-                ("service_ephemeral_public_key", self.service_ephemeral_public_key),
-                ("node_ephemeral_public_key", self.node_ephemeral_public_key),
-                ("request_nonce", self.request_nonce),
-                ("epoch", self.keyset.epoch),
-                ("keyset_hash", self.keyset.hash),
-                ("timestamp_ms", self.timestamp_ms),
-                ("ciphertext", self.ciphertext),
-            ],
-        )
+    account: str = field(metadata=_ACCOUNT)
+    node_tls_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_identity_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_encryption_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    node_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    request_nonce: bytes = field(metadata=_NONCE)
+    keyset: Keyset = field(metadata=_KEYSET)
+    timestamp_ms: int = field(metadata=_INTEGER)
+    ciphertext: bytes = field(metadata=_CIPHERTEXT)
+    signature: bytes = field(default=b"", metadata=_SIGNATURE)
 
     def binding(self) -> Binding:
-        return Binding(
-            DIRECTION_BACKUP,
-            self.account,
-            self.keyset.epoch,
-            self.keyset.hash,
-            self.node_tls_public_key,
-            self.service_identity_public_key,
-            self.service_encryption_public_key,
-            self.request_nonce,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": PROTOCOL_VERSION,
-            "account": self.account,
-            "node_tls_public_key": self.node_tls_public_key.hex(),
-            "service_identity_public_key": self.service_identity_public_key.hex(),
-            "service_encryption_public_key": self.service_encryption_public_key.hex(),
-            "service_ephemeral_public_key": self.service_ephemeral_public_key.hex(),
-            "node_ephemeral_public_key": self.node_ephemeral_public_key.hex(),
-            "request_nonce": self.request_nonce.hex(),
-            "keyset": self.keyset.to_json(),
-            "keyset_hash": self.keyset.hash.hex(),
-            "timestamp_ms": self.timestamp_ms,
-            "ciphertext": self.ciphertext.hex(),
-            "signature": self.signature.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: object) -> BackupResponse:
-        obj = _object(value, "backup response", cls._FIELDS)
-        if obj["version"] != PROTOCOL_VERSION:
-            raise _malformed("backup response: unsupported version")
-        keyset = Keyset.from_json(obj["keyset"], "backup response keyset")
-        if _hex(obj["keyset_hash"], "keyset_hash", 32) != keyset.hash:
-            raise _malformed("backup response: keyset_hash is not the keyset's hash")
-        return cls(
-            account=_account(obj["account"]),
-            node_tls_public_key=_hex(obj["node_tls_public_key"], "node_tls_public_key", KEY_SIZE),
-            service_identity_public_key=_hex(
-                obj["service_identity_public_key"], "service_identity_public_key", KEY_SIZE
-            ),
-            service_encryption_public_key=_hex(
-                obj["service_encryption_public_key"], "service_encryption_public_key", KEY_SIZE
-            ),
-            service_ephemeral_public_key=_x25519_key(
-                obj["service_ephemeral_public_key"], "service_ephemeral_public_key"
-            ),
-            node_ephemeral_public_key=_x25519_key(
-                obj["node_ephemeral_public_key"], "node_ephemeral_public_key"
-            ),
-            request_nonce=_hex(obj["request_nonce"], "request_nonce", NONCE_SIZE),
-            keyset=keyset,
-            timestamp_ms=_int(obj["timestamp_ms"], "timestamp_ms"),
-            ciphertext=_hex(obj["ciphertext"], "ciphertext", maximum=MAX_BODY_BYTES),
-            signature=_hex(obj["signature"], "signature", SIGNATURE_SIZE),
-        )
+        return _binding(DIRECTION_BACKUP, self, self.request_nonce)
 
 
 def seal_backup(
@@ -950,15 +1103,17 @@ def seal_backup(
         timestamp_ms=now_ms,
         ciphertext=b"",
     )
-    key = backup_key_node(
-        ephemeral, hello.service_ephemeral_public_key, service_encryption_public_key
+    return _seal(
+        unsigned,
+        key=backup_key_node(
+            ephemeral, hello.service_ephemeral_public_key, service_encryption_public_key
+        ),
+        sender=ephemeral.public_key,
+        receiver=hello.service_ephemeral_public_key,
+        shares=shares,
+        signer=node,
+        random_bytes=random_bytes,
     )
-    ad = unsigned.binding().associated_data(
-        ephemeral.public_key, hello.service_ephemeral_public_key
-    )
-    ciphertext = aead_seal(key, encode_shares(shares), ad, random_bytes)
-    sealed = replace(unsigned, ciphertext=ciphertext)
-    return replace(sealed, signature=node.sign(sealed.statement()))
 
 
 def open_backup(
@@ -987,103 +1142,35 @@ def open_backup(
             "malformed_response", "the node's response does not answer this request"
         )
     check_timestamp(response.timestamp_ms, now_ms, "response")
-    key = backup_key_service(
-        service_ephemeral, service_encryption, response.node_ephemeral_public_key
+    return _open_shares(
+        response,
+        key=backup_key_service(
+            service_ephemeral, service_encryption, response.node_ephemeral_public_key
+        ),
+        sender=response.node_ephemeral_public_key,
+        receiver=service_ephemeral.public_key,
     )
-    ad = response.binding().associated_data(
-        response.node_ephemeral_public_key, service_ephemeral.public_key
-    )
-    return decode_shares(_open(key, response.ciphertext, ad))
 
 
 # --- recovery session -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RecoverySession:
+class RecoverySession(_JsonMessage):
     """The node's answer to a recovery hello: its ephemeral key for this migration, signed."""
 
-    account: str
-    node_tls_public_key: bytes
-    service_identity_public_key: bytes
-    service_ephemeral_public_key: bytes
-    node_ephemeral_public_key: bytes
-    request_nonce: bytes
-    session_id: bytes
-    migration_started_height: int
-    expires_at_ms: int
-    signature: bytes = b""
+    _ENVELOPE = _Envelope("recovery-session", "recovery session")
 
-    _FIELDS = (
-        "version",
-        "account",
-        "node_tls_public_key",
-        "service_identity_public_key",
-        "service_ephemeral_public_key",
-        "node_ephemeral_public_key",
-        "request_nonce",
-        "session_id",
-        "migration_started_height",
-        "expires_at_ms",
-        "signature",
-    )
-
-    def statement(self) -> bytes:
-        return statement(
-            "recovery-session",
-            [
-                ("account", self.account),
-                ("node_tls_public_key", self.node_tls_public_key),
-                ("service_identity_public_key", self.service_identity_public_key),
-                ("service_ephemeral_public_key", self.service_ephemeral_public_key),
-                ("node_ephemeral_public_key", self.node_ephemeral_public_key),
-                ("request_nonce", self.request_nonce),
-                ("session_id", self.session_id),
-                ("migration_started_height", self.migration_started_height),
-                ("expires_at_ms", self.expires_at_ms),
-            ],
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": PROTOCOL_VERSION,
-            "account": self.account,
-            "node_tls_public_key": self.node_tls_public_key.hex(),
-            "service_identity_public_key": self.service_identity_public_key.hex(),
-            "service_ephemeral_public_key": self.service_ephemeral_public_key.hex(),
-            "node_ephemeral_public_key": self.node_ephemeral_public_key.hex(),
-            "request_nonce": self.request_nonce.hex(),
-            "session_id": self.session_id.hex(),
-            "migration_started_height": self.migration_started_height,
-            "expires_at_ms": self.expires_at_ms,
-            "signature": self.signature.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: object) -> RecoverySession:
-        obj = _object(value, "recovery session", cls._FIELDS)
-        if obj["version"] != PROTOCOL_VERSION:
-            raise _malformed("recovery session: unsupported version")
-        return cls(
-            account=_account(obj["account"]),
-            node_tls_public_key=_hex(obj["node_tls_public_key"], "node_tls_public_key", KEY_SIZE),
-            service_identity_public_key=_hex(
-                obj["service_identity_public_key"], "service_identity_public_key", KEY_SIZE
-            ),
-            service_ephemeral_public_key=_x25519_key(
-                obj["service_ephemeral_public_key"], "service_ephemeral_public_key"
-            ),
-            node_ephemeral_public_key=_x25519_key(
-                obj["node_ephemeral_public_key"], "node_ephemeral_public_key"
-            ),
-            request_nonce=_hex(obj["request_nonce"], "request_nonce", NONCE_SIZE),
-            session_id=_hex(obj["session_id"], "session_id", SESSION_ID_SIZE),
-            migration_started_height=_int(
-                obj["migration_started_height"], "migration_started_height"
-            ),
-            expires_at_ms=_int(obj["expires_at_ms"], "expires_at_ms"),
-            signature=_hex(obj["signature"], "signature", SIGNATURE_SIZE),
-        )
+    account: str = field(metadata=_ACCOUNT)
+    node_tls_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_identity_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    node_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    request_nonce: bytes = field(metadata=_NONCE)
+    session_id: bytes = field(metadata=_SESSION_ID)
+    migration_started_height: int = field(metadata=_INTEGER)
+    expires_at_ms: int = field(metadata=_INTEGER)
+    signature: bytes = field(default=b"", metadata=_SIGNATURE)
 
 
 def make_recovery_session(
@@ -1106,7 +1193,7 @@ def make_recovery_session(
         migration_started_height=migration_started_height,
         expires_at_ms=now_ms + SESSION_LIFETIME_MS,
     )
-    return replace(unsigned, signature=node.sign(unsigned.statement()))
+    return _sign(unsigned, node)
 
 
 def check_recovery_session(
@@ -1133,118 +1220,26 @@ def check_recovery_session(
 
 
 @dataclass(frozen=True)
-class RecoveryPush:
+class RecoveryPush(_JsonMessage):
     """``PUT /backup/keyshares``: the shares sealed to a recovery session, service-signed."""
 
-    account: str
-    node_tls_public_key: bytes
-    service_identity_public_key: bytes
-    service_encryption_public_key: bytes
-    service_ephemeral_public_key: bytes
-    node_ephemeral_public_key: bytes
-    session_id: bytes
-    keyset: Keyset
-    timestamp_ms: int
-    nonce: bytes
-    ciphertext: bytes
-    signature: bytes = b""
+    _ENVELOPE = _Envelope("recovery-shares", "recovery push")
 
-    _FIELDS = (
-        "version",
-        "account",
-        "node_tls_public_key",
-        "service_identity_public_key",
-        "service_encryption_public_key",
-        "service_ephemeral_public_key",
-        "node_ephemeral_public_key",
-        "session_id",
-        "keyset",
-        "keyset_hash",
-        "timestamp_ms",
-        "nonce",
-        "ciphertext",
-        "signature",
-    )
-
-    def statement(self) -> bytes:
-        return statement(
-            "recovery-shares",
-            [
-                ("account", self.account),
-                ("node_tls_public_key", self.node_tls_public_key),
-                ("service_identity_public_key", self.service_identity_public_key),
-                ("service_encryption_public_key", self.service_encryption_public_key),
-                ("service_ephemeral_public_key", self.service_ephemeral_public_key),
-                ("node_ephemeral_public_key", self.node_ephemeral_public_key),
-                ("session_id", self.session_id),
-                ("epoch", self.keyset.epoch),
-                ("keyset_hash", self.keyset.hash),
-                ("timestamp_ms", self.timestamp_ms),
-                ("nonce", self.nonce),
-                ("ciphertext", self.ciphertext),
-            ],
-        )
+    account: str = field(metadata=_ACCOUNT)
+    node_tls_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_identity_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_encryption_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    service_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    node_ephemeral_public_key: bytes = field(metadata=_EPHEMERAL_KEY)
+    session_id: bytes = field(metadata=_SESSION_ID)
+    keyset: Keyset = field(metadata=_KEYSET)
+    timestamp_ms: int = field(metadata=_INTEGER)
+    nonce: bytes = field(metadata=_NONCE)
+    ciphertext: bytes = field(metadata=_CIPHERTEXT)
+    signature: bytes = field(default=b"", metadata=_SIGNATURE)
 
     def binding(self) -> Binding:
-        return Binding(
-            DIRECTION_RECOVERY,
-            self.account,
-            self.keyset.epoch,
-            self.keyset.hash,
-            self.node_tls_public_key,
-            self.service_identity_public_key,
-            self.service_encryption_public_key,
-            self.session_id,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": PROTOCOL_VERSION,
-            "account": self.account,
-            "node_tls_public_key": self.node_tls_public_key.hex(),
-            "service_identity_public_key": self.service_identity_public_key.hex(),
-            "service_encryption_public_key": self.service_encryption_public_key.hex(),
-            "service_ephemeral_public_key": self.service_ephemeral_public_key.hex(),
-            "node_ephemeral_public_key": self.node_ephemeral_public_key.hex(),
-            "session_id": self.session_id.hex(),
-            "keyset": self.keyset.to_json(),
-            "keyset_hash": self.keyset.hash.hex(),
-            "timestamp_ms": self.timestamp_ms,
-            "nonce": self.nonce.hex(),
-            "ciphertext": self.ciphertext.hex(),
-            "signature": self.signature.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: object) -> RecoveryPush:
-        obj = _object(value, "recovery push", cls._FIELDS)
-        if obj["version"] != PROTOCOL_VERSION:
-            raise _malformed("recovery push: unsupported version")
-        keyset = Keyset.from_json(obj["keyset"], "recovery push keyset")
-        if _hex(obj["keyset_hash"], "keyset_hash", 32) != keyset.hash:
-            raise _malformed("recovery push: keyset_hash is not the keyset's hash")
-        return cls(
-            account=_account(obj["account"]),
-            node_tls_public_key=_hex(obj["node_tls_public_key"], "node_tls_public_key", KEY_SIZE),
-            service_identity_public_key=_hex(
-                obj["service_identity_public_key"], "service_identity_public_key", KEY_SIZE
-            ),
-            service_encryption_public_key=_hex(
-                obj["service_encryption_public_key"], "service_encryption_public_key", KEY_SIZE
-            ),
-            service_ephemeral_public_key=_x25519_key(
-                obj["service_ephemeral_public_key"], "service_ephemeral_public_key"
-            ),
-            node_ephemeral_public_key=_x25519_key(
-                obj["node_ephemeral_public_key"], "node_ephemeral_public_key"
-            ),
-            session_id=_hex(obj["session_id"], "session_id", SESSION_ID_SIZE),
-            keyset=keyset,
-            timestamp_ms=_int(obj["timestamp_ms"], "timestamp_ms"),
-            nonce=_hex(obj["nonce"], "nonce", NONCE_SIZE),
-            ciphertext=_hex(obj["ciphertext"], "ciphertext", maximum=MAX_BODY_BYTES),
-            signature=_hex(obj["signature"], "signature", SIGNATURE_SIZE),
-        )
+        return _binding(DIRECTION_RECOVERY, self, self.session_id)
 
     def verify(self, identity_public_key: bytes) -> None:
         _require_signature(identity_public_key, self.statement(), self.signature, "push")
@@ -1275,15 +1270,17 @@ def seal_recovery(
         nonce=random_bytes(NONCE_SIZE),
         ciphertext=b"",
     )
-    key = recovery_key_service(
-        service_ephemeral, service_encryption, session.node_ephemeral_public_key
+    return _seal(
+        unsigned,
+        key=recovery_key_service(
+            service_ephemeral, service_encryption, session.node_ephemeral_public_key
+        ),
+        sender=service_ephemeral.public_key,
+        receiver=session.node_ephemeral_public_key,
+        shares=shares,
+        signer=identity,
+        random_bytes=random_bytes,
     )
-    ad = unsigned.binding().associated_data(
-        service_ephemeral.public_key, session.node_ephemeral_public_key
-    )
-    ciphertext = aead_seal(key, encode_shares(shares), ad, random_bytes)
-    sealed = replace(unsigned, ciphertext=ciphertext)
-    return replace(sealed, signature=identity.sign(sealed.statement()))
 
 
 def open_recovery(
@@ -1294,82 +1291,47 @@ def open_recovery(
         raise BackupProtocolError(
             "unregistered_caller", "the push names another encryption key than the registered one"
         )
-    key = recovery_key_node(
-        node_ephemeral, push.service_ephemeral_public_key, service_encryption_public_key
+    return _open_shares(
+        push,
+        key=recovery_key_node(
+            node_ephemeral, push.service_ephemeral_public_key, service_encryption_public_key
+        ),
+        sender=push.service_ephemeral_public_key,
+        receiver=node_ephemeral.public_key,
     )
-    ad = push.binding().associated_data(
-        push.service_ephemeral_public_key, node_ephemeral.public_key
-    )
-    return decode_shares(_open(key, push.ciphertext, ad))
 
 
 @dataclass(frozen=True)
-class RecoveryAck:
+class RecoveryAck(_JsonMessage):
     """The node's signed receipt: it verified and imported the shares of this keyset."""
 
-    account: str
-    node_tls_public_key: bytes
-    session_id: bytes
-    keyset_hash: bytes
-    epoch: int
-    signature: bytes = b""
-
-    _FIELDS = (
-        "version",
-        "status",
-        "account",
-        "node_tls_public_key",
-        "session_id",
-        "keyset_hash",
-        "epoch",
-        "signature",
+    _ENVELOPE = _Envelope(
+        "recovery-ack",
+        "recovery ack",
+        status="imported",
+        signed_order=(
+            "status",
+            "account",
+            "node_tls_public_key",
+            "session_id",
+            "epoch",
+            "keyset_hash",
+        ),
     )
 
-    def statement(self) -> bytes:
-        return statement(
-            "recovery-ack",
-            [
-                ("status", "imported"),
-                ("account", self.account),
-                ("node_tls_public_key", self.node_tls_public_key),
-                ("session_id", self.session_id),
-                ("epoch", self.epoch),
-                ("keyset_hash", self.keyset_hash),
-            ],
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": PROTOCOL_VERSION,
-            "status": "imported",
-            "account": self.account,
-            "node_tls_public_key": self.node_tls_public_key.hex(),
-            "session_id": self.session_id.hex(),
-            "keyset_hash": self.keyset_hash.hex(),
-            "epoch": self.epoch,
-            "signature": self.signature.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: object) -> RecoveryAck:
-        obj = _object(value, "recovery ack", cls._FIELDS)
-        if obj["version"] != PROTOCOL_VERSION or obj["status"] != "imported":
-            raise _malformed("recovery ack: unsupported version or status")
-        return cls(
-            account=_account(obj["account"]),
-            node_tls_public_key=_hex(obj["node_tls_public_key"], "node_tls_public_key", KEY_SIZE),
-            session_id=_hex(obj["session_id"], "session_id", SESSION_ID_SIZE),
-            keyset_hash=_hex(obj["keyset_hash"], "keyset_hash", 32),
-            epoch=_int(obj["epoch"], "epoch"),
-            signature=_hex(obj["signature"], "signature", SIGNATURE_SIZE),
-        )
+    account: str = field(metadata=_ACCOUNT)
+    node_tls_public_key: bytes = field(metadata=_REGISTERED_KEY)
+    session_id: bytes = field(metadata=_SESSION_ID)
+    keyset_hash: bytes = field(metadata=_KEYSET_HASH)
+    epoch: int = field(metadata=_INTEGER)
+    signature: bytes = field(default=b"", metadata=_SIGNATURE)
 
 
 def make_recovery_ack(push: RecoveryPush, *, node: Signer) -> RecoveryAck:
     unsigned = RecoveryAck(
         push.account, node.public_key, push.session_id, push.keyset.hash, push.keyset.epoch
     )
-    return replace(unsigned, signature=node.sign(unsigned.statement()))
+    return _sign(unsigned, node)
 
 
 def check_recovery_ack(ack: RecoveryAck, *, push: RecoveryPush) -> None:
