@@ -157,3 +157,18 @@ def test_block_json_round_trips(chain: Chain) -> None:
     again = Block.from_body(block.body)
     assert again.hash == block.hash
     assert again.to_json() == block.to_json()
+
+
+def test_an_idle_block_keeps_its_parents_state_hash(chain: Chain) -> None:
+    before = chain.state.state_hash()
+    idle, _ = chain.block([])
+    assert idle.state_hash == before == chain.state.state_hash()
+    busy, _ = chain.block([chain.tx("bob", "register_backup_service", backup_service_args())])
+    assert busy.state_hash != before and busy.state_hash == chain.state.state_hash()
+
+
+def test_replay_detects_an_edited_state_hash_in_an_idle_block(chain: Chain) -> None:
+    chain.block([])
+    _edit(chain, 2, lambda b: b.update(state_hash="11" * 32))
+    error = _corrupt_at(chain)
+    assert error.height == 2 and "state hash" in error.reason
