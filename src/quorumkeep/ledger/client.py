@@ -217,6 +217,10 @@ class _Book:
         self.height_at = 0.0
 
 
+POOL_CONNECTIONS = 8
+"""HTTP connections an AsyncLedgerClient opens to the ledger at most."""
+
+
 class AsyncLedgerClient:
     """asyncio client; one instance may be shared by many tasks."""
 
@@ -232,13 +236,17 @@ class AsyncLedgerClient:
             base_url=self.base_url,
             timeout=timeout,
             transport=transport,
-            # httpcore's pool scans every connection for each idle one on every request
-            # (quadratic in pool size) and drops keep-alive connections above the keep-alive
-            # limit, so a large pool costs more CPU than it saves: with 64 sign requests in
-            # flight, 16 connections cut this client's CPU per request by a third. The
-            # ledger commits one block at a time; more connections would not answer sooner.
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            limits=httpx.Limits(
+                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
+            ),
         )
+        # Each time a request starts or ends, httpcore's pool checks every connection against
+        # every other (quadratic in its size) and every queued request against every
+        # connection; above its keep-alive limit it also drops connections. With 64 sign
+        # requests in flight that cost the benchmark client 19 ms of CPU per request; a small
+        # pool that never queues (requests wait on this semaphore instead) costs 4-5 ms. The
+        # ledger commits one block at a time, so more connections would not answer sooner.
+        self._connections = asyncio.Semaphore(POOL_CONNECTIONS)
         self._book = _Book()
         self._prepare_lock = asyncio.Lock()
 
@@ -255,10 +263,11 @@ class AsyncLedgerClient:
         self, method: str, path: str, *, json: Any = None, timeout: float | None = None
     ) -> Any:
         try:
-            if timeout is None:
-                response = await self._http.request(method, path, json=json)
-            else:
-                response = await self._http.request(method, path, json=json, timeout=timeout)
+            async with self._connections:
+                if timeout is None:
+                    response = await self._http.request(method, path, json=json)
+                else:
+                    response = await self._http.request(method, path, json=json, timeout=timeout)
         except httpx.HTTPError as exc:
             raise _unreachable(self.base_url, exc) from None
         if response.status_code != 200:
@@ -397,7 +406,8 @@ class AsyncLedgerClient:
         delay = 0.05
         for attempt in range(RESEND_ATTEMPTS):
             try:
-                response = await self._http.post("/v1/transactions", json=signed.to_json())
+                async with self._connections:
+                    response = await self._http.post("/v1/transactions", json=signed.to_json())
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
