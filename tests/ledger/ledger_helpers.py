@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,8 @@ import httpx
 import nacl.public
 import nacl.signing
 
+from process_helpers import cli as cli_command
+from process_helpers import free_port
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
 from quorumkeep.ledger.client import AccountSigner
 from quorumkeep.ledger.genesis import init_ledger
@@ -25,16 +25,6 @@ from quorumkeep.ledger.transaction import Action, FunctionCall, SignedTransactio
 PASSPHRASE = b"ledger tests passphrase"
 FAST_COST = (MIN_OPSLIMIT, MIN_MEMLIMIT)  # key files in tests: Argon2id at its minimum cost
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "quorumkeep.cli.main", *args]
 
 
 @dataclass
