@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck pytest demo bench clean
+.PHONY: setup test test-fast lint typecheck pytest demo bench clean
 
 setup: $(STAMP)
 
@@ -26,10 +26,19 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Both cores: one worker per core, each test file on one worker in file order (module-wide
+# devnets and ledgers are shared by the tests of their file).
+XDIST := -n 2 --dist loadfile
+
 pytest: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test: lint typecheck pytest
+
+# The fast loop: no process is started (tests/conftest.py fails a test that starts one
+# without the slow marker).
+test-fast: setup
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 demo: setup
 	$(BIN)/quorumkeep devnet demo

@@ -15,6 +15,7 @@ QUORUMKEEP = Path(sys.executable).with_name("quorumkeep")
     "argv",
     [["bogus-command"], ["contract", "view", "state"], ["crypto", "frost-vector"]],
 )
+@pytest.mark.slow
 def test_usage_errors_are_one_line(argv: list[str]) -> None:
     done = subprocess.run(
         [str(QUORUMKEEP), *argv], capture_output=True, text=True, timeout=60, check=False
@@ -25,6 +26,7 @@ def test_usage_errors_are_one_line(argv: list[str]) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_no_arguments_shows_help() -> None:
     done = subprocess.run(
         [str(QUORUMKEEP)], capture_output=True, text=True, timeout=60, check=False

@@ -96,6 +96,7 @@ def test_init_without_a_passphrase_is_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_register_status_and_verify_against_the_contract(network: Network, tmp_path: Path) -> None:
     directory = tmp_path / "svc"
     passphrase_file = tmp_path / "operator-passphrase"
@@ -182,6 +183,7 @@ def test_verify_with_a_wrong_passphrase_or_no_ledger(tmp_path: Path) -> None:
     assert code == 2 and "no such file" in err
 
 
+@pytest.mark.slow
 def test_run_refuses_to_start_without_its_directory(tmp_path: Path) -> None:
     config = tmp_path / "backup.toml"
     config.write_text(

@@ -45,6 +45,8 @@ from quorumkeep.wire.backup import (
     verify_shares,
 )
 
+pytestmark = pytest.mark.slow  # every test here uses a module-wide network of processes
+
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from quorumkeep.bench import crypto as crypto_bench
 from quorumkeep.crypto import frost, group
 
 CLI = Path(sys.executable).parent / "quorumkeep"
 
 
+@pytest.mark.slow
 def test_bench_json_has_every_op_and_size_with_positive_numbers() -> None:
     done = subprocess.run(
         [str(CLI), "bench", "crypto", "--json", "--quick"], capture_output=True, timeout=300

@@ -111,6 +111,7 @@ def test_pure_function_reproduces_the_rfc_vector() -> None:
     assert json.dumps(frost_vector(vector), indent=2) == text.rstrip("\n")
 
 
+@pytest.mark.slow
 def test_cli_reproduces_the_rfc_file_byte_for_byte(tmp_path: Path) -> None:
     done = run_cli(VECTOR)
     assert done.returncode == 0, done.stderr
@@ -124,6 +125,7 @@ def test_cli_reproduces_the_rfc_file_byte_for_byte(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_cli_completes_a_fresh_random_vector(tmp_path: Path, seed: int) -> None:
     vector, secret, coefficients, identifiers = random_vector_inputs(seed)
     path = tmp_path / "fresh.json"
@@ -221,6 +223,7 @@ def test_non_object_vector_is_refused() -> None:
     ],
     ids=["not-json", "not-object", "bad-hex", "too-few-signers", "not-utf8"],
 )
+@pytest.mark.slow
 def test_cli_reports_malformed_input_on_one_line(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -232,6 +235,7 @@ def test_cli_reports_malformed_input_on_one_line(tmp_path: Path, content: bytes)
     assert "Traceback" not in done.stderr.decode()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_file(tmp_path: Path) -> None:
     done = run_cli(tmp_path / "absent.json")
     assert done.returncode == 2

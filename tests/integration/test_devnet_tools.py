@@ -16,6 +16,7 @@ from nacl.signing import SigningKey
 
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, PassphraseParams
 from quorumkeep.devnet import processes
+from quorumkeep.devnet.demo import SCENARIOS
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import DevnetDir, DevnetRecord
 from quorumkeep.devnet.network import Devnet
@@ -81,6 +82,7 @@ def test_child_environment_drops_inherited_quorumkeep_values(
     assert "QUORUMKEEP_OTHER" not in env
 
 
+@pytest.mark.slow
 def test_process_is_ours_only_with_same_argv_and_start_time(
     tmp_path: Path, started: list[ProcessRecord]
 ) -> None:
@@ -117,6 +119,7 @@ def test_process_is_ours_only_with_same_argv_and_start_time(
     assert not processes.kill(record)
 
 
+@pytest.mark.slow
 def test_stop_escalates_to_sigkill_after_the_grace_period(
     tmp_path: Path, started: list[ProcessRecord]
 ) -> None:
@@ -182,11 +185,17 @@ def test_existing_devnet_is_refused_and_an_unfinished_one_cannot_resume(tmp_path
     assert unfinished.value.code == "devnet_incomplete"
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     missing = cli("devnet", "status", "--dir", str(tmp_path / "none"))
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'none'} holds no devnet (devnet.json missing)"
+    ]
+    unknown = cli("devnet", "demo", "--only", "single-node-loss,meteor-strike")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "error: unknown scenario 'meteor-strike' (known: " + ", ".join(SCENARIOS) + ")"
     ]
     bad_payload = cli("sign", "--devnet", str(tmp_path), "--payload", "xyz", "--path", "p")
     assert bad_payload.returncode == 2
@@ -211,6 +220,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert len(no_key.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_added_process_is_started_killed_restarted_and_stopped(tmp_path: Path) -> None:
     """A process added with add_process (as a backup service will be) is driven like the
     devnet's own; a real `ledger serve` stands in for any long-running command."""
@@ -287,6 +297,7 @@ def test_a_stalled_key_generation_names_the_missing_voters_and_their_logs(
     assert "stopped: op1, op2, op3" in message  # none of them was ever started here
 
 
+@pytest.mark.slow
 def test_unknown_names_and_busy_devnets_are_refused(tmp_path: Path) -> None:
     record = DevnetRecord(threshold=2, nodes=3, phase="ready")
     record.processes["op1"] = ProcessRecord(
@@ -325,6 +336,7 @@ def test_unknown_names_and_busy_devnets_are_refused(tmp_path: Path) -> None:
     assert killed.stderr.strip().splitlines() == ["error: no process 'nosuch' in this devnet (op1)"]
 
 
+@pytest.mark.slow
 def test_sign_against_an_unreachable_ledger_is_one_line(tmp_path: Path) -> None:
     key = tmp_path / "user.json"
     write_key_file(

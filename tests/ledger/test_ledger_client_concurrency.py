@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from ledger_helpers import LedgerProcess, backup_service_args, init_args, make_ledger
 
 from quorumkeep.ledger.client import AsyncLedgerClient
 
 
+@pytest.mark.slow
 def test_concurrent_calls_with_one_key_all_land(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path / "data")
     server = LedgerProcess(ledger.path).start()

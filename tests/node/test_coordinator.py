@@ -274,6 +274,7 @@ def candidate(signer: AccountSigner, k: int) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_concurrent_calls_with_one_key_all_go_through(ledger: Ledger) -> None:
     signer = AccountSigner("carol", nacl.signing.SigningKey(os.urandom(32)))
     with ledger.client() as client:
@@ -296,6 +297,7 @@ def test_concurrent_calls_with_one_key_all_go_through(ledger: Ledger) -> None:
     assert keys[signer.public_key_hex]["nonce"] >= 40
 
 
+@pytest.mark.slow
 def test_a_contract_rejection_is_raised_at_once_and_a_used_key_is_caught_up(ledger: Ledger) -> None:
     signer = AccountSigner("carol", nacl.signing.SigningKey(os.urandom(32)))
     with ledger.client() as client:

@@ -435,6 +435,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_never_loses_or_corrupts_a_committed_share(tmp_path: Path) -> None:
     key = StorageKey(os.urandom(32))
     env = {**os.environ, "QK_TEST_STORAGE_KEY": key.key.hex()}

@@ -493,6 +493,7 @@ async def _configure(child: asyncio.subprocess.Process, participants: dict[int, 
         assert (await child.stdout.readline()).strip() == b"ready"
 
 
+@pytest.mark.slow
 def test_peer_in_a_separate_process_survives_sigkill_and_restart(
     identities: dict[str, NodeIdentity],
 ) -> None:

@@ -55,6 +55,9 @@ from quorumkeep.wire.backup import (
     seal_recovery,
 )
 
+pytestmark = pytest.mark.slow  # every test here uses a module-wide network of processes
+
+
 T = TypeVar("T")
 
 WAIT = 30.0

@@ -81,6 +81,7 @@ def add_node_key(ledger: Ledger, node: Node) -> None:
 # --- node init ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_node_init_prints_the_participant_info_and_writes_node_toml(tmp_path: Path) -> None:
     node = Node("alice", tmp_path / "alice", "http://127.0.0.1:9").init()
     identity = json.loads((node.directory / "identity.json").read_text())
@@ -111,6 +112,7 @@ def test_node_init_prints_the_participant_info_and_writes_node_toml(tmp_path: Pa
     assert again.stderr.startswith("error: ") and len(again.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_node_init_refuses_bad_input(tmp_path: Path) -> None:
     env = {**os.environ, "QUORUMKEEP_PASSPHRASE": NODE_PASSPHRASE}
     base = ["node", "init", "--dir", str(tmp_path / "n"), "--kdf-cost", "minimum"]
@@ -131,6 +133,7 @@ def test_node_init_refuses_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / "n" / "node.toml").exists()
 
 
+@pytest.mark.slow
 def test_node_run_refuses_a_missing_config_a_bad_one_and_a_bad_log_level(tmp_path: Path) -> None:
     missing = run_cli("node", "run", "--config", str(tmp_path / "none.toml"))
     assert missing.returncode == 2
@@ -148,6 +151,7 @@ def test_node_run_refuses_a_missing_config_a_bad_one_and_a_bad_log_level(tmp_pat
 # --- operator add-node-key ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_operator_adds_a_function_call_key_for_node_methods(ledger: Ledger, tmp_path: Path) -> None:
     node = Node("dave", tmp_path / "dave", ledger.url).init()
     add_node_key(ledger, node)
@@ -188,6 +192,7 @@ def startup_failure(node: Node, *extra: str, env: dict[str, str] | None = None) 
     return failures[0]
 
 
+@pytest.mark.slow
 def test_wrong_passphrase_is_one_line_and_exit_2(
     ledger: Ledger, tmp_path: Path, nodes: list[Node]
 ) -> None:
@@ -198,6 +203,7 @@ def test_wrong_passphrase_is_one_line_and_exit_2(
     assert "not it" not in node.log()
 
 
+@pytest.mark.slow
 def test_unreachable_ledger_gives_up_after_the_bound(tmp_path: Path, nodes: list[Node]) -> None:
     node = Node("alice", tmp_path / "alice", f"http://127.0.0.1:{free_port()}").init()
     nodes.append(node)
@@ -207,6 +213,7 @@ def test_unreachable_ledger_gives_up_after_the_bound(tmp_path: Path, nodes: list
     assert "unreachable" in line and "ledger_unreachable" in line
 
 
+@pytest.mark.slow
 def test_port_in_use_is_reported(ledger: Ledger, tmp_path: Path, nodes: list[Node]) -> None:
     node = Node("alice", tmp_path / "alice", ledger.url).init()
     nodes.append(node)
@@ -218,6 +225,7 @@ def test_port_in_use_is_reported(ledger: Ledger, tmp_path: Path, nodes: list[Nod
     assert "address already in use" in line
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_node_cleanly(ledger: Ledger, tmp_path: Path, nodes: list[Node]) -> None:
     node = Node("carol", tmp_path / "carol", ledger.url).init()
     nodes.append(node)
@@ -304,6 +312,7 @@ def check_signatures(ledger: Ledger, group_key: bytes, tag: int, paths: list[str
         nacl.signing.VerifyKey(public_key).verify(payload, signature)
 
 
+@pytest.mark.slow
 def test_a_network_generates_signs_reshares_and_decommissions(
     ledger: Ledger, tmp_path: Path, nodes: list[Node]
 ) -> None:

@@ -215,6 +215,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
         served.close()
 
 
+@pytest.mark.slow
 def test_a_node_process_serves_status_and_metrics_over_pinned_https(
     ledger: Ledger, tmp_path: Path
 ) -> None:

@@ -58,6 +58,7 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
     return directory, json.loads(made.stdout)
 
 
+@pytest.mark.slow
 def test_node_info_from_its_directory_file_or_json(
     node: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_node_info_refusals(value: str, words: str) -> None:
     assert "\n" not in refused.value.message
 
 
+@pytest.mark.slow
 def test_node_info_bad_fields_and_keys(node: tuple[Path, dict[str, str]]) -> None:
     _, printed = node
     for field, bad in [
@@ -110,6 +112,7 @@ def test_node_info_bad_fields_and_keys(node: tuple[Path, dict[str, str]]) -> Non
         assert field in refused.value.message
 
 
+@pytest.mark.slow
 def test_node_directory_whose_certificate_is_not_its_key(
     node: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -131,6 +134,7 @@ def test_node_directory_whose_certificate_is_not_its_key(
     assert "node init" in missing.value.message
 
 
+@pytest.mark.slow
 def test_backup_registration_from_directory_config_file_or_json(
     backup: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -170,6 +174,7 @@ def test_backup_directory_without_keys_is_refused(tmp_path: Path) -> None:
     assert "backup init" in refused.value.message
 
 
+@pytest.mark.slow
 def test_actions_refuse_another_accounts_node_or_service_before_any_request(
     node: tuple[Path, dict[str, str]], backup: tuple[Path, dict[str, str]]
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quorumkeep.cli.keys import emit_json, fail
+from quorumkeep.cli.keys import EXIT_USAGE, emit_json, fail
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.ledger.errors import LedgerError
@@ -265,13 +265,24 @@ def demo(
     report: Path | None = typer.Option(
         None, "--json", help="Write the JSON report to this file ('-': stdout).", dir_okay=True
     ),
+    only: str | None = typer.Option(
+        None, "--only", help="Run only these scenarios: NAME[,NAME] (kebab-case names)."
+    ),
 ) -> None:
     """The recovery story on a fresh 4-node, 3-of-4 devnet with a backup service per
     operator: single-node loss, quorum loss, full-cluster loss, and a migration cancelled by
     a resharing — signing after each. Exit 0 only if every step succeeded."""
     import json
 
-    from quorumkeep.devnet.demo import DemoError, Narrator, run_demo, summary_table
+    from quorumkeep.devnet.demo import (
+        SCENARIOS,
+        DemoError,
+        DemoReport,
+        Narrator,
+        parse_only,
+        run_demo,
+        summary_table,
+    )
 
     to_stdout = report is not None and str(report) == "-"
     console = Console(stderr=to_stdout)
@@ -280,10 +291,30 @@ def demo(
         "[bold]quorumkeep demo[/bold]: operators back up their key shares, move nodes, and "
         "bring the network back after losing its quorum"
     )
+
+    def write_report(result: DemoReport) -> None:
+        if report is None:
+            return
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+        if to_stdout:
+            typer.echo(text, nl=False)
+            return
+        try:
+            report.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {report}: {exc.strerror}", EXIT_FAILED)
+        console.print(f"report written to {report}")
+
     try:
-        result = run_demo(directory, narrator)
+        scenarios = SCENARIOS if only is None else parse_only(only)
+    except DemoError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        result = run_demo(directory, narrator, scenarios)
     except DemoError as exc:
         console.print()
+        if exc.report is not None:
+            write_report(exc.report)
         fail(str(exc), EXIT_FAILED)
     console.print()
     console.print(summary_table(result))
@@ -291,13 +322,4 @@ def demo(
         f"{len(result.signatures)} signatures, every one verified with PyNaCl under the same "
         f"group public key {result.group_public_key}"
     )
-    if report is not None:
-        text = json.dumps(result.to_json(), indent=2) + "\n"
-        if to_stdout:
-            typer.echo(text, nl=False)
-        else:
-            try:
-                report.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                fail(f"cannot write {report}: {exc.strerror}", EXIT_FAILED)
-            console.print(f"report written to {report}")
+    write_report(result)

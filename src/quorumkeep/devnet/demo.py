@@ -90,6 +90,8 @@ RTO_GOAL_SECONDS = 2.0
 class DemoError(Exception):
     """A demo step that failed: one line naming what to read next."""
 
+    report: DemoReport | None = None  # what was done before the failure, when known
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = " ".join(message.split())
@@ -118,25 +120,47 @@ class MigrationResult:
         }
 
 
-@dataclass
-class DemoReport:
-    group_public_key: str | None = None
-    signatures: list[Signature] = field(default_factory=list)
-    migrations: list[MigrationResult] = field(default_factory=list)
-    scenario_seconds: dict[str, float] = field(default_factory=dict)
+@dataclass(frozen=True)
+class ScenarioResult:
+    name: str
+    passed: bool
+    seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the report issue 5 specifies."""
+        return {"name": self.name, "passed": self.passed, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class DemoReport:
+    """What the demo did; ``to_json`` is the ``--json`` report (docs/devnet.md)."""
+
+    group_public_key: str | None = None
+    signatures: list[Signature] = field(default_factory=list)
+    signature_scenarios: list[str] = field(default_factory=list)
+    migrations: list[MigrationResult] = field(default_factory=list)
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    @property
+    def scenario_seconds(self) -> dict[str, float]:
+        return {s.name: s.seconds for s in self.scenarios}
+
+    def add_signature(self, signature: Signature, scenario: str) -> None:
+        self.signatures.append(signature)
+        self.signature_scenarios.append(scenario)
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "group_public_key": self.group_public_key,
+            "scenarios": [s.to_json() for s in self.scenarios],
             "signatures": [
                 {
+                    "scenario": scenario,
                     "payload": s.payload.hex(),
                     "path": s.path,
                     "public_key": s.public_key.hex(),
                     "signature": s.signature.hex(),
                 }
-                for s in self.signatures
+                for s, scenario in zip(self.signatures, self.signature_scenarios, strict=True)
             ],
             "migrations": [m.to_json() for m in self.migrations],
         }
@@ -263,6 +287,7 @@ class Demo:
         self.devnet = devnet
         self.narrator = narrator or Narrator(quiet=True)
         self.report = DemoReport()
+        self.scenario = "setup"  # the scenario running now: it labels signatures
         self._signer: SignSession | None = None
         self._group_key: bytes | None = None
         self._counter = 0
@@ -338,7 +363,7 @@ class Demo:
             VerifyKey(expected).verify(signature.payload, signature.signature)
         except BadSignatureError:
             raise DemoError(f"the signature for {signature.path!r} does not verify") from None
-        self.report.signatures.append(signature)
+        self.report.add_signature(signature, self.scenario)
 
     def _signature(self, future: concurrent.futures.Future[Signature], timeout: float) -> Signature:
         try:
@@ -749,10 +774,28 @@ class Demo:
             raise DemoError(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
         self.setup()
         for name in scenarios:
+            self.scenario = name
             started = time.monotonic()
-            steps[name]()
-            self.report.scenario_seconds[name] = time.monotonic() - started
+            passed = False
+            try:
+                steps[name]()
+                passed = True
+            finally:
+                elapsed = time.monotonic() - started
+                self.report.scenarios.append(ScenarioResult(name, passed, elapsed))
+        self.scenario = "setup"
         return self.report
+
+
+def parse_only(text: str) -> tuple[str, ...]:
+    """``--only NAME[,NAME]``: known scenario names, in the story's order, each once."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise DemoError(f"--only needs scenario names (known: {', '.join(SCENARIOS)})")
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise DemoError(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
+    return tuple(name for name in SCENARIOS if name in names)
 
 
 def summary_table(report: DemoReport) -> Table:
@@ -800,7 +843,9 @@ def run_demo(
         ok = True
         return demo.report
     except DemoError as exc:
-        raise DemoError(f"{exc} (devnet directory kept: {path})") from None
+        failure = DemoError(f"{exc} (devnet directory kept: {path})")
+        failure.report = demo.report if demo is not None else None
+        raise failure from None
     finally:
         if demo is not None:
             demo.close()

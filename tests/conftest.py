@@ -1,0 +1,64 @@
+"""Suite-wide rules.
+
+The fast loop (``make test-fast``: ``pytest -m "not slow"``) must start no process, so a test
+that starts one without the ``slow`` marker fails here with a message saying so: the marker is
+checked, not remembered. Every way the suite starts a process (``subprocess``, asyncio's
+subprocess transports, ``multiprocessing``) goes through ``subprocess.Popen`` or ``os.fork``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_current: list[pytest.Item] = []
+_spawned: list[str] = []
+_original_popen_init = subprocess.Popen.__init__
+_original_fork = os.fork
+
+
+def _note(what: str) -> None:
+    if _current and _current[-1].get_closest_marker("slow") is None:
+        _spawned.append(what)
+
+
+def _popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    command = args[0] if args else kwargs.get("args")
+    _note(f"subprocess {command!r:.120}")
+    _original_popen_init(self, *args, **kwargs)
+
+
+def _fork() -> int:
+    _note("os.fork()")
+    return _original_fork()
+
+
+subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
+os.fork = _fork
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _current.append(item)
+    _spawned.clear()
+    try:
+        yield
+    finally:
+        _current.pop()
+
+
+@pytest.fixture(autouse=True)
+def _slow_marker_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if _spawned:
+        started = _spawned[0]
+        _spawned.clear()
+        pytest.fail(
+            f"{request.node.nodeid} started a process ({started}) but is not marked "
+            "@pytest.mark.slow: the fast loop (make test-fast) must start none",
+            pytrace=False,
+        )
