@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -32,6 +32,7 @@ from quorumkeep.wire.tls import client_context
 LEDGER_PASSPHRASE = "ledger passphrase for node tests"
 NODE_PASSPHRASE = "node storage passphrase for node tests"
 START_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -47,20 +48,23 @@ def cli(*args: str) -> list[str]:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
+    """The one way the tests run the `quorumkeep` command: captured text, bounded."""
     return subprocess.run(
         cli(*args), capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
     )
 
 
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05
-) -> None:
+def wait_until(condition: Callable[[], T], timeout: float, what: str, step: float = 0.05) -> T:
+    """The one bounded wait of the tests, for a condition no event announces: its first
+    truthy value, or AssertionError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass

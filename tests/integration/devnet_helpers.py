@@ -6,14 +6,13 @@ import asyncio
 import os
 import sqlite3
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from nacl.signing import VerifyKey
 
+from process_helpers import run_cli
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.devnet import watch
 from quorumkeep.devnet.network import USER, Devnet
@@ -28,12 +27,7 @@ SIGN_TIMEOUT = 60.0
 
 
 def cli(*args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quorumkeep.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(*args, timeout=timeout)
 
 
 def group_key(devnet: Devnet, domain_id: int = 0) -> bytes:
@@ -73,20 +67,6 @@ def sign_all(
     for result in results:
         check_signature(devnet, result)
     return results
-
-
-def wait_until(
-    condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1
-) -> T:
-    """Bounded wait for a condition that no event announces (e.g. a node's keystore)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def presignatures(devnet: Devnet, node: str) -> dict[str, frozenset[int]]:

@@ -25,10 +25,10 @@ from devnet_helpers import (
     node_dir,
     presignatures,
     sign_all,
-    wait_until,
 )
 from nacl.signing import SigningKey, VerifyKey
 
+from process_helpers import wait_until
 from quorumkeep.contract import NODE_METHODS
 from quorumkeep.devnet import processes, watch
 from quorumkeep.devnet.errors import DevnetError

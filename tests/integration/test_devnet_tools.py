@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
+from process_helpers import run_cli
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, PassphraseParams
 from quorumkeep.devnet import processes
 from quorumkeep.devnet.demo import SCENARIOS
@@ -30,13 +31,7 @@ POLITE = "import time; time.sleep(60)"
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quorumkeep.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return run_cli(*args, env=env)
 
 
 @pytest.fixture

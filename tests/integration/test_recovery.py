@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devnet_helpers import cli, metric, node_dir, sign_all, wait_until
+from devnet_helpers import cli, metric, node_dir, sign_all
 
+from process_helpers import wait_until
 from quorumkeep.backup.client import NodeClient, NodeEndpoint, NodeRefused
 from quorumkeep.backup.identity import unlock
 from quorumkeep.devnet import backups, processes, watch
