@@ -1,0 +1,147 @@
+"""The keyset and public key package views of the contract, as the backup protocol reads and hashes
+them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
+
+from quorumkeep.crypto.keys import PublicKeyPackage
+from quorumkeep.wire.backup.errors import malformed
+from quorumkeep.wire.backup.fields import read_ed25519_key, read_int, read_object
+from quorumkeep.wire.backup.protocol import ID_RE, KEYSET_HASH_PREFIX, MAX_DOMAINS
+
+# --- keysets, shares and public key packages -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainKey:
+    domain_id: int
+    scheme: str
+    public_key: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain_id": self.domain_id,
+            "scheme": self.scheme,
+            "public_key": self.public_key.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """The contract's keyset view: the epoch and every domain's group key, ascending ids."""
+
+    epoch: int
+    domains: tuple[DomainKey, ...]
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "keyset") -> Keyset:
+        obj = read_object(value, what, ["epoch", "domains"])
+        epoch = read_int(obj["epoch"], f"{what}.epoch")
+        items = obj["domains"]
+        if not isinstance(items, list) or len(items) > MAX_DOMAINS:
+            raise malformed(f"{what}.domains: expected a list of at most {MAX_DOMAINS}")
+        domains = []
+        previous = -1
+        for i, item in enumerate(items):
+            name = f"{what}.domains[{i}]"
+            d = read_object(item, name, ["domain_id", "scheme", "public_key"])
+            domain_id = read_int(d["domain_id"], f"{name}.domain_id")
+            if domain_id <= previous:
+                raise malformed(f"{what}.domains: ids must be ascending and distinct")
+            previous = domain_id
+            scheme = d["scheme"]
+            if not isinstance(scheme, str) or not 1 <= len(scheme) <= 32 or not scheme.isascii():
+                raise malformed(f"{name}.scheme: expected 1..32 ASCII characters")
+            domains.append(DomainKey(domain_id, scheme, read_ed25519_key(d["public_key"], name)))
+        return cls(epoch, tuple(domains))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "domains": [d.to_json() for d in self.domains]}
+
+    def canonical(self) -> bytes:
+        """Sorted keys, no whitespace, ASCII (every value is an integer, hex or a scheme)."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+    @property
+    def hash(self) -> bytes:
+        """BLAKE2b-256 of the prefix and the canonical JSON: names the keyset in AD and
+        signatures."""
+        digest: bytes = blake2b(
+            KEYSET_HASH_PREFIX + self.canonical(), digest_size=32, encoder=RawEncoder
+        )
+        return digest
+
+    @property
+    def domain_ids(self) -> tuple[int, ...]:
+        return tuple(d.domain_id for d in self.domains)
+
+    def get(self, domain_id: int) -> DomainKey | None:
+        for d in self.domains:
+            if d.domain_id == domain_id:
+                return d
+        return None
+
+
+@dataclass(frozen=True)
+class PublicKeyPackageInfo:
+    """The contract's ``public_key_package`` view of one domain."""
+
+    domain_id: int
+    epoch: int
+    public_key: bytes
+    threshold: int
+    verifying_shares: Mapping[int, bytes]
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "public key package") -> PublicKeyPackageInfo:
+        obj = read_object(
+            value, what, ["domain_id", "epoch", "public_key", "threshold", "verifying_shares"]
+        )
+        raw = obj["verifying_shares"]
+        if not isinstance(raw, Mapping) or not raw:
+            raise malformed(f"{what}.verifying_shares: expected a non-empty object")
+        shares: dict[int, bytes] = {}
+        for key, share in raw.items():
+            if not isinstance(key, str) or not ID_RE.match(key):
+                raise malformed(f"{what}.verifying_shares: keys are participant ids")
+            pid = read_int(int(key), f"{what}.verifying_shares key", 1)
+            shares[pid] = read_ed25519_key(share, f"{what}.verifying_shares[{pid}]")
+        threshold = read_int(obj["threshold"], f"{what}.threshold", 1, len(shares))
+        return cls(
+            read_int(obj["domain_id"], f"{what}.domain_id"),
+            read_int(obj["epoch"], f"{what}.epoch"),
+            read_ed25519_key(obj["public_key"], f"{what}.public_key"),
+            threshold,
+            dict(sorted(shares.items())),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain_id": self.domain_id,
+            "epoch": self.epoch,
+            "public_key": self.public_key.hex(),
+            "threshold": self.threshold,
+            "verifying_shares": {str(p): s.hex() for p, s in sorted(self.verifying_shares.items())},
+        }
+
+    def to_crypto(self) -> PublicKeyPackage:
+        return PublicKeyPackage(self.public_key, dict(self.verifying_shares), self.threshold)
+
+
+def public_key_package_json(domain_id: int, epoch: int, public: PublicKeyPackage) -> dict[str, Any]:
+    """The view's JSON for a package made with :mod:`quorumkeep.crypto.keys` (tests, tools)."""
+    return PublicKeyPackageInfo(
+        domain_id,
+        epoch,
+        public.group_public_key,
+        public.threshold,
+        dict(public.verifying_shares),
+    ).to_json()
