@@ -205,6 +205,11 @@ def test_backup_refusals(network: Network, alice_service: ServiceKeys, tmp_path:
                 "malformed_request"
             )
             assert await get({"quorumkeep-account": "alice"}) == "malformed_request"
+            # a timestamp of digits that int() does not read (b"\xb2" is "²" in Latin-1)
+            raw: dict[str, str | bytes] = dict(hello_headers(alice_service, node_key))
+            raw["quorumkeep-timestamp"] = b"\xb2"
+            response = await http.get("/backup/keyshares", headers=raw)
+            assert (response.status_code, error_code(response)) == (400, "malformed_request")
             # the node does not hold the keyset's shares
             server.shares_override = lambda keyset: []
             assert await get(hello_headers(alice_service, node_key)) == "no_shares"
@@ -428,6 +433,8 @@ def test_recovery_push_refusals_leave_the_node_unchanged(
                 "stale_timestamp",
             )
             assert await put(b"{not json") == (400, "malformed_request")
+            assert await put(b"[" * 200_000) == (400, "malformed_request")
+            assert await put(b"[" * 1_000 + b"]" * 1_000) == (400, "malformed_request")
             assert await put(b" " * (MAX_BODY_BYTES + 1)) == (413, "body_too_large")
             assert dest.imported == []
             assert keystore.key_shares() == []

@@ -201,6 +201,8 @@ def test_hello_signature_covers_every_field(parties: Parties) -> None:
         ("quorumkeep-service-key", "zz" * 32),
         ("quorumkeep-ephemeral-key", "00" * 32),
         ("quorumkeep-timestamp", "-5"),
+        ("quorumkeep-timestamp", "²"),  # a digit to str.isdigit, not to int()
+        ("quorumkeep-timestamp", "١٧٠٠٠٠٠٠٠٠٠٠٠"),  # digits, but not ASCII ones
         ("quorumkeep-nonce", "AB" * 16),
         ("quorumkeep-signature", "00" * 63),
     ],
@@ -572,6 +574,26 @@ def test_header_parser_raises_only_the_protocol_error(headers: dict[str, str]) -
     named = {f"quorumkeep-{k.replace('_', '-')}": v for k, v in headers.items()}
     with pytest.raises(BackupProtocolError):
         Hello.from_headers(named)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000,
+        b"[" * 1_000 + b"]" * 1_000,
+        b'{"a":' * 1_000 + b"1" + b"}" * 1_000,
+        b"\xff",
+        b'{"version": NaN}',
+        b'{"version": 1, "version": 1}',
+    ],
+)
+def test_json_bodies_are_refused_as_malformed_never_raised_through(body: bytes) -> None:
+    with pytest.raises(BackupProtocolError) as excinfo:
+        RecoveryPush.from_body(body)
+    assert code_of(excinfo) == "malformed_request"
+    with pytest.raises(BackupProtocolError) as excinfo:
+        decode_shares(body)
+    assert code_of(excinfo) == "malformed_request"
 
 
 def test_documented_vector() -> None:

@@ -496,3 +496,13 @@ def test_a_new_epoch_retires_the_old_presignatures_even_after_a_restart(
             await stop_signing(cluster)
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("presignature_id", "owner"),
+    [("3:7:0", 3), ("12:0:1", 12), ("²:1:0", None), ("03:1:0", None), ("3", None), ("-3:1", None)],
+)
+def test_presignature_owner_reads_ascii_decimal_only(
+    presignature_id: str, owner: int | None
+) -> None:
+    assert presignature_owner(presignature_id) == owner

@@ -16,7 +16,6 @@ error codes: docs/backup-protocol.md; the protocol itself lives in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.encoding.fields import parse_decimal
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
@@ -336,11 +336,7 @@ class BackupEndpoints:
     # -- PUT /backup/keyshares
 
     async def recover(self, body: bytes) -> dict[str, Any]:
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise BackupProtocolError("malformed_request", "the body is not UTF-8 JSON") from None
-        push = RecoveryPush.from_json(document)
+        push = RecoveryPush.from_body(body)
         self._check_addressee(push.account, push.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(push.timestamp_ms, now)
@@ -426,10 +422,17 @@ def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
 
 async def _read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        raise BackupProtocolError(
-            "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
-        )
+    if length is not None:
+        try:
+            declared = parse_decimal(length, 20, leading_zeros=True)
+        except ValueError:
+            raise BackupProtocolError(
+                "malformed_request", "content-length: expected a byte count"
+            ) from None
+        if declared > MAX_BODY_BYTES:
+            raise BackupProtocolError(
+                "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+            )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

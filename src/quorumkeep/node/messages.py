@@ -40,6 +40,7 @@ from quorumkeep.crypto.group import (
 )
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.crypto.reshare import ResharePublicPackage, SubShare
+from quorumkeep.encoding.json import JsonError, parse_json
 
 CHANNEL_DKG = "dkg"
 CHANNEL_RESHARE = "reshare"
@@ -709,19 +710,6 @@ MESSAGE_TYPES: Mapping[str, type[Message]] = dict(_REGISTRY)
 # --- the codec -------------------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise MessageError(f"duplicate key {key!r}"[:80])
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> None:
-    raise MessageError("NaN and Infinity are not JSON")
-
-
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
@@ -737,11 +725,9 @@ def decode(channel: str, payload: bytes) -> Message:
     if len(payload) > MAX_MESSAGE_SIZE:
         raise MessageError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_SIZE}")
     try:
-        obj = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except MessageError:
-        raise
-    except (ValueError, RecursionError):
-        raise MessageError("not a JSON document") from None
+        obj = parse_json(payload)
+    except JsonError as exc:
+        raise MessageError(f"not a JSON document: {exc}"[:120]) from None
     if not isinstance(obj, dict):
         raise MessageError("expected a JSON object")
     kind = obj.get("type")

@@ -42,6 +42,7 @@ from quorumkeep.crypto import frost
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import RandomBytes, element_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
+from quorumkeep.encoding.fields import parse_decimal
 from quorumkeep.node.keystore import Keystore, KeystoreError, Presignature, PresignatureInfo
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
@@ -71,9 +72,10 @@ Usable = Callable[[tuple[int, ...]], bool]
 def presignature_owner(presignature_id: str) -> int | None:
     """The owner named by an id ``<owner>:<batch>:<k>``, or None for another shape."""
     head, sep, _ = presignature_id.partition(":")
-    if not sep or not head.isdigit() or (len(head) > 1 and head[0] == "0"):
+    try:
+        return parse_decimal(head, 20) if sep else None
+    except ValueError:
         return None
-    return int(head)
 
 
 def _nonce_bytes(nonces: frost.SigningNonces) -> bytes:

@@ -12,6 +12,7 @@ from quorumkeep.wire.backup.fields import (
     read_account,
     read_ciphertext,
     read_int,
+    read_json,
     read_keyset_hash,
     read_nonce,
     read_object,
@@ -191,6 +192,12 @@ class JsonMessage(Signed):
         for name, kind in message_layout(type(self)):
             document.update(kind.to_json(name, getattr(self, name)))
         return document
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Self:
+        """Parse an HTTP body: strict JSON (never deeper than a message nests), then
+        :meth:`from_json`."""
+        return cls.from_json(read_json(body, "the body is not UTF-8 JSON"))
 
     @classmethod
     def from_json(cls, value: object) -> Self:

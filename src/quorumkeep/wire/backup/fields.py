@@ -9,10 +9,10 @@ from typing import Any
 
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import element_decode
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name
+from quorumkeep.encoding.json import JsonError, parse_json
 from quorumkeep.wire.backup.errors import malformed
 from quorumkeep.wire.backup.protocol import (
-    ACCOUNT_RE,
-    HEX_RE,
     KEY_SIZE,
     MAX_BODY_BYTES,
     MAX_ID,
@@ -34,9 +34,10 @@ def read_int(value: object, what: str, minimum: int = 0, maximum: int = MAX_ID) 
 def read_hex(
     value: object, what: str, size: int | None = None, maximum: int | None = None
 ) -> bytes:
-    if not isinstance(value, str) or not HEX_RE.match(value):
-        raise malformed(f"{what}: expected lowercase hex")
-    data = bytes.fromhex(value)
+    try:
+        data = decode_hex(value)
+    except ValueError:
+        raise malformed(f"{what}: expected lowercase hex") from None
     if size is not None and len(data) != size:
         raise malformed(f"{what}: expected {size} bytes, got {len(data)}")
     if maximum is not None and len(data) > maximum:
@@ -45,9 +46,20 @@ def read_hex(
 
 
 def read_account(value: object, what: str = "account") -> str:
-    if not isinstance(value, str) or not ACCOUNT_RE.match(value):
-        raise malformed(f"{what}: expected an account name matching {ACCOUNT_RE.pattern}")
+    if not is_account_name(value):
+        raise malformed(f"{what}: expected an account name matching {ACCOUNT_PATTERN.pattern}")
+    assert isinstance(value, str)
     return value
+
+
+def read_json(body: bytes, refusal: str) -> object:
+    """A JSON body or plaintext, strictly parsed (``quorumkeep.encoding.json``): too deep,
+    duplicate keys, NaN, not UTF-8 or not JSON are all ``malformed_request`` (``refusal``
+    is its message)."""
+    try:
+        return parse_json(body)
+    except JsonError:
+        raise malformed(refusal) from None
 
 
 def read_object(value: object, what: str, required: Iterable[str]) -> Mapping[str, Any]:

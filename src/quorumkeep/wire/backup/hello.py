@@ -11,6 +11,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import (
     KxKeyPair,
 )
+from quorumkeep.encoding.fields import parse_decimal
 from quorumkeep.wire.backup.codec import (
     ACCOUNT,
     EPHEMERAL_KEY,
@@ -86,16 +87,17 @@ class Hello(Signed):
             raise malformed(f"missing header(s): {', '.join(missing)}")
         purpose = read_purpose(lowered[H_PURPOSE], H_PURPOSE)
         # A header is text: the timestamp is checked as digits, not as a JSON integer.
-        timestamp = lowered[H_TIMESTAMP]
-        if not timestamp.isdigit() or len(timestamp) > 16:
-            raise malformed(f"{H_TIMESTAMP}: expected milliseconds since the Unix epoch")
+        try:
+            timestamp = parse_decimal(lowered[H_TIMESTAMP], 16, leading_zeros=True)
+        except ValueError:
+            raise malformed(f"{H_TIMESTAMP}: expected milliseconds since the Unix epoch") from None
         return cls(
             purpose=purpose,
             account=read_account(lowered[H_ACCOUNT], H_ACCOUNT),
             node_tls_public_key=read_registered_key(lowered[H_NODE_KEY], H_NODE_KEY),
             service_identity_public_key=read_registered_key(lowered[H_SERVICE_KEY], H_SERVICE_KEY),
             service_ephemeral_public_key=read_x25519_key(lowered[H_EPHEMERAL_KEY], H_EPHEMERAL_KEY),
-            timestamp_ms=int(timestamp),
+            timestamp_ms=timestamp,
             nonce=read_nonce(lowered[H_NONCE], H_NONCE),
             signature=read_signature(lowered[H_SIGNATURE], H_SIGNATURE),
         )

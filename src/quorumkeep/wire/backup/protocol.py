@@ -32,8 +32,6 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_DOMAINS = 64
 MAX_ID = 2**63 - 1
 MAX_ACCOUNT = 64
-ACCOUNT_RE = re.compile(r"^[a-z0-9_\-.]{2,64}$")
-HEX_RE = re.compile(r"^(?:[0-9a-f]{2})*$")
 ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
 
 Purpose = Literal["backup", "recovery"]

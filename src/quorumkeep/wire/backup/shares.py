@@ -10,7 +10,7 @@ from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import base_mul, scalar_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.wire.backup.errors import BackupProtocolError, malformed
-from quorumkeep.wire.backup.fields import read_hex, read_int, read_object
+from quorumkeep.wire.backup.fields import read_hex, read_int, read_json, read_object
 from quorumkeep.wire.backup.keyset import Keyset, PublicKeyPackageInfo
 from quorumkeep.wire.backup.protocol import MAX_DOMAINS, SHARE_SIZE, SHARES_FORMAT
 
@@ -51,10 +51,7 @@ def encode_shares(shares: Sequence[KeyShare]) -> bytes:
 
 def decode_shares(data: bytes) -> list[KeyShare]:
     """Strict inverse of :func:`encode_shares` (errors name fields, never values)."""
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise malformed("shares: not UTF-8 JSON") from None
+    document = read_json(data, "shares: not UTF-8 JSON")
     obj = read_object(document, "shares document", ["format", "shares"])
     if obj["format"] != SHARES_FORMAT:
         raise malformed("shares document: unknown format")
