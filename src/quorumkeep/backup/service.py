@@ -25,7 +25,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Generator, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from quorumkeep.daemon import startup
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
@@ -466,14 +467,6 @@ class BackupService:
 # --- the process ---------------------------------------------------------------------------------
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the process owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def create_status_app(service: BackupService) -> FastAPI:
     app = FastAPI(title="quorumkeep backup service", version="1")
 
@@ -520,7 +513,7 @@ async def run_backup_service(
             loop.add_signal_handler(sig, stop.set)
     store: BackupStore | None = None
     ledger: AsyncLedgerClient | None = None
-    server: _EmbeddedServer | None = None
+    server: EmbeddedServer | None = None
     server_task: asyncio.Task[None] | None = None
     sock: socket.socket | None = None
     try:
@@ -543,19 +536,16 @@ async def run_backup_service(
         )
         address = config.listen_address
         if address is not None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(address)
+                sock = bind_socket(*address)
             except OSError as exc:
                 raise StartupError(
-                    f"cannot listen on {config.listen}: {exc.strerror}", "address_in_use"
+                    f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
                 ) from None
-            sock.setblocking(False)
             uv_config = uvicorn.Config(
                 create_status_app(service), lifespan="off", log_config=None, access_log=False
             )
-            server = _EmbeddedServer(uv_config)
+            server = EmbeddedServer(uv_config)
             server_task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info(
             "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "

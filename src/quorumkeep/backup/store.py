@@ -33,6 +33,7 @@ from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import open_with_passphrase_key, seal_with_passphrase_key
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.encoding.fields import len32
 from quorumkeep.wire.backup import (
     BackupProtocolError,
     Keyset,
@@ -75,20 +76,16 @@ def _store_invalid(message: str) -> BackupServiceError:
     return BackupServiceError("store_invalid", message)
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def record_associated_data(
     account: str, epoch: int, keyset_hash: bytes, participant_id: int, source: bytes
 ) -> bytes:
     return (
         RECORD_AD_PREFIX
-        + _field(account.encode("utf-8"))
-        + _field(str(epoch).encode("ascii"))
-        + _field(keyset_hash)
-        + _field(str(participant_id).encode("ascii"))
-        + _field(source)
+        + len32(account.encode("utf-8"))
+        + len32(str(epoch).encode("ascii"))
+        + len32(keyset_hash)
+        + len32(str(participant_id).encode("ascii"))
+        + len32(source)
     )
 
 

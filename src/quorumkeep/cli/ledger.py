@@ -14,6 +14,7 @@ from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS
 from quorumkeep.ledger.storage import StorageError
+from quorumkeep.net.server import parse_host_port
 
 app = typer.Typer(no_args_is_help=True, help="Run the ledger that hosts the MPC contract.")
 
@@ -21,16 +22,11 @@ EXIT_FAILED = 1
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port)."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        fail(f"--listen must be HOST:PORT, got {listen!r}")
-    port = int(port_text)
-    if not 0 <= port < 65536:
-        fail(f"--listen port must be in 0..65535 (0: any free port), got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, port
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; port 0: any free port) -> (host, port)."""
+    try:
+        return parse_host_port(listen, allow_zero=True)
+    except ValueError as exc:
+        fail(f"--listen must be HOST:PORT or [V6]:PORT ({exc})")
 
 
 @app.command("init")

@@ -10,15 +10,16 @@ import typer
 from quorumkeep.cli.keys import PASSPHRASE_FILE, fail, signer_or_fail
 from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
 from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.encoding.fields import decode_hex
 from quorumkeep.ledger.client import AccountSigner
 
 EXIT_FAILED = 1
 
 
 def _payload(text: str) -> bytes:
-    value = text.lower().removeprefix("0x")
+    value = text.strip().lower().removeprefix("0x")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         fail("--payload must be hex (e.g. 32 bytes: 64 hex digits)")
 

@@ -7,7 +7,6 @@ Ed25519 before accepting it: a wrong signature never reaches the requester as an
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -34,8 +33,7 @@ from quorumkeep.contract.state import (
     SignRequest,
 )
 from quorumkeep.crypto.derive import derive_public_key
-
-_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+from quorumkeep.encoding.fields import decode_hex
 
 
 def _parse_payload(value: Any) -> bytes:
@@ -43,9 +41,12 @@ def _parse_payload(value: Any) -> bytes:
         raise InvalidArguments("payload must be a lowercase hex string")
     if len(value) > 2 * PAYLOAD_MAX + 1:  # refuse before decoding anything large
         raise PayloadSize(f"payload must be {PAYLOAD_MIN} to {PAYLOAD_MAX} bytes")
-    if not _HEX.match(value):
-        raise InvalidArguments("payload must be lowercase hex with an even number of digits")
-    payload = bytes.fromhex(value)
+    try:
+        payload = decode_hex(value)
+    except ValueError:
+        raise InvalidArguments(
+            "payload must be lowercase hex with an even number of digits"
+        ) from None
     if not PAYLOAD_MIN <= len(payload) <= PAYLOAD_MAX:
         raise PayloadSize(
             f"payload must be {PAYLOAD_MIN} to {PAYLOAD_MAX} bytes, got {len(payload)}"

@@ -29,6 +29,7 @@ from quorumkeep.crypto.group import (
     scalar_decode,
     scalar_to_int,
 )
+from quorumkeep.encoding.fields import decode_hex
 
 MAX_LIST = 0xFFFF
 
@@ -125,7 +126,7 @@ def hex_bytes(value: object, size: int, what: str) -> bytes:
     if len(value) != 2 * size:
         raise InvalidEncoding(f"{what}: expected {2 * size} hex digits, got {len(value)}")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         raise InvalidEncoding(f"{what}: not a hex string") from None
 

@@ -7,6 +7,7 @@ Each function raises a plain :class:`ValueError` whose message says what was exp
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 ACCOUNT_PATTERN = re.compile(r"^[a-z0-9_\-.]{2,64}$")
 """An account name: 2 to 64 of lowercase ASCII letters, digits, ``_``, ``-`` and ``.``."""
@@ -26,7 +27,7 @@ def len32(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def is_account_name(value: object) -> bool:
+def is_account_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and ACCOUNT_PATTERN.match(value) is not None
 
 

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN
+
 HEX32 = r"^[0-9a-f]{64}$"
 HEX64 = r"^[0-9a-f]{128}$"
-ACCOUNT = r"^[a-z0-9_\-.]{2,64}$"
+ACCOUNT = ACCOUNT_PATTERN.pattern
 METHOD = r"^[a-z][a-z0-9_]{0,63}$"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import nacl.signing
 
 from quorumkeep.crypto.seal import PassphraseParams
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, make_genesis
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, seal_key, write_key_file
 from quorumkeep.ledger.storage import DB_NAME, BlockReader, BlockStore, StorageError
-from quorumkeep.ledger.transaction import ACCOUNT_RE
 
 KEYS_DIR = "keys"
 
@@ -64,8 +64,8 @@ def init_ledger(
     if not names:
         raise StorageError("at least one account is needed")
     for name in names:
-        if not ACCOUNT_RE.match(name):
-            raise StorageError(f"account {name!r} does not match {ACCOUNT_RE.pattern}")
+        if not is_account_name(name):
+            raise StorageError(f"account {name!r} does not match {ACCOUNT_PATTERN.pattern}")
     if len(set(names)) != len(names):
         raise StorageError("an account is listed twice")
     if has_genesis(data_dir):

@@ -30,6 +30,7 @@ from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
+from quorumkeep.net.server import bind_socket, format_address
 
 log = logging.getLogger(__name__)
 
@@ -341,21 +342,9 @@ class ListenError(Exception):
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
+        return bind_socket(host, port, backlog=2048)
     except OSError as exc:
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
 
 
 class _Server(uvicorn.Server):
@@ -405,10 +394,9 @@ def run_server(
     node.on_fatal = fatal
     if announce is not None:
         bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         announce(
             f"ledger {node.state.chain_id.hex()[:16]}… at height {node.state.height}, "
-            f"listening on http://{shown}:{bound_port}"
+            f"listening on http://{format_address(bound_host, bound_port)}"
         )
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises them once it has shut down
     # gracefully; these handlers make that re-raise a no-op, so a requested stop exits 0.

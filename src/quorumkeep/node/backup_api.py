@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
-from quorumkeep.encoding.fields import parse_decimal
+from quorumkeep.encoding.fields import decode_hex, parse_decimal
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
@@ -109,10 +109,8 @@ class _Registered:
 
 
 def _key(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * KEY_SIZE:
-        raise BackupProtocolError("contract_unavailable", f"the contract's {what} is malformed")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value, KEY_SIZE, KEY_SIZE)
     except ValueError:
         raise BackupProtocolError(
             "contract_unavailable", f"the contract's {what} is malformed"

@@ -46,6 +46,7 @@ from quorumkeep.crypto.seal import (
 )
 from quorumkeep.daemon import config as daemon_config
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import NodeConfig
 
 KEYSTORE_FILE_NAME = "keystore.sqlite3"
@@ -425,10 +426,6 @@ class Presignature:
 # --- encodings (docs/storage.md) ---------------------------------------------------------
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -454,18 +451,18 @@ def decode_commitments(data: bytes) -> dict[int, tuple[bytes, bytes]]:
 
 
 def _key_share_record(domain_id: int, epoch: int, public: bytes) -> bytes:
-    return _u64(domain_id) + _u64(epoch) + _field(public)
+    return _u64(domain_id) + _u64(epoch) + len32(public)
 
 
 def _presignature_record(
     presignature_id: str, domain_id: int, epoch: int, created_ms: int, commitments: bytes
 ) -> bytes:
     return (
-        _field(presignature_id.encode("ascii"))
+        len32(presignature_id.encode("ascii"))
         + _u64(domain_id)
         + _u64(epoch)
         + _u64(created_ms)
-        + _field(commitments)
+        + len32(commitments)
     )
 
 
@@ -473,10 +470,10 @@ def record_associated_data(kind: str, record: bytes, owner: KeystoreOwner) -> by
     """``AD_PREFIX ‖ field(kind) ‖ field(record) ‖ field(account) ‖ field(tls key)``."""
     return (
         AD_PREFIX
-        + _field(kind.encode("ascii"))
-        + _field(record)
-        + _field(owner.account.encode("utf-8"))
-        + _field(owner.tls_public_key)
+        + len32(kind.encode("ascii"))
+        + len32(record)
+        + len32(owner.account.encode("utf-8"))
+        + len32(owner.tls_public_key)
     )
 
 

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from quorumkeep.node.config import parse_host_port
+from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,
     TLSError,

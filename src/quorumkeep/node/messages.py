@@ -40,6 +40,7 @@ from quorumkeep.crypto.group import (
 )
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.crypto.reshare import ResharePublicPackage, SubShare
+from quorumkeep.encoding.fields import decode_hex
 from quorumkeep.encoding.json import JsonError, parse_json
 
 CHANNEL_DKG = "dkg"
@@ -114,7 +115,7 @@ def _hex(value: object, what: str, size: int | None = None, *, maximum: int = 0)
     if value != value.lower():
         raise MessageError(f"{what}: hex must be lowercase")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         raise MessageError(f"{what}: not a hex string") from None
 

@@ -48,7 +48,6 @@ def read_hex(
 def read_account(value: object, what: str = "account") -> str:
     if not is_account_name(value):
         raise malformed(f"{what}: expected an account name matching {ACCOUNT_PATTERN.pattern}")
-    assert isinstance(value, str)
     return value
 
 

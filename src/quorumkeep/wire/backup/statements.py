@@ -8,12 +8,9 @@ from typing import Protocol
 import nacl.exceptions
 import nacl.signing
 
+from quorumkeep.encoding.fields import len32
 from quorumkeep.wire.backup.errors import BackupProtocolError
 from quorumkeep.wire.backup.protocol import KEY_SIZE, SIGNATURE_SIZE, STATEMENT_PREFIX
-
-
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
 
 
 def encode_value(value: bytes | str | int) -> bytes:
@@ -38,10 +35,10 @@ def statement(kind: str, fields: Sequence[tuple[str, bytes | str | int]]) -> byt
     in the field order each message defines. Every part is length-prefixed, so two different
     statements never share bytes.
     """
-    parts = [STATEMENT_PREFIX, _field(kind.encode("ascii")), len(fields).to_bytes(4, "big")]
+    parts = [STATEMENT_PREFIX, len32(kind.encode("ascii")), len(fields).to_bytes(4, "big")]
     for name, value in fields:
-        parts.append(_field(name.encode("ascii")))
-        parts.append(_field(encode_value(value)))
+        parts.append(len32(name.encode("ascii")))
+        parts.append(len32(encode_value(value)))
     return b"".join(parts)
 
 
