@@ -51,12 +51,6 @@ def expect_int(value: Any, name: str, minimum: int = 0, maximum: int = MAX_INT) 
     return value
 
 
-def expect_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArguments(f"{name} must be true or false")
-    return value
-
-
 def expect_str(value: Any, name: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise InvalidArguments(f"{name} must be a string")

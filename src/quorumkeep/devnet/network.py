@@ -46,7 +46,7 @@ from quorumkeep.devnet.layout import (
 from quorumkeep.devnet.processes import ProcessRecord
 from quorumkeep.devnet.secrets import Secrets
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
-from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.errors import ContractCallFailed
 from quorumkeep.ledger.genesis import KEYS_DIR, init_ledger
 from quorumkeep.ledger.keyfile import (
     KeyFileError,
@@ -608,11 +608,6 @@ class Devnet:
             "signer_public_key": identity["signer_public_key"],
         }
 
-    def authorize_node(self, name: str) -> None:
-        """Give the node's signer key a function-call key on its operator's account."""
-        with self.client() as client:
-            self._authorize(client, name, self.participant_info(name))
-
     def _authorize(self, client: LedgerClient, name: str, info: dict[str, Any]) -> None:
         account = self.process(name).account
         assert account is not None
@@ -950,7 +945,3 @@ def _participant_info(stdout: bytes, name: str) -> dict[str, Any]:
                     for k in ("account", "url", "web_url", "tls_public_key", "signer_public_key")
                 }
     raise DevnetError("node_init_failed", f"`node init` for {name} printed no participant info")
-
-
-def ledger_error_line(exc: LedgerError) -> str:
-    return f"{exc.code}: {exc.message}"
