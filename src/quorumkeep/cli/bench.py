@@ -96,7 +96,7 @@ def network(
     from quorumkeep.bench import network as network_bench
     from quorumkeep.cli.keys import fail
     from quorumkeep.devnet.errors import DevnetError
-    from quorumkeep.devnet.signing import SignError
+    from quorumkeep.ledger.signing import SignError
 
     if threshold > nodes:
         fail(f"--threshold must be at most --nodes ({nodes})")

@@ -16,6 +16,7 @@ from quorumkeep.ledger.errors import LedgerError
 
 if TYPE_CHECKING:  # the commands import the devnet machinery only when they run
     from quorumkeep.devnet.network import Devnet
+    from quorumkeep.ledger.client import AccountSigner
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -101,6 +102,19 @@ def _open(directory: Path) -> Devnet:
 
     try:
         return Devnet(directory)
+    except DevnetError as exc:
+        _failed(exc)
+        raise AssertionError("unreachable") from None
+
+
+def devnet_user(directory: Path) -> tuple[str, AccountSigner]:
+    """The ledger URL and the ``user`` account's key of a devnet (``quorumkeep sign
+    --devnet``); a devnet that cannot give them exits 1 with one line."""
+    from quorumkeep.devnet.network import USER
+
+    devnet = _open(directory)
+    try:
+        return devnet.ledger_url, devnet.signer(USER)
     except DevnetError as exc:
         _failed(exc)
         raise AssertionError("unreachable") from None

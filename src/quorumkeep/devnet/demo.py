@@ -56,9 +56,9 @@ from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.devnet import backups, processes, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.devnet.signing import Signature, SignClient, SignError
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.signing import Signature, SignClient, SignError
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from nacl.signing import SigningKey
 
-from quorumkeep.contract import NODE_METHODS
 from quorumkeep.crypto.seal import (
     INTERACTIVE_MEMLIMIT,
     INTERACTIVE_OPSLIMIT,
@@ -57,7 +56,8 @@ from quorumkeep.ledger.keyfile import (
     write_key_file,
 )
 from quorumkeep.ledger.storage import StorageError
-from quorumkeep.ledger.transaction import FULL_ACCESS, MAX_ACTIONS, AddKey, Permission
+from quorumkeep.ledger.transaction import FULL_ACCESS, MAX_ACTIONS, AddKey
+from quorumkeep.operator.actions import node_permission
 from quorumkeep.wire import tls
 
 LEDGER = "ledger"
@@ -614,7 +614,7 @@ class Devnet:
         outcome = client.add_key(
             self.signer(account),
             bytes.fromhex(info["signer_public_key"]),
-            Permission(tuple(sorted(NODE_METHODS))),
+            node_permission(),
         )
         if not outcome.ok and outcome.error_code != "AccessKeyExists":
             raise DevnetError(

@@ -54,8 +54,9 @@ def existing_key_permission(client: LedgerClient, account: str, public_key: byte
     return None
 
 
-def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
-    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
+def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
+    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
+    or None if the account already has exactly that key (a second run is a no-op)."""
     permission = node_permission()
     existing = existing_key_permission(client, signer.account, info.signer_public_key)
     if existing is not None:
@@ -65,11 +66,18 @@ def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo)
                 f"{info.signer_public_key.hex()} is already a key of {signer.account} with "
                 "another permission; delete it first (`quorumkeep keys delete`)",
             )
-        return "exists"
+        return None
     try:
-        outcome = client.add_key(signer, info.signer_public_key, permission)
+        return client.add_key(signer, info.signer_public_key, permission)
     except LedgerError as exc:
         raise _ledger_failure("adding the node's signer key", exc) from None
+
+
+def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
+    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
+    outcome = add_node_key(client, signer, info)
+    if outcome is None:
+        return "exists"
     if not outcome.ok and outcome.error_code != "AccessKeyExists":
         raise OperatorError(
             outcome.error_code or "add_key_failed",

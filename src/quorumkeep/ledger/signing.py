@@ -1,5 +1,6 @@
 """Asking the network for signatures: submit ``sign``, follow the ledger's events for the
-answer, verify it locally.
+answer, verify it locally. The client of ``quorumkeep sign``, the devnet and the benchmarks,
+beside the ledger client it drives.
 
 One ``SignClient`` follows the ledger's long-poll event stream once for all its requests
 and hands each ``sign_responded``/``sign_failed`` to the request waiting for it, so any
@@ -22,9 +23,11 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from quorumkeep.contract.events import SIGN_FAILED, SIGN_RESPONDED
-from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+
+DEFAULT_SIGN_TIMEOUT = 60.0
+"""Seconds `quorumkeep sign` waits for the signature."""
 
 
 class SignError(Exception):
