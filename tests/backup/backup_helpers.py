@@ -48,6 +48,7 @@ from quorumkeep.wire.backup import (
     KeyShare,
     VerifiedShares,
     public_key_package_json,
+    read_keyset,
 )
 from quorumkeep.wire.tls import client_context
 
@@ -139,7 +140,7 @@ class Network:
         return {a: int(i["participant_id"]) for a, i in self.infos.items()}
 
     def keyset(self) -> Keyset:
-        return Keyset.from_json(self.ledger.view("keyset"))
+        return read_keyset(self.ledger.view("keyset"))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

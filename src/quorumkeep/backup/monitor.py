@@ -19,7 +19,7 @@ from quorumkeep.backup.client import NodeEndpoint
 from quorumkeep.encoding.fields import decode_hex
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.wire.backup import BackupProtocolError, Keyset, PublicKeyPackageInfo
+from quorumkeep.wire.backup import BackupProtocolError, Keyset, PublicKeyPackageInfo, read_keyset
 
 log = logging.getLogger("quorumkeep.backup.monitor")
 
@@ -87,7 +87,7 @@ async def read_snapshot(ledger: AsyncLedgerClient, account: str) -> ContractSnap
         if exc.code == "NotInitialized":
             return ContractSnapshot("NotInitialized", None, None, None, None)
         raise
-    keyset = Keyset.from_json(await ledger.view("keyset", {}), "contract keyset")
+    keyset = read_keyset(await ledger.view("keyset", {}), "contract keyset")
     me = None
     for member in participants.get("participants", []):
         if member.get("account") == account:

@@ -41,6 +41,7 @@ from quorumkeep.wire.backup import (
     VerifiedShares,
     decode_shares,
     encode_shares,
+    read_keyset,
     verify_shares,
 )
 
@@ -270,7 +271,7 @@ class BackupStore(SqliteStore):
         out = []
         for rid, account, epoch, keyset, pid, source, stored, verified in rows:
             try:
-                parsed = Keyset.from_json(json.loads(keyset))
+                parsed = read_keyset(json.loads(keyset))
             except (ValueError, BackupProtocolError):
                 raise BackupServiceError(
                     "store_invalid", f"backup {rid}: keyset column unreadable"

@@ -52,6 +52,7 @@ from quorumkeep.wire.backup import (
     make_recovery_ack,
     make_recovery_session,
     open_recovery,
+    read_keyset,
     seal_backup,
     verify_shares,
 )
@@ -164,7 +165,7 @@ class BackupEndpoints:
     async def _keyset(self) -> Keyset:
         value = await self._view("keyset", {})
         try:
-            return Keyset.from_json(value, "contract keyset")
+            return read_keyset(value, "contract keyset")
         except BackupProtocolError:
             raise BackupProtocolError(
                 "contract_unavailable", "the keyset view is malformed"

@@ -35,6 +35,7 @@ Nothing here does I/O, reads a clock or draws randomness: callers pass ``now_ms`
 ``random_bytes``. No error message ever contains a share, a secret key or a nonce secret.
 """
 
+from quorumkeep.contract.state import KEYSET_HASH_PREFIX, DomainKey, Keyset
 from quorumkeep.wire.backup.errors import (
     CLIENT_CODES,
     ERROR_STATUS,
@@ -53,10 +54,9 @@ from quorumkeep.wire.backup.key_exchange import (
     recovery_key_service,
 )
 from quorumkeep.wire.backup.keyset import (
-    DomainKey,
-    Keyset,
     PublicKeyPackageInfo,
     public_key_package_json,
+    read_keyset,
 )
 from quorumkeep.wire.backup.messages import (
     BackupResponse,
@@ -75,7 +75,6 @@ from quorumkeep.wire.backup.messages import (
 from quorumkeep.wire.backup.protocol import (
     HELLO_HEADERS,
     KEY_SIZE,
-    KEYSET_HASH_PREFIX,
     MAX_BODY_BYTES,
     MAX_DOMAINS,
     NONCE_SIZE,
@@ -158,6 +157,7 @@ __all__ = [
     "open_backup",
     "open_recovery",
     "public_key_package_json",
+    "read_keyset",
     "recovery_key_node",
     "recovery_key_service",
     "seal_backup",

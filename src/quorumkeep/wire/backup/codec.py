@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+from quorumkeep.contract.state import Keyset
 from quorumkeep.wire.backup.errors import malformed
 from quorumkeep.wire.backup.fields import (
     read_account,
@@ -22,7 +23,7 @@ from quorumkeep.wire.backup.fields import (
     read_signature,
     read_x25519_key,
 )
-from quorumkeep.wire.backup.keyset import Keyset
+from quorumkeep.wire.backup.keyset import read_keyset
 from quorumkeep.wire.backup.protocol import PROTOCOL_VERSION
 from quorumkeep.wire.backup.statements import Signer, statement
 
@@ -111,7 +112,7 @@ class KeysetOfTransfer(Kind):
         return [("epoch", keyset.epoch), ("keyset_hash", keyset.hash)]
 
     def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> Keyset:
-        keyset = Keyset.from_json(obj[name], f"{what} {name}")
+        keyset = read_keyset(obj[name], f"{what} {name}")
         if read_keyset_hash(obj["keyset_hash"], "keyset_hash") != keyset.hash:
             raise malformed(f"{what}: keyset_hash is not the keyset's hash")
         return keyset

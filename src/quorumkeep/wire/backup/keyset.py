@@ -1,93 +1,45 @@
-"""The keyset and public key package views of the contract, as the backup protocol reads and hashes
-them.
+"""The keyset and public key package views of the contract, as the backup protocol reads them.
+
+The keyset is the contract's model (:class:`quorumkeep.contract.state.Keyset`, its hash
+included); this module only reads its JSON under the protocol's rules and error codes.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
-
+from quorumkeep.contract.state import DomainKey, Keyset
 from quorumkeep.crypto.keys import PublicKeyPackage
 from quorumkeep.wire.backup.errors import malformed
 from quorumkeep.wire.backup.fields import read_ed25519_key, read_int, read_object
-from quorumkeep.wire.backup.protocol import ID_RE, KEYSET_HASH_PREFIX, MAX_DOMAINS
-
-# --- keysets, shares and public key packages -------------------------------------------------
+from quorumkeep.wire.backup.protocol import ID_RE, MAX_DOMAINS
 
 
-@dataclass(frozen=True)
-class DomainKey:
-    domain_id: int
-    scheme: str
-    public_key: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "domain_id": self.domain_id,
-            "scheme": self.scheme,
-            "public_key": self.public_key.hex(),
-        }
-
-
-@dataclass(frozen=True)
-class Keyset:
-    """The contract's keyset view: the epoch and every domain's group key, ascending ids."""
-
-    epoch: int
-    domains: tuple[DomainKey, ...]
-
-    @classmethod
-    def from_json(cls, value: object, what: str = "keyset") -> Keyset:
-        obj = read_object(value, what, ["epoch", "domains"])
-        epoch = read_int(obj["epoch"], f"{what}.epoch")
-        items = obj["domains"]
-        if not isinstance(items, list) or len(items) > MAX_DOMAINS:
-            raise malformed(f"{what}.domains: expected a list of at most {MAX_DOMAINS}")
-        domains = []
-        previous = -1
-        for i, item in enumerate(items):
-            name = f"{what}.domains[{i}]"
-            d = read_object(item, name, ["domain_id", "scheme", "public_key"])
-            domain_id = read_int(d["domain_id"], f"{name}.domain_id")
-            if domain_id <= previous:
-                raise malformed(f"{what}.domains: ids must be ascending and distinct")
-            previous = domain_id
-            scheme = d["scheme"]
-            if not isinstance(scheme, str) or not 1 <= len(scheme) <= 32 or not scheme.isascii():
-                raise malformed(f"{name}.scheme: expected 1..32 ASCII characters")
-            domains.append(DomainKey(domain_id, scheme, read_ed25519_key(d["public_key"], name)))
-        return cls(epoch, tuple(domains))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "domains": [d.to_json() for d in self.domains]}
-
-    def canonical(self) -> bytes:
-        """Sorted keys, no whitespace, ASCII (every value is an integer, hex or a scheme)."""
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
-
-    @property
-    def hash(self) -> bytes:
-        """BLAKE2b-256 of the prefix and the canonical JSON: names the keyset in AD and
-        signatures."""
-        digest: bytes = blake2b(
-            KEYSET_HASH_PREFIX + self.canonical(), digest_size=32, encoder=RawEncoder
-        )
-        return digest
-
-    @property
-    def domain_ids(self) -> tuple[int, ...]:
-        return tuple(d.domain_id for d in self.domains)
-
-    def get(self, domain_id: int) -> DomainKey | None:
-        for d in self.domains:
-            if d.domain_id == domain_id:
-                return d
-        return None
+def read_keyset(value: object, what: str = "keyset") -> Keyset:
+    """The contract's keyset view (epoch, and each domain's id, scheme and group key in
+    ascending id order) as the backup protocol reads it: the contract's own model, without
+    verifying shares."""
+    obj = read_object(value, what, ["epoch", "domains"])
+    epoch = read_int(obj["epoch"], f"{what}.epoch")
+    items = obj["domains"]
+    if not isinstance(items, list) or len(items) > MAX_DOMAINS:
+        raise malformed(f"{what}.domains: expected a list of at most {MAX_DOMAINS}")
+    domains = []
+    previous = -1
+    for i, item in enumerate(items):
+        name = f"{what}.domains[{i}]"
+        d = read_object(item, name, ["domain_id", "scheme", "public_key"])
+        domain_id = read_int(d["domain_id"], f"{name}.domain_id")
+        if domain_id <= previous:
+            raise malformed(f"{what}.domains: ids must be ascending and distinct")
+        previous = domain_id
+        scheme = d["scheme"]
+        if not isinstance(scheme, str) or not 1 <= len(scheme) <= 32 or not scheme.isascii():
+            raise malformed(f"{name}.scheme: expected 1..32 ASCII characters")
+        domains.append(DomainKey(domain_id, scheme, read_ed25519_key(d["public_key"], name)))
+    return Keyset(epoch, tuple(domains))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from quorumkeep.contract.state import Keyset
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import (
@@ -39,7 +40,6 @@ from quorumkeep.wire.backup.key_exchange import (
     recovery_key_node,
     recovery_key_service,
 )
-from quorumkeep.wire.backup.keyset import Keyset
 from quorumkeep.wire.backup.protocol import (
     DIRECTION_BACKUP,
     DIRECTION_RECOVERY,

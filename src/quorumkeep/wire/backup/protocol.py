@@ -10,7 +10,6 @@ from typing import Literal
 PROTOCOL_VERSION = 1
 STATEMENT_PREFIX = b"quorumkeep backup v1\x00"
 """Every signed byte string starts with these 21 bytes (docs/backup-protocol.md §3)."""
-KEYSET_HASH_PREFIX = b"quorumkeep keyset v1\x00"
 KDF_PERSONAL = b"qkbackup-kdf-v1\x00"
 """BLAKE2b personalization of the transfer-key derivation (exactly 16 bytes)."""
 LABEL_BACKUP = "quorumkeep/backup-shares v1"

@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from quorumkeep.contract.state import Keyset
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import base_mul, scalar_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.wire.backup.errors import BackupProtocolError, malformed
 from quorumkeep.wire.backup.fields import read_hex, read_int, read_json, read_object
-from quorumkeep.wire.backup.keyset import Keyset, PublicKeyPackageInfo
+from quorumkeep.wire.backup.keyset import PublicKeyPackageInfo
 from quorumkeep.wire.backup.protocol import MAX_DOMAINS, SHARE_SIZE, SHARES_FORMAT
 
 
