@@ -3,25 +3,29 @@
 A record is a frozen dataclass whose fields, in JSON order, each name their kind::
 
     @dataclass(frozen=True)
-    class Domain(JsonRecord):
+    class Domain(ContractRecord):
         domain_id: int = field(metadata=INT)
         scheme: str = field(metadata=SCHEME)
 
 :meth:`JsonRecord.to_json` writes every field in declared order through its kind, and
-:meth:`JsonRecord.from_json` checks the object (exact keys, or optional ones with their
-default) and reads every field through its kind, naming it ``<what>.<field>`` in errors.
-Adding a field is one line; the encoder and the parser cannot disagree about it.
+:meth:`JsonRecord.from_json` checks the object (exact keys; optional ones take a default)
+and reads every field through its kind. Adding a field is one line; the encoder and the
+parser cannot disagree about it. The contract's state records and the backup protocol's
+messages (which also derive their signed statements from the same declaration) are built
+on this codec.
 
-The codec raises nothing of its own: each family passes readers that raise its own typed
-error (the contract's ``InvalidArguments``, the backup protocol's ``malformed_request``,
-the mesh's ``MessageError``) and its own object check, so wording and error codes stay the
-family's. Bytes are written as lowercase hex unless a kind says otherwise.
+The codec raises nothing of its own: a family's base record overrides
+:meth:`JsonRecord.check_object` (and, if it names fields otherwise than ``<what>.<field>``,
+:meth:`JsonRecord.field_path`), and its kinds take readers that raise the family's typed
+error (the contract's ``InvalidArguments``, the backup protocol's ``malformed_request``), so
+wording and error codes stay the family's. Bytes are written as lowercase hex unless a kind
+says otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, Field, dataclass, fields
+from dataclasses import MISSING, Field, fields
 from typing import Any, ClassVar, Self
 
 Reader = Callable[[Any, str], Any]
@@ -37,44 +41,61 @@ def write_value(value: Any) -> Any:
     return value.hex() if isinstance(value, bytes) else value
 
 
-@dataclass(frozen=True)
 class Kind:
-    """How one field is written into JSON and read back from it.
+    """How one field is written into JSON and read back from it: by default one member
+    named after the field, written by ``write`` and read by ``read``.
 
     ``optional`` fields may be absent from the JSON (the field's default is then used) but
-    are always written."""
+    are always written. Subclasses may spread a field over several members (``json_names``)
+    or ask to be read before the others (``parsed_first``)."""
 
-    read: Reader
-    write: Writer = write_value
-    optional: bool = False
+    parsed_first = False
+
+    def __init__(self, read: Reader, write: Writer = write_value, *, optional: bool = False):
+        self.read = read
+        self.write = write
+        self.optional = optional
 
     def metadata(self) -> Mapping[str, Kind]:
+        """The ``metadata=`` of a field of this kind."""
         return {KIND_KEY: self}
+
+    def json_names(self, name: str) -> tuple[str, ...]:
+        return (name,)
+
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
+        return [(name, self.write(value))]
+
+    def from_json(self, obj: Mapping[str, Any], name: str, path: str, what: str) -> Any:
+        """The field from the checked object; ``path`` names it in errors, ``what`` names
+        the record."""
+        return self.read(obj[name], path)
 
 
 def kind(
     read: Reader, write: Writer = write_value, *, optional: bool = False
 ) -> Mapping[str, Kind]:
     """The ``metadata=`` of a record field: ``name: T = field(metadata=kind(reader))``."""
-    return Kind(read, write, optional).metadata()
+    return Kind(read, write, optional=optional).metadata()
 
 
 def record_kind(record: type[JsonRecord], *, optional: bool = False) -> Mapping[str, Kind]:
     """A field holding a nested record of the same family."""
-    return Kind(record.from_json, lambda value: value.to_json(), optional).metadata()
+    return Kind(record.from_json, lambda value: value.to_json(), optional=optional).metadata()
 
 
-def layout(record: type[Any]) -> tuple[tuple[Field[Any], Kind], ...]:
-    """The record's fields and kinds in declared (JSON) order."""
-    return tuple((f, f.metadata[KIND_KEY]) for f in fields(record) if KIND_KEY in f.metadata)
+def layout(record: type[Any]) -> tuple[tuple[str, Kind], ...]:
+    """The record's field names and kinds in declared (JSON) order."""
+    return tuple((f.name, f.metadata[KIND_KEY]) for f in fields(record) if KIND_KEY in f.metadata)
 
 
-def _default(f: Field[Any]) -> Any:
+def _default(record: type[Any], name: str) -> Any:
+    f = record.__dataclass_fields__[name]
     if f.default is not MISSING:
         return f.default
     if f.default_factory is not MISSING:
         return f.default_factory()
-    raise TypeError(f"optional field {f.name} has no default")
+    raise TypeError(f"optional field {name} has no default")
 
 
 class JsonRecord:
@@ -84,35 +105,38 @@ class JsonRecord:
 
     @classmethod
     def check_object(
-        cls, value: Any, name: str, required: Sequence[str], optional: Sequence[str]
+        cls, value: Any, what: str, required: Sequence[str], optional: Sequence[str]
     ) -> Mapping[str, Any]:
         """``value`` as an object holding every required key, and only those and the
         optional ones; otherwise the family's error."""
         raise NotImplementedError
 
+    @classmethod
+    def field_path(cls, what: str, name: str) -> str:
+        """How errors name field ``name`` of the record ``what``."""
+        return f"{what}.{name}"
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: k.write(getattr(self, f.name)) for f, k in layout(type(self))}
+        document: dict[str, Any] = {}
+        for name, k in layout(type(self)):
+            document.update(k.to_json(name, getattr(self, name)))
+        return document
 
     @classmethod
-    def from_json(cls, value: Any, name: str, *, defaults: Mapping[str, Any] | None = None) -> Self:
+    def from_json(cls, value: Any, what: str, *, defaults: Mapping[str, Any] | None = None) -> Self:
         """Parse strictly; a field named in ``defaults`` may be absent and then reads as
-        its value there (a kind's ``optional`` field reads as the field's default)."""
+        its value there (an ``optional`` kind's field reads as the field's default)."""
         defaults = defaults or {}
         declared = layout(cls)
-
-        def optional(f: Field[Any], k: Kind) -> bool:
-            return k.optional or f.name in defaults
-
-        obj = cls.check_object(
-            value,
-            name,
-            [f.name for f, k in declared if not optional(f, k)],
-            [f.name for f, k in declared if optional(f, k)],
-        )
-        values = {
-            f.name: k.read(obj[f.name], f"{name}.{f.name}")
-            if f.name in obj
-            else defaults.get(f.name, _default(f) if k.optional else None)
-            for f, k in declared
-        }
+        required: list[str] = []
+        optional: list[str] = []
+        for name, k in declared:
+            (optional if k.optional or name in defaults else required).extend(k.json_names(name))
+        obj = cls.check_object(value, what, required, optional)
+        values: dict[str, Any] = {}
+        for name, k in sorted(declared, key=lambda item: not item[1].parsed_first):
+            if name in obj:
+                values[name] = k.from_json(obj, name, cls.field_path(what, name), what)
+            else:
+                values[name] = defaults[name] if name in defaults else _default(cls, name)
         return cls(**values)

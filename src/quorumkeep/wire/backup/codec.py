@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import Field, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from quorumkeep.contract.state import Keyset
+from quorumkeep.encoding.records import JsonRecord, Kind, layout
 from quorumkeep.wire.backup.errors import malformed
 from quorumkeep.wire.backup.fields import (
     read_account,
@@ -40,65 +40,37 @@ if TYPE_CHECKING:
 # --- message fields -------------------------------------------------------------------------
 #
 # A message declares its fields once, as dataclass fields in wire order whose metadata names
-# their kind; its signed statement, its JSON and its parser are all derived from that one
-# declaration, so the three cannot disagree about a field. The derived bytes are the layouts of
+# their kind (quorumkeep.encoding.records, the codec the contract's records use too); its
+# signed statement, its JSON and its parser are all derived from that one declaration, so the
+# three cannot disagree about a field. The derived bytes are the layouts of
 # docs/backup-protocol.md §3, §6 and §7, pinned by tests/backup/test_backup_wire_golden.py.
 
 StatementValue = bytes | str | int
-Reader = Callable[[object, str], object]
-"""Checks one JSON value and returns it decoded; the string names the field in the error."""
 
 
-class Kind(ABC):
-    """How one kind of field is written into JSON and a statement, and read back from JSON."""
-
-    parsed_first = False
-    """v1 read the keyset before every other field: a message with several faults must keep
-    being refused with the same error."""
-
-    @abstractmethod
-    def json_names(self, name: str) -> tuple[str, ...]: ...
-
-    @abstractmethod
-    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]: ...
-
-    @abstractmethod
-    def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]: ...
-
-    @abstractmethod
-    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> object: ...
-
-
-class ValueKind(Kind):
-    """One member, one statement field, named after the attribute; bytes are hex in JSON and
-    raw in the statement (§2, §3)."""
-
-    def __init__(self, read: Reader) -> None:
-        self.read = read
-
-    def json_names(self, name: str) -> tuple[str, ...]:
-        return (name,)
-
-    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
-        return [(name, value.hex() if isinstance(value, bytes) else value)]
+class MessageKind(Kind):
+    """A record kind that also says how its field enters the signed statement: by default
+    one statement field named after the attribute, bytes raw (§2, §3)."""
 
     def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]:
         return [(name, value)]
 
-    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> object:
-        return self.read(obj[name], name)
 
-
-class SignatureKind(ValueKind):
+class SignatureKind(MessageKind):
     def signed(self, name: str, value: Any) -> list[tuple[str, StatementValue]]:
         return []  # the statement is what the signature covers: it cannot hold the signature
 
 
-class KeysetOfTransfer(Kind):
+class KeysetOfTransfer(MessageKind):
     """The keyset shares are of: JSON carries it whole plus its hash, which must agree; the
     statement names it by epoch and hash only, as the associated data does (§5)."""
 
     parsed_first = True
+    """v1 read the keyset before every other field: a message with several faults must keep
+    being refused with the same error."""
+
+    def __init__(self) -> None:
+        super().__init__(read_keyset)
 
     def json_names(self, name: str) -> tuple[str, ...]:
         return (name, "keyset_hash")
@@ -111,34 +83,26 @@ class KeysetOfTransfer(Kind):
         keyset: Keyset = value
         return [("epoch", keyset.epoch), ("keyset_hash", keyset.hash)]
 
-    def from_json(self, obj: Mapping[str, Any], name: str, what: str) -> Keyset:
+    def from_json(self, obj: Mapping[str, Any], name: str, path: str, what: str) -> Keyset:
         keyset = read_keyset(obj[name], f"{what} {name}")
         if read_keyset_hash(obj["keyset_hash"], "keyset_hash") != keyset.hash:
             raise malformed(f"{what}: keyset_hash is not the keyset's hash")
         return keyset
 
 
-KIND_KEY = "quorumkeep.wire.backup kind"
-"""The metadata key of a message field's :class:`Kind`."""
-
-
-def kind_metadata(kind: Kind) -> Mapping[str, Kind]:
-    return {KIND_KEY: kind}
-
-
 # The kinds of field; a message field is declared ``name: type = field(metadata=KIND)``.
-PURPOSE = kind_metadata(ValueKind(read_purpose))
-ACCOUNT = kind_metadata(ValueKind(read_account))
-REGISTERED_KEY = kind_metadata(ValueKind(read_registered_key))
-EPHEMERAL_KEY = kind_metadata(ValueKind(read_x25519_key))
-NONCE = kind_metadata(ValueKind(read_nonce))
-SESSION_ID = kind_metadata(ValueKind(read_session_id))
-KEYSET = kind_metadata(KeysetOfTransfer())
-KEYSET_HASH = kind_metadata(ValueKind(read_keyset_hash))
-INTEGER = kind_metadata(ValueKind(read_int))
+PURPOSE = MessageKind(read_purpose).metadata()
+ACCOUNT = MessageKind(read_account).metadata()
+REGISTERED_KEY = MessageKind(read_registered_key).metadata()
+EPHEMERAL_KEY = MessageKind(read_x25519_key).metadata()
+NONCE = MessageKind(read_nonce).metadata()
+SESSION_ID = MessageKind(read_session_id).metadata()
+KEYSET = KeysetOfTransfer().metadata()
+KEYSET_HASH = MessageKind(read_keyset_hash).metadata()
+INTEGER = MessageKind(read_int).metadata()
 """Timestamps, expiry times, heights and epochs: non-negative 63-bit integers."""
-CIPHERTEXT = kind_metadata(ValueKind(read_ciphertext))
-SIGNATURE = kind_metadata(SignatureKind(read_signature))
+CIPHERTEXT = MessageKind(read_ciphertext).metadata()
+SIGNATURE = SignatureKind(read_signature).metadata()
 
 
 @dataclass(frozen=True)
@@ -155,12 +119,9 @@ class Envelope:
     """The statement's field order where v1 made it differ from the JSON's (the ack's)."""
 
 
-def message_layout(message: type[Signed]) -> tuple[tuple[str, Kind], ...]:
-    return tuple((f.name, f.metadata[KIND_KEY]) for f in fields(message))
-
-
 class Signed:
-    """A message whose dataclass fields are declared with kinds; derives its statement.
+    """A message whose dataclass fields are declared with message kinds; derives its
+    statement.
 
     Subclasses are frozen dataclasses whose every field has ``metadata=`` one of the kinds
     above, in wire order."""
@@ -173,7 +134,8 @@ class Signed:
         pairs: list[tuple[str, StatementValue]] = []
         if envelope.status is not None:
             pairs.append(("status", envelope.status))
-        for name, kind in message_layout(type(self)):
+        for name, kind in layout(type(self)):
+            assert isinstance(kind, MessageKind)
             pairs += kind.signed(name, getattr(self, name))
         if envelope.signed_order is not None:
             values = dict(pairs)
@@ -183,15 +145,35 @@ class Signed:
         return statement(envelope.kind, pairs)
 
 
-class JsonMessage(Signed):
-    """A message sent as a JSON body: ``version`` first, then its fields in declared order."""
+class JsonMessage(Signed, JsonRecord):
+    """A message sent as a JSON body: ``version`` (and the ack's ``status``) first, then its
+    fields in declared order; errors name fields by their bare names."""
+
+    @classmethod
+    def _preamble(cls) -> tuple[str, ...]:
+        return ("version",) if cls._ENVELOPE.status is None else ("version", "status")
+
+    @classmethod
+    def check_object(
+        cls, value: Any, what: str, required: Sequence[str], optional: Sequence[str]
+    ) -> Mapping[str, Any]:
+        envelope = cls._ENVELOPE
+        obj = read_object(value, what, [*cls._preamble(), *required, *optional])
+        if obj["version"] != PROTOCOL_VERSION or (
+            envelope.status is not None and obj["status"] != envelope.status
+        ):
+            raise malformed(f"{what}: unsupported {' or '.join(cls._preamble())}")
+        return obj
+
+    @classmethod
+    def field_path(cls, what: str, name: str) -> str:
+        return name
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {"version": PROTOCOL_VERSION}
         if self._ENVELOPE.status is not None:
             document["status"] = self._ENVELOPE.status
-        for name, kind in message_layout(type(self)):
-            document.update(kind.to_json(name, getattr(self, name)))
+        document.update(super().to_json())
         return document
 
     @classmethod
@@ -201,18 +183,10 @@ class JsonMessage(Signed):
         return cls.from_json(read_json(body, "the body is not UTF-8 JSON"))
 
     @classmethod
-    def from_json(cls, value: object) -> Self:
-        envelope = cls._ENVELOPE
-        preamble = ("version",) if envelope.status is None else ("version", "status")
-        layout = message_layout(cls)
-        names = [*preamble, *(n for name, kind in layout for n in kind.json_names(name))]
-        obj = read_object(value, envelope.what, names)
-        if obj["version"] != PROTOCOL_VERSION or (
-            envelope.status is not None and obj["status"] != envelope.status
-        ):
-            raise malformed(f"{envelope.what}: unsupported {' or '.join(preamble)}")
-        ordered = sorted(layout, key=lambda item: not item[1].parsed_first)
-        return cls(**{name: kind.from_json(obj, name, envelope.what) for name, kind in ordered})
+    def from_json(
+        cls, value: Any, what: str | None = None, *, defaults: Mapping[str, Any] | None = None
+    ) -> Self:
+        return super().from_json(value, what or cls._ENVELOPE.what, defaults=defaults)
 
 
 _Message = TypeVar(
