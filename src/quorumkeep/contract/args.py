@@ -14,7 +14,7 @@ from typing import Any
 from quorumkeep.contract.errors import InvalidArguments
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import element_decode
-from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name, key_diff
 
 _DECIMAL_ID = re.compile(r"^[1-9][0-9]{0,15}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}$")
@@ -33,12 +33,9 @@ def expect_object(value: Any, name: str) -> dict[str, Any]:
 def check_fields(
     obj: Mapping[str, Any], name: str, required: Iterable[str], optional: Iterable[str] = ()
 ) -> None:
-    required = tuple(required)
-    allowed = set(required) | set(optional)
-    missing = [f for f in required if f not in obj]
+    missing, unknown = key_diff(obj, required, optional)
     if missing:
         raise InvalidArguments(f"{name} is missing {', '.join(missing)}")
-    unknown = sorted(k for k in obj if k not in allowed)
     if unknown:
         raise InvalidArguments(f"{name} has unknown field(s) {', '.join(unknown)}")
 

@@ -29,7 +29,7 @@ from quorumkeep.crypto.group import (
     scalar_decode,
     scalar_to_int,
 )
-from quorumkeep.encoding.fields import decode_hex
+from quorumkeep.encoding.fields import decode_hex, key_diff
 
 MAX_LIST = 0xFFFF
 
@@ -111,11 +111,8 @@ def fields(obj: object, keys: Iterable[str], what: str) -> dict[str, object]:
     """``obj`` as a dict holding exactly ``keys``."""
     if not isinstance(obj, Mapping):
         raise InvalidEncoding(f"{what}: expected an object, got {type(obj).__name__}")
-    expected = set(keys)
-    present = set(obj)
-    if present != expected:
-        missing = sorted(expected - present)
-        unknown = sorted(str(k) for k in present - expected)
+    missing, unknown = key_diff(obj, sorted(set(keys)))
+    if missing or unknown:
         raise InvalidEncoding(f"{what}: missing keys {missing}, unknown keys {unknown}")
     return {str(k): obj[k] for k in obj}
 

@@ -7,6 +7,7 @@ Each function raises a plain :class:`ValueError` whose message says what was exp
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import TypeGuard
 
 ACCOUNT_PATTERN = re.compile(r"^[a-z0-9_\-.]{2,64}$")
@@ -57,3 +58,14 @@ def parse_decimal(text: str, max_digits: int, *, leading_zeros: bool = False) ->
     if not isinstance(text, str) or len(text) > max_digits or not pattern.match(text):
         raise ValueError(f"expected ASCII decimal digits, at most {max_digits}")
     return int(text)
+
+
+def key_diff(
+    obj: Mapping[str, object], required: Iterable[str], optional: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The required keys ``obj`` lacks (in the order given) and the keys it has that are
+    neither required nor optional (sorted): the one rule behind every "exactly these keys"
+    check; each family words the refusal."""
+    required = list(required)
+    allowed = {*required, *optional}
+    return [k for k in required if k not in obj], sorted(str(k) for k in obj if k not in allowed)

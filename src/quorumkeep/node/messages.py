@@ -40,7 +40,7 @@ from quorumkeep.crypto.group import (
 )
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.crypto.reshare import ResharePublicPackage, SubShare
-from quorumkeep.encoding.fields import decode_hex
+from quorumkeep.encoding.fields import decode_hex, key_diff
 from quorumkeep.encoding.json import JsonError, parse_json
 from quorumkeep.encoding.records import Kind, kind, layout
 
@@ -641,10 +641,9 @@ def decode(channel: str, payload: bytes) -> Message:
         raise MessageError("unknown message type")
     if channel not in cls.CHANNELS:
         raise MessageError(f"message type {cls.TYPE} is not allowed on channel {channel[:32]!r}")
-    expected = {"type", "session", *cls.FIELDS}
-    if set(obj) != expected:
-        missing = sorted(expected - set(obj))
-        unknown = sorted(str(k)[:32] for k in set(obj) - expected)[:5]
+    missing, unknown = key_diff(obj, sorted({"type", "session", *cls.FIELDS}))
+    if missing or unknown:
+        unknown = [k[:32] for k in unknown][:5]
         raise MessageError(f"{cls.TYPE}: missing keys {missing}, unknown keys {unknown}")
     session = check_session_id(obj["session"])
     try:

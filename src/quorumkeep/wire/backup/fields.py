@@ -9,7 +9,7 @@ from typing import Any
 
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import element_decode
-from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name, key_diff
 from quorumkeep.encoding.json import JsonError, parse_json
 from quorumkeep.wire.backup.errors import malformed
 from quorumkeep.wire.backup.protocol import (
@@ -62,12 +62,10 @@ def read_json(body: bytes, refusal: str) -> object:
 
 
 def read_object(value: object, what: str, required: Iterable[str]) -> Mapping[str, Any]:
-    names = set(required)
     if not isinstance(value, Mapping):
         raise malformed(f"{what}: expected a JSON object")
-    if set(value) != names:
-        missing = sorted(names - set(value))
-        extra = sorted(str(k) for k in set(value) - names)
+    missing, extra = key_diff(value, sorted(set(required)))
+    if missing or extra:
         detail = []
         if missing:
             detail.append(f"missing {', '.join(missing)}")
