@@ -395,6 +395,10 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
     assert "share" not in repr(verified).replace("shares", "")
 
 
+def repackaged(info: PublicKeyPackageInfo, **changes: Any) -> PublicKeyPackageInfo:
+    return replace(info, package=replace(info.package, **changes))
+
+
 @pytest.mark.parametrize(
     ("mutate", "code"),
     [
@@ -429,7 +433,10 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
             lambda p: (
                 p.keyset,
                 p.shares,
-                {**p.packages, 0: replace(p.packages[0], public_key=p.packages[1].public_key)},
+                {
+                    **p.packages,
+                    0: repackaged(p.packages[0], group_public_key=p.packages[1].public_key),
+                },
                 2,
             ),
             "wrong_keyset",
@@ -438,7 +445,7 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
             lambda p: (
                 p.keyset,
                 p.shares,
-                {0: p.packages[0], 1: replace(p.packages[1], verifying_shares={1: b"", 3: b""})},
+                {0: p.packages[0], 1: repackaged(p.packages[1], verifying_shares={1: b"", 3: b""})},
                 2,
             ),
             "shares_mismatch",

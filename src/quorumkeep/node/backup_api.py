@@ -419,6 +419,16 @@ def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status)
 
 
+async def _answer(
+    account: str, what: str, handle: Callable[[], Awaitable[dict[str, Any]]]
+) -> JSONResponse:
+    """The handler's JSON, or its refusal as the protocol's typed error answer."""
+    try:
+        return JSONResponse(await handle())
+    except BackupProtocolError as exc:
+        return _error(exc, account, what)
+
+
 async def _read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
@@ -467,10 +477,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         responses=_ERROR_RESPONSES,
     )
     async def get_keyshares(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await endpoints.backup(request.headers))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "backup")
+        return await _answer(deps.account, "backup", lambda: endpoints.backup(request.headers))
 
     @router.post(
         PATH_RECOVERY_SESSION,
@@ -478,10 +485,9 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         responses=_ERROR_RESPONSES,
     )
     async def post_recovery_session(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await endpoints.recovery_session(request.headers))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery session")
+        return await _answer(
+            deps.account, "recovery session", lambda: endpoints.recovery_session(request.headers)
+        )
 
     @router.put(
         PATH_KEYSHARES,
@@ -489,11 +495,10 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         responses=_ERROR_RESPONSES,
     )
     async def put_keyshares(request: Request) -> JSONResponse:
-        try:
-            body = await _read_body(request)
-            return JSONResponse(await endpoints.recover(body))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery")
+        async def recover() -> dict[str, Any]:
+            return await endpoints.recover(await _read_body(request))
+
+        return await _answer(deps.account, "recovery", recover)
 
     return router
 

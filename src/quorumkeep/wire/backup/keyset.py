@@ -44,13 +44,25 @@ def read_keyset(value: object, what: str = "keyset") -> Keyset:
 
 @dataclass(frozen=True)
 class PublicKeyPackageInfo:
-    """The contract's ``public_key_package`` view of one domain."""
+    """The contract's ``public_key_package`` view of one domain: the domain and epoch it is
+    of, and the package in the one model of public key packages
+    (:class:`quorumkeep.crypto.keys.PublicKeyPackage`, which the mesh encodes its own way)."""
 
     domain_id: int
     epoch: int
-    public_key: bytes
-    threshold: int
-    verifying_shares: Mapping[int, bytes]
+    package: PublicKeyPackage
+
+    @property
+    def public_key(self) -> bytes:
+        return self.package.group_public_key
+
+    @property
+    def threshold(self) -> int:
+        return self.package.threshold
+
+    @property
+    def verifying_shares(self) -> Mapping[int, bytes]:
+        return self.package.verifying_shares
 
     @classmethod
     def from_json(cls, value: object, what: str = "public key package") -> PublicKeyPackageInfo:
@@ -67,12 +79,11 @@ class PublicKeyPackageInfo:
             pid = read_int(int(key), f"{what}.verifying_shares key", 1)
             shares[pid] = read_ed25519_key(share, f"{what}.verifying_shares[{pid}]")
         threshold = read_int(obj["threshold"], f"{what}.threshold", 1, len(shares))
+        domain_id = read_int(obj["domain_id"], f"{what}.domain_id")
+        epoch = read_int(obj["epoch"], f"{what}.epoch")
+        public_key = read_ed25519_key(obj["public_key"], f"{what}.public_key")
         return cls(
-            read_int(obj["domain_id"], f"{what}.domain_id"),
-            read_int(obj["epoch"], f"{what}.epoch"),
-            read_ed25519_key(obj["public_key"], f"{what}.public_key"),
-            threshold,
-            dict(sorted(shares.items())),
+            domain_id, epoch, PublicKeyPackage(public_key, dict(sorted(shares.items())), threshold)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -84,16 +95,7 @@ class PublicKeyPackageInfo:
             "verifying_shares": {str(p): s.hex() for p, s in sorted(self.verifying_shares.items())},
         }
 
-    def to_crypto(self) -> PublicKeyPackage:
-        return PublicKeyPackage(self.public_key, dict(self.verifying_shares), self.threshold)
-
 
 def public_key_package_json(domain_id: int, epoch: int, public: PublicKeyPackage) -> dict[str, Any]:
     """The view's JSON for a package made with :mod:`quorumkeep.crypto.keys` (tests, tools)."""
-    return PublicKeyPackageInfo(
-        domain_id,
-        epoch,
-        public.group_public_key,
-        public.threshold,
-        dict(public.verifying_shares),
-    ).to_json()
+    return PublicKeyPackageInfo(domain_id, epoch, public).to_json()

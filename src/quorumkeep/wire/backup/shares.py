@@ -105,7 +105,7 @@ class VerifiedShares:
         out: dict[int, tuple[KeyPackage, PublicKeyPackage]] = {}
         for share in self.shares:
             package = self.packages[share.domain_id]
-            public = package.to_crypto()
+            public = package.package
             out[share.domain_id] = (
                 KeyPackage(
                     identifier=share.participant_id,
