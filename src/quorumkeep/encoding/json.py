@@ -33,6 +33,9 @@ def nesting_depth(text: str) -> int:
     Linear in the text and never recursive. On malformed text the answer may be too large,
     never too small, so a limit checked with it is never bypassed.
     """
+    openers = text.count("[") + text.count("{")
+    if openers <= 1:
+        return openers
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     depth = deepest = 0
     for char in brackets:
@@ -66,7 +69,8 @@ def parse_json(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> 
             raise JsonError("not UTF-8") from None
     else:
         text = data
-    if nesting_depth(text) > max_depth:
+    # Fewer openers than the limit cannot nest past it: the common case costs two counts.
+    if text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth:
         raise JsonError(f"nested deeper than {max_depth} levels")
     try:
         return json.loads(

@@ -84,9 +84,18 @@ def record_kind(record: type[JsonRecord], *, optional: bool = False) -> Mapping[
     return Kind(record.from_json, lambda value: value.to_json(), optional=optional).metadata()
 
 
+_LAYOUTS: dict[type[Any], tuple[tuple[str, Kind], ...]] = {}
+
+
 def layout(record: type[Any]) -> tuple[tuple[str, Kind], ...]:
-    """The record's field names and kinds in declared (JSON) order."""
-    return tuple((f.name, f.metadata[KIND_KEY]) for f in fields(record) if KIND_KEY in f.metadata)
+    """The record's field names and kinds in declared (JSON) order (computed once a class)."""
+    found = _LAYOUTS.get(record)
+    if found is None:
+        found = tuple(
+            (f.name, f.metadata[KIND_KEY]) for f in fields(record) if KIND_KEY in f.metadata
+        )
+        _LAYOUTS[record] = found
+    return found
 
 
 def _default(record: type[Any], name: str) -> Any:

@@ -42,7 +42,7 @@ from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.crypto.reshare import ResharePublicPackage, SubShare
 from quorumkeep.encoding.fields import decode_hex, key_diff
 from quorumkeep.encoding.json import JsonError, parse_json
-from quorumkeep.encoding.records import Kind, kind, layout
+from quorumkeep.encoding.records import kind, layout
 
 CHANNEL_DKG = "dkg"
 CHANNEL_RESHARE = "reshare"
@@ -366,28 +366,22 @@ class Message:
     session: str
 
     def fields(self) -> dict[str, object]:
-        return {name: k.write(getattr(self, name)) for name, k in _layout(type(self))}
+        return {name: k.write(getattr(self, name)) for name, k in layout(type(self))}
 
     @classmethod
     def from_fields(cls, session: str, obj: Mapping[str, object]) -> Message:
-        return cls(session, **{name: k.read(obj[name], name) for name, k in _layout(cls)})
+        return cls(session, **{name: k.read(obj[name], name) for name, k in layout(cls)})
 
 
 _M = TypeVar("_M", bound=type[Message])
 _REGISTRY: dict[str, type[Message]] = {}
-_LAYOUTS: dict[type[Message], tuple[tuple[str, Kind], ...]] = {}
-
-
-def _layout(cls: type[Message]) -> tuple[tuple[str, Kind], ...]:
-    return _LAYOUTS[cls]
 
 
 def _register(cls: _M) -> _M:
     if cls.TYPE in _REGISTRY:
         raise RuntimeError(f"duplicate message type {cls.TYPE}")
     _REGISTRY[cls.TYPE] = cls
-    _LAYOUTS[cls] = layout(cls)
-    cls.FIELDS = tuple(name for name, _ in _LAYOUTS[cls])
+    cls.FIELDS = tuple(name for name, _ in layout(cls))
     return cls
 
 
