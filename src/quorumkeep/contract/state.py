@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 from quorumkeep.contract.args import (
     MAX_INT,
@@ -32,7 +32,7 @@ from quorumkeep.contract.args import (
     expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
-from quorumkeep.encoding.records import JsonRecord, kind, record_kind
+from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
 
 KEYSET_HASH_PREFIX = b"quorumkeep keyset v1\x00"
 """Domain separation of :attr:`Keyset.hash`."""
@@ -104,20 +104,34 @@ class ParticipantInfo(_Record):
     signer_public_key: bytes = field(metadata=ED25519_KEY)
 
     @classmethod
-    def from_json(  # type: ignore[override]
-        cls, value: Any, name: str, id_required: bool = True
-    ) -> ParticipantInfo:
+    def from_json(
+        cls,
+        value: Any,
+        what: str,
+        id_required: bool = True,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Self:
         """Parse an info; without ``id_required`` a missing id reads as UNASSIGNED_ID."""
-        defaults = None if id_required else {"participant_id": UNASSIGNED_ID}
-        return super().from_json(value, name, defaults=defaults)
+        if not id_required:
+            defaults = {"participant_id": UNASSIGNED_ID, **(defaults or {})}
+        return super().from_json(value, what, defaults=defaults)
+
+
+def _members(value: Any, name: str) -> tuple[ParticipantInfo, ...]:
+    items = expect_list(value, name, 1, MAX_PARTICIPANTS)
+    members = (ParticipantInfo.from_json(item, f"{name}[{i}]") for i, item in enumerate(items))
+    return tuple(sorted(members, key=lambda m: m.participant_id))
 
 
 @dataclass(frozen=True)
-class Participants:
+class Participants(_Record):
     """A participant set and its threshold; ``members`` ascend by participant id."""
 
-    threshold: int
-    members: tuple[ParticipantInfo, ...]
+    threshold: int = field(metadata=INT)
+    members: tuple[ParticipantInfo, ...] = field(
+        metadata=kind(_members, lambda members: [m.to_json() for m in members], key="participants")
+    )
 
     @cached_property
     def _by_account(self) -> dict[str, ParticipantInfo]:
@@ -137,21 +151,6 @@ class Participants:
         """The same set with ``info`` in place of the member of the same account."""
         members = tuple(info if m.account == info.account else m for m in self.members)
         return Participants(self.threshold, members)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "participants": [m.to_json() for m in self.members]}
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> Participants:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["threshold", "participants"])
-        items = expect_list(obj["participants"], f"{name}.participants", 1, MAX_PARTICIPANTS)
-        members = tuple(
-            ParticipantInfo.from_json(item, f"{name}.participants[{i}]")
-            for i, item in enumerate(items)
-        )
-        threshold = expect_int(obj["threshold"], f"{name}.threshold")
-        return cls(threshold, tuple(sorted(members, key=lambda m: m.participant_id)))
 
 
 # --- domains and keys ------------------------------------------------------------------
@@ -174,10 +173,11 @@ def verifying_shares_json(shares: VerifyingShares) -> dict[str, str]:
     return {str(pid): share.hex() for pid, share in shares}
 
 
-VERIFYING_SHARES = kind(
-    lambda value, name: expect_verifying_shares(value, name, MAX_PARTICIPANTS),
-    verifying_shares_json,
-)
+def _verifying_shares(value: Any, name: str) -> VerifyingShares:
+    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
+
+
+VERIFYING_SHARES = kind(_verifying_shares, verifying_shares_json)
 
 
 @dataclass(frozen=True)
@@ -252,8 +252,16 @@ class KeyEventId(_Record):
     attempt: int = field(metadata=INT)
 
 
+def _votes(value: Any, name: str) -> dict[str, bytes]:
+    votes = expect_object(value, name)
+    return {
+        expect_account(a, f"{name} key"): expect_ed25519_key(pk, f"{name}[{a}]")
+        for a, pk in votes.items()
+    }
+
+
 @dataclass
-class KeyEvent:
+class KeyEvent(_Record):
     """The current attempt for one domain and the votes cast in it.
 
     In key generation a vote is the public key the voter's DKG produced; in a resharing
@@ -264,12 +272,18 @@ class KeyEvent:
     is set once every required voter agreed.
     """
 
-    domain: Domain
-    epoch: int
-    attempt: int
-    votes: dict[str, bytes] = field(default_factory=dict)
-    verifying_shares: VerifyingShares | None = None
-    public_key: bytes | None = None
+    domain: Domain = field(metadata=Flattened(Domain).metadata())
+    epoch: int = field(metadata=INT)
+    attempt: int = field(metadata=INT)
+    votes: dict[str, bytes] = field(
+        default_factory=dict,
+        metadata=kind(_votes, lambda votes: {a: pk.hex() for a, pk in sorted(votes.items())}),
+    )
+    verifying_shares: VerifyingShares | None = field(
+        default=None,
+        metadata=kind(*nullable(_verifying_shares, verifying_shares_json)),
+    )
+    public_key: bytes | None = field(default=None, metadata=kind(*nullable(expect_ed25519_key)))
 
     @property
     def id(self) -> KeyEventId:
@@ -278,48 +292,6 @@ class KeyEvent:
     @property
     def complete(self) -> bool:
         return self.public_key is not None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "domain_id": self.domain.domain_id,
-            "scheme": self.domain.scheme,
-            "epoch": self.epoch,
-            "attempt": self.attempt,
-            "votes": {a: pk.hex() for a, pk in sorted(self.votes.items())},
-            "verifying_shares": None
-            if self.verifying_shares is None
-            else verifying_shares_json(self.verifying_shares),
-            "public_key": None if self.public_key is None else self.public_key.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> KeyEvent:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            ["domain_id", "scheme", "epoch", "attempt", "votes", "verifying_shares", "public_key"],
-        )
-        votes_obj = expect_object(obj["votes"], f"{name}.votes")
-        votes = {
-            expect_account(a, f"{name}.votes key"): expect_ed25519_key(pk, f"{name}.votes[{a}]")
-            for a, pk in votes_obj.items()
-        }
-        shares = obj["verifying_shares"]
-        pk = obj["public_key"]
-        return cls(
-            domain=Domain(
-                expect_int(obj["domain_id"], f"{name}.domain_id"),
-                expect_str(obj["scheme"], f"{name}.scheme", 32),
-            ),
-            epoch=expect_int(obj["epoch"], f"{name}.epoch"),
-            attempt=expect_int(obj["attempt"], f"{name}.attempt"),
-            votes=votes,
-            verifying_shares=None
-            if shares is None
-            else expect_verifying_shares(shares, f"{name}.verifying_shares", MAX_PARTICIPANTS),
-            public_key=None if pk is None else expect_ed25519_key(pk, f"{name}.public_key"),
-        )
 
 
 # --- protocol states -------------------------------------------------------------------

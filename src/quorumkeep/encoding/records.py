@@ -51,32 +51,66 @@ class Kind:
 
     parsed_first = False
 
-    def __init__(self, read: Reader, write: Writer = write_value, *, optional: bool = False):
+    def __init__(
+        self,
+        read: Reader,
+        write: Writer = write_value,
+        *,
+        optional: bool = False,
+        key: str | None = None,
+    ) -> None:
         self.read = read
         self.write = write
         self.optional = optional
+        self.key = key
+        """The JSON member's name where it differs from the attribute's."""
 
     def metadata(self) -> Mapping[str, Kind]:
         """The ``metadata=`` of a field of this kind."""
         return {KIND_KEY: self}
 
     def json_names(self, name: str) -> tuple[str, ...]:
-        return (name,)
+        return (self.key or name,)
 
     def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
-        return [(name, self.write(value))]
+        return [(self.key or name, self.write(value))]
 
     def from_json(self, obj: Mapping[str, Any], name: str, path: str, what: str) -> Any:
         """The field from the checked object; ``path`` names it in errors, ``what`` names
         the record."""
-        return self.read(obj[name], path)
+        return self.read(obj[self.key or name], path)
 
 
 def kind(
-    read: Reader, write: Writer = write_value, *, optional: bool = False
+    read: Reader, write: Writer = write_value, *, optional: bool = False, key: str | None = None
 ) -> Mapping[str, Kind]:
     """The ``metadata=`` of a record field: ``name: T = field(metadata=kind(reader))``."""
-    return Kind(read, write, optional=optional).metadata()
+    return Kind(read, write, optional=optional, key=key).metadata()
+
+
+def nullable(read: Reader, write: Writer = write_value) -> tuple[Reader, Writer]:
+    """A reader and writer that also take JSON ``null`` for ``None``."""
+    return (
+        lambda value, path: None if value is None else read(value, path),
+        lambda value: None if value is None else write(value),
+    )
+
+
+class Flattened(Kind):
+    """A nested record whose members sit in the enclosing object itself (no sub-object)."""
+
+    def __init__(self, record: type[JsonRecord]) -> None:
+        super().__init__(record.from_json, lambda value: value.to_json())
+        self.record = record
+
+    def json_names(self, name: str) -> tuple[str, ...]:
+        return tuple(n for field_name, k in layout(self.record) for n in k.json_names(field_name))
+
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
+        return list(value.to_json().items())
+
+    def from_json(self, obj: Mapping[str, Any], name: str, path: str, what: str) -> Any:
+        return self.record.from_json({n: obj[n] for n in self.json_names(name)}, what)
 
 
 def record_kind(record: type[JsonRecord], *, optional: bool = False) -> Mapping[str, Kind]:
@@ -144,8 +178,9 @@ class JsonRecord:
         obj = cls.check_object(value, what, required, optional)
         values: dict[str, Any] = {}
         for name, k in sorted(declared, key=lambda item: not item[1].parsed_first):
-            if name in obj:
-                values[name] = k.from_json(obj, name, cls.field_path(what, name), what)
+            member = k.json_names(name)[0]
+            if member in obj:
+                values[name] = k.from_json(obj, name, cls.field_path(what, member), what)
             else:
                 values[name] = defaults[name] if name in defaults else _default(cls, name)
         return cls(**values)
