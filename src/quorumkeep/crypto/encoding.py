@@ -29,7 +29,7 @@ from quorumkeep.crypto.group import (
     scalar_decode,
     scalar_to_int,
 )
-from quorumkeep.encoding.fields import decode_hex, key_diff
+from quorumkeep.encoding.fields import decode_hex, key_diff, parse_decimal
 
 MAX_LIST = 0xFFFF
 
@@ -146,12 +146,18 @@ def hex_elements(value: object, what: str) -> tuple[Element, ...]:
 
 def json_identifier(value: object, what: str) -> int:
     """Identifiers in dicts are decimal strings: JSON numbers lose precision above 2^53."""
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+    if not isinstance(value, str):
         raise InvalidEncoding(f"{what}: expected an identifier as a decimal string")
-    if len(value) > 78 or (len(value) > 1 and value[0] == "0"):
-        raise InvalidEncoding(f"{what}: not a canonical decimal identifier")
     try:
-        identifier_scalar(int(value))
+        parse_decimal(value, len(value), leading_zeros=True)
+    except ValueError:
+        raise InvalidEncoding(f"{what}: expected an identifier as a decimal string") from None
+    try:
+        identifier = parse_decimal(value, 78)
+    except ValueError:
+        raise InvalidEncoding(f"{what}: not a canonical decimal identifier") from None
+    try:
+        identifier_scalar(identifier)
     except InvalidEncoding as exc:
         raise InvalidEncoding(f"{what}: {exc}") from None
-    return int(value)
+    return identifier

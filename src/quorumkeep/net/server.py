@@ -19,6 +19,8 @@ from collections.abc import Generator
 
 import uvicorn
 
+from quorumkeep.encoding.fields import parse_decimal
+
 MAX_PORT = 65535
 
 
@@ -43,16 +45,15 @@ def parse_host_port(value: str, *, allow_zero: bool = False) -> tuple[str, int]:
         if ":" in host:
             raise ValueError(f"bad address {value!r}: write IPv6 addresses as '[addr]:port'")
     lowest = 0 if allow_zero else 1
-    if (
-        not port_text.isascii()
-        or not port_text.isdigit()
-        or len(port_text) > 5
-        or not lowest <= int(port_text) <= MAX_PORT
-    ):
+    try:
+        port = parse_decimal(port_text, 5, leading_zeros=True)
+    except ValueError:
+        port = -1
+    if not lowest <= port <= MAX_PORT:
         raise ValueError(f"bad address {value!r}: port must be {lowest}..{MAX_PORT}")
     if any(c.isspace() for c in host):
         raise ValueError(f"bad address {value!r}: host contains whitespace")
-    return host, int(port_text)
+    return host, port
 
 
 def format_address(host: str, port: int) -> str:
