@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.transaction import FunctionCall, Transaction
@@ -135,7 +136,7 @@ class ContractCaller:
                 )
 
     async def _send_rounds(self) -> None:
-        delay = self.backoff
+        backoff = Backoff(BackoffPolicy(initial=self.backoff, maximum=max(self.backoff, 5.0)))
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -148,12 +149,11 @@ class ContractCaller:
                 if retry:
                     self._queue[:0] = retry  # ahead of newer calls: they keep their order
                     if any(c.errors and c.errors[-1] == "transient" for c in retry):
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 5.0)
+                        await backoff.wait()
                     else:
-                        delay = self.backoff
+                        backoff.reset()
                 else:
-                    delay = self.backoff
+                    backoff.reset()
 
     def _fail(self, pending: _Call, exc: BaseException) -> None:
         if not pending.future.done():
