@@ -627,7 +627,7 @@ class PresignStored(Message):
 
 @_register
 @dataclass(frozen=True, slots=True)
-class SignRequest(Message):
+class SignShareRequest(Message):
     """The leader asks a member for its signature share; ``session`` is the presignature id."""
 
     TYPE = "sign_request"
@@ -654,7 +654,7 @@ class SignRequest(Message):
         }
 
     @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> SignRequest:
+    def from_fields(cls, session: str, obj: Mapping[str, object]) -> SignShareRequest:
         entries: list[frost.CommitmentListEntry] = []
         previous = 0
         for k, entry in enumerate(_list(obj["commitments"], "commitments", 1024)):
