@@ -37,8 +37,8 @@ from quorumkeep.node.messages import (
     ReshareDealers,
     ReshareReady,
     SessionAbort,
-    SignShareRequest,
     SignShare,
+    SignShareRequest,
     decode,
     encode,
     key_package_from_share,
@@ -76,7 +76,9 @@ SAMPLES: list[tuple[str, Message]] = [
     (CHANNEL_PRESIGN, PresignStored("1:ab")),
     (
         CHANNEL_SIGN,
-        SignShareRequest("1:ab:0", 9, 0, 3, b"\x00" * 32, "a/b", "user", ((1, P1, P2), (4, P2, P1))),
+        SignShareRequest(
+            "1:ab:0", 9, 0, 3, b"\x00" * 32, "a/b", "user", ((1, P1, P2), (4, P2, P1))
+        ),
     ),
     (CHANNEL_SIGN, SignShare("1:ab:0", H)),
 ]

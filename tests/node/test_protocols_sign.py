@@ -25,8 +25,8 @@ from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     PresignRequest,
     Refusal,
-    SignShareRequest,
     SignShare,
+    SignShareRequest,
 )
 from quorumkeep.node.protocols.errors import SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
@@ -206,7 +206,9 @@ def test_signing_uses_each_presignature_exactly_once(
             member = next(p for p in before[owner][replay_id] if p != owner)
             payload, path, _, caller = cluster.contract.requests[0]
             commitments = ((member, b"\x01" * 32, b"\x02" * 32),)
-            request = SignShareRequest(replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments)
+            request = SignShareRequest(
+                replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments
+            )
             reply = await cluster.services[member].share_for(owner, request)
             assert isinstance(reply, Refusal) and reply.code == "unknown_presignature"
         finally:

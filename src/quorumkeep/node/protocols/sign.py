@@ -55,8 +55,8 @@ from quorumkeep.node.messages import (
     CHANNEL_SIGN,
     Message,
     Refusal,
-    SignShareRequest,
     SignShare,
+    SignShareRequest,
     encode,
 )
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
