@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.node.calls import ViewReader
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
@@ -59,7 +60,6 @@ from quorumkeep.wire.tls import TLSCredentials, load_encrypted_private_key
 
 log = logging.getLogger("quorumkeep.node.backup")
 
-ViewReader = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
 """Reads a contract view: ``await read_view("keyset", {})`` (the ledger client's ``view``)."""
 SharesSource = Callable[[Keyset], Awaitable[Sequence[KeyShare]]]
 """The node's shares of every domain of the keyset; LookupError (or fewer shares) if it
