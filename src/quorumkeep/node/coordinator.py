@@ -43,7 +43,7 @@ from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.calls import ContractAccess, ContractCaller, transient
 from quorumkeep.node.config import NodeConfig
-from quorumkeep.node.decisions import Onboarding, Role
+from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.key_events import KeyEvents, MeshKeyProtocols
@@ -359,7 +359,12 @@ class Coordinator:
 
     async def import_migration_shares(self, verified: VerifiedShares) -> None:
         """The backup endpoint's import (see :meth:`MigrationImports.import_shares`)."""
-        await self.migration.import_shares(verified)
+        await self.migration.import_shares(
+            [
+                RecoveredShare(s.domain_id, s.epoch, s.participant_id, s.signing_share)
+                for s in verified.shares
+            ]
+        )
 
     # -- status ---------------------------------------------------------------------------
 

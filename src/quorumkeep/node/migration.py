@@ -45,7 +45,7 @@ from quorumkeep.node.decisions import (
 )
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.metrics import NodeMetrics
-from quorumkeep.wire.backup import BackupProtocolError, VerifiedShares
+from quorumkeep.wire.backup import BackupProtocolError
 
 log = logging.getLogger("quorumkeep.node.coordinator")
 
@@ -119,15 +119,11 @@ class MigrationImports:
 
     # -- import -------------------------------------------------------------------------------
 
-    async def import_shares(self, verified: VerifiedShares) -> None:
-        """Check ``verified`` against a fresh state, store them, start concluding;
+    async def import_shares(self, shares: list[RecoveredShare]) -> None:
+        """Check ``shares`` against a fresh state, store them, start concluding;
         ``BackupProtocolError`` (nothing stored) if they do not fit."""
         async with self._import_lock:
             state = await self._read_state()
-            shares = [
-                RecoveredShare(s.domain_id, s.epoch, s.participant_id, s.signing_share)
-                for s in verified.shares
-            ]
             problem = recovered_shares_problem(
                 state, self._account, self._tls, self._signer, shares
             )
