@@ -547,15 +547,13 @@ class LedgerClient:
         return self.submit(signer, [DeleteKey(public_key)])
 
     def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
-        delay = 0.05
         for attempt in range(RESEND_ATTEMPTS):
             try:
                 response = self._http.post("/v1/transactions", json=signed.to_json())
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
-                time.sleep(delay)
-                delay *= 4
+                time.sleep(RESEND_BACKOFF.delay(attempt))
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
