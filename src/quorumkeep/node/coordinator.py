@@ -63,7 +63,6 @@ log = logging.getLogger("quorumkeep.node.coordinator")
 
 STATE_RETRY_MAX_DELAY = 5.0
 """Longest wait between two reads of the state while the ledger stays down."""
-
 __all__ = ["Coordinator", "CoordinatorSettings", "Decommissioned"]
 
 
@@ -120,8 +119,6 @@ class Coordinator:
         self.contract = ContractAccess(
             ledger, self._caller, metrics, settings.ledger_policy, settings.ledger_attempts
         )
-        self.call = self.contract.call
-        self.read_state = self.contract.read_state
         self.router = SessionRouter(mesh)
         self.pool: PresignaturePool | None = None
         self.signing: SigningService | None = None
@@ -132,7 +129,7 @@ class Coordinator:
             participant_info=lambda: identity.participant_info(config),
             metadata=keystore,
             held=self.held,
-            call=self.call,
+            call=self.contract.call,
             metrics=metrics,
             exit_on_decommission=settings.exit_on_decommission,
         )
@@ -144,12 +141,12 @@ class Coordinator:
             protocols=MeshKeyProtocols(self.router, random_bytes),
             held=self.held,
             keystore=keystore,
-            call=self.call,
+            call=self.contract.call,
             metrics=metrics,
             timeout=settings.key_event_timeout,
         )
         self.sign_requests = SignRequests(
-            call=self.call,
+            call=self.contract.call,
             view=ledger.view,
             connected=mesh.connected_peers,
             metrics=metrics,
@@ -159,8 +156,8 @@ class Coordinator:
             account=self.account,
             tls_public_key=identity.tls_public_key,
             signer_public_key=identity.signer_public_key,
-            read_state=self.read_state,
-            call=self.call,
+            read_state=self.contract.read_state,
+            call=self.contract.call,
             held=self.held,
             standing=self.standing,
             metrics=metrics,
@@ -273,7 +270,7 @@ class Coordinator:
             self._needs_state = False
             self.sign_requests.drop_events()
             try:
-                state = await self.read_state()
+                state = await self.contract.read_state()
             except BaseException:
                 self._needs_state = True
                 raise
