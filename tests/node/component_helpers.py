@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from quorumkeep.contract.state import (
     ContractState,
@@ -32,6 +32,8 @@ from quorumkeep.ledger.client import TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.node.keystore import Keystore, KeystoreOwner, StorageKey
 from quorumkeep.node.metrics import NodeMetrics
+
+T = TypeVar("T")
 
 
 def scalar(label: str) -> bytes:
@@ -190,6 +192,17 @@ class FakeLedger:
         if found is None:
             raise LedgerError("ViewFailed", f"no {method} view", status=400)
         return found
+
+    # The rest of the coordinator's ContractPort (node/calls.py): no retries to fake.
+
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        return await operation()
+
+    def saw_height(self, height: int) -> None:
+        self.height = max(getattr(self, "height", -1), height)
+
+    async def close(self) -> None:
+        return None
 
     def called(self, method: str) -> list[dict[str, Any]]:
         return [args for m, args in self.calls if m == method]

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from quorumkeep.contract.state import ContractState
 from quorumkeep.daemon.retry import Backoff, BackoffPolicy, retry
@@ -237,6 +237,20 @@ class ContractCaller:
         return retry
 
 
+class ContractPort(Protocol):
+    """The coordinator's access to the contract (:class:`ContractAccess`; tests: a fake)."""
+
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T: ...
+
+    async def read_state(self) -> ContractState: ...
+
+    async def call(self, method: str, args: dict[str, Any]) -> TxOutcome: ...
+
+    def saw_height(self, height: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class ContractAccess:
     """The node's reads and calls of the contract: transient ledger errors retried with
     bounded backoff, every failure counted in the node's ``ledger_errors`` metric."""
@@ -284,3 +298,10 @@ class ContractAccess:
             if not isinstance(exc, ContractCallFailed):
                 self._metrics.ledger_errors.labels(operation=method).inc()
             raise
+
+    def saw_height(self, height: int) -> None:
+        """A block height seen on the event stream (fresh enough to sign with)."""
+        self._caller.saw_height(height)
+
+    async def close(self) -> None:
+        await self._caller.close()

@@ -41,7 +41,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.node.calls import ContractAccess, ContractCaller, transient
+from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
 from quorumkeep.node.held_keys import HeldKeys
@@ -100,7 +100,10 @@ class Coordinator:
         metrics: NodeMetrics,
         settings: CoordinatorSettings | None = None,
         random_bytes: RandomBytes = os.urandom,
+        contract: ContractPort | None = None,
     ) -> None:
+        """``contract`` defaults to calls signed by the identity's signer key through
+        ``ledger`` (:class:`ContractAccess`); ``ledger`` also gives the events and views."""
         self.config = config
         self.identity = identity
         self.keystore = keystore
@@ -110,15 +113,17 @@ class Coordinator:
         self.settings = settings = settings or CoordinatorSettings()
         self._random_bytes = random_bytes
         self.account = config.account
-        self._caller = ContractCaller(
-            ledger,
-            AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed)),
-            attempts=settings.ledger_attempts,
-            backoff=settings.ledger_backoff,
-        )
-        self.contract = ContractAccess(
-            ledger, self._caller, metrics, settings.ledger_policy, settings.ledger_attempts
-        )
+        if contract is None:
+            caller = ContractCaller(
+                ledger,
+                AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed)),
+                attempts=settings.ledger_attempts,
+                backoff=settings.ledger_backoff,
+            )
+            contract = ContractAccess(
+                ledger, caller, metrics, settings.ledger_policy, settings.ledger_attempts
+            )
+        self.contract: ContractPort = contract
         self.router = SessionRouter(mesh)
         self.pool: PresignaturePool | None = None
         self.signing: SigningService | None = None
@@ -244,14 +249,14 @@ class Coordinator:
             await self.signing.close()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        await self._caller.close()
+        await self.contract.close()
         self.router.close()
 
     async def _follow(self, since: int) -> None:
         try:
             async for event in self.ledger.follow_events(since):
                 self._height = max(self._height, event.height)
-                self._caller.saw_height(event.height)
+                self.contract.saw_height(event.height)
                 if not self.sign_requests.note(event):
                     self._needs_state = True
                 self._changed.set()
