@@ -35,7 +35,7 @@ from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.node.calls import ContractCall, StateReader
 from quorumkeep.node.decisions import (
-    MigrationProgress,
+    ConclusionProgress,
     Onboarding,
     RecoveredShare,
     Role,
@@ -177,7 +177,7 @@ class MigrationImports:
                 await self._pause(backoff.next_delay())
                 continue
             progress = migration_progress(state, self._account, self._tls, self._signer, keyset)
-            if progress is MigrationProgress.CONCLUDED:
+            if progress is ConclusionProgress.CONCLUDED:
                 self._metrics.migrations_concluded.inc()
                 log.info(
                     "migration concluded account=%s calls=%d seconds=%.3f (since the import)",
@@ -187,7 +187,7 @@ class MigrationImports:
                 )
                 self._on_settled()
                 return
-            if progress is MigrationProgress.GONE:
+            if progress is ConclusionProgress.GONE:
                 async with self._import_lock:
                     # A newer import waiting for the lock cancels us before it stores.
                     await asyncio.to_thread(
