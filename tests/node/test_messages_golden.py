@@ -47,7 +47,7 @@ SAMPLES: list[tuple[str, m.Message]] = [
     ("presign", m.PresignStored("1:ab")),
     (
         "sign",
-        m.SignRequest(
+        m.SignShareRequest(
             "1:ab:0", 9, 0, 3, b"\x00" * 32, "a/b", "user", ((1, P(1), P(2)), (4, P(2), P(1)))
         ),
     ),

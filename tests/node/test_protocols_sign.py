@@ -25,8 +25,8 @@ from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     PresignRequest,
     Refusal,
-    SignRequest,
     SignShare,
+    SignShareRequest,
 )
 from quorumkeep.node.protocols.errors import SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
@@ -206,7 +206,9 @@ def test_signing_uses_each_presignature_exactly_once(
             member = next(p for p in before[owner][replay_id] if p != owner)
             payload, path, _, caller = cluster.contract.requests[0]
             commitments = ((member, b"\x01" * 32, b"\x02" * 32),)
-            request = SignRequest(replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments)
+            request = SignShareRequest(
+                replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments
+            )
             reply = await cluster.services[member].share_for(owner, request)
             assert isinstance(reply, Refusal) and reply.code == "unknown_presignature"
         finally:
@@ -232,7 +234,7 @@ def test_member_refuses_requests_not_pending_on_the_contract(
             commitments = tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
             pending = cluster.contract.add(7, os.urandom(32), "pending/path")
 
-            def request(**change: Any) -> SignRequest:
+            def request(**change: Any) -> SignShareRequest:
                 fields: dict[str, Any] = {
                     "request_id": 7,
                     "domain_id": DOMAIN,
@@ -243,7 +245,7 @@ def test_member_refuses_requests_not_pending_on_the_contract(
                     "commitments": commitments,
                 }
                 fields.update(change)
-                return SignRequest(info.id, **fields)
+                return SignShareRequest(info.id, **fields)
 
             service = cluster.services[member]
             for change in (
@@ -300,7 +302,7 @@ def test_bad_signature_share_is_named_and_another_set_signs(
             cheater = cluster.services[3]
             honest_share_for = cheater.share_for
 
-            async def corrupt(sender: int, request: SignRequest) -> SignShare | Refusal:
+            async def corrupt(sender: int, request: SignShareRequest) -> SignShare | Refusal:
                 reply = await honest_share_for(sender, request)
                 if isinstance(reply, SignShare):
                     return SignShare(reply.session, scalar_add(reply.share, ONE))

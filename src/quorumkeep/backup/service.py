@@ -48,6 +48,7 @@ from quorumkeep.backup.monitor import (
 from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
@@ -245,7 +246,7 @@ class BackupService:
         self.changed.set()
         watcher = asyncio.create_task(watch_events(self.ledger, since, self.changed))
         stopper = asyncio.create_task(stop.wait())
-        retry_delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         try:
             while not stop.is_set():
                 waiter = asyncio.create_task(self.changed.wait())
@@ -258,8 +259,9 @@ class BackupService:
                 self.changed.clear()
                 try:
                     await self.reconcile()
-                    retry_delay = self.settings.initial_backoff
+                    backoff.reset()
                 except _ERRORS as exc:
+                    retry_delay = backoff.next_delay()
                     log.warning(
                         "cannot read the contract (%s: %s); retrying in %.1fs",
                         _code(exc),
@@ -267,7 +269,6 @@ class BackupService:
                         retry_delay,
                     )
                     self._poke_later(retry_delay)
-                    retry_delay = min(retry_delay * 2, self.settings.max_backoff)
         finally:
             for task in (watcher, stopper):
                 task.cancel()
@@ -282,6 +283,10 @@ class BackupService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+
+    def _backoff_policy(self) -> BackoffPolicy:
+        maximum = self.settings.max_backoff
+        return BackoffPolicy(min(self.settings.initial_backoff, maximum), maximum, jitter=0.5)
 
     def _poke_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.changed.set)
@@ -340,13 +345,14 @@ class BackupService:
     # -- backup
 
     async def _fetch_until_stored(self, endpoint: NodeEndpoint) -> None:
-        delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         while True:
             try:
                 await self.fetch_once(endpoint)
                 self.changed.set()
                 return
             except _ERRORS as exc:
+                delay = backoff.next_delay()
                 code = _code(exc)
                 self.metrics.fetches.labels(result=code).inc()
                 self.last_fetch = {"at": self.clock(), "result": code, "reason": _message(exc)}
@@ -358,7 +364,6 @@ class BackupService:
                     delay,
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.max_backoff)
 
     async def fetch_once(self, endpoint: NodeEndpoint) -> bool:
         """Fetch, verify against the contract, store. True if a new backup was stored."""
@@ -408,13 +413,14 @@ class BackupService:
     # -- recovery
 
     async def _push_until_imported(self, migration: OpenMigration) -> None:
-        delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         while True:
             try:
                 await self.push_once(migration)
                 self.changed.set()
                 return
             except _ERRORS as exc:
+                delay = backoff.next_delay()
                 code = getattr(exc, "remote_code", None) or _code(exc)
                 self.metrics.pushes.labels(result=code).inc()
                 self.last_push = {"at": self.clock(), "result": code, "reason": _message(exc)}
@@ -426,7 +432,6 @@ class BackupService:
                     delay,
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.max_backoff)
 
     def _backup_for(self, snapshot: ContractSnapshot) -> BackupRecord:
         latest = self.store.latest()

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import nacl.signing
 
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.event_filter import filter_query, kind_tuple
 from quorumkeep.ledger.transaction import (
@@ -55,6 +56,8 @@ __all__ = [
 # ``tx_validity_blocks`` (1000 by default).
 HEIGHT_MAX_AGE_S = 1.0
 RESEND_ATTEMPTS = 3
+RESEND_BACKOFF = BackoffPolicy(initial=0.05, maximum=0.2, factor=4.0)
+"""Waits before re-sending a transaction whose answer was lost: 0.05 s, then 0.2 s."""
 _RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
 # A refused transaction was not included, so re-signing it with fresh values is safe. With
 # concurrent submitters on one key, requests can reach the server out of nonce order; every
@@ -338,7 +341,7 @@ class AsyncLedgerClient:
         kinds = kind_tuple("kinds", kinds)  # a generator would be empty on the second poll
         exclude_kinds = kind_tuple("exclude_kinds", exclude_kinds)
         cursor = since
-        backoff = 0.05
+        backoff = Backoff(BackoffPolicy(initial=0.05, maximum=max_backoff, jitter=0.5))
         while True:
             try:
                 events, cursor_next = await self.events(
@@ -347,10 +350,9 @@ class AsyncLedgerClient:
             except LedgerError as exc:
                 if exc.status not in (0, 502, 503, 504) and exc.code != "LedgerUnavailable":
                     raise
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, max_backoff)
+                await backoff.wait()
                 continue
-            backoff = 0.05
+            backoff.reset()
             for event in events:
                 yield event
             cursor = max(cursor, cursor_next)
@@ -403,7 +405,7 @@ class AsyncLedgerClient:
 
     async def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
         """Submit an already-signed transaction, re-sending it unchanged if the answer is lost."""
-        delay = 0.05
+        backoff = Backoff(RESEND_BACKOFF)
         for attempt in range(RESEND_ATTEMPTS):
             try:
                 async with self._connections:
@@ -411,8 +413,7 @@ class AsyncLedgerClient:
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
-                await asyncio.sleep(delay)
-                delay *= 4
+                await backoff.wait()
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
@@ -546,15 +547,13 @@ class LedgerClient:
         return self.submit(signer, [DeleteKey(public_key)])
 
     def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
-        delay = 0.05
         for attempt in range(RESEND_ATTEMPTS):
             try:
                 response = self._http.post("/v1/transactions", json=signed.to_json())
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
-                time.sleep(delay)
-                delay *= 4
+                time.sleep(RESEND_BACKOFF.delay(attempt))
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())

@@ -207,6 +207,11 @@ class LedgerNode:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (the block producer exists)."""
+        return self._task is not None
+
     # --- lifecycle -------------------------------------------------------------------
 
     def close_unstarted(self) -> None:

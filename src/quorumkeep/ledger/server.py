@@ -406,7 +406,7 @@ def run_server(
         server.run(sockets=[sock])
     finally:
         sock.close()
-        if node._task is None:  # the app never started: release the store ourselves
+        if not node.started:  # the app never started: release the store ourselves
             node.close_unstarted()
     if node.failed is not None:
         return 1

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.encoding.fields import decode_hex, parse_decimal
+from quorumkeep.node.calls import ViewReader
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
@@ -60,7 +61,6 @@ from quorumkeep.wire.tls import TLSCredentials, load_encrypted_private_key
 
 log = logging.getLogger("quorumkeep.node.backup")
 
-ViewReader = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
 """Reads a contract view: ``await read_view("keyset", {})`` (the ledger client's ``view``)."""
 SharesSource = Callable[[Keyset], Awaitable[Sequence[KeyShare]]]
 """The node's shares of every domain of the keyset; LookupError (or fewer shares) if it
@@ -77,6 +77,10 @@ def _ignore_served(_epoch: int, _timestamp: float) -> None:
     return None
 
 
+def _always_ready() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class BackupNodeDeps:
     """What the backup endpoints need from the node."""
@@ -88,6 +92,9 @@ class BackupNodeDeps:
     current_shares: SharesSource
     import_shares: ShareImporter
     on_backup_served: BackupServedHook = _ignore_served
+    ready: Callable[[], bool] = _always_ready
+    """Whether the node applied the contract's first state; until then every endpoint
+    answers ``contract_unavailable`` (503) before reading anything."""
     clock: Callable[[], float] = time.time
     random_bytes: RandomBytes = field(default=os.urandom, repr=False)
     max_sessions: int = 16
@@ -452,6 +459,9 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+RETRY_AFTER = {"Retry-After": "1"}
+"""Sent with the 503 of a node that has not applied the contract's first state yet."""
+
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed_request, stale_timestamp or decryption_failed"},
     401: {"description": "bad_signature"},
@@ -462,7 +472,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     421: {"description": "wrong_node"},
     422: {"description": "shares_mismatch"},
     429: {"description": "too_many_requests"},
-    503: {"description": "contract_unavailable"},
+    503: {"description": "contract_unavailable (also while the node starts)"},
 }
 
 
@@ -471,12 +481,23 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
     endpoints = BackupEndpoints(deps)
     router = APIRouter(tags=["backup"])
 
+    def not_ready(what: str) -> JSONResponse | None:
+        if deps.ready():
+            return None
+        refusal = BackupProtocolError(
+            "contract_unavailable", "the node has not applied the contract's state yet"
+        )
+        log.info("%s refused account=%s code=%s: starting", what, deps.account, refusal.code)
+        return JSONResponse(refusal.to_json(), status_code=refusal.status, headers=RETRY_AFTER)
+
     @router.get(
         PATH_KEYSHARES,
         summary="The node's current key shares, sealed to its registered backup service",
         responses=_ERROR_RESPONSES,
     )
     async def get_keyshares(request: Request) -> JSONResponse:
+        if (refused := not_ready("backup")) is not None:
+            return refused
         return await _answer(deps.account, "backup", lambda: endpoints.backup(request.headers))
 
     @router.post(
@@ -485,6 +506,8 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         responses=_ERROR_RESPONSES,
     )
     async def post_recovery_session(request: Request) -> JSONResponse:
+        if (refused := not_ready("recovery session")) is not None:
+            return refused
         return await _answer(
             deps.account, "recovery session", lambda: endpoints.recovery_session(request.headers)
         )
@@ -495,6 +518,9 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         responses=_ERROR_RESPONSES,
     )
     async def put_keyshares(request: Request) -> JSONResponse:
+        if (refused := not_ready("recovery")) is not None:
+            return refused
+
         async def recover() -> dict[str, Any]:
             return await endpoints.recover(await _read_body(request))
 

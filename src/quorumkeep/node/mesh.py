@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,
@@ -304,6 +305,7 @@ class Mesh:
         send_timeout: float = 10.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
+        uniform: Uniform = random.random,
     ) -> None:
         self._credentials = identity if isinstance(identity, TLSCredentials) else identity.tls
         self._host = host
@@ -315,6 +317,7 @@ class Mesh:
         self._send_timeout = send_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._uniform = uniform
         self._server: asyncio.Server | None = None
         self._participants: dict[int, PeerInfo] = {}
         self._by_key: dict[bytes, int] = {}
@@ -730,7 +733,11 @@ class Mesh:
         self._outbound[info.participant_id] = link
 
     async def _run_outbound(self, link: _Outbound) -> None:
-        delay = self._backoff_initial
+        # Jitter keeps n nodes restarted together from retrying in lockstep.
+        backoff = Backoff(
+            BackoffPolicy(self._backoff_initial, self._backoff_max, jitter=0.5),
+            uniform=self._uniform,
+        )
         while not self._closed and self._outbound.get(link.info.participant_id) is link:
             try:
                 await self._connect_once(link)
@@ -749,10 +756,8 @@ class Mesh:
                 link.connection_id = None
                 link.connected.clear()
             if established:
-                delay = self._backoff_initial
-            # Jitter keeps n nodes restarted together from retrying in lockstep.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._backoff_max)
+                backoff.reset()
+            await backoff.wait()
 
     async def _connect_once(self, link: _Outbound) -> None:
         info = link.info

@@ -574,7 +574,7 @@ class PresignStored(Message):
 
 @_register
 @dataclass(frozen=True, slots=True)
-class SignRequest(Message):
+class SignShareRequest(Message):
     """The leader asks a member for its signature share; ``session`` is the presignature id."""
 
     TYPE = "sign_request"

@@ -188,6 +188,7 @@ class NodeProcess:
             current_shares=keystore_share_source(keystore),
             import_shares=coordinator.import_migration_shares,
             on_backup_served=self.metrics.backup_served,
+            ready=lambda: coordinator.ready,
         )
         return backup_router(deps)
 

@@ -55,8 +55,8 @@ from quorumkeep.node.messages import (
     CHANNEL_SIGN,
     Message,
     Refusal,
-    SignRequest,
     SignShare,
+    SignShareRequest,
     encode,
 )
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
@@ -271,7 +271,7 @@ class SigningService:
         members = frozenset(p for p in info.participants if p != me)
         commitment_list = _commitment_list(info)
         with self.router.open(CHANNEL_SIGN, info.id, members) as session:
-            request = SignRequest(
+            request = SignShareRequest(
                 info.id,
                 job.request_id,
                 job.domain_id,
@@ -342,7 +342,7 @@ class SigningService:
     # -- member
 
     def _serve(self, sender: int, message: Message) -> None:
-        if not isinstance(message, SignRequest):
+        if not isinstance(message, SignShareRequest):
             return  # a late reply to a session we closed
         if len(self._member_tasks) >= self.max_member_tasks:
             self._spawn(self._reply(sender, Refusal(message.session, "busy", "too many requests")))
@@ -372,7 +372,7 @@ class SigningService:
         except Exception as exc:
             log.info("could not answer participant %s: %s", to, type(exc).__name__)
 
-    async def _serve_request(self, sender: int, request: SignRequest) -> None:
+    async def _serve_request(self, sender: int, request: SignShareRequest) -> None:
         started = time.monotonic()
         reply = await self.share_for(sender, request)
         if isinstance(reply, SignShare):
@@ -384,7 +384,7 @@ class SigningService:
             )
         await self._reply(sender, reply)
 
-    async def share_for(self, sender: int, request: SignRequest) -> SignShare | Refusal:
+    async def share_for(self, sender: int, request: SignShareRequest) -> SignShare | Refusal:
         """The member's checks and share for one request (module doc); never raises."""
         sid = request.session
 
