@@ -6,7 +6,8 @@ re-reads the contract and pursues two goals, each in a task of its own with boun
 - **backup** — whenever the newest stored backup does not cover the serving keyset (its
   epoch and every domain's key), fetch the node's shares (``GET /backup/keyshares`` at the
   participant's ``web_url``, pinned to its ``tls_public_key``), verify them against the
-  contract's public key packages, and store them sealed; the previous backup stays;
+  contract's public key packages, and store them sealed (older epochs' backups are then
+  deleted);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
   the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
   node acknowledges them, and again for any later migration; the task ends when the
