@@ -227,7 +227,7 @@ class BackupStore(SqliteStore):
             random_bytes=self._random_bytes,
         )
         now_ms = int(now * 1000)
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             newest = cursor.execute("SELECT MAX(epoch) FROM backups").fetchone()[0]
             if newest is not None and keyset.epoch < int(newest):
                 raise BackupServiceError(

@@ -685,7 +685,7 @@ class Keystore(SqliteStore):
         )
 
     def delete_key_share(self, domain_id: int, epoch: int) -> bool:
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute(
                 "DELETE FROM key_shares WHERE domain_id = ? AND epoch = ?", (domain_id, epoch)
             )
@@ -694,7 +694,7 @@ class Keystore(SqliteStore):
     def delete_key_shares_before(self, epoch: int) -> int:
         """Delete every share of an epoch older than ``epoch`` (after a resharing completed)."""
         _check_int(epoch, "epoch")
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM key_shares WHERE epoch < ?", (epoch,))
             return cursor.rowcount
 
@@ -769,7 +769,7 @@ class Keystore(SqliteStore):
         for presignature_id in presignature_ids:
             _check_presignature_id(presignature_id)
         results: list[Presignature | KeystoreError] = []
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             for presignature_id in presignature_ids:
                 row = cursor.execute(
                     "SELECT domain_id, epoch, commitments, sealed_nonces, created_at_ms "
@@ -854,7 +854,7 @@ class Keystore(SqliteStore):
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute(
                 "DELETE FROM presignatures WHERE id IN (SELECT presignature_id FROM "
                 f"presignature_participants WHERE participant_id IN ({marks}))",
@@ -863,7 +863,7 @@ class Keystore(SqliteStore):
             return cursor.rowcount
 
     def purge_all_presignatures(self) -> int:
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM presignatures")
             return cursor.rowcount
 
@@ -873,11 +873,9 @@ class Keystore(SqliteStore):
         ``secure_delete`` has already zeroed the freed pages; the checkpoint truncates the WAL
         so no old frame lingers beside the database either.
         """
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM presignatures")
             cursor.execute("DELETE FROM key_shares")
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- metadata (public, unsealed)
 
