@@ -82,7 +82,12 @@ class Cluster:
 
 
 async def start_signing(
-    keys: dict[int, NodeKeys], tmp_path: Path, *, target: int = 12, batch_size: int = 4
+    keys: dict[int, NodeKeys],
+    tmp_path: Path,
+    *,
+    target: int = 12,
+    batch_size: int = 4,
+    **pool_options: Any,
 ) -> Cluster:
     nodes = await start_cluster(keys, tmp_path)
     material: dict[int, tuple[KeyPackage, PublicKeyPackage]] = await dkg_all(
@@ -101,6 +106,7 @@ async def start_signing(
             target=target,
             batch_size=batch_size,
             request_timeout=3.0,
+            **pool_options,
         )
         key, public = material[pid]
         pools[pid].set_key(DOMAIN, EPOCH, key, public)
@@ -381,6 +387,32 @@ def test_batch_requests_from_outsiders_and_bad_sets_are_refused(
             assert await ask(holder, 3, "3:dd", participants=(1, 3)) == "invalid_request"
             assert await ask(holder, 3, "2:ee") == "invalid_request"  # not its own id
             assert cluster.stored(1) == {}
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
+def test_a_member_holds_at_most_a_capped_number_of_presignatures_per_owner(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    """An owner that keeps asking (and never signs) cannot make a member store without bound:
+    past ``max_held_per_owner`` confirmed presignatures of that owner, the member refuses."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path, max_held_per_owner=8)
+        try:
+            owner = cluster.pools[3]
+            for _ in range(12):
+                await owner.fill(DOMAIN, EPOCH)
+            for member in HOLDERS:
+                if member == 3:
+                    continue
+                held = [p for p in cluster.stored(member) if presignature_owner(p) == 3]
+                assert len(held) <= 8, (member, len(held))
+            assert cluster.pools[1].stats.member_refusals > 0
+            # Another owner is not affected by owner 3's share of the cap.
+            assert await cluster.pools[2].fill(DOMAIN, EPOCH) == 4
         finally:
             await stop_signing(cluster)
 

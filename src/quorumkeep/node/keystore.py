@@ -803,17 +803,20 @@ class Keystore(SqliteStore):
                 )
         return results
 
-    def presignature_count(self, domain_id: int, epoch: int | None = None) -> int:
-        if epoch is None:
-            rows = self._read(
-                "SELECT COUNT(*) FROM presignatures WHERE domain_id = ?", (domain_id,)
-            )
-        else:
-            rows = self._read(
-                "SELECT COUNT(*) FROM presignatures WHERE domain_id = ? AND epoch = ?",
-                (domain_id, epoch),
-            )
-        return int(rows[0][0])
+    def presignature_count(
+        self, domain_id: int, epoch: int | None = None, *, id_prefix: str = ""
+    ) -> int:
+        """How many presignatures are held for a domain (of ``epoch``; whose id starts with
+        ``id_prefix`` — an index range on the id, not a scan)."""
+        sql = "SELECT COUNT(*) FROM presignatures WHERE domain_id = ?"
+        params: list[object] = [domain_id]
+        if epoch is not None:
+            sql += " AND epoch = ?"
+            params.append(epoch)
+        if id_prefix:
+            sql += " AND id >= ? AND id < ?"
+            params += [id_prefix, id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)]
+        return int(self._read(sql, params)[0][0])
 
     def presignature_counts(self) -> dict[int, int]:
         """domain id → number of presignatures held (for the pool and /status)."""
