@@ -230,6 +230,7 @@ class AsyncLedgerClient:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = POOL_CONNECTIONS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
@@ -237,7 +238,7 @@ class AsyncLedgerClient:
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(
-                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
+                max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
@@ -246,7 +247,7 @@ class AsyncLedgerClient:
         # requests in flight that cost the benchmark client 19 ms of CPU per request; a small
         # pool that never queues (requests wait on this semaphore instead) costs 4-5 ms. The
         # ledger commits one block at a time, so more connections would not answer sooner.
-        self._connections = asyncio.Semaphore(POOL_CONNECTIONS)
+        self._connections = asyncio.Semaphore(max_connections)
         self._book = _Book()
         self._prepare_lock = asyncio.Lock()
 

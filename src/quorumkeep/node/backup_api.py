@@ -31,10 +31,14 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.node.backup_registration import (
+    Registration,
+    RegistrationCache,
+    registration_from_json,
+)
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
-    KEY_SIZE,
     MAX_BODY_BYTES,
     PATH_KEYSHARES,
     PATH_RECOVERY_SESSION,
@@ -91,6 +95,9 @@ class BackupNodeDeps:
     random_bytes: RandomBytes = field(default=os.urandom, repr=False)
     max_sessions: int = 16
     replay_capacity: int = 4096
+    registrations: RegistrationCache | None = None
+    """The registration cache (node/backup_registration.py), kept on a separate ledger
+    client; None: one reading through ``read_view`` (rate-limited, no event follower)."""
 
 
 @dataclass(frozen=True)
@@ -102,28 +109,12 @@ class _Session:
     expires_at_ms: int
 
 
-@dataclass(frozen=True)
-class _Registered:
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-
-def _key(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * KEY_SIZE:
-        raise BackupProtocolError("contract_unavailable", f"the contract's {what} is malformed")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise BackupProtocolError(
-            "contract_unavailable", f"the contract's {what} is malformed"
-        ) from None
-
-
 class BackupEndpoints:
     """The endpoints' state (replay table, open recovery sessions) and handlers."""
 
     def __init__(self, deps: BackupNodeDeps) -> None:
         self.deps = deps
+        self.registrations = deps.registrations or RegistrationCache(deps.account, deps.read_view)
         self.replays = ReplayGuard(deps.replay_capacity)
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
         self._consumed: OrderedDict[bytes, int] = OrderedDict()
@@ -149,19 +140,17 @@ class BackupEndpoints:
                 "contract_unavailable", f"cannot read the contract's {method} view ({code})"
             ) from None
 
-    async def _registered(self) -> _Registered:
+    async def _registered(self) -> Registration:
+        """The registration as the contract says now (the node's own client: only called
+        once a request's signature verified)."""
         info = await self._view("backup_service_info", {"account": self.deps.account})
-        if info is None:
+        registration = registration_from_json(info)
+        if registration is None:
             raise BackupProtocolError(
                 "unregistered_caller",
                 f"no backup service is registered in the contract for {self.deps.account}",
             )
-        if not isinstance(info, Mapping):
-            raise BackupProtocolError("contract_unavailable", "backup_service_info is malformed")
-        return _Registered(
-            _key(info.get("identity_public_key"), "identity_public_key"),
-            _key(info.get("encryption_public_key"), "encryption_public_key"),
-        )
+        return registration
 
     async def _keyset(self) -> Keyset:
         value = await self._view("keyset", {})
@@ -224,17 +213,21 @@ class BackupEndpoints:
 
     async def _authenticate_hello(
         self, headers: Mapping[str, str], purpose: str
-    ) -> tuple[Hello, _Registered]:
+    ) -> tuple[Hello, Registration]:
+        """Everything checked without I/O first (docs/backup-protocol.md §8): the signature
+        against the registered key cached from the contract's events; only then is the
+        registration confirmed on the node's own ledger client."""
         hello = Hello.from_headers(headers)
         if hello.purpose != purpose:
             raise BackupProtocolError("malformed_request", f"this endpoint takes a {purpose} hello")
         self._check_addressee(hello.account, hello.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(hello.timestamp_ms, now)
+        cached = await self.registrations.lookup(hello.service_identity_public_key)
+        hello.verify(cached.identity_public_key)
+        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, hello.service_identity_public_key)
-        hello.verify(registered.identity_public_key)
-        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         return hello, registered
 
     def _check_addressee(self, account: str, node_tls_public_key: bytes) -> None:
@@ -247,7 +240,7 @@ class BackupEndpoints:
                 "wrong_node", f"this node serves account {self.deps.account}, not {account}"
             )
 
-    def _check_caller(self, registered: _Registered, identity_public_key: bytes) -> None:
+    def _check_caller(self, registered: Registration, identity_public_key: bytes) -> None:
         if identity_public_key != registered.identity_public_key:
             raise BackupProtocolError(
                 "unregistered_caller",
@@ -344,10 +337,11 @@ class BackupEndpoints:
         self._check_addressee(push.account, push.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(push.timestamp_ms, now)
+        cached = await self.registrations.lookup(push.service_identity_public_key)
+        push.verify(cached.identity_public_key)
+        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, push.service_identity_public_key)
-        push.verify(registered.identity_public_key)
-        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         session = self._take_session(push, now)
         participant_id, started_height = await self._open_migration()
         if started_height != session.migration_started_height:
