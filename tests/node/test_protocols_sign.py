@@ -293,6 +293,56 @@ def test_member_refuses_requests_not_pending_on_the_contract(
     run(scenario())
 
 
+def test_contract_checks_in_progress_per_leader_are_bounded(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    """A request id newer than the member's state waits for the event stream and then asks the
+    ledger: a leader naming future ids may hold at most ``max_checks_per_leader`` such checks;
+    past that the member refuses at once (``busy``) without asking the contract."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path)
+        try:
+            await fill(cluster, 1)
+            owner = 1
+            info = next(
+                i
+                for i in cluster.keystore(owner).presignatures(DOMAIN, EPOCH)
+                if presignature_owner(i.id) == owner
+            )
+            member = next(p for p in info.participants if p != owner)
+            commitments = tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
+            service = cluster.services[member]
+            service.max_checks_per_leader = 4
+            gate = asyncio.Event()
+            asked: list[int] = []
+
+            async def slow_is_pending(request_id: int, *_: Any) -> bool:
+                asked.append(request_id)
+                await gate.wait()
+                return False
+
+            service.is_pending = slow_is_pending
+            requests = [
+                SignRequest(info.id, 1000 + k, DOMAIN, EPOCH, b"x" * 32, "p", "u", commitments)
+                for k in range(10)
+            ]
+            tasks = [asyncio.create_task(service.share_for(owner, r)) for r in requests]
+            await eventually(lambda: sum(t.done() for t in tasks) == 6)
+            assert len(asked) == 4
+            gate.set()
+            replies = await asyncio.gather(*tasks)
+            codes = sorted(r.code for r in replies if isinstance(r, Refusal))
+            assert codes == ["busy"] * 6 + ["not_pending"] * 4
+            # the bound is per leader, and freed once the checks end
+            reply = await service.share_for(owner, requests[0])
+            assert isinstance(reply, Refusal) and reply.code == "not_pending"
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
 def test_bad_signature_share_is_named_and_another_set_signs(
     keys: dict[int, NodeKeys],
     tmp_path: Path,
