@@ -52,6 +52,7 @@ from quorumkeep.daemon import startup
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
@@ -554,7 +555,11 @@ async def run_backup_service(
                 ) from None
             sock.setblocking(False)
             uv_config = uvicorn.Config(
-                create_status_app(service), lifespan="off", log_config=None, access_log=False
+                create_status_app(service),
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                **timeouts(),
             )
             server = _EmbeddedServer(uv_config)
             server_task = asyncio.create_task(server.serve(sockets=[sock]))

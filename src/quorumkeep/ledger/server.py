@@ -28,6 +28,7 @@ from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
+from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 
@@ -395,7 +396,9 @@ def run_server(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
-        timeout_keep_alive=30,
+        # long-poll clients reuse their connection: 30 s idle; every request head must be
+        # complete within 10 s of the connection or of the previous response
+        **timeouts(idle_timeout=30),
     )
     server = _Server(config, node)
 
