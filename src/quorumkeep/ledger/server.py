@@ -106,6 +106,13 @@ class BodyLimit:
 
 
 async def _json_body(request: Request) -> Any:
+    # A body must say it is JSON: a browser can send text/plain (and form encodings)
+    # cross-origin without a preflight, so accepting them would let any web page post here.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise LedgerError(
+            "UnsupportedMediaType", "the body must be sent as Content-Type: application/json"
+        )
     raw = await request.body()
     try:
         return parse_json(raw)
@@ -147,7 +154,9 @@ def create_app(node: LedgerNode) -> FastAPI:
         codes = {404: "NotFound", 405: "HttpMethodNotAllowed", 413: "BodyTooLarge"}
         code = codes.get(exc.status_code, "InvalidRequest")
         return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,  # a 405 says which methods are allowed (Allow)
         )
 
     @app.exception_handler(Exception)
