@@ -31,6 +31,13 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.node.backup_openapi import (
+    BACKUP_RESPONSE,
+    RECOVERY_ACK,
+    RECOVERY_PUSH,
+    RECOVERY_SESSION,
+    operation,
+)
 from quorumkeep.node.backup_registration import (
     Registration,
     RegistrationCache,
@@ -456,7 +463,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
     @router.get(
         PATH_KEYSHARES,
         summary="The node's current key shares, sealed to its registered backup service",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("backup", None, BACKUP_RESPONSE, _ERROR_RESPONSES),
     )
     async def get_keyshares(request: Request) -> JSONResponse:
         try:
@@ -467,7 +474,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
     @router.post(
         PATH_RECOVERY_SESSION,
         summary="Open a recovery session (only while a migration to this node is open)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("recovery", None, RECOVERY_SESSION, _ERROR_RESPONSES),
     )
     async def post_recovery_session(request: Request) -> JSONResponse:
         try:
@@ -478,7 +485,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
     @router.put(
         PATH_KEYSHARES,
         summary="Deliver the shares of a migration to this node (sealed to a session)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation(None, RECOVERY_PUSH, RECOVERY_ACK, _ERROR_RESPONSES),
     )
     async def put_keyshares(request: Request) -> JSONResponse:
         try:
