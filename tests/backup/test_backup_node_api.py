@@ -4,6 +4,7 @@ refusal — each refusal leaving the node unchanged."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -227,7 +228,7 @@ def test_backup_refusals(network: Network, alice_service: ServiceKeys, tmp_path:
 
 
 def test_unauthenticated_requests_read_nothing_through_the_nodes_ledger_client(
-    network: Network, alice_service: ServiceKeys
+    network: Network, alice_service: ServiceKeys, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The headers an attacker needs are public: a flood of garbage-signed requests must not
     queue behind the node's own contract calls. The signature is checked against the
@@ -236,6 +237,8 @@ def test_unauthenticated_requests_read_nothing_through_the_nodes_ledger_client(
     registered(network, alice_service)
     stranger = ServiceKeys("alice")
     node_key = network.node.tls_public_key
+
+    caplog.set_level(logging.INFO, "quorumkeep.node.backup")
 
     async def scenario() -> None:
         async with (
@@ -259,6 +262,9 @@ def test_unauthenticated_requests_read_nothing_through_the_nodes_ledger_client(
                 response = await http.put("/backup/keyshares", content=body)
                 assert error_code(response) == "malformed_request"
             elapsed = time.monotonic() - started
+            # Refusal lines are bounded: at most 10 per kind and minute, the rest counted.
+            refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+            assert len(refusals) <= 3 * 10, len(refusals)
             assert server.views[shared:] == []
             assert len(server.registration_views) - separate <= 1 + elapsed
             assert len(server.served) == 1

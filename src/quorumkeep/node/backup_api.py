@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.daemon.logs import RefusalLog
 from quorumkeep.node.backup_openapi import (
     BACKUP_RESPONSE,
     RECOVERY_ACK,
@@ -419,9 +420,18 @@ class BackupEndpoints:
         return session
 
 
-def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+def _error(refusals: RefusalLog, exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+    # Anyone who reaches the port can provoke a refusal: at most 10 lines a minute per kind.
     level = logging.ERROR if exc.status >= 500 else logging.WARNING
-    log.log(level, "%s refused account=%s code=%s: %s", what, account, exc.code, exc.message)
+    refusals.log(
+        level,
+        f"{what}:{exc.code}",
+        "%s refused account=%s code=%s: %s",
+        what,
+        account,
+        exc.code,
+        exc.message,
+    )
     return JSONResponse(exc.to_json(), status_code=exc.status)
 
 
@@ -458,6 +468,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def backup_router(deps: BackupNodeDeps) -> APIRouter:
     """The ``/backup`` endpoints, bound to one node's dependencies."""
     endpoints = BackupEndpoints(deps)
+    refusals = RefusalLog(log)
     router = APIRouter(tags=["backup"])
 
     @router.get(
@@ -469,7 +480,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         try:
             return JSONResponse(await endpoints.backup(request.headers))
         except BackupProtocolError as exc:
-            return _error(exc, deps.account, "backup")
+            return _error(refusals, exc, deps.account, "backup")
 
     @router.post(
         PATH_RECOVERY_SESSION,
@@ -480,7 +491,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         try:
             return JSONResponse(await endpoints.recovery_session(request.headers))
         except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery session")
+            return _error(refusals, exc, deps.account, "recovery session")
 
     @router.put(
         PATH_KEYSHARES,
@@ -492,7 +503,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
             body = await _read_body(request)
             return JSONResponse(await endpoints.recover(body))
         except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery")
+            return _error(refusals, exc, deps.account, "recovery")
 
     return router
 

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quorumkeep.daemon.logs import RefusalLog
 from quorumkeep.node.config import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,
@@ -316,6 +317,7 @@ class Mesh:
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
         self._max_handshakes = max_handshakes
+        self._refusals = RefusalLog(log)
         self._send_timeout = send_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -667,7 +669,13 @@ class Mesh:
             self.stats.handshakes_in_progress -= 1
             transport.abort()
             self.stats.connections_rejected += 1
-            log.info("TLS handshake from %s failed: %s", peer_address, type(exc).__name__)
+            self._refusals.log(
+                logging.INFO,
+                "handshake",
+                "TLS handshake from %s failed: %s",
+                peer_address,
+                type(exc).__name__,
+            )
             return
         self.stats.handshakes_in_progress -= 1
         if ssl_transport is None:  # the connection went away during the handshake
@@ -696,7 +704,13 @@ class Mesh:
         pid = self._by_key.get(key)
         if pid is None or self._my_id is None or pid == self._my_id:
             self.stats.connections_rejected += 1
-            log.warning("refused %s: key %s… is not a peer", peer_address, key.hex()[:16])
+            self._refusals.log(
+                logging.WARNING,
+                "not_a_peer",
+                "refused %s: key %s… is not a peer",
+                peer_address,
+                key.hex()[:16],
+            )
             return
         info = self._participants[pid]
         _keepalive(writer.transport)
