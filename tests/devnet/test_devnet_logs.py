@@ -15,7 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_chatty_process_keeps_at_most_keep_plus_one_files_of_max_bytes(tmp_path: Path) -> None:
-    script = "import sys\nfor i in range(2000): sys.stdout.write(f'line {i:05d} ' + 'x' * 40 + chr(10))\n"
+    script = (
+        "import sys\n"
+        "for i in range(2000): sys.stdout.write(f'line {i:05d} ' + 'x' * 40 + chr(10))\n"
+    )
     record = ProcessRecord(
         name="chatty", kind="test", argv=[sys.executable, "-c", script], log="logs/chatty.log"
     )
