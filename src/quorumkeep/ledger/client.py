@@ -358,6 +358,12 @@ class AsyncLedgerClient:
 
     # --- transactions ----------------------------------------------------------------
 
+    async def prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
+        """Sign ``actions`` with the next nonce and a fresh block height, for
+        :meth:`submit_signed` (which may re-send it as often as needed: a transaction is
+        included at most once)."""
+        return await self._prepare(signer, actions)
+
     async def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
         slot = (signer.account, signer.public_key)
         # Concurrent submitters share the nonce book: one prepares at a time, and a retry in
