@@ -302,8 +302,11 @@ def sign_once(
     """One request, blocking: what ``quorumkeep sign`` does."""
 
     async def run() -> Signature:
-        async with SignClient(ledger_url, [signer]) as client:
+        client = SignClient(ledger_url, [signer])
+        try:  # sign() starts the client, waiting (within timeout) for an unreachable ledger
             return await client.sign(payload, path, domain_id, timeout=timeout)
+        finally:
+            await client.close()
 
     return asyncio.run(run())
 
@@ -325,7 +328,7 @@ async def _retrying(deadline: float | None, what: str, attempt: Callable[[], Awa
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SignError(
-                    "timeout", f"could not {what}: the ledger stayed unreachable ({exc})"
+                    "timeout", f"timeout: could not {what}: the ledger stayed unreachable ({exc})"
                 ) from None
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 1.0)
