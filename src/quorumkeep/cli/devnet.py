@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quorumkeep.cli.console import console as make_console
 from quorumkeep.cli.keys import EXIT_USAGE, emit_json, fail
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
@@ -63,7 +64,7 @@ def up(
     from quorumkeep.devnet import watch
     from quorumkeep.devnet.network import Devnet
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with console.status("starting the devnet") as spinner:
             devnet = Devnet.up(
@@ -111,7 +112,7 @@ def _yes(value: bool) -> str:
 
 
 def _render(snapshot: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     procs = Table(title=f"devnet {snapshot['dir']}")
     for column in ("process", "account", "pid", "alive", "ports"):
         procs.add_column(column)
@@ -285,7 +286,7 @@ def demo(
     )
 
     to_stdout = report is not None and str(report) == "-"
-    console = Console(stderr=to_stdout)
+    console = make_console(stderr=to_stdout)
     narrator = Narrator(console)
     console.print(
         "[bold]quorumkeep demo[/bold]: operators back up their key shares, move nodes, and "
