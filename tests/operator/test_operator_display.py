@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from quorumkeep.cli.console import console
+from quorumkeep.cli.console import console, print_table
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.progress import CANCELLED, MigrationProgress
 
@@ -15,7 +15,7 @@ def test_a_long_cancel_reason_stays_whole_on_one_line() -> None:
         "op2", state=CANCELLED, started_height=12, cancelled_height=15, cancel_reason=reason
     )
     out = io.StringIO()
-    console(file=out).print(progress_table([progress], "migration"))
+    print_table(console(file=out), progress_table([progress], "migration"))
     text = out.getvalue()
     assert reason in text, text
     assert len([line for line in text.splitlines() if "op2" in line]) == 1

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from quorumkeep.bench import crypto as crypto_bench
 from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 
 app = typer.Typer(no_args_is_help=True, help="bench commands")
 
@@ -45,7 +46,7 @@ def crypto(
             f"{row.floor_seconds * 1e3:.3f}",
             f"{row.ratio:.2f}",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("ledger")
@@ -165,4 +166,4 @@ def recovery(
             "-" if entry["max_seconds"] is None else f"{entry['max_seconds']:.3f}",
             "-" if entry["meets_goal"] is None else ("yes" if entry["meets_goal"] else "NO"),
         )
-    make_console().print(table)
+    print_table(make_console(), table)

@@ -1,21 +1,31 @@
-"""The Rich console every command prints tables and progress with.
+"""The Rich console every command prints with, and how it prints tables.
 
 On a terminal Rich fits its output to the window. Anywhere else (a pipe, a file, a CI log)
-it would assume 80 columns and wrap or cut table cells — an error reason cut in half is no
-use in a log — so output that is not a terminal gets a console wide enough for any table.
+it assumes 80 columns and would wrap or cut table cells — an error reason cut in half is no
+use in a log — so :func:`print_table` gives a table its natural width there (rules and
+spinners keep the console's width).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import IO
 
-from rich.console import Console
-
-NOT_A_TERMINAL_WIDTH = 10_000
+from rich.console import Console, RenderableType
 
 
 def console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
-    stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
-    is_terminal = hasattr(stream, "isatty") and stream.isatty()
-    return Console(file=file, stderr=stderr, width=None if is_terminal else NOT_A_TERMINAL_WIDTH)
+    return Console(file=file, stderr=stderr)
+
+
+def print_table(out: Console, table: RenderableType) -> None:
+    """Print ``table``; off a terminal, as wide as its widest row needs (never wrapped)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = out.measure(table, options=out.options.update_width(10_000)).maximum
+    width = out.width
+    out.width = max(width, natural)  # print() caps its width at the console's
+    try:
+        out.print(table)
+    finally:
+        out.width = width

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 from quorumkeep.cli.keys import EXIT_USAGE, emit_json, fail
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
@@ -124,7 +125,7 @@ def _render(snapshot: dict[str, Any]) -> None:
             "retired" if p.get("retired") and not p["alive"] else _yes(p["alive"]),
             " ".join(f"{k}={v}" for k, v in p["ports"].items()),
         )
-    console.print(procs)
+    print_table(console, procs)
     contract = snapshot["contract"]
     if "error" in contract:
         console.print(f"contract: [red]{contract['error']}[/red]")
@@ -160,7 +161,7 @@ def _render(snapshot: dict[str, Any]) -> None:
         table.add_row(
             str(m["participant_id"]), m["account"], node or "-", m["url"], role, epoch, peers, pools
         )
-    console.print(table)
+    print_table(console, table)
     _render_backups(console, snapshot.get("backups") or {})
 
 
@@ -190,7 +191,7 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
             "-" if age is None else f"{age:.0f}s",
             moving,
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("status")
@@ -318,7 +319,7 @@ def demo(
             write_report(exc.report)
         fail(str(exc), EXIT_FAILED)
     console.print()
-    console.print(summary_table(result))
+    print_table(console, summary_table(result))
     console.print(
         f"{len(result.signatures)} signatures, every one verified with PyNaCl under the same "
         f"group public key {result.group_public_key}"

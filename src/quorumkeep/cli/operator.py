@@ -177,6 +177,7 @@ def _follow(
     from rich.live import Live
 
     from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.ledger.client import AsyncLedgerClient
     from quorumkeep.operator.display import progress_table
     from quorumkeep.operator.progress import (
@@ -226,7 +227,7 @@ def _follow(
         result = asyncio.run(
             run(lambda progress: display.update(progress_table(progress.values(), "migration")))
         )
-    console.print(progress_table([result], "migration"))
+    print_table(console, progress_table([result], "migration"))
     return result
 
 
@@ -296,6 +297,7 @@ def _status_outcome(
     extra: dict[str, Any] | None = None,
 ) -> None:
     from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.operator.display import progress_table
     from quorumkeep.operator.errors import OperatorError
     from quorumkeep.operator.progress import CONCLUDED, NONE, OPEN
@@ -312,7 +314,7 @@ def _status_outcome(
     elif progress.state == NONE:
         typer.echo(f"no migration open for {account}; {_serving_node(ledger, account)}")
     elif not wait:
-        make_console().print(progress_table([progress], "migration"))
+        print_table(make_console(), progress_table([progress], "migration"))
     elif progress.state == CONCLUDED and progress.seconds is not None:
         typer.echo(
             f"concluded: {account}'s node is now {progress.destination.get('web_url')} "
