@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_POLL_SECONDS = 60.0
+_KIND = f"[a-z0-9_]{{1,{MAX_KIND_LENGTH}}}"
+KIND_LIST_PATTERN = f"^{_KIND}(,{_KIND}){{0,{MAX_FILTER_KINDS - 1}}}$"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -215,7 +218,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An account's access keys and their nonces",
     )
-    async def account(account: str) -> JSONResponse:
+    async def account(account: str = PathParam(pattern=m.ACCOUNT)) -> JSONResponse:
         try:
             check_account(account, "account")
         except LedgerError as exc:
@@ -237,7 +240,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="A committed block, with its hash (format: docs/ledger.md)",
     )
-    async def block(height: int) -> JSONResponse:
+    async def block(height: int = PathParam(ge=0, le=m.MAX_HEIGHT)) -> JSONResponse:
         body = await node.block_body(height)
         if body is None:
             raise LedgerError("BlockNotFound", f"no block at height {height}")
@@ -249,7 +252,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An included transaction and its outcome",
     )
-    async def transaction(tx_hash: str) -> JSONResponse:
+    async def transaction(tx_hash: str = PathParam(pattern=m.HEX32)) -> JSONResponse:
         try:
             raw = decode_hex(tx_hash, 32, "tx_hash")
         except LedgerError as exc:
@@ -281,11 +284,14 @@ def create_app(node: LedgerNode) -> FastAPI:
         timeout: float = Query(30.0, ge=0.0, le=MAX_POLL_SECONDS),
         kinds: str | None = Query(
             None,
+            pattern=KIND_LIST_PATTERN,
             description=f"only events of these kinds: comma-separated, 1 to {MAX_FILTER_KINDS} "
             f"kinds of 1 to {MAX_KIND_LENGTH} characters [a-z0-9_] (not with exclude_kinds)",
         ),
         exclude_kinds: str | None = Query(
-            None, description="all events except these kinds (same format as kinds)"
+            None,
+            pattern=KIND_LIST_PATTERN,
+            description="all events except these kinds (same format as kinds)",
         ),
     ) -> JSONResponse:
         # The declared parameters document them; the raw lists also catch a repeated one.
