@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from hypothesis import strategies as st
@@ -140,7 +141,7 @@ def valid_request(op: Operation, adjust: Callable[[Request], None] | None = None
                 continue
             text = _text(draw(_draw_schema(op, schema)))
             if where == "path":
-                path = path.replace("{" + parameter["name"] + "}", text)
+                path = path.replace("{" + parameter["name"] + "}", quote(text, safe=""))
             elif where == "query":
                 request.params[parameter["name"]] = text
             elif where == "header":
@@ -168,7 +169,7 @@ _JUNK = st.one_of(
 _HEADER_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
     max_size=140,
-)
+).filter(lambda t: t == t.strip(" "))  # what HTTP can carry: no padding around a value
 
 
 def _schema_of(op: Operation, schema: dict[str, Any]) -> dict[str, Any]:
@@ -214,9 +215,9 @@ def invalid_request(op: Operation, adjust: Callable[[Request], None] | None = No
             alphabet = _HEADER_TEXT if where == "header" else st.text(max_size=40)
             text = draw(alphabet.filter(lambda t: not param_valid(schema, t)))
             if where == "path":
-                if not text or "/" in text or text in (".", ".."):
-                    text = "%00" + text.replace("/", "%2F")
-                request.path = _replace_path_param(op, request, name, text)
+                if not text or text in (".", ".."):
+                    text = "\x00" + text  # an empty or dot segment would route elsewhere
+                request.path = _replace_path_param(op, request, name, quote(text, safe=""))
             elif where == "query":
                 request.params[name] = text
             else:

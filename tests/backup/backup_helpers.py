@@ -250,6 +250,8 @@ class NodeServer:
     shares_override: Callable[[Keyset], list[KeyShare]] | None = None
     clock: Callable[[], float] = time.time
     server: WebServer | None = None
+    status: Callable[[], dict[str, Any]] = dict
+    """The node's /status document (the default, empty, is refused by the web API)."""
     ledger: AsyncLedgerClient | None = None
     registration_ledger: AsyncLedgerClient | None = None
     registrations: RegistrationCache | None = None
@@ -302,7 +304,7 @@ class NodeServer:
             clock=lambda: self.clock(),
         )
         app = create_app(
-            status=dict,
+            status=self.status,
             metrics=NodeMetrics(),
             snapshot=MetricsSnapshot,
             routers=[backup_router(deps)],
