@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from devnet_helpers import cli
 from nacl.signing import VerifyKey
+from secret_scan import devnet_secrets, scan
 
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.devnet import processes
@@ -70,6 +71,32 @@ def check_report(report: dict[str, Any]) -> None:
     }
 
 
+def check_no_secret_outside_its_seal(path: Path, canary: Path) -> None:
+    """Every share, nonce and private key the demo's devnet holds, read back with the
+    project's code and the devnet's passphrases, is found in no file under it (logs, the
+    databases and their WAL, records) in any raw, hex or base64 form."""
+    secrets = devnet_secrets(path)
+    kinds = " ".join(s.what for s in secrets)
+    for kind in (
+        "share",
+        "nonce",
+        "storage key",
+        "TLS private key",
+        "signer seed",
+        "backup share",
+        "identity seed",
+        "encryption key",
+        "store key",
+        "account",
+    ):
+        assert kind in kinds, f"no {kind} was read back: the scan would prove nothing"
+    assert scan(path, secrets) == []
+    # the scan finds what is there: a secret planted in hex is found
+    canary.mkdir()
+    (canary / "leak.log").write_text(f"oops {secrets[0].value.hex()}\n")
+    assert scan(canary, secrets) == [("leak.log", secrets[0].what)]
+
+
 def test_devnet_demo_end_to_end(tmp_path: Path) -> None:
     path = tmp_path / "demo"
     report_path = tmp_path / "report.json"
@@ -82,6 +109,7 @@ def test_devnet_demo_end_to_end(tmp_path: Path) -> None:
         check_report(json.loads(report_path.read_text()))
         for scenario in SCENARIOS:
             assert scenario in result.stdout
+        check_no_secret_outside_its_seal(path, tmp_path / "canary")
     finally:
         if (path / "devnet.json").exists():
             left = Devnet(path)

@@ -494,3 +494,56 @@ def test_follow_events_with_a_kind_filter(running: Running) -> None:
 def _sign_request_in_new_client(running: Running) -> TxOutcome:
     with LedgerClient(running.server.url) as client:
         return _sign_request(client, running)
+
+
+def _closed_by_server(port: int, send: bytes, dribble: bytes, seconds: float) -> bool:
+    """Connect, send ``send``, then one byte of ``dribble`` every 0.5 s; True if the server
+    closed the connection within ``seconds``."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        if send:
+            sock.sendall(send)
+        sock.settimeout(0.5)
+        deadline = time.monotonic() + seconds
+        rest = dribble
+        while time.monotonic() < deadline:
+            try:
+                if sock.recv(4096) == b"":
+                    return True
+            except TimeoutError:
+                pass
+            except OSError:
+                return True
+            if rest:
+                try:
+                    sock.sendall(rest[:1])
+                except OSError:
+                    return True
+                rest = rest[1:]
+    return False
+
+
+def test_connections_that_never_complete_a_request_are_closed(running: Running) -> None:
+    """Nothing sent, or a request head dribbled a byte at a time: the ledger closes the
+    connection after its header timeout (10 s) instead of keeping it forever."""
+    port = int(running.server.url.rsplit(":", 1)[1])
+    head = b"GET /v1/status HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    results: dict[str, bool] = {}
+    threads = [
+        threading.Thread(
+            target=lambda: results.__setitem__("silent", _closed_by_server(port, b"", b"", 60))
+        ),
+        threading.Thread(
+            target=lambda: results.__setitem__(
+                "dribble", _closed_by_server(port, head[:10], head[10:], 60)
+            )
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"silent": True, "dribble": True}
+    with LedgerClient(running.server.url) as client:
+        assert client.status()["height"] >= 0  # the server still serves

@@ -391,7 +391,29 @@ def test_event_filter_at_the_limits_is_accepted(env: Env, query: str) -> None:
 
 
 def test_wrong_http_method(env: Env) -> None:
-    refused(env.http.get("/v1/transactions"), 405, "HttpMethodNotAllowed")
+    response = env.http.get("/v1/transactions")
+    refused(response, 405, "HttpMethodNotAllowed")
+    assert response.headers["allow"] == "POST"
+    response = env.http.post("/v1/status")
+    refused(response, 405, "HttpMethodNotAllowed")
+    assert response.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("path", ["/v1/view", "/v1/transactions"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_declared_json_is_refused(
+    env: Env, path: str, content_type: str | None
+) -> None:
+    before = env.snapshot()
+    body = json.dumps({"method": "state"}).encode()
+    headers = {} if content_type is None else {"content-type": content_type}
+    request = env.http.build_request("POST", path, content=body, headers=headers)
+    assert request.headers.get("content-type") == content_type
+    refused(env.http.send(request), 415, "UnsupportedMediaType")
+    assert env.snapshot() == before
+    for accepted in ("application/json", "application/json; charset=utf-8"):
+        response = env.http.post("/v1/view", content=body, headers={"content-type": accepted})
+        assert response.status_code == 200, response.text
 
 
 # --- not refusals: contract rejections are included -----------------------------------
@@ -512,7 +534,7 @@ def test_no_mutation_of_a_transaction_gets_a_5xx_or_changes_anything(env: Env) -
             assert 400 <= response.status_code < 500, (path, junk, response.text)
             assert set(response.json()) == {"error"}
     assert env.snapshot() == before
-    assert seen <= {400, 401, 403, 404, 409}
+    assert seen <= {400, 401, 403, 404, 409, 415}  # 415: a body of `null` sends no JSON
 
 
 def test_no_view_arguments_get_a_5xx(env: Env) -> None:

@@ -6,7 +6,8 @@ re-reads the contract and pursues two goals, each in a task of its own with boun
 - **backup** — whenever the newest stored backup does not cover the serving keyset (its
   epoch and every domain's key), fetch the node's shares (``GET /backup/keyshares`` at the
   participant's ``web_url``, pinned to its ``tls_public_key``), verify them against the
-  contract's public key packages, and store them sealed; the previous backup stays;
+  contract's public key packages, and store them sealed (older epochs' backups are then
+  deleted);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
   the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
   node acknowledges them, and again for any later migration; the task ends when the
@@ -52,6 +53,7 @@ from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
@@ -548,7 +550,11 @@ async def run_backup_service(
                     f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
                 ) from None
             uv_config = uvicorn.Config(
-                create_status_app(service), lifespan="off", log_config=None, access_log=False
+                create_status_app(service),
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                **timeouts(),
             )
             server = EmbeddedServer(uv_config)
             server_task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -13,9 +13,10 @@
 
 Rules (docs/backup-protocol.md §9): only :class:`VerifiedShares` go in, and they are checked
 again here; a backup of an older epoch than the newest held is refused (``older_epoch``);
-the newest backup and the one before it are kept, older ones deleted — so the previous
-backup stays until a newer one has been verified and stored. ``status`` needs no
-passphrase: only public columns are read.
+storing a verified backup deletes every backup of an older epoch in the same transaction,
+and of the newest epoch at most the newest two are kept — so a previous backup stays until
+a newer one has been verified and stored, and no share outlives its epoch's replacement.
+``status`` needs no passphrase: only public columns are read.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ STORE_FILE_NAME = "backups.sqlite3"
 SCHEMA_VERSION = 1
 RECORD_AD_PREFIX = b"quorumkeep backup record v1\x00"
 KEEP = 2
-"""Backups kept: the newest and the one before it."""
+"""Backups kept of the newest epoch: the newest and the one before it (fewer domains)."""
 
 _SCHEMA = """
 CREATE TABLE owner (
@@ -224,7 +225,7 @@ class BackupStore(SqliteStore):
             random_bytes=self._random_bytes,
         )
         now_ms = int(now * 1000)
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             newest = cursor.execute("SELECT MAX(epoch) FROM backups").fetchone()[0]
             if newest is not None and keyset.epoch < int(newest):
                 raise BackupServiceError(
@@ -255,6 +256,11 @@ class BackupStore(SqliteStore):
                     sealed,
                 ),
             )
+            # The new epoch's backup is verified (above) and stored: an older epoch's
+            # shares can never be used again (a push sends the newest; nodes refuse other
+            # epochs), and keeping them would let the old shares outlive the resharing
+            # meant to make them worthless.
+            cursor.execute("DELETE FROM backups WHERE epoch < ?", (keyset.epoch,))
             cursor.execute(
                 "DELETE FROM backups WHERE id NOT IN "
                 "(SELECT id FROM backups ORDER BY id DESC LIMIT ?)",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from quorumkeep.bench import crypto as crypto_bench
+from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 
 app = typer.Typer(no_args_is_help=True, help="bench commands")
 
@@ -30,7 +31,7 @@ def crypto(
         rows = crypto_bench.run(sizes, quick=quick)
         typer.echo(json.dumps(crypto_bench.rows_as_json(rows), indent=2))
         return
-    console = Console()
+    console = make_console()
     with console.status("measuring") as status:
         rows = crypto_bench.run(sizes, quick=quick, progress=lambda what: status.update(what))
     table = Table(title="quorumkeep crypto: median per operation vs. its libsodium calls")
@@ -45,7 +46,7 @@ def crypto(
             f"{row.floor_seconds * 1e3:.3f}",
             f"{row.ratio:.2f}",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("ledger")
@@ -100,7 +101,7 @@ def network(
 
     if threshold > nodes:
         fail(f"--threshold must be at most --nodes ({nodes})")
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with console.status("benchmarking") as status:
             result = network_bench.run(
@@ -142,7 +143,7 @@ def recovery(
     from quorumkeep.cli.keys import fail
     from quorumkeep.devnet.demo import DemoError, Narrator
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         if as_json:
             with console.status("running the recovery scenarios on a fresh devnet"):
@@ -165,4 +166,4 @@ def recovery(
             "-" if entry["max_seconds"] is None else f"{entry['max_seconds']:.3f}",
             "-" if entry["meets_goal"] is None else ("yes" if entry["meets_goal"] else "NO"),
         )
-    Console().print(table)
+    print_table(make_console(), table)

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 from quorumkeep.cli.keys import EXIT_USAGE, emit_json, fail
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
@@ -64,7 +66,7 @@ def up(
     from quorumkeep.devnet import watch
     from quorumkeep.devnet.network import Devnet
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with console.status("starting the devnet") as spinner:
             devnet = Devnet.up(
@@ -125,7 +127,7 @@ def _yes(value: bool) -> str:
 
 
 def _render(snapshot: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     procs = Table(title=f"devnet {snapshot['dir']}")
     for column in ("process", "account", "pid", "alive", "ports"):
         procs.add_column(column)
@@ -137,7 +139,7 @@ def _render(snapshot: dict[str, Any]) -> None:
             "retired" if p.get("retired") and not p["alive"] else _yes(p["alive"]),
             " ".join(f"{k}={v}" for k, v in p["ports"].items()),
         )
-    console.print(procs)
+    print_table(console, procs)
     contract = snapshot["contract"]
     if "error" in contract:
         console.print(f"contract: [red]{contract['error']}[/red]")
@@ -173,7 +175,7 @@ def _render(snapshot: dict[str, Any]) -> None:
         table.add_row(
             str(m["participant_id"]), m["account"], node or "-", m["url"], role, epoch, peers, pools
         )
-    console.print(table)
+    print_table(console, table)
     _render_backups(console, snapshot.get("backups") or {})
 
 
@@ -203,7 +205,7 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
             "-" if age is None else f"{age:.0f}s",
             moving,
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("status")
@@ -299,7 +301,7 @@ def demo(
     )
 
     to_stdout = report is not None and str(report) == "-"
-    console = Console(stderr=to_stdout)
+    console = make_console(stderr=to_stdout)
     narrator = Narrator(console)
     console.print(
         "[bold]quorumkeep demo[/bold]: operators back up their key shares, move nodes, and "
@@ -331,7 +333,7 @@ def demo(
             write_report(exc.report)
         fail(str(exc), EXIT_FAILED)
     console.print()
-    console.print(summary_table(result))
+    print_table(console, summary_table(result))
     console.print(
         f"{len(result.signatures)} signatures, every one verified with PyNaCl under the same "
         f"group public key {result.group_public_key}"

@@ -134,18 +134,33 @@ def _follow(
     """Follow ``account``'s migration (from block ``since``, or from what is open now)."""
     import asyncio
 
-    from rich.console import Console
     from rich.live import Live
 
+    from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.ledger.client import AsyncLedgerClient
     from quorumkeep.operator.display import progress_table
-    from quorumkeep.operator.progress import MigrationWatcher, all_done
+    from quorumkeep.operator.progress import (
+        CANCELLED,
+        NONE,
+        REPLACED,
+        MigrationProgress,
+        MigrationWatcher,
+        all_done,
+    )
 
     async def run(update: Any) -> Any:
         async with AsyncLedgerClient(ledger) as client:
             watcher = MigrationWatcher(client, [account], probe_nodes=wait)
             if since is None:
                 await watcher.start_from_views()
+                if wait and watcher.progress[account].state == NONE:
+                    # Nothing open: waiting is over before it began. Say how the account's
+                    # last migration ended (e.g. it concluded a moment ago), not just "none".
+                    await watcher.start_from_height(0, only_migrations=True)
+                    if watcher.progress[account].state in (CANCELLED, REPLACED):
+                        # an old cancelled one is history, not the outcome of this wait
+                        watcher.progress[account] = MigrationProgress(account)
             else:
                 await watcher.start_from_height(since)
             if not wait:
@@ -167,12 +182,12 @@ def _follow(
 
     if not live:
         return asyncio.run(run(lambda _: None))
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Live(console=console, refresh_per_second=10, transient=True) as display:
         result = asyncio.run(
             run(lambda progress: display.update(progress_table(progress.values(), "migration")))
         )
-    console.print(progress_table([result], "migration"))
+    print_table(console, progress_table([result], "migration"))
     return result
 
 
@@ -241,8 +256,8 @@ def _status_outcome(
     as_json: bool,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    from rich.console import Console
-
+    from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.operator.display import progress_table
     from quorumkeep.operator.errors import OperatorError
     from quorumkeep.operator.progress import CONCLUDED, NONE, OPEN
@@ -259,7 +274,7 @@ def _status_outcome(
     elif progress.state == NONE:
         typer.echo(f"no migration open for {account}; {_serving_node(ledger, account)}")
     elif not wait:
-        Console().print(progress_table([progress], "migration"))
+        print_table(make_console(), progress_table([progress], "migration"))
     elif progress.state == CONCLUDED and progress.seconds is not None:
         typer.echo(
             f"concluded: {account}'s node is now {progress.destination.get('web_url')} "

@@ -233,6 +233,7 @@ class AsyncLedgerClient:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = POOL_CONNECTIONS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
@@ -240,7 +241,7 @@ class AsyncLedgerClient:
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(
-                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
+                max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
@@ -249,7 +250,7 @@ class AsyncLedgerClient:
         # requests in flight that cost the benchmark client 19 ms of CPU per request; a small
         # pool that never queues (requests wait on this semaphore instead) costs 4-5 ms. The
         # ledger commits one block at a time, so more connections would not answer sooner.
-        self._connections = asyncio.Semaphore(POOL_CONNECTIONS)
+        self._connections = asyncio.Semaphore(max_connections)
         self._book = _Book()
         self._prepare_lock = asyncio.Lock()
 
@@ -358,6 +359,12 @@ class AsyncLedgerClient:
             cursor = max(cursor, cursor_next)
 
     # --- transactions ----------------------------------------------------------------
+
+    async def prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
+        """Sign ``actions`` with the next nonce and a fresh block height, for
+        :meth:`submit_signed` (which may re-send it as often as needed: a transaction is
+        included at most once)."""
+        return await self._prepare(signer, actions)
 
     async def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
         slot = (signer.account, signer.public_key)

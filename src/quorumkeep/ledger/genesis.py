@@ -56,7 +56,8 @@ def init_ledger(
     """Write ``data_dir/ledger.sqlite`` (genesis) and ``data_dir/keys/<account>.json``.
 
     ``passphrase_cost`` is (opslimit, memlimit) of Argon2id (default: the seal module's).
-    Refuses (StorageError) if the directory already holds a ledger or any of the key files;
+    Refuses (StorageError) if the directory already holds a ledger or anything else (it must be
+    new or empty);
     keys are written before the genesis, so a failure leaves no ledger behind.
     """
     data_dir = Path(data_dir)
@@ -70,6 +71,10 @@ def init_ledger(
         raise StorageError("an account is listed twice")
     if has_genesis(data_dir):
         raise StorageError(f"{data_dir} already holds a ledger (genesis exists); not touching it")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise StorageError(f"{data_dir} is not empty; a ledger is created in a new or empty one")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StorageError(f"{data_dir} is not a directory")
     key_paths = {name: data_dir / KEYS_DIR / f"{name}.json" for name in names}
     for path in key_paths.values():
         if path.exists():

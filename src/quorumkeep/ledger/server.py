@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -28,6 +29,7 @@ from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
+from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 from quorumkeep.net.server import bind_socket, format_address
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_POLL_SECONDS = 60.0
+_KIND = f"[a-z0-9_]{{1,{MAX_KIND_LENGTH}}}"
+KIND_LIST_PATTERN = f"^{_KIND}(,{_KIND}){{0,{MAX_FILTER_KINDS - 1}}}$"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -106,6 +110,13 @@ class BodyLimit:
 
 
 async def _json_body(request: Request) -> Any:
+    # A body must say it is JSON: a browser can send text/plain (and form encodings)
+    # cross-origin without a preflight, so accepting them would let any web page post here.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise LedgerError(
+            "UnsupportedMediaType", "the body must be sent as Content-Type: application/json"
+        )
     raw = await request.body()
     try:
         return parse_json(raw)
@@ -147,7 +158,9 @@ def create_app(node: LedgerNode) -> FastAPI:
         codes = {404: "NotFound", 405: "HttpMethodNotAllowed", 413: "BodyTooLarge"}
         code = codes.get(exc.status_code, "InvalidRequest")
         return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,  # a 405 says which methods are allowed (Allow)
         )
 
     @app.exception_handler(Exception)
@@ -206,7 +219,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An account's access keys and their nonces",
     )
-    async def account(account: str) -> JSONResponse:
+    async def account(account: str = PathParam(pattern=m.ACCOUNT)) -> JSONResponse:
         try:
             check_account(account, "account")
         except LedgerError as exc:
@@ -228,7 +241,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="A committed block, with its hash (format: docs/ledger.md)",
     )
-    async def block(height: int) -> JSONResponse:
+    async def block(height: int = PathParam(ge=0, le=m.MAX_HEIGHT)) -> JSONResponse:
         body = await node.block_body(height)
         if body is None:
             raise LedgerError("BlockNotFound", f"no block at height {height}")
@@ -240,7 +253,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An included transaction and its outcome",
     )
-    async def transaction(tx_hash: str) -> JSONResponse:
+    async def transaction(tx_hash: str = PathParam(pattern=m.HEX32)) -> JSONResponse:
         try:
             raw = decode_hex(tx_hash, 32, "tx_hash")
         except LedgerError as exc:
@@ -272,11 +285,14 @@ def create_app(node: LedgerNode) -> FastAPI:
         timeout: float = Query(30.0, ge=0.0, le=MAX_POLL_SECONDS),
         kinds: str | None = Query(
             None,
+            pattern=KIND_LIST_PATTERN,
             description=f"only events of these kinds: comma-separated, 1 to {MAX_FILTER_KINDS} "
             f"kinds of 1 to {MAX_KIND_LENGTH} characters [a-z0-9_] (not with exclude_kinds)",
         ),
         exclude_kinds: str | None = Query(
-            None, description="all events except these kinds (same format as kinds)"
+            None,
+            pattern=KIND_LIST_PATTERN,
+            description="all events except these kinds (same format as kinds)",
         ),
     ) -> JSONResponse:
         # The declared parameters document them; the raw lists also catch a repeated one.
@@ -384,7 +400,9 @@ def run_server(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
-        timeout_keep_alive=30,
+        # long-poll clients reuse their connection: 30 s idle; every request head must be
+        # complete within 10 s of the connection or of the previous response
+        **timeouts(idle_timeout=30),
     )
     server = _Server(config, node)
 

@@ -30,12 +30,24 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
-from quorumkeep.encoding.fields import decode_hex, parse_decimal
+from quorumkeep.daemon.logs import RefusalLog
+from quorumkeep.encoding.fields import parse_decimal
+from quorumkeep.node.backup_openapi import (
+    BACKUP_RESPONSE,
+    RECOVERY_ACK,
+    RECOVERY_PUSH,
+    RECOVERY_SESSION,
+    operation,
+)
+from quorumkeep.node.backup_registration import (
+    Registration,
+    RegistrationCache,
+    registration_from_json,
+)
 from quorumkeep.node.calls import ViewReader
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
-    KEY_SIZE,
     MAX_BODY_BYTES,
     PATH_KEYSHARES,
     PATH_RECOVERY_SESSION,
@@ -99,6 +111,9 @@ class BackupNodeDeps:
     random_bytes: RandomBytes = field(default=os.urandom, repr=False)
     max_sessions: int = 16
     replay_capacity: int = 4096
+    registrations: RegistrationCache | None = None
+    """The registration cache (node/backup_registration.py), kept on a separate ledger
+    client; None: one reading through ``read_view`` (rate-limited, no event follower)."""
 
 
 @dataclass(frozen=True)
@@ -110,26 +125,12 @@ class _Session:
     expires_at_ms: int
 
 
-@dataclass(frozen=True)
-class _Registered:
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-
-def _key(value: object, what: str) -> bytes:
-    try:
-        return decode_hex(value, KEY_SIZE, KEY_SIZE)
-    except ValueError:
-        raise BackupProtocolError(
-            "contract_unavailable", f"the contract's {what} is malformed"
-        ) from None
-
-
 class BackupEndpoints:
     """The endpoints' state (replay table, open recovery sessions) and handlers."""
 
     def __init__(self, deps: BackupNodeDeps) -> None:
         self.deps = deps
+        self.registrations = deps.registrations or RegistrationCache(deps.account, deps.read_view)
         self.replays = ReplayGuard(deps.replay_capacity)
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
         self._consumed: OrderedDict[bytes, int] = OrderedDict()
@@ -155,19 +156,17 @@ class BackupEndpoints:
                 "contract_unavailable", f"cannot read the contract's {method} view ({code})"
             ) from None
 
-    async def _registered(self) -> _Registered:
+    async def _registered(self) -> Registration:
+        """The registration as the contract says now (the node's own client: only called
+        once a request's signature verified)."""
         info = await self._view("backup_service_info", {"account": self.deps.account})
-        if info is None:
+        registration = registration_from_json(info)
+        if registration is None:
             raise BackupProtocolError(
                 "unregistered_caller",
                 f"no backup service is registered in the contract for {self.deps.account}",
             )
-        if not isinstance(info, Mapping):
-            raise BackupProtocolError("contract_unavailable", "backup_service_info is malformed")
-        return _Registered(
-            _key(info.get("identity_public_key"), "identity_public_key"),
-            _key(info.get("encryption_public_key"), "encryption_public_key"),
-        )
+        return registration
 
     async def _keyset(self) -> Keyset:
         value = await self._view("keyset", {})
@@ -230,17 +229,21 @@ class BackupEndpoints:
 
     async def _authenticate_hello(
         self, headers: Mapping[str, str], purpose: str
-    ) -> tuple[Hello, _Registered]:
+    ) -> tuple[Hello, Registration]:
+        """Everything checked without I/O first (docs/backup-protocol.md §8): the signature
+        against the registered key cached from the contract's events; only then is the
+        registration confirmed on the node's own ledger client."""
         hello = Hello.from_headers(headers)
         if hello.purpose != purpose:
             raise BackupProtocolError("malformed_request", f"this endpoint takes a {purpose} hello")
         self._check_addressee(hello.account, hello.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(hello.timestamp_ms, now)
+        cached = await self.registrations.lookup(hello.service_identity_public_key)
+        hello.verify(cached.identity_public_key)
+        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, hello.service_identity_public_key)
-        hello.verify(registered.identity_public_key)
-        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         return hello, registered
 
     def _check_addressee(self, account: str, node_tls_public_key: bytes) -> None:
@@ -253,7 +256,7 @@ class BackupEndpoints:
                 "wrong_node", f"this node serves account {self.deps.account}, not {account}"
             )
 
-    def _check_caller(self, registered: _Registered, identity_public_key: bytes) -> None:
+    def _check_caller(self, registered: Registration, identity_public_key: bytes) -> None:
         if identity_public_key != registered.identity_public_key:
             raise BackupProtocolError(
                 "unregistered_caller",
@@ -346,10 +349,11 @@ class BackupEndpoints:
         self._check_addressee(push.account, push.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(push.timestamp_ms, now)
+        cached = await self.registrations.lookup(push.service_identity_public_key)
+        push.verify(cached.identity_public_key)
+        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, push.service_identity_public_key)
-        push.verify(registered.identity_public_key)
-        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         session = self._take_session(push, now)
         participant_id, started_height = await self._open_migration()
         if started_height != session.migration_started_height:
@@ -420,20 +424,32 @@ class BackupEndpoints:
         return session
 
 
-def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+def _error(refusals: RefusalLog, exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+    # Anyone who reaches the port can provoke a refusal: at most 10 lines a minute per kind.
     level = logging.ERROR if exc.status >= 500 else logging.WARNING
-    log.log(level, "%s refused account=%s code=%s: %s", what, account, exc.code, exc.message)
+    refusals.log(
+        level,
+        f"{what}:{exc.code}",
+        "%s refused account=%s code=%s: %s",
+        what,
+        account,
+        exc.code,
+        exc.message,
+    )
     return JSONResponse(exc.to_json(), status_code=exc.status)
 
 
 async def _answer(
-    account: str, what: str, handle: Callable[[], Awaitable[dict[str, Any]]]
+    refusals: RefusalLog,
+    account: str,
+    what: str,
+    handle: Callable[[], Awaitable[dict[str, Any]]],
 ) -> JSONResponse:
     """The handler's JSON, or its refusal as the protocol's typed error answer."""
     try:
         return JSONResponse(await handle())
     except BackupProtocolError as exc:
-        return _error(exc, account, what)
+        return _error(refusals, exc, account, what)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -479,6 +495,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def backup_router(deps: BackupNodeDeps) -> APIRouter:
     """The ``/backup`` endpoints, bound to one node's dependencies."""
     endpoints = BackupEndpoints(deps)
+    refusals = RefusalLog(log)
     router = APIRouter(tags=["backup"])
 
     def not_ready(what: str) -> JSONResponse | None:
@@ -493,29 +510,34 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
     @router.get(
         PATH_KEYSHARES,
         summary="The node's current key shares, sealed to its registered backup service",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("backup", None, BACKUP_RESPONSE, _ERROR_RESPONSES),
     )
     async def get_keyshares(request: Request) -> JSONResponse:
         if (refused := not_ready("backup")) is not None:
             return refused
-        return await _answer(deps.account, "backup", lambda: endpoints.backup(request.headers))
+        return await _answer(
+            refusals, deps.account, "backup", lambda: endpoints.backup(request.headers)
+        )
 
     @router.post(
         PATH_RECOVERY_SESSION,
         summary="Open a recovery session (only while a migration to this node is open)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("recovery", None, RECOVERY_SESSION, _ERROR_RESPONSES),
     )
     async def post_recovery_session(request: Request) -> JSONResponse:
         if (refused := not_ready("recovery session")) is not None:
             return refused
         return await _answer(
-            deps.account, "recovery session", lambda: endpoints.recovery_session(request.headers)
+            refusals,
+            deps.account,
+            "recovery session",
+            lambda: endpoints.recovery_session(request.headers),
         )
 
     @router.put(
         PATH_KEYSHARES,
         summary="Deliver the shares of a migration to this node (sealed to a session)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation(None, RECOVERY_PUSH, RECOVERY_ACK, _ERROR_RESPONSES),
     )
     async def put_keyshares(request: Request) -> JSONResponse:
         if (refused := not_ready("recovery")) is not None:
@@ -524,7 +546,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
         async def recover() -> dict[str, Any]:
             return await endpoints.recover(await _read_body(request))
 
-        return await _answer(deps.account, "recovery", recover)
+        return await _answer(refusals, deps.account, "recovery", recover)
 
     return router
 

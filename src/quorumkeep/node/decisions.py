@@ -10,7 +10,7 @@ import enum
 import hashlib
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quorumkeep.contract.state import (
@@ -177,7 +177,7 @@ class RecoveredShare:
     domain_id: int
     epoch: int
     participant_id: int
-    signing_share: bytes
+    signing_share: bytes = field(repr=False)
 
 
 def recovered_shares_problem(

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quorumkeep.daemon.logs import RefusalLog
 from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
@@ -138,6 +139,8 @@ class MeshStats:
     connections_rejected: int = 0
     certificate_fetches_served: int = 0
     frames_rejected: int = 0
+    handshakes_in_progress: int = 0
+    handshakes_refused: int = 0
 
 
 # --- frames (docs/mesh.md) ---------------------------------------------------------------
@@ -306,6 +309,7 @@ class Mesh:
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
         uniform: Uniform = random.random,
+        max_handshakes: int = 64,
     ) -> None:
         self._credentials = identity if isinstance(identity, TLSCredentials) else identity.tls
         self._host = host
@@ -314,6 +318,8 @@ class Mesh:
             raise MeshError("max_frame_size must be in [16, 2^32)")
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
+        self._max_handshakes = max_handshakes
+        self._refusals = RefusalLog(log)
         self._send_timeout = send_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -633,6 +639,14 @@ class Mesh:
         if self._closed:
             transport.abort()
             return
+        if self.stats.handshakes_in_progress >= self._max_handshakes:
+            # Each handshake in progress costs memory and, when the bytes arrive, CPU: an
+            # unauthenticated client may not hold more than max_handshakes of them. Refused
+            # at once and counted, not logged (a flood would otherwise fill the log).
+            self.stats.handshakes_refused += 1
+            transport.abort()
+            return
+        self.stats.handshakes_in_progress += 1
         task = asyncio.get_running_loop().create_task(self._serve_inbound(transport))
         self._pending[task] = transport
         task.add_done_callback(lambda done: self._pending.pop(done, None))
@@ -651,13 +665,22 @@ class Mesh:
                 ssl_handshake_timeout=self._handshake_timeout,
             )
         except asyncio.CancelledError:
+            self.stats.handshakes_in_progress -= 1
             transport.abort()
             raise
         except Exception as exc:
+            self.stats.handshakes_in_progress -= 1
             transport.abort()
             self.stats.connections_rejected += 1
-            log.info("TLS handshake from %s failed: %s", peer_address, type(exc).__name__)
+            self._refusals.log(
+                logging.INFO,
+                "handshake",
+                "TLS handshake from %s failed: %s",
+                peer_address,
+                type(exc).__name__,
+            )
             return
+        self.stats.handshakes_in_progress -= 1
         if ssl_transport is None:  # the connection went away during the handshake
             transport.abort()
             return
@@ -684,7 +707,13 @@ class Mesh:
         pid = self._by_key.get(key)
         if pid is None or self._my_id is None or pid == self._my_id:
             self.stats.connections_rejected += 1
-            log.warning("refused %s: key %s… is not a peer", peer_address, key.hex()[:16])
+            self._refusals.log(
+                logging.WARNING,
+                "not_a_peer",
+                "refused %s: key %s… is not a peer",
+                peer_address,
+                key.hex()[:16],
+            )
             return
         info = self._participants[pid]
         _keepalive(writer.transport)

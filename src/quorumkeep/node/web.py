@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from quorumkeep.ledger.http_timeouts import HEADER_TIMEOUT, timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
@@ -133,8 +134,11 @@ class WebServer:
         host: str,
         port: int,
         app: FastAPI,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
     ) -> None:
         self._tls = tls
+        self._header_timeout = header_timeout
         self._host = host
         self._port = port
         self._app = app
@@ -169,6 +173,7 @@ class WebServer:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            **timeouts(self._header_timeout),
         )
         try:
             config.load()
