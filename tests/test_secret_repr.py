@@ -31,8 +31,8 @@ NOT_SECRET_NAME = re.compile(r"verifying|public|commitment|_ids?$|count|^shares_
 PUBLIC = {
     # replay nonces and transaction counters: public by design
     "quorumkeep.wire.backup.hello.Hello.nonce": "a replay nonce sent in the clear",
-    "quorumkeep.wire.backup.messages.BackupResponse.request_nonce": "echo of the public request nonce",
-    "quorumkeep.wire.backup.messages.RecoverySession.request_nonce": "echo of the public request nonce",
+    "quorumkeep.wire.backup.messages.BackupResponse.request_nonce": "echoed public nonce",
+    "quorumkeep.wire.backup.messages.RecoverySession.request_nonce": "echoed public nonce",
     "quorumkeep.wire.backup.messages.RecoveryPush.nonce": "a replay nonce sent in the clear",
     "quorumkeep.ledger.accounts.AccessKey.nonce": "the access key's transaction counter",
     "quorumkeep.ledger.transaction.Transaction.nonce": "the transaction counter",
