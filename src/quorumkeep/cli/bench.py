@@ -78,6 +78,47 @@ def ledger(
     )
 
 
+@app.command("ledger-history")
+def ledger_history(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    idle_seconds: float = typer.Option(
+        120.0, "--idle-seconds", min=0, help="Idle run to extrapolate a day's growth (0: skip)."
+    ),
+    transactions: int = typer.Option(
+        1_000_000, "--transactions", min=0, help="History to restart after (0: skip)."
+    ),
+    per_block: int = typer.Option(
+        100, "--per-block", min=1, max=2000, help="Transactions a block."
+    ),
+) -> None:
+    """Idle growth per day (extrapolated) and `ledger serve` start time after a history of
+    real contract calls built through the storage layer, against a fresh ledger's."""
+    from quorumkeep.bench import ledger_history
+
+    try:
+        result = ledger_history.run(
+            idle_seconds=idle_seconds, transactions=transactions, per_block=per_block
+        )
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    if "idle" in result:
+        idle = result["idle"]
+        typer.echo(
+            f"idle: {idle['blocks_per_day']} blocks/day, {idle['mb_per_day']} MB/day "
+            f"({idle['seconds']} s measured)"
+        )
+    if "restart" in result:
+        restart = result["restart"]
+        typer.echo(
+            f"restart after {restart['transactions']} transactions ({restart['blocks']} blocks): "
+            f"{min(restart['restart_s'])} s; fresh ledger {restart['fresh_start_s']} s"
+        )
+
+
 @app.command("network")
 def network(
     nodes: int = typer.Option(4, "--nodes", min=1, max=32, help="Nodes of the devnet."),
