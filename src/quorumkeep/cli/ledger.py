@@ -8,7 +8,12 @@ from pathlib import Path
 import typer
 
 from quorumkeep.cli.keys import JSON_OUTPUT, PASSPHRASE_FILE, emit_json, fail, passphrase_or_fail
-from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS
+from quorumkeep.ledger.chain import (
+    DEFAULT_TX_VALIDITY_BLOCKS,
+    DEFAULT_TX_VALIDITY_MS,
+    MAX_TX_VALIDITY_MS,
+    MIN_TX_VALIDITY_MS,
+)
 from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
 from quorumkeep.ledger.genesis import init_ledger
@@ -44,6 +49,13 @@ def init(
         "--tx-validity-blocks",
         help="How many blocks a transaction's block_height stays valid.",
     ),
+    tx_validity_ms: int = typer.Option(
+        DEFAULT_TX_VALIDITY_MS,
+        "--tx-validity-ms",
+        min=MIN_TX_VALIDITY_MS,
+        max=MAX_TX_VALIDITY_MS,
+        help="How long (block time, ms) a transaction's block_height stays valid.",
+    ),
     passphrase_file: Path | None = PASSPHRASE_FILE,
     as_json: bool = JSON_OUTPUT,
 ) -> None:
@@ -53,7 +65,13 @@ def init(
         fail("--accounts needs at least one account name")
     passphrase = passphrase_or_fail(passphrase_file)
     try:
-        created = init_ledger(data, names, passphrase, tx_validity_blocks=tx_validity_blocks)
+        created = init_ledger(
+            data,
+            names,
+            passphrase,
+            tx_validity_blocks=tx_validity_blocks,
+            tx_validity_ms=tx_validity_ms,
+        )
     except StorageError as exc:
         fail(str(exc))
     if as_json:
@@ -81,8 +99,9 @@ def serve(
         DEFAULT_IDLE_BLOCK_MS,
         "--idle-block-ms",
         min=10,
-        max=60_000,
-        help="Produce an empty block after this long without transactions.",
+        max=86_400_000,
+        help="Heartbeat: an empty block after this long without any block (at most half "
+        "the ledger's tx validity time).",
     ),
 ) -> None:
     """Verify the block log, rebuild the state and serve the HTTP API until stopped."""

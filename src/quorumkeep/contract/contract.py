@@ -96,8 +96,15 @@ class Contract:
         return handler(self._state, ctx, args)
 
     def on_block(self, height: int, timestamp_ms: int) -> list[Event]:
-        """Advance to block ``height`` (before its transactions): fail timed-out requests."""
-        return signing.expire_requests(self._state, height)
+        """Advance to block ``height`` with block time ``timestamp_ms`` (before its
+        transactions): fail timed-out requests."""
+        return signing.expire_requests(self._state, height, timestamp_ms)
+
+    def next_timeout_ms(self) -> int | None:
+        """The earliest block time at which ``on_block`` would fail a request (None: no
+        request pending). A ledger that makes blocks only when something happens makes one
+        at this time, so that timeouts fire on time without a block every few ms."""
+        return signing.next_deadline_ms(self._state)
 
     def view(self, method: str, args: dict[str, Any]) -> Any:
         view = VIEWS.get(method)

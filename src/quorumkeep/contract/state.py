@@ -30,7 +30,7 @@ from quorumkeep.contract.args import (
 )
 from quorumkeep.contract.errors import InvalidArguments
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 """Version of the state's JSON layout (``format`` field); 2 added the verifying shares."""
 
 SCHEME_ED25519 = "Ed25519"
@@ -46,6 +46,8 @@ PAYLOAD_MIN = 32
 PAYLOAD_MAX = 1232
 PATH_MAX = 256
 DEFAULT_SIGN_TIMEOUT_BLOCKS = 600
+DEFAULT_SIGN_TIMEOUT_MS = 120_000
+MAX_SIGN_TIMEOUT_MS = 86_400_000
 DEFAULT_MAX_PENDING_REQUESTS = 10_000
 
 
@@ -558,9 +560,12 @@ class SignRequest:
     public_key: bytes
     block_height: int
     deadline_height: int
+    deadline_ms: int | None = None
+    """Block time (Unix ms) at which the request fails; None only in a request rebuilt from
+    an event by a reader that did not copy the field (the contract always sets it)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "request_id": self.request_id,
             "account": self.account,
             "payload": self.payload.hex(),
@@ -570,6 +575,9 @@ class SignRequest:
             "block_height": self.block_height,
             "deadline_height": self.deadline_height,
         }
+        if self.deadline_ms is not None:
+            body["deadline_ms"] = self.deadline_ms
+        return body
 
     @classmethod
     def from_json(cls, value: Any, name: str) -> SignRequest:
@@ -587,7 +595,9 @@ class SignRequest:
                 "block_height",
                 "deadline_height",
             ],
+            ["deadline_ms"],
         )
+        deadline_ms = obj.get("deadline_ms")
         return cls(
             request_id=expect_int(obj["request_id"], f"{name}.request_id"),
             account=expect_account(obj["account"], f"{name}.account"),
@@ -597,6 +607,9 @@ class SignRequest:
             public_key=expect_ed25519_key(obj["public_key"], f"{name}.public_key"),
             block_height=expect_int(obj["block_height"], f"{name}.block_height"),
             deadline_height=expect_int(obj["deadline_height"], f"{name}.deadline_height"),
+            deadline_ms=None
+            if deadline_ms is None
+            else expect_int(deadline_ms, f"{name}.deadline_ms"),
         )
 
 
@@ -695,23 +708,29 @@ class Config:
 
     sign_timeout_blocks: int = DEFAULT_SIGN_TIMEOUT_BLOCKS
     max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS
+    sign_timeout_ms: int = DEFAULT_SIGN_TIMEOUT_MS
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sign_timeout_blocks": self.sign_timeout_blocks,
             "max_pending_requests": self.max_pending_requests,
+            "sign_timeout_ms": self.sign_timeout_ms,
         }
 
     @classmethod
     def from_json(cls, value: Any, name: str) -> Config:
         obj = expect_object(value, name)
-        check_fields(obj, name, [], ["sign_timeout_blocks", "max_pending_requests"])
+        check_fields(
+            obj, name, [], ["sign_timeout_blocks", "max_pending_requests", "sign_timeout_ms"]
+        )
         default = cls()
         timeout = obj.get("sign_timeout_blocks", default.sign_timeout_blocks)
         maximum = obj.get("max_pending_requests", default.max_pending_requests)
+        timeout_ms = obj.get("sign_timeout_ms", default.sign_timeout_ms)
         return cls(
             expect_int(timeout, f"{name}.sign_timeout_blocks", 1, 1_000_000),
             expect_int(maximum, f"{name}.max_pending_requests", 1, 1_000_000),
+            expect_int(timeout_ms, f"{name}.sign_timeout_ms", 1000, MAX_SIGN_TIMEOUT_MS),
         )
 
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TX_VALIDITY_BLOCKS = 1000
 MAX_TX_VALIDITY_BLOCKS = 1_000_000
+DEFAULT_TX_VALIDITY_MS = 3_600_000
+MIN_TX_VALIDITY_MS = 2_000
+MAX_TX_VALIDITY_MS = 30 * 86_400_000
 # The replay set is pruned every this many blocks (a scan of the hashes still in the window).
 _PRUNE_EVERY = 64
 
@@ -40,13 +43,23 @@ def make_genesis(
     *,
     timestamp_ms: int,
     tx_validity_blocks: int = DEFAULT_TX_VALIDITY_BLOCKS,
+    tx_validity_ms: int | None = DEFAULT_TX_VALIDITY_MS,
 ) -> Block:
-    """Block 0: the accounts with their full-access keys and the ledger's parameters."""
+    """Block 0: the accounts with their full-access keys and the ledger's parameters.
+
+    ``tx_validity_ms=None`` leaves the time limit out (transactions then expire by block
+    count only, as in ledgers made before the limit existed).
+    """
     if not accounts:
         raise LedgerError("InvalidRequest", "genesis needs at least one account")
     if not 1 <= tx_validity_blocks <= MAX_TX_VALIDITY_BLOCKS:
         raise LedgerError("InvalidRequest", "tx_validity_blocks out of range")
-    genesis = {
+    if (
+        tx_validity_ms is not None
+        and not MIN_TX_VALIDITY_MS <= tx_validity_ms <= MAX_TX_VALIDITY_MS
+    ):
+        raise LedgerError("InvalidRequest", "tx_validity_ms out of range")
+    genesis: dict[str, Any] = {
         "format": LEDGER_FORMAT,
         "tx_validity_blocks": tx_validity_blocks,
         "accounts": {
@@ -54,6 +67,8 @@ def make_genesis(
             for name, keys in sorted(accounts.items())
         },
     }
+    if tx_validity_ms is not None:
+        genesis["tx_validity_ms"] = tx_validity_ms
     state = LedgerState._from_genesis(genesis, chain_id=ZERO_HASH)
     return Block(
         height=0,
@@ -83,17 +98,21 @@ class LedgerState:
         accounts: Accounts,
         contract: Contract,
         tx_validity_blocks: int,
+        tx_validity_ms: int | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.accounts = accounts
         self.contract = contract
         self.tx_validity_blocks = tx_validity_blocks
+        self.tx_validity_ms = tx_validity_ms
         self.height = -1
         self.head_hash = ZERO_HASH
         self.timestamp_ms = 0
         self._head_state_hash: bytes | None = None
         # tx hash -> its block_height, for every included transaction not yet expired.
         self._recent: dict[bytes, int] = {}
+        # height -> block timestamp, for every block a new transaction may still name.
+        self._timestamps: dict[int, int] = {}
 
     @classmethod
     def _from_genesis(cls, genesis: dict[str, Any], *, chain_id: bytes) -> LedgerState:
@@ -110,6 +129,9 @@ class LedgerState:
             accounts=accounts,
             contract=Contract(),
             tx_validity_blocks=int(genesis["tx_validity_blocks"]),
+            tx_validity_ms=None
+            if "tx_validity_ms" not in genesis
+            else int(genesis["tx_validity_ms"]),
         )
 
     # --- state hash -------------------------------------------------------------------
@@ -133,8 +155,11 @@ class LedgerState:
 
     # --- validation -------------------------------------------------------------------
 
-    def check(self, signed: SignedTransaction, height: int | None = None) -> None:
-        """Raise LedgerError unless ``signed`` may go into block ``height`` (default: next).
+    def check(
+        self, signed: SignedTransaction, height: int | None = None, timestamp_ms: int = 0
+    ) -> None:
+        """Raise LedgerError unless ``signed`` may go into block ``height`` (default: next)
+        made at ``timestamp_ms`` (at submission: the current time).
 
         The signature is checked by the caller (once, at submission or replay). Nothing here
         changes state.
@@ -156,6 +181,14 @@ class LedgerState:
                 f"block_height {tx.block_height} is more than {self.tx_validity_blocks} "
                 f"blocks before the next block {height}",
             )
+        if self.tx_validity_ms is not None:
+            named = self._timestamps.get(tx.block_height, 0)
+            if named < max(timestamp_ms, self.timestamp_ms) - self.tx_validity_ms:
+                raise LedgerError(
+                    "TransactionExpired",
+                    f"block {tx.block_height} was made more than {self.tx_validity_ms} ms "
+                    "before this one",
+                )
         if signed.hash in self._recent:
             raise LedgerError(
                 "DuplicateTransaction", f"transaction {signed.hash.hex()} was already included"
@@ -184,7 +217,7 @@ class LedgerState:
         included: list[IncludedTransaction] = []
         for signed in _order_nonces(batch):
             try:
-                self.check(signed, height)
+                self.check(signed, height, timestamp_ms)
             except LedgerError as exc:
                 applied.append(Applied(signed, None, exc))
                 continue
@@ -255,9 +288,11 @@ class LedgerState:
         self.head_hash = block.hash
         self.timestamp_ms = block.timestamp_ms
         self._head_state_hash = block.state_hash
+        self._timestamps[block.height] = block.timestamp_ms
         if block.height % _PRUNE_EVERY == 0:
             oldest = block.height + 1 - self.tx_validity_blocks
             self._recent = {h: bh for h, bh in self._recent.items() if bh >= oldest}
+            self._timestamps = {h: t for h, t in self._timestamps.items() if h >= oldest}
 
     # --- start-up -------------------------------------------------------------------
 
@@ -324,7 +359,7 @@ class LedgerState:
             signed = included.signed
             try:
                 signed.verify()
-                self.check(signed, height)
+                self.check(signed, height, block.timestamp_ms)
             except LedgerError as exc:
                 raise LedgerCorrupted(
                     height, f"transaction {index} is invalid ({exc.code}: {exc.message})"

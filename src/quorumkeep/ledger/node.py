@@ -2,8 +2,10 @@
 
 Submissions queue up while the previous block is being fsynced, and the next block takes
 them all (group commit), so throughput grows with concurrency while each submitter still
-waits for exactly one commit. When nothing arrives, an empty block is produced every
-``idle_block_ms`` so that the contract's block-based timeouts advance.
+waits for exactly one commit. When nothing arrives, a block is made only when something
+falls due: the contract's next sign timeout (``Contract.next_timeout_ms``, by block time),
+or a heartbeat after ``idle_block_ms`` (default 10 minutes) so that the head a client names
+in a new transaction is never older than the ledger's time limit on transactions allows.
 
 Everything that reads state (views, accounts) waits until the state equals the last
 *committed* block: a reader never sees a change that a crash could still undo.
@@ -32,7 +34,7 @@ from quorumkeep.ledger.transaction import SignedTransaction
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDLE_BLOCK_MS = 200
+DEFAULT_IDLE_BLOCK_MS = 600_000
 MAX_BLOCK_TRANSACTIONS = 2000
 MAX_PENDING = 20_000
 EVENTS_IN_MEMORY = 20_000
@@ -174,7 +176,6 @@ class LedgerNode:
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.idle_block_ms = idle_block_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         # Opening verifies the chain and replays it; LedgerCorrupted propagates to the caller.
         self.store = BlockStore(self.data_dir)
@@ -187,6 +188,9 @@ class LedgerNode:
         except BaseException:
             self.store.close()
             raise
+        # The heartbeat must leave a transaction naming the head at least half the time limit.
+        limit = self.state.tx_validity_ms
+        self.idle_block_ms = idle_block_ms if limit is None else min(idle_block_ms, limit // 2)
         self.committed_height = self.state.height
         self.committed_hash = self.state.head_hash
         self.committed_timestamp_ms = self.state.timestamp_ms
@@ -263,7 +267,7 @@ class LedgerNode:
         if self._stopping:
             raise LedgerError("ShuttingDown", "the ledger is shutting down")
         signed.verify()
-        self.state.check(signed)
+        self.state.check(signed, timestamp_ms=self._clock_ms())
         if len(self._pending) >= MAX_PENDING:
             raise LedgerError("LedgerUnavailable", "too many pending transactions; retry")
         loop = asyncio.get_running_loop()
@@ -273,22 +277,29 @@ class LedgerNode:
         self._wakeup.set()
         return await future
 
+    def _idle_wait_s(self, last_block: float) -> float:
+        """Seconds until a block falls due with no transaction: the heartbeat or the
+        contract's next timeout, whichever is first (<= 0: now)."""
+        wait = self.idle_block_ms / 1000 - (time.monotonic() - last_block)
+        timeout_ms = self.state.contract.next_timeout_ms()
+        if timeout_ms is not None:
+            wait = min(wait, (timeout_ms - self._clock_ms()) / 1000)
+        return wait
+
     async def _produce(self) -> None:
         assert self._wakeup is not None and self._stable is not None
         loop = asyncio.get_running_loop()
         last_block = time.monotonic()
         while not self._stopping:
             if not self._pending:
-                remaining = self.idle_block_ms / 1000 - (time.monotonic() - last_block)
+                remaining = self._idle_wait_s(last_block)
                 if remaining > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), remaining)
                     if self._stopping:
                         break
-                    if not self._pending and (
-                        time.monotonic() - last_block < self.idle_block_ms / 1000
-                    ):
+                    if not self._pending and self._idle_wait_s(last_block) > 0:
                         continue
             batch = self._pending[:MAX_BLOCK_TRANSACTIONS]
             del self._pending[:MAX_BLOCK_TRANSACTIONS]
