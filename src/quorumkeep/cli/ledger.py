@@ -18,7 +18,8 @@ from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS
-from quorumkeep.ledger.storage import StorageError
+from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
+from quorumkeep.ledger.storage import BlockStore, StorageError
 
 app = typer.Typer(no_args_is_help=True, help="Run the ledger that hosts the MPC contract.")
 
@@ -103,6 +104,14 @@ def serve(
         help="Heartbeat: an empty block after this long without any block (at most half "
         "the ledger's tx validity time).",
     ),
+    snapshot_every_blocks: int = typer.Option(
+        DEFAULT_SNAPSHOT_EVERY_BLOCKS,
+        "--snapshot-every-blocks",
+        min=1,
+        max=1_000_000,
+        help="Snapshot the state every N blocks (also every 10,000 transactions and at a "
+        "clean stop).",
+    ),
 ) -> None:
     """Verify the block log, rebuild the state and serve the HTTP API until stopped."""
     from quorumkeep.ledger.server import ListenError, run_server  # FastAPI only when serving
@@ -115,6 +124,7 @@ def serve(
             host,
             port,
             idle_block_ms=idle_block_ms,
+            snapshot_every_blocks=snapshot_every_blocks,
             announce=lambda line: typer.echo(line, err=True),
         )
     except LedgerCorrupted as exc:
@@ -140,3 +150,68 @@ def status(
         emit_json(body)
     else:
         typer.echo(f"chain {body['chain_id']} at height {body['height']} ({body['head_hash']})")
+
+
+@app.command("prune")
+def prune(
+    data: Path = typer.Option(..., "--data", help="Data directory of the ledger.", file_okay=False),
+    keep_blocks: int = typer.Option(
+        ..., "--keep-blocks", min=0, help="Blocks to keep before the newest snapshot."
+    ),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Delete the blocks behind the newest snapshot but the last N (the ledger must be
+    stopped; genesis stays; the chain stays verifiable from the recorded anchor)."""
+    from quorumkeep.ledger import snapshot
+
+    try:
+        store = BlockStore(data)
+    except StorageError as exc:
+        fail(str(exc), EXIT_FAILED)
+    try:
+        result = snapshot.prune(store, keep_blocks)
+    except LedgerCorrupted as exc:
+        fail(f"{exc}; not pruning", EXIT_FAILED)
+    except ValueError as exc:
+        fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if as_json:
+        emit_json(
+            {
+                "snapshot_height": result.snapshot_height,
+                "first_kept": result.first_kept,
+                "deleted_blocks": result.deleted,
+            }
+        )
+        return
+    typer.echo(
+        f"deleted {result.deleted} blocks; blocks from {result.first_kept} on are kept "
+        f"(snapshot at {result.snapshot_height})"
+    )
+
+
+@app.command("verify")
+def verify(
+    data: Path = typer.Option(..., "--data", help="Data directory of the ledger.", file_okay=False),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Check every stored block, also those behind the snapshot start-up begins from: a
+    full replay from genesis, or (after pruning) every link from the anchor (the ledger
+    must be stopped)."""
+    from quorumkeep.ledger import snapshot
+
+    try:
+        store = BlockStore(data)
+    except StorageError as exc:
+        fail(str(exc), EXIT_FAILED)
+    try:
+        first, head = snapshot.verify(store)
+    except LedgerCorrupted as exc:
+        fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"first_checked": first, "head": head})
+        return
+    typer.echo(f"chain verified from block {first} to block {head}")

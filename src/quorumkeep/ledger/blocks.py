@@ -158,3 +158,11 @@ def block_events(block: Block) -> list[dict[str, Any]]:
                 {**event, "height": block.height, "index": len(events), "tx_hash": tx_hash}
             )
     return events
+
+
+def block_event_kinds(block: Block) -> set[str]:
+    """The kinds of event a block has (what the per-kind event index records)."""
+    kinds = {str(e["kind"]) for e in block.events}
+    for tx in block.transactions:
+        kinds.update(str(e["kind"]) for e in tx.outcome.events)
+    return kinds

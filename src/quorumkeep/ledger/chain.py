@@ -36,6 +36,7 @@ MIN_TX_VALIDITY_MS = 2_000
 MAX_TX_VALIDITY_MS = 30 * 86_400_000
 # The replay set is pruned every this many blocks (a scan of the hashes still in the window).
 _PRUNE_EVERY = 64
+SNAPSHOT_FORMAT = "quorumkeep-snapshot-v1"
 
 
 def make_genesis(
@@ -294,6 +295,52 @@ class LedgerState:
             self._recent = {h: bh for h, bh in self._recent.items() if bh >= oldest}
             self._timestamps = {h: t for h, t in self._timestamps.items() if h >= oldest}
 
+    # --- snapshots -------------------------------------------------------------------
+
+    def snapshot_json(self) -> dict[str, Any]:
+        """Everything needed to go on from the head without replaying the blocks before it
+        (docs/ledger.md, "Snapshots"): the state its block's ``state_hash`` covers, and the
+        replay window (included transaction hashes, block times) new transactions are
+        checked against."""
+        assert self._head_state_hash is not None
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "height": self.height,
+            "block_hash": self.head_hash.hex(),
+            "state_hash": self._head_state_hash.hex(),
+            "timestamp_ms": self.timestamp_ms,
+            "state": self.state_json(),
+            "recent": sorted([h.hex(), bh] for h, bh in self._recent.items()),
+            "timestamps": sorted([h, t] for h, t in self._timestamps.items()),
+        }
+
+    def restore_snapshot(self, snapshot: Mapping[str, Any], block: Block) -> None:
+        """Take the state of ``snapshot``, which must be of ``block`` (the stored block at
+        its height): its state must hash to the block's ``state_hash``. ``self`` is the
+        state right after genesis (chain id and parameters). Raises ValueError, KeyError or
+        TypeError on any mismatch."""
+        if snapshot["format"] != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format is not {SNAPSHOT_FORMAT}")
+        if snapshot["height"] != block.height or snapshot["block_hash"] != block.hash.hex():
+            raise ValueError("snapshot is not of the stored block at its height")
+        state = snapshot["state"]
+        if set(state) != {"accounts", "contract"}:
+            raise ValueError("snapshot state has unexpected members")
+        accounts = Accounts.from_json(state["accounts"])
+        contract = Contract.from_json(state["contract"])
+        computed = state_hash({"accounts": accounts.to_json(), "contract": contract.to_json()})
+        if computed != block.state_hash:
+            raise ValueError("snapshot state does not hash to its block's state_hash")
+        self.accounts = accounts
+        self.contract = contract
+        self.height = block.height
+        self.head_hash = block.hash
+        self.timestamp_ms = block.timestamp_ms
+        self._head_state_hash = block.state_hash
+        self._recent = {bytes.fromhex(h): int(bh) for h, bh in snapshot["recent"]}
+        self._timestamps = {int(h): int(t) for h, t in snapshot["timestamps"]}
+        self._timestamps[block.height] = block.timestamp_ms
+
     # --- start-up -------------------------------------------------------------------
 
     @classmethod
@@ -301,15 +348,19 @@ class LedgerState:
         cls,
         blocks: Iterable[tuple[int, bytes, bytes]],
         on_block: Callable[[Block], None] | None = None,
+        start: LedgerState | None = None,
     ) -> LedgerState:
-        """Verify the stored chain block by block and rebuild the state it leads to.
+        """Verify the stored chain block by block and rebuild the state it leads to, from
+        genesis or from ``start`` (a state restored from a snapshot: ``blocks`` then begin
+        right after it).
 
         Raises LedgerCorrupted naming the first block that fails: wrong hash, broken link,
         bad signature, a transaction that is no longer valid, or an outcome, event or state
         hash the replay does not reproduce.
         """
-        state: LedgerState | None = None
-        for expected_height, (height, stored_hash, body) in enumerate(blocks):
+        state: LedgerState | None = start
+        first = 0 if start is None else start.height + 1
+        for expected_height, (height, stored_hash, body) in enumerate(blocks, first):
             if height != expected_height:
                 raise LedgerCorrupted(expected_height, "block is missing")
             try:
@@ -320,7 +371,7 @@ class LedgerState:
                 raise LedgerCorrupted(height, "block hash does not match its content")
             if block.height != height:
                 raise LedgerCorrupted(height, f"block claims height {block.height}")
-            if height == 0:
+            if height == 0 and start is None:
                 state = cls._replay_genesis(block)
             else:
                 assert state is not None

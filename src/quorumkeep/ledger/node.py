@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quorumkeep.ledger import snapshot
 from quorumkeep.ledger.blocks import Block, block_events
 from quorumkeep.ledger.chain import LedgerState
 from quorumkeep.ledger.errors import LedgerError
@@ -93,6 +94,22 @@ class EventLog:
             self.floor = self._recent_heights[cut - 1]
             del self._recent[:cut]
             del self._recent_heights[:cut]
+
+    def load_index(self, rows: list[tuple[str, int]], floor: int) -> None:
+        """Start from the stored per-kind index of the blocks up to ``floor`` (whose events
+        are then read from disk); blocks after it are added with ``add_block``."""
+        for kind, height in rows:
+            if height > floor:
+                continue
+            if not self.heights or self.heights[-1] != height:
+                self.heights.append(height)
+            self.kind_heights.setdefault(kind, []).append(height)
+        self.last_height = self.heights[-1] if self.heights else -1
+        self.floor = floor
+
+    def index_rows(self) -> list[tuple[str, int]]:
+        """(kind, height) for every indexed block, as the store keeps them."""
+        return [(kind, h) for kind, heights in self.kind_heights.items() for h in heights]
 
     def covers(self, since: int) -> bool:
         return since >= self.floor
@@ -174,6 +191,7 @@ class LedgerNode:
         *,
         idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
         clock_ms: Callable[[], int] | None = None,
+        snapshot_every_blocks: int = snapshot.DEFAULT_SNAPSHOT_EVERY_BLOCKS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -183,7 +201,7 @@ class LedgerNode:
             if self.store.head_height() is None:
                 raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
             self.events = EventLog()
-            self.state = LedgerState.replay(self.store.iter_blocks(), self.events.add_block)
+            self.state, snapshot_height = self._restore()
             self.reader = BlockReader(self.data_dir)
         except BaseException:
             self.store.close()
@@ -191,6 +209,7 @@ class LedgerNode:
         # The heartbeat must leave a transaction naming the head at least half the time limit.
         limit = self.state.tx_validity_ms
         self.idle_block_ms = idle_block_ms if limit is None else min(idle_block_ms, limit // 2)
+        self._snapshots = snapshot.SnapshotPolicy(snapshot_height, snapshot_every_blocks)
         self.committed_height = self.state.height
         self.committed_hash = self.state.head_hash
         self.committed_timestamp_ms = self.state.timestamp_ms
@@ -206,6 +225,22 @@ class LedgerNode:
         self._closing = False  # shutting down: long-polls return at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_fatal: Callable[[str], None] | None = None
+
+    def _restore(self) -> tuple[LedgerState, int]:
+        """The state from the newest verifying snapshot and the tail (or the whole chain),
+        with the event index loaded or, for a ledger written without one, rebuilt."""
+        indexed = self.store.has_event_index()
+
+        def before_tail(snapshot_height: int) -> None:
+            if snapshot_height >= 0:
+                if not indexed:
+                    raise StorageError(f"{self.data_dir} has a snapshot but no event index")
+                self.events.load_index(self.store.event_index(), snapshot_height)
+
+        restored = snapshot.restore(self.store, self.events.add_block, before_tail)
+        if not indexed:
+            self.store.rebuild_event_index(self.events.index_rows())
+        return restored.state, restored.snapshot_height
 
     @property
     def pending_count(self) -> int:
@@ -250,6 +285,8 @@ class LedgerNode:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            if self.failed is None and self.state.height > self._snapshots.last_height:
+                await self._snapshot()  # a clean shutdown: the next start replays nothing
         if self._new_block is not None:
             await self._notify_block()  # long-polls return now rather than at their timeout
         self._fail_pending(LedgerError("ShuttingDown", "the ledger is shutting down"))
@@ -335,6 +372,22 @@ class LedgerNode:
                         Receipt(result.signed.hash.hex(), block.height, result.outcome.to_json())
                     )
             await self._notify_block()
+            if self._snapshots.due(block):
+                await self._snapshot()
+
+    async def _snapshot(self) -> None:
+        """Write a snapshot of the state, which equals the last committed block now. A
+        failure is only logged: the blocks stay the truth, start-up just replays more."""
+        loop = asyncio.get_running_loop()
+        try:
+            height, block_hash, body = snapshot.encode(self.state)
+            await loop.run_in_executor(
+                self._writer, self.store.write_snapshot, height, block_hash, body
+            )
+        except Exception as exc:
+            log.warning("the snapshot at block %d was not written: %s", self.state.height, exc)
+            return
+        self._snapshots.taken(height)
 
     async def _notify_block(self) -> None:
         assert self._new_block is not None

@@ -29,6 +29,7 @@ from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
+from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 
 log = logging.getLogger(__name__)
@@ -374,6 +375,7 @@ def run_server(
     port: int,
     *,
     idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
+    snapshot_every_blocks: int = DEFAULT_SNAPSHOT_EVERY_BLOCKS,
     announce: Callable[[str], None] | None = None,
 ) -> int:
     """Open (verify, replay) the ledger in ``data_dir`` and serve it until a signal.
@@ -382,7 +384,9 @@ def run_server(
     exit status (0 after a requested stop, 1 if the ledger had to stop itself). Port 0
     picks a free port; the announcement names the real one.
     """
-    node = LedgerNode(data_dir, idle_block_ms=idle_block_ms)
+    node = LedgerNode(
+        data_dir, idle_block_ms=idle_block_ms, snapshot_every_blocks=snapshot_every_blocks
+    )
     try:
         sock = _bind(host, port)
     except ListenError:
