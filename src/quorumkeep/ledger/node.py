@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from quorumkeep.ledger import snapshot
 from quorumkeep.ledger.blocks import Block, block_events
@@ -176,6 +176,35 @@ class EventLog:
         return result
 
 
+class BlockBackend(Protocol):
+    """Where blocks go and come from; every method is called on an executor thread.
+    ``append`` raises when the block is not durably stored (the node then stops)."""
+
+    def append(self, block: Block) -> None: ...
+    def write_snapshot(self, height: int, block_hash: bytes, body: bytes) -> None: ...
+    def block_body(self, height: int) -> bytes | None: ...
+    def block_bodies(self, heights: list[int]) -> list[tuple[int, bytes]]: ...
+    def transaction_height(self, tx_hash: bytes) -> int | None: ...
+    def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """The embedded default: one SQLite file (the writer and a read-only connection)."""
+
+    def __init__(self, store: BlockStore, reader: BlockReader) -> None:
+        self.store = store
+        self.reader = reader
+        self.append = store.append
+        self.write_snapshot = store.write_snapshot
+        self.block_body = reader.block_body
+        self.block_bodies = reader.block_bodies
+        self.transaction_height = reader.transaction_height
+
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
+
 @dataclass
 class _Submission:
     signed: SignedTransaction
@@ -195,17 +224,9 @@ class LedgerNode:
     ) -> None:
         self.data_dir = Path(data_dir)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.events = EventLog()
         # Opening verifies the chain and replays it; LedgerCorrupted propagates to the caller.
-        self.store = BlockStore(self.data_dir)
-        try:
-            if self.store.head_height() is None:
-                raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
-            self.events = EventLog()
-            self.state, snapshot_height = self._restore()
-            self.reader = BlockReader(self.data_dir)
-        except BaseException:
-            self.store.close()
-            raise
+        self.backend, self.state, snapshot_height = self._open()
         # The heartbeat must leave a transaction naming the head at least half the time limit.
         limit = self.state.tx_validity_ms
         self.idle_block_ms = idle_block_ms if limit is None else min(idle_block_ms, limit // 2)
@@ -226,20 +247,32 @@ class LedgerNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_fatal: Callable[[str], None] | None = None
 
-    def _restore(self) -> tuple[LedgerState, int]:
+    def _open(self) -> tuple[BlockBackend, LedgerState, int]:
+        """The storage, and the state rebuilt from it (and the snapshot height used)."""
+        store = BlockStore(self.data_dir)
+        try:
+            if store.head_height() is None:
+                raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
+            state, snapshot_height = self._restore(store)
+            return SqliteBackend(store, BlockReader(self.data_dir)), state, snapshot_height
+        except BaseException:
+            store.close()
+            raise
+
+    def _restore(self, store: BlockStore) -> tuple[LedgerState, int]:
         """The state from the newest verifying snapshot and the tail (or the whole chain),
         with the event index loaded or, for a ledger written without one, rebuilt."""
-        indexed = self.store.has_event_index()
+        indexed = store.has_event_index()
 
         def before_tail(snapshot_height: int) -> None:
             if snapshot_height >= 0:
                 if not indexed:
                     raise StorageError(f"{self.data_dir} has a snapshot but no event index")
-                self.events.load_index(self.store.event_index(), snapshot_height)
+                self.events.load_index(store.event_index(), snapshot_height)
 
-        restored = snapshot.restore(self.store, self.events.add_block, before_tail)
+        restored = snapshot.restore(store, self.events.add_block, before_tail)
         if not indexed:
-            self.store.rebuild_event_index(self.events.index_rows())
+            store.rebuild_event_index(self.events.index_rows())
         return restored.state, restored.snapshot_height
 
     @property
@@ -252,8 +285,7 @@ class LedgerNode:
         """Release the store of a node whose producer never ran (e.g. the port was taken)."""
         self._writer.shutdown(wait=False)
         self._readers.shutdown(wait=False)
-        self.reader.close()
-        self.store.close()
+        self.backend.close()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -292,8 +324,7 @@ class LedgerNode:
         self._fail_pending(LedgerError("ShuttingDown", "the ledger is shutting down"))
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
-        self.reader.close()
-        self.store.close()
+        self.backend.close()
 
     # --- submission ------------------------------------------------------------------
 
@@ -351,7 +382,7 @@ class LedgerNode:
             try:
                 # In a thread: requests keep being parsed and checked (and queue up for the
                 # next block) while this one is fsynced.
-                await loop.run_in_executor(self._writer, self.store.append, block)
+                await loop.run_in_executor(self._writer, self.backend.append, block)
             except Exception as exc:
                 self._fatal(f"block {height} could not be stored: {exc}", batch)
                 return
@@ -382,7 +413,7 @@ class LedgerNode:
         try:
             height, block_hash, body = snapshot.encode(self.state)
             await loop.run_in_executor(
-                self._writer, self.store.write_snapshot, height, block_hash, body
+                self._writer, self.backend.write_snapshot, height, block_hash, body
             )
         except Exception as exc:
             log.warning("the snapshot at block %d was not written: %s", self.state.height, exc)
@@ -430,12 +461,12 @@ class LedgerNode:
         if height < 0 or height > self.committed_height:
             return None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.reader.block_body, height)
+        return await loop.run_in_executor(self._readers, self.backend.block_body, height)
 
     async def transaction_height(self, tx_hash: bytes) -> int | None:
         await self.committed()  # a transaction seen as a duplicate may be in the block in flight
         loop = asyncio.get_running_loop()
-        height = await loop.run_in_executor(self._readers, self.reader.transaction_height, tx_hash)
+        height = await loop.run_in_executor(self._readers, self.backend.transaction_height, tx_hash)
         if height is None or height > self.committed_height:
             return None
         return height
@@ -485,7 +516,7 @@ class LedgerNode:
     ) -> list[dict[str, Any]]:
         wanted = self.events.matching_heights(since, event_filter, limit)
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._readers, self.reader.block_bodies, wanted)
+        rows = await loop.run_in_executor(self._readers, self.backend.block_bodies, wanted)
         events: list[dict[str, Any]] = []
         for _height, body in rows:
             block_page = block_events(Block.from_body(body))
