@@ -112,11 +112,27 @@ def serve(
         help="Snapshot the state every N blocks (also every 10,000 transactions and at a "
         "clean stop).",
     ),
+    store: str = typer.Option(
+        "sqlite", "--store", help="sqlite (one process, DIR/ledger.sqlite) or etcd (replicated)."
+    ),
+    etcd: str = typer.Option(
+        "", "--etcd", help="etcd client URLs, comma-separated (with --store etcd)."
+    ),
+    etcd_prefix: str = typer.Option(
+        "quorumkeep/ledger/", "--etcd-prefix", help="Key prefix of this ledger in etcd."
+    ),
 ) -> None:
     """Verify the block log, rebuild the state and serve the HTTP API until stopped."""
     from quorumkeep.ledger.server import ListenError, run_server  # FastAPI only when serving
 
     host, port = parse_listen(listen)
+    endpoints = [u.strip() for u in etcd.split(",") if u.strip()]
+    if store not in ("sqlite", "etcd"):
+        fail(f"--store must be sqlite or etcd, got {store!r}")
+    if (store == "etcd") != bool(endpoints):
+        fail("--etcd URL,... is needed with --store etcd, and only then")
+    if any(not u.startswith(("http://", "https://")) for u in endpoints):
+        fail("--etcd takes http(s):// URLs")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         status = run_server(
@@ -125,6 +141,8 @@ def serve(
             port,
             idle_block_ms=idle_block_ms,
             snapshot_every_blocks=snapshot_every_blocks,
+            etcd=endpoints or None,
+            etcd_prefix=etcd_prefix,
             announce=lambda line: typer.echo(line, err=True),
         )
     except LedgerCorrupted as exc:

@@ -395,6 +395,11 @@ class LedgerState:
         state._advance(block)
         return state
 
+    def apply_block(self, block: Block) -> None:
+        """Verify and apply the next block made elsewhere (a replica following the
+        proposer): the same checks as a replay at start-up. Raises LedgerCorrupted."""
+        self._replay_block(block)
+
     def _replay_block(self, block: Block) -> None:
         height = block.height
         if block.prev_hash != self.head_hash:

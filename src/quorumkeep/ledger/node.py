@@ -287,12 +287,19 @@ class LedgerNode:
         self._readers.shutdown(wait=False)
         self.backend.close()
 
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._stable = asyncio.Event()
         self._stable.set()
         self._new_block = asyncio.Condition()
+        self._start_producing()
+
+    def _start_producing(self) -> None:
         self._task = asyncio.create_task(self._produce(), name="ledger-block-producer")
 
     def begin_shutdown(self) -> None:
@@ -356,16 +363,15 @@ class LedgerNode:
 
     async def _produce(self) -> None:
         assert self._wakeup is not None and self._stable is not None
-        loop = asyncio.get_running_loop()
         last_block = time.monotonic()
-        while not self._stopping:
+        while self._producing():
             if not self._pending:
                 remaining = self._idle_wait_s(last_block)
                 if remaining > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    if self._stopping:
+                    if not self._producing():
                         break
                     if not self._pending and self._idle_wait_s(last_block) > 0:
                         continue
@@ -379,19 +385,10 @@ class LedgerNode:
                 log.exception("building block %d failed", height)
                 self._fatal(f"block {height} could not be built: {type(exc).__name__}", batch)
                 return
-            try:
-                # In a thread: requests keep being parsed and checked (and queue up for the
-                # next block) while this one is fsynced.
-                await loop.run_in_executor(self._writer, self.backend.append, block)
-            except Exception as exc:
-                self._fatal(f"block {height} could not be stored: {exc}", batch)
+            if not await self._store_block(block, batch):
                 return
             last_block = time.monotonic()
-            self.committed_height = block.height
-            self.committed_hash = block.hash
-            self.committed_timestamp_ms = block.timestamp_ms
-            self.events.add_block(block)
-            self._stable.set()
+            self._committed(block)
             for submission, result in zip(batch, applied, strict=True):
                 if submission.future.done():
                     continue
@@ -405,6 +402,32 @@ class LedgerNode:
             await self._notify_block()
             if self._snapshots.due(block):
                 await self._snapshot()
+
+    def _producing(self) -> bool:
+        """Whether the producer goes on (a replicated ledger stops when it is deposed)."""
+        return not self._stopping
+
+    async def _store_block(self, block: Block, batch: list[_Submission]) -> bool:
+        """Make ``block`` durable; on failure stop the ledger (its memory is ahead of its
+        disk) and return False."""
+        loop = asyncio.get_running_loop()
+        try:
+            # In a thread: requests keep being parsed and checked (and queue up for the
+            # next block) while this one is fsynced.
+            await loop.run_in_executor(self._writer, self.backend.append, block)
+        except Exception as exc:
+            self._fatal(f"block {block.height} could not be stored: {exc}", batch)
+            return False
+        return True
+
+    def _committed(self, block: Block) -> None:
+        """``block`` is durable and the state is its state: readers may see it."""
+        assert self._stable is not None
+        self.committed_height = block.height
+        self.committed_hash = block.hash
+        self.committed_timestamp_ms = block.timestamp_ms
+        self.events.add_block(block)
+        self._stable.set()
 
     async def _snapshot(self) -> None:
         """Write a snapshot of the state, which equals the last committed block now. A

@@ -369,6 +369,10 @@ class _Server(uvicorn.Server):
         self.node.begin_shutdown()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def run_server(
     data_dir: Path,
     host: str,
@@ -376,6 +380,8 @@ def run_server(
     *,
     idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
     snapshot_every_blocks: int = DEFAULT_SNAPSHOT_EVERY_BLOCKS,
+    etcd: list[str] | None = None,
+    etcd_prefix: str | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> int:
     """Open (verify, replay) the ledger in ``data_dir`` and serve it until a signal.
@@ -384,14 +390,26 @@ def run_server(
     exit status (0 after a requested stop, 1 if the ledger had to stop itself). Port 0
     picks a free port; the announcement names the real one.
     """
-    node = LedgerNode(
-        data_dir, idle_block_ms=idle_block_ms, snapshot_every_blocks=snapshot_every_blocks
-    )
+    node: LedgerNode
+    if etcd:
+        from quorumkeep.ledger.replicated import DEFAULT_PREFIX, EtcdLedgerNode
+
+        replica = EtcdLedgerNode(
+            data_dir, etcd, prefix=etcd_prefix or DEFAULT_PREFIX, idle_block_ms=idle_block_ms
+        )
+        node = replica
+    else:
+        node = LedgerNode(
+            data_dir, idle_block_ms=idle_block_ms, snapshot_every_blocks=snapshot_every_blocks
+        )
     try:
         sock = _bind(host, port)
     except ListenError:
         node.close_unstarted()
         raise
+    if etcd:
+        bound_host, bound_port = sock.getsockname()[:2]
+        replica.advertise_url = f"http://{_url_host(bound_host)}:{bound_port}"
     app = create_app(node)
     config = uvicorn.Config(
         app,
@@ -409,7 +427,7 @@ def run_server(
     node.on_fatal = fatal
     if announce is not None:
         bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        shown = _url_host(bound_host)
         announce(
             f"ledger {node.state.chain_id.hex()[:16]}… at height {node.state.height}, "
             f"listening on http://{shown}:{bound_port}"
@@ -422,7 +440,7 @@ def run_server(
         server.run(sockets=[sock])
     finally:
         sock.close()
-        if node._task is None:  # the app never started: release the store ourselves
+        if not node.started:  # the app never started: release the store ourselves
             node.close_unstarted()
     if node.failed is not None:
         return 1
