@@ -25,6 +25,7 @@ import nacl.signing
 
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.event_filter import filter_query, kind_tuple
+from quorumkeep.ledger.failover import AsyncFailoverTransport, FailoverTransport, split_urls
 from quorumkeep.ledger.transaction import (
     Action,
     AddKey,
@@ -54,7 +55,7 @@ __all__ = [
 # come every few milliseconds and a transaction must name one of the last
 # ``tx_validity_blocks`` (1000 by default).
 HEIGHT_MAX_AGE_S = 1.0
-RESEND_ATTEMPTS = 3
+RESEND_ATTEMPTS = 8
 _RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
 # A refused transaction was not included, so re-signing it with fresh values is safe. With
 # concurrent submitters on one key, requests can reach the server out of nonce order; every
@@ -232,13 +233,14 @@ class AsyncLedgerClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        urls = split_urls(self.base_url)
+        limits = httpx.Limits(
+            max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
+        )
+        if transport is None and len(urls) > 1:
+            transport = AsyncFailoverTransport(urls, limits)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
-            ),
+            base_url=urls[0], timeout=timeout, transport=transport, limits=limits
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
         # every other (quadratic in its size) and every queued request against every
@@ -412,7 +414,11 @@ class AsyncLedgerClient:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
                 await asyncio.sleep(delay)
-                delay *= 4
+                delay *= 2
+                continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                await asyncio.sleep(delay)  # restarting, or its proposer changing: resend
+                delay *= 2
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
@@ -439,7 +445,10 @@ class LedgerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        urls = split_urls(self.base_url)
+        if transport is None and len(urls) > 1:
+            transport = FailoverTransport(urls)
+        self._http = httpx.Client(base_url=urls[0], timeout=timeout, transport=transport)
         self._book = _Book()
         self._lock = threading.Lock()
 
@@ -554,7 +563,11 @@ class LedgerClient:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
                 time.sleep(delay)
-                delay *= 4
+                delay *= 2
+                continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                time.sleep(delay)  # restarting, or its proposer changing: resend
+                delay *= 2
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
