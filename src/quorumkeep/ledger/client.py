@@ -111,6 +111,17 @@ class TxOutcome:
             error_message=error.get("message"),
         )
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TxOutcome:
+        """From ``GET /v1/transactions/{hash}`` (the included transaction and its outcome)."""
+        return cls.from_json(
+            {
+                "tx_hash": record["tx_hash"],
+                "block_height": record["block_height"],
+                **record["outcome"],
+            }
+        )
+
     def raise_for_failure(self) -> TxOutcome:
         if not self.ok:
             raise ContractCallFailed(
@@ -426,7 +437,7 @@ class AsyncLedgerClient:
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(await self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(await self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")
 
@@ -575,6 +586,6 @@ class LedgerClient:
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")
