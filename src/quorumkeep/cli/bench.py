@@ -54,14 +54,17 @@ def ledger(
     transactions: int = typer.Option(500, "--transactions", min=1, help="Per phase."),
     clients: int = typer.Option(16, "--clients", min=1, help="Concurrent clients."),
     views: int = typer.Option(2000, "--views", min=1, help="View calls per phase."),
+    store: str = typer.Option(
+        "sqlite", "--store", help="sqlite, or etcd (a 3-member cluster on this machine)."
+    ),
 ) -> None:
     """Submitted transactions/s (sequential and concurrent), submit→outcome p50/p99, views/s,
-    against a fresh `ledger serve` process (SQLite, fsync per block)."""
+    against a fresh `ledger serve` process (SQLite, fsync per block; or on etcd)."""
     from quorumkeep.bench import ledger as ledger_bench
 
     try:
         result = ledger_bench.run(
-            transactions=transactions, clients=clients, views=max(views, clients)
+            transactions=transactions, clients=clients, views=max(views, clients), store=store
         )
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -9,6 +9,8 @@ data).
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +88,43 @@ def healthy(client_url: str, timeout: float = 1.0) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and response.json().get("health") == "true"
+
+
+class LocalEtcd:
+    """A cluster of ``size`` members as child processes (benchmarks; the devnet records
+    its members as devnet processes instead)."""
+
+    def __init__(self, directory: Path, ports: list[tuple[int, int]], token: str) -> None:
+        self.directory = directory
+        self.token = token
+        self.members = [
+            EtcdMember(f"m{i}", directory / f"m{i}", client, peer)
+            for i, (client, peer) in enumerate(ports)
+        ]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.client_url for m in self.members]
+
+    def start(self, timeout: float = 60.0) -> LocalEtcd:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for member in self.members:
+            with open(self.directory / f"{member.name}.log", "ab") as log:
+                self.procs[member.name] = subprocess.Popen(
+                    member_argv(member, self.members, self.token), stdout=log, stderr=log
+                )
+        deadline = time.monotonic() + timeout
+        while not any(healthy(u) for u in self.urls):
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"etcd did not get a leader within {timeout:g} s")
+            time.sleep(0.1)
+        return self
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.procs.clear()
