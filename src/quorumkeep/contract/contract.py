@@ -10,7 +10,7 @@ from quorumkeep.contract import initialize, key_events, keygen, migration, resha
 from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
 from quorumkeep.contract.errors import ContractError, InvalidArguments, UnknownMethod
 from quorumkeep.contract.events import Event
-from quorumkeep.contract.state import ContractState
+from quorumkeep.contract.state import ContractState, SignRequest
 from quorumkeep.contract.views import VIEWS
 
 Handler = Callable[[ContractState, CallContext, dict[str, Any]], CallResult]
@@ -80,6 +80,14 @@ class Contract:
     def to_json(self) -> dict[str, Any]:
         """Canonical JSON: equal states give equal output under ``sort_keys``."""
         return self._state.to_json()
+
+    def to_json_without_requests(self) -> dict[str, Any]:
+        """``to_json()`` without ``sign_requests`` (see ``pending_requests``)."""
+        return self._state.to_json(requests=False)
+
+    def pending_requests(self) -> Mapping[int, SignRequest]:
+        """The pending sign requests by id (read-only view; requests are immutable)."""
+        return MappingProxyType(self._state.requests)
 
     @property
     def protocol_state(self) -> str:

@@ -769,19 +769,24 @@ class ContractState:
             return p.previous
         return None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, requests: bool = True) -> dict[str, Any]:
+        """The state; ``requests=False`` leaves out ``sign_requests`` (for a hash that
+        commits to them separately)."""
+        body = {
             "format": STATE_FORMAT,
             "protocol_state": self.protocol.to_json(),
             "config": self.config.to_json(),
             "next_participant_id": self.next_participant_id,
             "next_domain_id": self.next_domain_id,
             "next_request_id": self.next_request_id,
-            "sign_requests": [r.to_json() for r in self.requests.values()],
+            "sign_requests": [r.to_json() for r in self.requests.values()] if requests else [],
             "backup_services": {a: b.to_json() for a, b in sorted(self.backup_services.items())},
             "migrations": {a: m.to_json() for a, m in sorted(self.migrations.items())},
             "candidates": {a: candidate_json(c) for a, c in sorted(self.candidates.items())},
         }
+        if not requests:
+            del body["sign_requests"]
+        return body
 
     @classmethod
     def from_json(cls, value: Any) -> ContractState:

@@ -21,10 +21,10 @@ from quorumkeep.ledger.blocks import (
     Block,
     IncludedTransaction,
     Outcome,
-    state_hash,
 )
 from quorumkeep.ledger.canonical import canonical_json
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
+from quorumkeep.ledger.state_hash import RequestTree, state_hash
 from quorumkeep.ledger.transaction import FunctionCall, SignedTransaction, decode_public_key
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class LedgerState:
         self._recent: dict[bytes, int] = {}
         # height -> block timestamp, for every block a new transaction may still name.
         self._timestamps: dict[int, int] = {}
+        self._requests_tree = RequestTree()
 
     @classmethod
     def _from_genesis(cls, genesis: dict[str, Any], *, chain_id: bytes) -> LedgerState:
@@ -141,7 +142,14 @@ class LedgerState:
         return {"accounts": self.accounts.to_json(), "contract": self.contract.to_json()}
 
     def state_hash(self) -> bytes:
-        return state_hash(self.state_json())
+        """docs/ledger.md §3.1: the pending requests enter through their Merkle root,
+        updated for the requests that came or went only."""
+        self._requests_tree.sync(self.contract.pending_requests())
+        return state_hash(
+            self.accounts.to_json(),
+            self.contract.to_json_without_requests(),
+            self._requests_tree.root,
+        )
 
     def _state_hash_after(self, events: Sequence[object], transactions: Sequence[object]) -> bytes:
         """The state hash of a block with these ``on_block`` events and transactions.
@@ -328,11 +336,14 @@ class LedgerState:
             raise ValueError("snapshot state has unexpected members")
         accounts = Accounts.from_json(state["accounts"])
         contract = Contract.from_json(state["contract"])
-        computed = state_hash({"accounts": accounts.to_json(), "contract": contract.to_json()})
+        tree = RequestTree()
+        tree.sync(contract.pending_requests())
+        computed = state_hash(accounts.to_json(), contract.to_json_without_requests(), tree.root)
         if computed != block.state_hash:
             raise ValueError("snapshot state does not hash to its block's state_hash")
         self.accounts = accounts
         self.contract = contract
+        self._requests_tree = tree
         self.height = block.height
         self.head_hash = block.hash
         self.timestamp_ms = block.timestamp_ms
