@@ -97,7 +97,7 @@ class EtcdBackend:
                 raise LostProposal(f"block {block.height} was not appended")
 
     def write_snapshot(self, height: int, block_hash: bytes, body: bytes) -> None:
-        """Snapshots are not kept in etcd (start-up replays the chain from etcd)."""
+        """Not called (``EtcdLedgerNode`` takes no snapshots)."""
 
     def block_body(self, height: int) -> bytes | None:
         kvs, _, _ = self._reader.range(block_key(self.prefix, height))
@@ -259,6 +259,9 @@ class EtcdLedgerNode(LedgerNode):
 
     def _producing(self) -> bool:
         return not self._stopping and self.is_proposer
+
+    async def _snapshot(self) -> None:
+        """Snapshots are not kept in etcd (start-up replays the chain from etcd)."""
 
     # --- proposer election ------------------------------------------------------------
 
