@@ -155,8 +155,8 @@ class LedgerState:
         """The state hash of a block with these ``on_block`` events and transactions.
 
         The state changes only through ``on_block`` events or included transactions, so a
-        block with neither keeps its parent's hash: idle blocks (one every few hundred ms)
-        and their replay at start-up skip hashing the whole state.
+        block with neither keeps its parent's hash: heartbeat blocks and their replay at
+        start-up skip hashing the state.
         """
         if not events and not transactions and self._head_state_hash is not None:
             return self._head_state_hash
