@@ -152,3 +152,44 @@ def test_acknowledged_transactions_survive_killing_the_proposer_and_an_etcd_memb
         for server in servers:
             server.kill()
         cluster.close()
+
+
+def test_a_restart_starts_from_the_snapshot_in_etcd(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path / "data", ACCOUNTS)
+    cluster = EtcdCluster(tmp_path, 1)
+    servers: list[LedgerServer] = []
+    try:
+        cluster.start()
+        first = LedgerServer(ledger.path, cluster.urls, "first").start()
+        servers.append(first)
+        with LedgerClient(first.url) as client:
+            client.call(ledger.signers["alice"], "init", init_args(list(ACCOUNTS)))
+            calls = [
+                client.call(ledger.signers[a], "register_backup_service", backup_service_args())
+                for a in ("bob", "carol", "dave")
+            ]
+            head = client.status()["height"]
+        first.stop()  # a clean stop: the proposer puts a snapshot of the head
+        etcd = EtcdSync(cluster.urls)
+        try:
+            kvs, _, _ = etcd.range(b"quorumkeep/ledger/snapshot")
+        finally:
+            etcd.close()
+        assert kvs and json.loads(kvs[0].value)["height"] == head
+        second = LedgerServer(ledger.path, cluster.urls, "second").start()
+        servers.append(second)
+        assert f"started from the snapshot at block {head}" in second.log_path.read_text()
+        with LedgerClient(second.url) as client:
+            events, _ = client.events(-1, timeout=0)  # older events: from the etcd index
+            assert [e.kind for e in events][-3:] == ["backup_service_registered"] * 3
+            assert len(events) == 2 + 3
+            # A transaction from before the snapshot, still in the replay window, is found.
+            record = client.transaction(calls[0].tx_hash)
+            assert record["block_height"] == calls[0].block_height
+            assert client.call(
+                ledger.signers["bob"], "register_backup_service", backup_service_args()
+            ).ok
+    finally:
+        for server in servers:
+            server.kill()
+        cluster.close()

@@ -303,6 +303,10 @@ class LedgerState:
             self._recent = {h: bh for h, bh in self._recent.items() if bh >= oldest}
             self._timestamps = {h: t for h, t in self._timestamps.items() if h >= oldest}
 
+    def named_height(self, tx_hash: bytes) -> int | None:
+        """The ``block_height`` of an included transaction still in the replay window."""
+        return self._recent.get(tx_hash)
+
     # --- snapshots -------------------------------------------------------------------
 
     def snapshot_json(self) -> dict[str, Any]:

@@ -82,8 +82,12 @@ def _check(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _range_body(key: bytes, range_end: bytes | None, limit: int, revision: int) -> dict[str, Any]:
+def _range_body(
+    key: bytes, range_end: bytes | None, limit: int, revision: int, keys_only: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {"key": _b64(key)}
+    if keys_only:
+        body["keys_only"] = True
     if range_end is not None:
         body["range_end"] = _b64(range_end)
     if limit:
@@ -94,10 +98,16 @@ def _range_body(key: bytes, range_end: bytes | None, limit: int, revision: int) 
 
 
 def create_txn(
-    key: bytes, value: bytes, *, lease: int = 0, holder: tuple[bytes, bytes] | None = None
+    key: bytes,
+    value: bytes,
+    *,
+    lease: int = 0,
+    holder: tuple[bytes, bytes] | None = None,
+    also: Sequence[tuple[bytes, bytes]] = (),
 ) -> dict[str, Any]:
     """Put ``key`` only if it does not exist (and, with ``holder`` = (key, value), only
-    while that key holds that value): etcd's compare-and-create."""
+    while that key holds that value): etcd's compare-and-create; ``also`` are more puts
+    made in the same transaction."""
     compare: list[dict[str, Any]] = [
         {"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
     ]
@@ -108,7 +118,9 @@ def create_txn(
     put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
     if lease:
         put["lease"] = str(lease)
-    return {"compare": compare, "success": [{"request_put": put}]}
+    success = [{"request_put": put}]
+    success += [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in also]
+    return {"compare": compare, "success": success}
 
 
 class EtcdSync:
@@ -137,16 +149,19 @@ class EtcdSync:
         raise EtcdUnavailable(f"no etcd endpoint answered ({last})")
 
     def range(
-        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0
+        self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, keys_only: bool = False
     ) -> tuple[list[KeyValue], int, bool]:
         """(key-values in key order, the store revision, whether more remain)."""
-        body = self.post("/v3/kv/range", _range_body(key, range_end, limit, 0))
+        body = self.post("/v3/kv/range", _range_body(key, range_end, limit, 0, keys_only))
         kvs = [KeyValue.from_json(kv) for kv in body.get("kvs", [])]
         return kvs, int(body["header"]["revision"]), bool(body.get("more", False))
 
     def create(self, key: bytes, value: bytes) -> bool:
         body = self.post("/v3/kv/txn", create_txn(key, value))
         return bool(body.get("succeeded", False))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.post("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
 
 
 class EtcdAsync:

@@ -6,6 +6,9 @@ Key layout under a prefix P (default ``quorumkeep/ledger/``; docs/ledger.md, "et
                                            SQLite's ``blocks.body``; its hash is computed
     P proposer                             {"id": hex16, "url": str}, bound to the
                                            proposer's lease
+    P events/<kind>/<height, 20 digits>    empty: block <height> has an event of <kind>
+                                           (written with the block; the per-kind index)
+    P snapshot                             the newest snapshot (snapshot.py's format)
 
 Proposer rule: a server campaigns by creating ``P proposer`` with its lease (compare
 ``create_revision == 0``); the one that did is the proposer until its lease expires
@@ -36,7 +39,8 @@ from typing import Any
 
 import httpx
 
-from quorumkeep.ledger.blocks import Block
+from quorumkeep.ledger.blocks import Block, block_event_kinds
+from quorumkeep.ledger.canonical import parse_json
 from quorumkeep.ledger.chain import LedgerState
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
 from quorumkeep.ledger.etcd import EtcdAsync, EtcdError, EtcdSync, prefix_end
@@ -48,6 +52,7 @@ from quorumkeep.ledger.node import (
     Receipt,
     _Submission,
 )
+from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.storage import BlockReader, StorageError
 from quorumkeep.ledger.transaction import SignedTransaction
 
@@ -69,8 +74,14 @@ class LostProposal(Exception):
     server is no longer the proposer."""
 
 
+def event_key(prefix: bytes, kind: str, height: int) -> bytes:
+    return prefix + b"events/" + kind.encode() + b"/" + b"%020d" % height
+
+
 class EtcdBackend:
-    """Blocks in etcd (``BlockBackend``); the transaction index is kept in memory."""
+    """Blocks in etcd (``BlockBackend``). The transaction index is kept in memory for the
+    blocks this server applied; an older transaction still in the replay window is found
+    by reading the blocks after the one it names (``named_height``)."""
 
     def __init__(self, endpoints: Sequence[str], prefix: bytes) -> None:
         self.prefix = prefix
@@ -78,6 +89,8 @@ class EtcdBackend:
         self._reader = EtcdSync(endpoints)
         self.holder: tuple[bytes, bytes] | None = None  # (proposer key, our value)
         self.tx_heights: dict[bytes, int] = {}
+        self.named_height: Callable[[bytes], int | None] = lambda _: None
+        self.window = 0  # tx_validity_blocks
 
     def append(self, block: Block) -> None:
         from quorumkeep.ledger.etcd import create_txn
@@ -86,7 +99,12 @@ class EtcdBackend:
         if self.holder is None:
             raise LostProposal("not the proposer")
         try:
-            body = self._writer.post("/v3/kv/txn", create_txn(key, block.body, holder=self.holder))
+            also = [
+                (event_key(self.prefix, k, block.height), b"") for k in block_event_kinds(block)
+            ]
+            body = self._writer.post(
+                "/v3/kv/txn", create_txn(key, block.body, holder=self.holder, also=also)
+            )
             done = bool(body.get("succeeded", False))
         except EtcdError:
             done = False
@@ -97,7 +115,9 @@ class EtcdBackend:
                 raise LostProposal(f"block {block.height} was not appended")
 
     def write_snapshot(self, height: int, block_hash: bytes, body: bytes) -> None:
-        """Not called (``EtcdLedgerNode`` takes no snapshots)."""
+        """Put the snapshot (only the proposer takes them; a reader verifies it against
+        the block at its height before using it)."""
+        self._writer.put(self.prefix + b"snapshot", body)
 
     def block_body(self, height: int) -> bytes | None:
         kvs, _, _ = self._reader.range(block_key(self.prefix, height))
@@ -112,7 +132,18 @@ class EtcdBackend:
         return found
 
     def transaction_height(self, tx_hash: bytes) -> int | None:
-        return self.tx_heights.get(tx_hash)
+        found = self.tx_heights.get(tx_hash)
+        named = self.named_height(tx_hash) if found is None else None
+        if named is None:
+            return found
+        for height in range(named + 1, named + self.window + 1):
+            body = self.block_body(height)
+            if body is None:
+                break
+            if any(tx.signed.hash == tx_hash for tx in Block.from_body(body).transactions):
+                self.tx_heights[tx_hash] = height
+                return height
+        return None
 
     def close(self) -> None:
         self._writer.close()
@@ -130,11 +161,15 @@ def _local_genesis(data_dir: Path) -> bytes | None:
 
 
 def load_chain(
-    etcd: EtcdSync, prefix: bytes, on_block: Callable[[Block], None]
+    etcd: EtcdSync,
+    prefix: bytes,
+    on_block: Callable[[Block], None],
+    start_state: LedgerState | None = None,
 ) -> tuple[LedgerState, int]:
-    """Verify and replay every block in etcd; (state, etcd revision read at)."""
-    state: LedgerState | None = None
-    start = block_key(prefix, 0)
+    """Verify and replay the blocks in etcd (after ``start_state``'s, or all of them);
+    (state, etcd revision read at)."""
+    state: LedgerState | None = start_state
+    start = block_key(prefix, 0 if state is None else state.height + 1)
     end = prefix_end(prefix + b"blocks/")
     revision = 0
     while True:
@@ -154,6 +189,48 @@ def load_chain(
     return state, revision
 
 
+def _block(etcd: EtcdSync, prefix: bytes, height: int) -> Block | None:
+    kvs, _, _ = etcd.range(block_key(prefix, height))
+    return Block.from_body(kvs[0].value) if kvs else None
+
+
+def load_snapshot(etcd: EtcdSync, prefix: bytes) -> LedgerState | None:
+    """The state of ``P snapshot`` if it verifies against its block in etcd (else None,
+    logged)."""
+    kvs, _, _ = etcd.range(prefix + b"snapshot")
+    if not kvs:
+        return None
+    try:
+        snapshot = parse_json(kvs[0].value)
+        genesis = _block(etcd, prefix, 0)
+        block = _block(etcd, prefix, int(snapshot["height"]))
+        if genesis is None or block is None:
+            raise ValueError("its block is not in etcd")
+        state = LedgerState.replay([(0, genesis.hash, genesis.body)])
+        state.restore_snapshot(snapshot, block)
+    except (ValueError, KeyError, TypeError, LedgerError, LedgerCorrupted) as exc:
+        log.warning("the snapshot in etcd does not verify (%s); replaying the chain", exc)
+        return None
+    return state
+
+
+def event_index(etcd: EtcdSync, prefix: bytes) -> list[tuple[str, int]]:
+    """(kind, height) of every ``P events/`` key, by height."""
+    start = prefix + b"events/"
+    end = prefix_end(start)
+    rows: list[tuple[str, int]] = []
+    while True:
+        kvs, _, more = etcd.range(start, end, limit=5000, keys_only=True)
+        for kv in kvs:
+            kind, _, height = kv.key[len(prefix) + len(b"events/") :].rpartition(b"/")
+            rows.append((kind.decode(), int(height)))
+        if not more or not kvs:
+            break
+        start = kvs[-1].key + b"\x00"
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return rows
+
+
 class EtcdLedgerNode(LedgerNode):
     """A ledger server of a replicated ledger (see the module docstring)."""
 
@@ -165,6 +242,7 @@ class EtcdLedgerNode(LedgerNode):
         prefix: str = DEFAULT_PREFIX,
         idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
         clock_ms: Callable[[], int] | None = None,
+        snapshot_every_blocks: int = DEFAULT_SNAPSHOT_EVERY_BLOCKS,
     ) -> None:
         self.endpoints = list(endpoints)
         self.prefix = prefix.encode()
@@ -173,7 +251,12 @@ class EtcdLedgerNode(LedgerNode):
         self.is_proposer = False
         self._proposer_url: str | None = None
         self._revision = 0
-        super().__init__(data_dir, idle_block_ms=idle_block_ms, clock_ms=clock_ms)
+        super().__init__(
+            data_dir,
+            idle_block_ms=idle_block_ms,
+            clock_ms=clock_ms,
+            snapshot_every_blocks=snapshot_every_blocks,
+        )
         self._etcd: EtcdAsync | None = None
         self._lease = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -188,7 +271,18 @@ class EtcdLedgerNode(LedgerNode):
             etcd = EtcdSync(self.endpoints)
             try:
                 self._publish_genesis(etcd)
-                state, self._revision = load_chain(etcd, self.prefix, self._indexed(backend))
+                start = load_snapshot(etcd, self.prefix)
+                snapshot_height = -1
+                if start is not None:
+                    snapshot_height = start.height
+                    self.events.load_index(event_index(etcd, self.prefix), start.height)
+                state, self._revision = load_chain(etcd, self.prefix, self._indexed(backend), start)
+                if start is not None:
+                    log.warning(
+                        "started from the snapshot at block %d; replayed %d blocks after it",
+                        snapshot_height,
+                        state.height - snapshot_height,
+                    )
             finally:
                 etcd.close()
         except EtcdError as exc:
@@ -197,7 +291,9 @@ class EtcdLedgerNode(LedgerNode):
         except BaseException:
             backend.close()
             raise
-        return backend, state, state.height
+        backend.named_height = lambda tx_hash: self.state.named_height(tx_hash)
+        backend.window = state.tx_validity_blocks
+        return backend, state, snapshot_height
 
     def _indexed(self, backend: EtcdBackend) -> Callable[[Block], None]:
         def on_block(block: Block) -> None:
@@ -261,7 +357,9 @@ class EtcdLedgerNode(LedgerNode):
         return not self._stopping and self.is_proposer
 
     async def _snapshot(self) -> None:
-        """Snapshots are not kept in etcd (start-up replays the chain from etcd)."""
+        """Only the proposer writes the snapshot (a follower's could be older)."""
+        if self.is_proposer:
+            await super()._snapshot()
 
     # --- proposer election ------------------------------------------------------------
 

@@ -395,7 +395,11 @@ def run_server(
         from quorumkeep.ledger.replicated import DEFAULT_PREFIX, EtcdLedgerNode
 
         replica = EtcdLedgerNode(
-            data_dir, etcd, prefix=etcd_prefix or DEFAULT_PREFIX, idle_block_ms=idle_block_ms
+            data_dir,
+            etcd,
+            prefix=etcd_prefix or DEFAULT_PREFIX,
+            idle_block_ms=idle_block_ms,
+            snapshot_every_blocks=snapshot_every_blocks,
         )
         node = replica
     else:
