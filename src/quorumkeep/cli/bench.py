@@ -55,14 +55,17 @@ def ledger(
     transactions: int = typer.Option(500, "--transactions", min=1, help="Per phase."),
     clients: int = typer.Option(16, "--clients", min=1, help="Concurrent clients."),
     views: int = typer.Option(2000, "--views", min=1, help="View calls per phase."),
+    store: str = typer.Option(
+        "sqlite", "--store", help="sqlite, or etcd (a 3-member cluster on this machine)."
+    ),
 ) -> None:
     """Submitted transactions/s (sequential and concurrent), submit→outcome p50/p99, views/s,
-    against a fresh `ledger serve` process (SQLite, fsync per block)."""
+    against a fresh `ledger serve` process (SQLite, fsync per block; or on etcd)."""
     from quorumkeep.bench import ledger as ledger_bench
 
     try:
         result = ledger_bench.run(
-            transactions=transactions, clients=clients, views=max(views, clients)
+            transactions=transactions, clients=clients, views=max(views, clients), store=store
         )
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -77,6 +80,47 @@ def ledger(
         f"p99 {conc['p99_ms']} ms\n"
         f"views: {view['sequential_per_s']}/s sequential, {view['concurrent_per_s']}/s concurrent"
     )
+
+
+@app.command("ledger-history")
+def ledger_history(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    idle_seconds: float = typer.Option(
+        120.0, "--idle-seconds", min=0, help="Idle run to extrapolate a day's growth (0: skip)."
+    ),
+    transactions: int = typer.Option(
+        1_000_000, "--transactions", min=0, help="History to restart after (0: skip)."
+    ),
+    per_block: int = typer.Option(
+        100, "--per-block", min=1, max=2000, help="Transactions a block."
+    ),
+) -> None:
+    """Idle growth per day (extrapolated) and `ledger serve` start time after a history of
+    real contract calls built through the storage layer, against a fresh ledger's."""
+    from quorumkeep.bench import ledger_history
+
+    try:
+        result = ledger_history.run(
+            idle_seconds=idle_seconds, transactions=transactions, per_block=per_block
+        )
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    if "idle" in result:
+        idle = result["idle"]
+        typer.echo(
+            f"idle: {idle['blocks_per_day']} blocks/day, {idle['mb_per_day']} MB/day "
+            f"({idle['seconds']} s measured)"
+        )
+    if "restart" in result:
+        restart = result["restart"]
+        typer.echo(
+            f"restart after {restart['transactions']} transactions ({restart['blocks']} blocks): "
+            f"{min(restart['restart_s'])} s; fresh ledger {restart['fresh_start_s']} s"
+        )
 
 
 @app.command("network")

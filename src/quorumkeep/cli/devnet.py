@@ -56,6 +56,12 @@ def up(
     no_backup: bool = typer.Option(
         False, "--no-backup", help="Do not start a backup service per operator."
     ),
+    ledger: str = typer.Option(
+        "sqlite",
+        "--ledger",
+        help="sqlite (one ledger process) or etcd (a 3-member etcd cluster and two ledger "
+        "servers; clients fail over between them).",
+    ),
 ) -> None:
     """Start a ledger and N nodes (and a backup service per operator, registered in the
     contract), initialize the contract, generate domain 0's key.
@@ -77,6 +83,7 @@ def up(
                 spare_operators=spare_operators,
                 timeout=timeout,
                 backup=not no_backup,
+                ledger=ledger,
                 progress=lambda what: spinner.update(what),
             )
             state = devnet.contract_state()

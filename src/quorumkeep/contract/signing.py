@@ -90,6 +90,7 @@ def sign(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
         public_key=derive_public_key(domain.public_key, ctx.predecessor, path),
         block_height=ctx.block_height,
         deadline_height=ctx.block_height + state.config.sign_timeout_blocks,
+        deadline_ms=ctx.timestamp_ms + state.config.sign_timeout_ms,
     )
     state.requests[request.request_id] = request
     state.next_request_id += 1
@@ -97,6 +98,7 @@ def sign(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
         "request_id": request.request_id,
         "public_key": request.public_key.hex(),
         "deadline_height": request.deadline_height,
+        "deadline_ms": request.deadline_ms,
     }
     return CallResult(value, [Event(SIGN_REQUESTED, request.to_json())])
 
@@ -124,18 +126,34 @@ def respond(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> Cal
     return CallResult({"request_id": request_id}, [Event(SIGN_RESPONDED, data)])
 
 
-def expire_requests(state: ContractState, height: int) -> list[Event]:
-    """Fail every request whose deadline is at or below ``height``.
+def _expired(request: SignRequest, height: int, timestamp_ms: int) -> str | None:
+    if request.deadline_height <= height:
+        return f"not answered within {request.deadline_height - request.block_height} blocks"
+    if request.deadline_ms is not None and request.deadline_ms <= timestamp_ms:
+        return "not answered in time"
+    return None
 
-    Deadlines grow with request ids (heights only grow and the timeout is fixed at init),
-    so the scan stops at the first request still in time.
+
+def expire_requests(state: ContractState, height: int, timestamp_ms: int) -> list[Event]:
+    """Fail every request whose deadline height is at or below ``height`` or whose deadline
+    time is at or below ``timestamp_ms`` (the block's time), whichever comes first.
+
+    Both deadlines grow with request ids (block heights and block times never decrease and
+    the timeouts are fixed at init), so the scan stops at the first request still in time.
     """
     events: list[Event] = []
     while state.requests:
         request_id, request = next(iter(state.requests.items()))
-        if request.deadline_height > height:
+        reason = _expired(request, height, timestamp_ms)
+        if reason is None:
             break
         del state.requests[request_id]
-        reason = f"not answered within {state.config.sign_timeout_blocks} blocks"
         events.append(Event(SIGN_FAILED, {**request.to_json(), "reason": reason}))
     return events
+
+
+def next_deadline_ms(state: ContractState) -> int | None:
+    """The block time at which the oldest pending request fails, if any is pending."""
+    for request in state.requests.values():
+        return request.deadline_ms
+    return None

@@ -37,7 +37,7 @@ from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, r
 KEYSET_HASH_PREFIX = b"quorumkeep keyset v1\x00"
 """Domain separation of :attr:`Keyset.hash`."""
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 """Version of the state's JSON layout (``format`` field); 2 added the verifying shares."""
 
 SCHEME_ED25519 = "Ed25519"
@@ -53,6 +53,8 @@ PAYLOAD_MIN = 32
 PAYLOAD_MAX = 1232
 PATH_MAX = 256
 DEFAULT_SIGN_TIMEOUT_BLOCKS = 600
+DEFAULT_SIGN_TIMEOUT_MS = 120_000
+MAX_SIGN_TIMEOUT_MS = 86_400_000
 DEFAULT_MAX_PENDING_REQUESTS = 10_000
 
 
@@ -523,6 +525,11 @@ class SignRequest(_Record):
     public_key: bytes = field(metadata=ED25519_KEY)
     block_height: int = field(metadata=INT)
     deadline_height: int = field(metadata=INT)
+    deadline_ms: int | None = field(
+        default=None, metadata=kind(*nullable(expect_int), optional=True)
+    )
+    """Block time (Unix ms) at which the request fails; None only in a request rebuilt from
+    an event by a reader that did not copy the field (the contract always sets it)."""
 
 
 @dataclass(frozen=True)
@@ -562,6 +569,12 @@ class Config(_Record):
 
     sign_timeout_blocks: int = field(default=DEFAULT_SIGN_TIMEOUT_BLOCKS, metadata=_SETTING)
     max_pending_requests: int = field(default=DEFAULT_MAX_PENDING_REQUESTS, metadata=_SETTING)
+    sign_timeout_ms: int = field(
+        default=DEFAULT_SIGN_TIMEOUT_MS,
+        metadata=kind(
+            lambda value, name: expect_int(value, name, 1000, MAX_SIGN_TIMEOUT_MS), optional=True
+        ),
+    )
 
 
 def candidate_json(info: ParticipantInfo) -> dict[str, Any]:
@@ -599,19 +612,24 @@ class ContractState:
             return p.previous
         return None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, requests: bool = True) -> dict[str, Any]:
+        """The state; ``requests=False`` leaves out ``sign_requests`` (for a hash that
+        commits to them separately)."""
+        body = {
             "format": STATE_FORMAT,
             "protocol_state": self.protocol.to_json(),
             "config": self.config.to_json(),
             "next_participant_id": self.next_participant_id,
             "next_domain_id": self.next_domain_id,
             "next_request_id": self.next_request_id,
-            "sign_requests": [r.to_json() for r in self.requests.values()],
+            "sign_requests": [r.to_json() for r in self.requests.values()] if requests else [],
             "backup_services": {a: b.to_json() for a, b in sorted(self.backup_services.items())},
             "migrations": {a: m.to_json() for a, m in sorted(self.migrations.items())},
             "candidates": {a: candidate_json(c) for a, c in sorted(self.candidates.items())},
         }
+        if not requests:
+            del body["sign_requests"]
+        return body
 
     @classmethod
     def from_json(cls, value: Any) -> ContractState:

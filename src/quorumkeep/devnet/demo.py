@@ -14,7 +14,12 @@ are awaited, and a signature is made. Then four scenarios run, each followed by 
 - ``cancelled-by-resharing`` — a migration is open (its destination not yet up) when a
   resharing adds a spare operator's node (4 → 5): the contract cancels the migration,
   nothing is imported, the resharing completes, and the backup services back up the new
-  epoch by themselves.
+  epoch by themselves;
+- ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
+  servers) the machine of the proposing ledger server and of an etcd member goes down:
+  both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
+  to it, signatures go on; the machine comes back, both are restarted, the restarted
+  server catches up with the chain and signing goes on.
 
 Every operator action is the one `quorumkeep operator …` performs (same functions, same
 contract calls, signed by that operator's full-access key); every wait follows the
@@ -56,7 +61,7 @@ from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.devnet import backups, processes, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.signing import Signature, SignClient, SignError
 from quorumkeep.operator.actions import start_migration
@@ -71,7 +76,16 @@ from quorumkeep.operator.progress import (
     MigrationWatcher,
 )
 
-SCENARIOS = ("single-node-loss", "quorum-loss", "full-cluster-loss", "cancelled-by-resharing")
+SCENARIOS = (
+    "single-node-loss",
+    "quorum-loss",
+    "full-cluster-loss",
+    "cancelled-by-resharing",
+    "ledger-machine-lost",
+)
+ETCD_SCENARIOS = frozenset({"ledger-machine-lost"})
+"""Scenarios that need the replicated ledger: with any of them the demo's devnet runs its
+ledger on etcd (3 members, two ledger servers)."""
 NODES = 4
 THRESHOLD = 3
 RESHARE_THRESHOLD = 3
@@ -295,10 +309,12 @@ class Demo:
     # -- set-up
 
     @classmethod
-    def create(cls, directory: Path, narrator: Narrator) -> Demo:
-        """Start the devnet: 4 nodes, threshold 3, a backup service per operator."""
+    def create(cls, directory: Path, narrator: Narrator, *, ledger: str = "sqlite") -> Demo:
+        """Start the devnet: 4 nodes, threshold 3, a backup service per operator (and the
+        ledger on SQLite, or on etcd)."""
+        what = "a ledger" if ledger == "sqlite" else "3 etcd members, 2 ledger servers"
         with narrator.step(
-            f"devnet up: a ledger, {NODES} nodes (threshold {THRESHOLD}) and a backup "
+            f"devnet up: {what}, {NODES} nodes (threshold {THRESHOLD}) and a backup "
             "service per operator"
         ) as found:
             try:
@@ -309,6 +325,7 @@ class Demo:
                     spare_operators=1,
                     timeout=UP_TIMEOUT,
                     backup=True,
+                    ledger=ledger,
                 )
             except (DevnetError, LedgerError) as exc:
                 raise DemoError(f"devnet up failed: {exc}") from None
@@ -623,6 +640,43 @@ class Demo:
             raise DemoError("a waiting request was answered before both migrations concluded")
         self.sign(scenario)
 
+    def ledger_machine_lost(self) -> None:
+        scenario = "ledger-machine-lost"
+        self.narrator.section(f"{scenario}: the proposing ledger server's machine is lost")
+        proposer = self.devnet.ledger_proposer()
+        members = self.devnet.etcd_names()
+        if proposer is None or not members:
+            raise DemoError("this devnet's ledger is not replicated on etcd (--ledger etcd)")
+        lost = [proposer, members[0]]
+        with self.narrator.step(f"SIGKILL {' and '.join(lost)} (one machine)"):
+            try:
+                for name in lost:
+                    self.devnet.kill(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+        self.sign(scenario, 2)  # through the other server, once it proposes
+        with self.narrator.step("the machine comes back: restart both") as found:
+            try:
+                for name in reversed(lost):  # etcd first, then the ledger server on it
+                    self.devnet.start(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            found(f"now proposing: {self.devnet.ledger_proposer()}")
+        signed = self.sign(scenario)
+        with self.narrator.step(f"{proposer} caught up with the chain") as found:
+            height = signed[-1].response_height
+            url = f"http://127.0.0.1:{self.devnet.process(proposer).ports['http']}"
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            with LedgerClient(url) as client:
+                while client.status()["height"] < height:
+                    if time.monotonic() > deadline:
+                        raise DemoError(
+                            f"{proposer} did not reach block {height}; read "
+                            f"{self.devnet.log_path(proposer)}"
+                        )
+                    time.sleep(0.1)  # bounded: a status read, no event to wait on
+                found(f"at block {client.status()['height']} like the others")
+
     def _wait_pending(self, count: int) -> list[int]:
         """Request ids of our pending sign requests, once ``count`` of them are on the
         contract (followed on the event stream)."""
@@ -768,6 +822,7 @@ class Demo:
             "quorum-loss": self.quorum_loss,
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
+            "ledger-machine-lost": self.ledger_machine_lost,
         }
         unknown = [name for name in scenarios if name not in steps]
         if unknown:
@@ -838,7 +893,8 @@ def run_demo(
     ok = False
     try:
         narrator.section("setup")
-        demo = Demo.create(path, narrator)
+        ledger = "etcd" if ETCD_SCENARIOS & set(scenarios) else "sqlite"
+        demo = Demo.create(path, narrator, ledger=ledger)
         demo.run(scenarios)
         ok = True
         return demo.report

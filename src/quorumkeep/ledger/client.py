@@ -26,6 +26,7 @@ import nacl.signing
 from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.event_filter import filter_query, kind_tuple
+from quorumkeep.ledger.failover import AsyncFailoverTransport, FailoverTransport, split_urls
 from quorumkeep.ledger.transaction import (
     Action,
     AddKey,
@@ -55,9 +56,10 @@ __all__ = [
 # come every few milliseconds and a transaction must name one of the last
 # ``tx_validity_blocks`` (1000 by default).
 HEIGHT_MAX_AGE_S = 1.0
-RESEND_ATTEMPTS = 3
-RESEND_BACKOFF = BackoffPolicy(initial=0.05, maximum=0.2, factor=4.0)
-"""Waits before re-sending a transaction whose answer was lost: 0.05 s, then 0.2 s."""
+RESEND_ATTEMPTS = 8
+RESEND_BACKOFF = BackoffPolicy(initial=0.05, maximum=2.0, factor=2.0)
+"""Waits before re-sending a transaction whose answer was lost or that a restarting server (or
+one whose proposer is changing) answered 503: 0.05 s doubling to 2 s, ~5 s over 8 attempts."""
 _RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
 # A refused transaction was not included, so re-signing it with fresh values is safe. With
 # concurrent submitters on one key, requests can reach the server out of nonce order; every
@@ -111,6 +113,17 @@ class TxOutcome:
             events=list(body.get("events") or []),
             error_code=error.get("code"),
             error_message=error.get("message"),
+        )
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TxOutcome:
+        """From ``GET /v1/transactions/{hash}`` (the included transaction and its outcome)."""
+        return cls.from_json(
+            {
+                "tx_hash": record["tx_hash"],
+                "block_height": record["block_height"],
+                **record["outcome"],
+            }
         )
 
     def raise_for_failure(self) -> TxOutcome:
@@ -236,13 +249,14 @@ class AsyncLedgerClient:
         max_connections: int = POOL_CONNECTIONS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        urls = split_urls(self.base_url)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if transport is None and len(urls) > 1:
+            transport = AsyncFailoverTransport(urls, limits)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            base_url=urls[0], timeout=timeout, transport=transport, limits=limits
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
         # every other (quadratic in its size) and every queued request against every
@@ -422,13 +436,16 @@ class AsyncLedgerClient:
                     raise _unreachable(self.base_url, exc) from None
                 await backoff.wait()
                 continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                await backoff.wait()  # restarting, or its proposer changing: resend
+                continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
                 self._book.saw_height(outcome.block_height)
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(await self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(await self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")
 
@@ -447,7 +464,10 @@ class LedgerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        urls = split_urls(self.base_url)
+        if transport is None and len(urls) > 1:
+            transport = FailoverTransport(urls)
+        self._http = httpx.Client(base_url=urls[0], timeout=timeout, transport=transport)
         self._book = _Book()
         self._lock = threading.Lock()
 
@@ -562,12 +582,15 @@ class LedgerClient:
                     raise _unreachable(self.base_url, exc) from None
                 time.sleep(RESEND_BACKOFF.delay(attempt))
                 continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                time.sleep(RESEND_BACKOFF.delay(attempt))  # restarting, or proposer changing
+                continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
                 self._book.saw_height(outcome.block_height)
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")

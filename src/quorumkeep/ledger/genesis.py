@@ -13,7 +13,7 @@ import nacl.signing
 
 from quorumkeep.crypto.seal import PassphraseParams
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
-from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, make_genesis
+from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, DEFAULT_TX_VALIDITY_MS, make_genesis
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, seal_key, write_key_file
 from quorumkeep.ledger.storage import DB_NAME, BlockReader, BlockStore, StorageError
@@ -50,6 +50,7 @@ def init_ledger(
     passphrase: bytes,
     *,
     tx_validity_blocks: int = DEFAULT_TX_VALIDITY_BLOCKS,
+    tx_validity_ms: int = DEFAULT_TX_VALIDITY_MS,
     random_bytes: Callable[[int], bytes] = os.urandom,
     passphrase_cost: tuple[int, int] | None = None,
 ) -> InitializedLedger:
@@ -109,6 +110,7 @@ def init_ledger(
                 {name: [pk] for name, pk in public_keys.items()},
                 timestamp_ms=time.time_ns() // 1_000_000,
                 tx_validity_blocks=tx_validity_blocks,
+                tx_validity_ms=tx_validity_ms,
             )
         except LedgerError as exc:
             raise StorageError(exc.message) from None

@@ -31,6 +31,7 @@ from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
 from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
+from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 from quorumkeep.net.server import bind_socket, format_address
 
@@ -373,12 +374,19 @@ class _Server(uvicorn.Server):
         self.node.begin_shutdown()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def run_server(
     data_dir: Path,
     host: str,
     port: int,
     *,
     idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
+    snapshot_every_blocks: int = DEFAULT_SNAPSHOT_EVERY_BLOCKS,
+    etcd: list[str] | None = None,
+    etcd_prefix: str | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> int:
     """Open (verify, replay) the ledger in ``data_dir`` and serve it until a signal.
@@ -387,12 +395,30 @@ def run_server(
     exit status (0 after a requested stop, 1 if the ledger had to stop itself). Port 0
     picks a free port; the announcement names the real one.
     """
-    node = LedgerNode(data_dir, idle_block_ms=idle_block_ms)
+    node: LedgerNode
+    if etcd:
+        from quorumkeep.ledger.replicated import DEFAULT_PREFIX, EtcdLedgerNode
+
+        replica = EtcdLedgerNode(
+            data_dir,
+            etcd,
+            prefix=etcd_prefix or DEFAULT_PREFIX,
+            idle_block_ms=idle_block_ms,
+            snapshot_every_blocks=snapshot_every_blocks,
+        )
+        node = replica
+    else:
+        node = LedgerNode(
+            data_dir, idle_block_ms=idle_block_ms, snapshot_every_blocks=snapshot_every_blocks
+        )
     try:
         sock = _bind(host, port)
     except ListenError:
         node.close_unstarted()
         raise
+    if etcd:
+        bound_host, bound_port = sock.getsockname()[:2]
+        replica.advertise_url = f"http://{_url_host(bound_host)}:{bound_port}"
     app = create_app(node)
     config = uvicorn.Config(
         app,
