@@ -29,6 +29,7 @@ from quorumkeep.contract.args import (
     expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.recovery_state import RecoveryBook
 
 STATE_FORMAT = 2
 """Version of the state's JSON layout (``format`` field); 2 added the verifying shares."""
@@ -738,6 +739,7 @@ class ContractState:
     backup_services: dict[str, BackupServiceInfo] = field(default_factory=dict)
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
+    recovery: RecoveryBook = field(default_factory=RecoveryBook)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -751,6 +753,13 @@ class ContractState:
         return None
 
     def to_json(self) -> dict[str, Any]:
+        data = self._to_json()
+        # Absent until first used, so a state without emergency recovery keeps its bytes.
+        if not self.recovery.empty():
+            data["emergency_recovery"] = self.recovery.to_json()
+        return data
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
             "protocol_state": self.protocol.to_json(),
@@ -782,6 +791,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
+            ["emergency_recovery"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -822,4 +832,7 @@ class ContractState:
                 )
                 for a, c in sorted(candidates.items())
             },
+            recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
+            if "emergency_recovery" in obj
+            else RecoveryBook(),
         )
