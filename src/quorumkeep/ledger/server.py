@@ -33,7 +33,9 @@ from quorumkeep.ledger.transaction import SignedTransaction, check_account, deco
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024
+"""A `submit_recovery_part` transaction carries a part of about 53 KB (RSA-3072), 106 KB as
+hex, 141 KB at RSA-4096: the largest body any contract call needs."""
 MAX_POLL_SECONDS = 60.0
 
 Scope = MutableMapping[str, Any]

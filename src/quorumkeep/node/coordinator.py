@@ -70,6 +70,7 @@ from quorumkeep.node.decisions import (
     recovered_shares_problem,
     takeover_delay,
 )
+from quorumkeep.node.emergency import EmergencyParts
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
 from quorumkeep.node.mesh import Mesh, PeerInfo
@@ -203,6 +204,7 @@ class Coordinator:
         self._migration: _MigrationImport | None = None
         self._import_lock = asyncio.Lock()
         self._contract_moved = asyncio.Event()
+        self._emergency = EmergencyParts(self.account, self._load_share, self.call, random_bytes)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -268,6 +270,7 @@ class Coordinator:
             await self.signing.close()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self._emergency.close()
         await self._caller.close()
         self.router.close()
 
@@ -447,6 +450,7 @@ class Coordinator:
             self._cancel_tasks(lambda key: True)
             if isinstance(protocol, Running):
                 self._cleanup_shares(protocol, me)
+                self._emergency.update(state)
         self._serve_requests(state, me)
 
     async def _decommission(self, state: ContractState, decision: Onboarding) -> None:
