@@ -755,12 +755,13 @@ class Demo:
         ) as found:
             try:
                 with self.devnet.client() as client:
-                    epoch = self.devnet.wait_contract(
+                    record = self.devnet.wait_contract(
                         client,
                         recovery_key.parts_complete(0),
                         timeout=ERS_TIMEOUT,
                         what="recovery parts from every participant",
                     )
+                    epoch = int(record["epoch"])
                     path = self._next_path(scenario)
                     expected = bytes.fromhex(
                         client.view("public_key", {"domain_id": 0, "account": USER, "path": path})

@@ -38,11 +38,11 @@ def create_and_vote(
     return made.public
 
 
-def parts_complete(domain_id: int = 0) -> Callable[[dict[str, Any]], int | None]:
+def parts_complete(domain_id: int = 0) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
     """A ``wait_contract`` predicate: the epoch in force has a part from every participant
-    under the recovery key in force; returns that epoch."""
+    under the recovery key in force; returns that epoch's record (``record["epoch"]``)."""
 
-    def check(state: dict[str, Any]) -> int | None:
+    def check(state: dict[str, Any]) -> dict[str, Any] | None:
         protocol = state["protocol_state"]
         if protocol.get("state") != "Running":
             return None
@@ -58,7 +58,7 @@ def parts_complete(domain_id: int = 0) -> Callable[[dict[str, Any]], int | None]
                 continue
             done = {a for a, p in record["parts"].items() if p["fingerprint"] == key["fingerprint"]}
             if accounts <= done:
-                return int(protocol["epoch"])
+                return dict(record)
         return None
 
     return check
