@@ -45,6 +45,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
+	$(BIN)/quorumkeep bench ers --json
 	$(BIN)/quorumkeep bench ledger --json
 	$(BIN)/quorumkeep bench network --nodes 4 --threshold 3 --requests 500 --json
 	$(BIN)/quorumkeep bench recovery --json

@@ -99,7 +99,7 @@ def test_golden_bytes(part: pve.Part) -> None:
     assert hashlib.sha256(encoded).hexdigest() == GOLDEN_DIGEST
 
 
-GOLDEN_DIGEST = "70778bd459bfec0914ba03a74ff173f6b5b73ce6c57a95b6d600372aae1ef10d"
+GOLDEN_DIGEST = "6e8000cea1b104964826581bb96d0e7c10bc42cb0d9392fc8476d21ce779a82d"
 
 
 def test_oaep_is_standard() -> None:

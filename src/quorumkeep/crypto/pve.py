@@ -16,9 +16,9 @@ Encrypt(key, x, label), with X = x·G and κ = 128 rows. For each row i:
 The OAEP seed ρ (RFC 8017 §7.1.1 step 2.d) is derived from the row seed, so encryption is
 deterministic given the seed and a verifier can re-encrypt an opened half. The Fiat–Shamir
 challenge b = first κ bits of SHA-256 over the key, X, the label and every row's
-(X0, X1, c0, c1) opens one half per row: bit 0 reveals r0_i (hence x0_i), bit 1 reveals r1_i
-and x1_i. The unopened half's ciphertext is sent; the opened half's is recomputed by the
-verifier, so the proof carries one RSA ciphertext per row.
+(X0, c0, c1) (X1 = X − X0 is fixed by them) opens one half per row: bit 0 reveals r0_i
+(hence x0_i), bit 1 reveals r1_i and x1_i. The unopened half's ciphertext is sent; the
+opened half's is recomputed by the verifier, so the proof carries one RSA ciphertext per row.
 
 Verify recomputes every opened half, its ciphertext and commitment, the other commitment as
 X − X_b, and checks the challenge. Decrypt is standard RSA-OAEP (SHA-256, MGF1-SHA-256) of
@@ -217,10 +217,13 @@ class Label:
 
 def _mgf1(seed: bytes, length: int) -> bytes:
     """MGF1 with SHA-256 (RFC 8017 appendix B.2.1)."""
+    base = hashlib.sha256(seed)
     out = bytearray()
     counter = 0
     while len(out) < length:
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        h = base.copy()
+        h.update(counter.to_bytes(4, "big"))
+        out += h.digest()
         counter += 1
     return bytes(out[:length])
 
@@ -276,12 +279,16 @@ def _challenge(
     key: RecoveryPublicKey,
     point: Element,
     label: bytes,
-    rows: list[tuple[Element, Element, bytes, bytes]],
+    rows: list[tuple[Element, bytes, bytes]],
 ) -> bytes:
+    """First κ bits of SHA-256 over the key, X, the label and every row's (X0, c0, c1).
+
+    X1 = X − X0 is fixed by X0 and X, so hashing X0 binds both commitments (cb-mpc hashes
+    both; leaving X1 out saves the verifier a point subtraction on half the rows)."""
     h = hashlib.sha256(CHALLENGE_TAG)
     h.update(key.fingerprint + point + _u16(len(label)) + label + _u16(KAPPA) + _u16(key.size))
-    for x0, x1, c0, c1 in rows:
-        h.update(x0 + x1 + c0 + c1)
+    for x0, c0, c1 in rows:
+        h.update(x0 + c0 + c1)
     return h.digest()[: KAPPA // 8]
 
 
@@ -380,7 +387,7 @@ def encrypt(key: RecoveryPublicKey, share: Scalar, label: bytes, random_bytes: R
     oaep_label = oaep_label_for(label, point)
     seeds: list[tuple[bytes, bytes]] = []
     halves: list[tuple[Scalar, Scalar]] = []
-    committed: list[tuple[Element, Element, bytes, bytes]] = []
+    committed: list[tuple[Element, bytes, bytes]] = []
     for _ in range(KAPPA):
         r0, r1 = random_bytes(SEED_SIZE), random_bytes(SEED_SIZE)
         if len(r0) != SEED_SIZE or len(r1) != SEED_SIZE:
@@ -389,14 +396,13 @@ def encrypt(key: RecoveryPublicKey, share: Scalar, label: bytes, random_bytes: R
         x1 = scalar_sub(share, x0)
         c0 = oaep_encrypt(key, x0, oaep_label, _rho(r0))
         c1 = oaep_encrypt(key, x1, oaep_label, _rho(r1))
-        big_x0 = base_mul(x0)
-        committed.append((big_x0, element_sub(point, big_x0), c0, c1))
+        committed.append((base_mul(x0), c0, c1))
         seeds.append((r0, r1))
         halves.append((x0, x1))
     challenge = _challenge(key, point, label, committed)
     rows = []
     for i in range(KAPPA):
-        (r0, r1), (_, x1), (_, _, c0, c1) = seeds[i], halves[i], committed[i]
+        (r0, r1), (_, x1), (_, c0, c1) = seeds[i], halves[i], committed[i]
         if _bit(challenge, i):
             rows.append(Row(r1, c0, x1))
         else:
@@ -425,16 +431,14 @@ def verify(key: RecoveryPublicKey, part: Part, point: Element, label: bytes) -> 
             if row.opened_x1 is None:
                 raise InvalidProof(f"row {i}: the opened half x1 is missing")
             x1 = row.opened_x1
-            big_x1 = base_mul(x1)
             c1 = oaep_encrypt(key, x1, oaep_label, rho)
-            committed.append((element_sub(point, big_x1), big_x1, row.ciphertext, c1))
+            committed.append((element_sub(point, base_mul(x1)), row.ciphertext, c1))
         else:
             if row.opened_x1 is not None:
                 raise InvalidProof(f"row {i}: an x1 is given for a row that opens x0")
             x0 = _x0(row.seed)
-            big_x0 = base_mul(x0)
             c0 = oaep_encrypt(key, x0, oaep_label, rho)
-            committed.append((big_x0, element_sub(point, big_x0), c0, row.ciphertext))
+            committed.append((base_mul(x0), c0, row.ciphertext))
     if _challenge(key, point, label, committed) != part.challenge:
         raise InvalidProof("the challenge does not match the rows (forged or altered part)")
 
