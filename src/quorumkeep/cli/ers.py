@@ -153,14 +153,17 @@ def collect_command(
     epoch: int | None = typer.Option(None, "--epoch", help="Epoch (default: the current one)."),
     ledger: str | None = typer.Option(None, "--ledger", help="Ledger URL."),
     devnet: Path | None = typer.Option(None, "--devnet", help="A devnet directory (its ledger)."),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, help="Seconds to wait for the parts to be all in (default: 0)."
+    ),
 ) -> None:
     """Assemble a bundle for a domain and epoch from the ledger, checking every part's
     digest against the contract's record and every proof, then write it."""
-    from quorumkeep.operator.ers_collect import CollectError, collect, ledger_url_of
+    from quorumkeep.operator.ers_collect import CollectError, collect_waiting, ledger_url_of
 
     try:
         url = ledger_url_of(ledger, devnet)
-        bundle = collect(url, domain, epoch)
+        bundle = collect_waiting(url, domain, epoch, wait=wait)
     except CollectError as exc:
         typer.echo(f"error: {exc.code}: {exc.message}", err=True)
         raise typer.Exit(code=EXIT_REFUSED if exc.code != "unreadable" else EXIT_USAGE) from None

@@ -11,6 +11,7 @@ bundle offline (``quorumkeep.ers.bundle.verify``).
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,25 @@ def _find_part(
         "digest_mismatch",
         f"block {height} holds no part from {account} with the recorded digest {digest.hex()}",
     )
+
+
+WAITABLE = frozenset({"no_parts", "incomplete", "no_key"})
+"""Refusals that the nodes' next parts may lift: ``collect_waiting`` retries them."""
+
+
+def collect_waiting(
+    url: str, domain_id: int, epoch: int | None = None, *, wait: float = 0.0
+) -> Bundle:
+    """``collect``, retried every half second for up to ``wait`` seconds while the parts
+    are not all in yet (the nodes make them right after a key change)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return collect(url, domain_id, epoch)
+        except CollectError as exc:
+            if exc.code not in WAITABLE or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
 
 
 def collect(url: str, domain_id: int, epoch: int | None = None) -> Bundle:
