@@ -97,8 +97,7 @@ def verify_command(
         for check in report.checks:
             typer.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     if not report.ok:
-        if not as_json:
-            typer.echo(f"error: bundle_invalid: {report.problems()[0]}", err=True)
+        typer.echo(f"error: bundle_invalid: {report.problems()[0]}", err=True)
         raise typer.Exit(code=EXIT_REFUSED)
 
 
