@@ -180,7 +180,6 @@ class DemoReport:
                     "path": s.path,
                     "public_key": s.public_key.hex(),
                     "signature": s.signature.hex(),
-                    "scenario": s.path.split("/")[1],
                 }
                 for s, scenario in zip(self.signatures, self.signature_scenarios, strict=True)
             ],
