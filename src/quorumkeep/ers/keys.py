@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -113,5 +114,5 @@ def load_public(path: Path) -> RecoveryPublicKey:
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         return RecoveryPublicKey.from_der(der)
-    except (ValueError, KeyError, TypeError, InvalidEncoding) as exc:
+    except (ValueError, KeyError, TypeError, InvalidEncoding, UnsupportedAlgorithm) as exc:
         raise ErsError("unreadable", f"{path}: not a recovery public key ({exc})") from None
