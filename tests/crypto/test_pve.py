@@ -228,3 +228,19 @@ def test_package_digest_is_order_independent() -> None:
     a = pve.package_digest(0, 1, POINT, 2, shares)
     assert a == pve.package_digest(0, 1, POINT, 2, list(reversed(shares)))
     assert a != pve.package_digest(0, 2, POINT, 2, shares)
+
+
+_labels = st.builds(
+    pve.Label,
+    domain_id=st.integers(0, 2**32 - 1),
+    epoch=st.integers(0, 2**64 - 1),
+    account=st.text(max_size=20),
+    participant_id=st.integers(1, 2**64 - 1),
+    keyset_hash=st.binary(min_size=32, max_size=32),
+)
+
+
+@given(a=_labels, b=_labels)
+def test_label_encoding_is_injective(a: pve.Label, b: pve.Label) -> None:
+    """Distinct labels never encode alike (length prefixes, fixed-size fields)."""
+    assert (a.encode() == b.encode()) == (a == b)
