@@ -66,6 +66,23 @@ def test_verify_accepts_the_collected_bundle(bundle: Path) -> None:
     assert report["ok"] and report["valid_parts"] == [1, 2, 3]
 
 
+def test_verify_against_the_contract_record(net: Devnet, bundle: Path, tmp_path: Path) -> None:
+    done = cli("ers", "verify", str(bundle), "--json", "--ledger", net.ledger_url)
+    assert done.returncode == 0, done.stderr
+    checks = {c["check"]: c["ok"] for c in json.loads(done.stdout)["checks"]}
+    assert checks["contract_record"] is True
+    # the same parts presented as another epoch's: nothing recorded there
+    data = json.loads(bundle.read_text())
+    data["epoch"] = 5
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    done = cli("ers", "verify", str(other), "--json", "--ledger", net.ledger_url)
+    assert done.returncode == 1
+    checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["contract_record"]["ok"] is False
+    assert "no parts" in checks["contract_record"]["detail"]
+
+
 def test_verify_refuses_a_tampered_part(bundle: Path, tmp_path: Path) -> None:
     data = json.loads(bundle.read_text())
     part = bytearray.fromhex(data["parts"][1]["part"])

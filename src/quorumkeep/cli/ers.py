@@ -84,13 +84,33 @@ def keygen_command(
 def verify_command(
     bundle_file: Path = typer.Argument(..., metavar="BUNDLE", help="A recovery bundle (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Also check the package and digests against this ledger."
+    ),
 ) -> None:
     """Check a bundle with public data only: every proof, the verifying shares against the
-    public key package and the group key. Exit 0 only if every check holds."""
+    public key package and the group key; with --ledger, also that the package and every
+    part's digest are the ones the contract recorded. Exit 0 only if every check holds."""
     try:
-        report = verify(read_bundle(bundle_file))
+        bundle = read_bundle(bundle_file)
+        report = verify(bundle)
     except ErsError as exc:
         raise _fail(exc) from None
+    if ledger is not None:
+        from quorumkeep.ers.bundle import Check, Report
+        from quorumkeep.operator.ers_collect import CollectError, contract_problems
+
+        try:
+            problems = contract_problems(ledger, bundle)
+        except CollectError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(code=EXIT_REFUSED) from None
+        check = Check(
+            "contract_record",
+            not problems,
+            "; ".join(problems) or "the package and every digest are the contract's",
+        )
+        report = Report((*report.checks, check), report.valid_parts)
     if as_json:
         typer.echo(json.dumps(report.to_json()))
     else:

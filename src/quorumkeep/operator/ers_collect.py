@@ -156,3 +156,37 @@ def collect(url: str, domain_id: int, epoch: int | None = None) -> Bundle:
             "records": records,
         },
     )
+
+
+def contract_problems(url: str, bundle: Bundle) -> list[str]:
+    """Why ``bundle`` is not the one the contract recorded (empty: it is): the epoch's
+    package and every part's digest must be the contract's, under the key it recorded."""
+    try:
+        with LedgerClient(url) as client:
+            view = client.view(
+                "recovery_parts", {"domain_id": bundle.domain_id, "epoch": bundle.epoch}
+            )
+    except LedgerError as exc:
+        raise CollectError("ledger", f"{exc.code}: {exc.message}") from None
+    if view is None:
+        return [f"the contract has no parts for domain {bundle.domain_id} epoch {bundle.epoch}"]
+    problems = []
+    shares = {int(k): bytes.fromhex(v) for k, v in view["verifying_shares"].items()}
+    if (
+        bytes.fromhex(view["public_key"]) != bundle.group_public_key
+        or view["threshold"] != bundle.threshold
+        or shares != dict(bundle.verifying_shares)
+        or bytes.fromhex(view["keyset_hash"]) != bundle.keyset_hash
+    ):
+        problems.append("the public key package is not the one the contract recorded")
+    for part in bundle.parts:
+        record = view["parts"].get(part.account)
+        if record is None:
+            problems.append(f"the contract recorded no part from {part.account}")
+        elif (
+            bytes.fromhex(record["digest"]) != part.digest
+            or record["participant_id"] != part.participant_id
+            or bytes.fromhex(record["fingerprint"]) != bundle.stated_fingerprint
+        ):
+            problems.append(f"{part.account}'s part is not the one the contract recorded")
+    return problems
