@@ -48,6 +48,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
+	$(BIN)/quorumkeep bench ers --json
 	$(BIN)/quorumkeep bench ledger --json
 	$(BIN)/quorumkeep bench ledger --store etcd --json
 	$(BIN)/quorumkeep bench network --nodes 4 --threshold 3 --requests 500 --json

@@ -37,6 +37,8 @@ PUBLIC = {
     "quorumkeep.ledger.accounts.AccessKey.nonce": "the access key's transaction counter",
     "quorumkeep.ledger.transaction.Transaction.nonce": "the transaction counter",
     # values that are not secrets
+    "quorumkeep.crypto.pve.Row.seed": "the opened half's seed: published by the proof",
+    "quorumkeep.ers.keys.GeneratedKey.private_path": "a file path, not the key",
     "quorumkeep.ledger.etcd.KeyValue.key": "an etcd key of the public ledger's layout",
     "quorumkeep.ledger.etcd.KeyValue.value": "public ledger data (blocks, snapshots, index)",
     "quorumkeep.contract.context.CallResult.value": "a contract call's public return value",

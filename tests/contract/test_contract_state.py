@@ -149,6 +149,7 @@ def test_method_table() -> None:
         "register_backup_service",
         "start_node_migration",
         "cancel_node_migration",
+        "vote_recovery_key",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
     assert set(NODE_METHODS) == {
@@ -158,6 +159,7 @@ def test_method_table() -> None:
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_recovery_part",
     }
     assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
     assert not NODE_METHODS & operator_methods
@@ -172,6 +174,8 @@ def test_method_table() -> None:
         "participants",
         "keyset",
         "candidates",
+        "recovery_key",
+        "recovery_parts",
     } == VIEW_METHODS
 
 
@@ -224,7 +228,7 @@ def test_views_change_nothing() -> None:
             args = {"request_id": 0}
         elif method == "public_key":
             args = {"domain_id": 0, "account": "u1", "path": "p"}
-        elif method == "public_key_package":
+        elif method in ("public_key_package", "recovery_key", "recovery_parts"):
             args = {"domain_id": 0}
         value = d.view(method, args)
         json.dumps(value)

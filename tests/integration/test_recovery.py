@@ -34,7 +34,9 @@ from quorumkeep.ledger.transaction import Permission
 
 pytestmark = pytest.mark.slow
 
-GUIDE_TIMEOUT = 300.0
+GUIDE_TIMEOUT = 480.0
+"""A bound, not a goal: the guide runs every flow by hand, emergency recovery included (RSA
+key generation, parts, Argon2id), on a shared 2-core machine."""
 BACKUP_WAIT = 60.0
 
 

@@ -28,6 +28,7 @@ from ledger_helpers import (
 from quorumkeep.contract import VIEW_METHODS
 from quorumkeep.ledger.api_models import SignedTransactionModel
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
+from quorumkeep.ledger.server import MAX_BODY_BYTES
 from quorumkeep.ledger.transaction import (
     FULL_ACCESS,
     AddKey,
@@ -172,7 +173,7 @@ def test_oversize_body(env: Env) -> None:
     before = env.snapshot()
     response = env.http.post(
         "/v1/transactions",
-        content=b'{"pad": "' + b"a" * (64 * 1024) + b'"}',
+        content=b'{"pad": "' + b"a" * MAX_BODY_BYTES + b'"}',
         headers={"content-type": "application/json"},
     )
     refused(response, 413, "BodyTooLarge")
@@ -181,7 +182,7 @@ def test_oversize_body(env: Env) -> None:
 
 def test_oversize_chunked_body(env: Env) -> None:
     def chunks() -> Iterator[bytes]:
-        for _ in range(80):
+        for _ in range(MAX_BODY_BYTES // 1024 + 16):
             yield b"x" * 1024
 
     before = env.snapshot()

@@ -49,6 +49,35 @@ def crypto(
     print_table(console, table)
 
 
+@app.command("ers")
+def ers(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    repeat: int = typer.Option(20, "--repeat", min=1, help="Runs per operation (median)."),
+) -> None:
+    """Emergency recovery per share (κ = 128): encrypt, verify and decrypt with RSA-2048 and
+    RSA-3072, beside cb-mpc's published RSA-2048 figures (goal: within 3×)."""
+    from quorumkeep.bench import ers as ers_bench
+
+    result = ers_bench.run(repeat=repeat)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title="emergency recovery per share (κ = 128) vs. cb-mpc RSA-2048")
+    for column in ("op", "RSA bits", "ms", "floor ms", "cb-mpc ms", "ratio", "part bytes"):
+        table.add_column(column, justify="left" if column == "op" else "right")
+    for row in result["rows"]:
+        table.add_row(
+            row["op"],
+            str(row["rsa_bits"]),
+            f"{row['ms']:.2f}",
+            "-" if row["floor_ms"] is None else f"{row['floor_ms']:.2f}",
+            f"{row['cb_mpc_rsa2048_ms']:.1f}",
+            f"{row['ratio']:.2f}",
+            str(row["part_bytes"]),
+        )
+    print_table(make_console(), table)
+
+
 @app.command("ledger")
 def ledger(
     as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),

@@ -293,8 +293,9 @@ def demo(
     ),
 ) -> None:
     """The recovery story on a fresh 4-node, 3-of-4 devnet with a backup service per
-    operator: single-node loss, quorum loss, full-cluster loss, and a migration cancelled by
-    a resharing — signing after each. Exit 0 only if every step succeeded."""
+    operator: single-node loss, quorum loss, full-cluster loss, a migration cancelled by
+    a resharing — signing after each — and, last, the company gone: the key rebuilt offline
+    from the emergency recovery bundle. Exit 0 only if every step succeeded."""
     import json
 
     from quorumkeep.devnet.demo import (

@@ -15,6 +15,7 @@ from quorumkeep.cli import (
     contract,
     crypto,
     devnet,
+    ers,
     keys,
     ledger,
     node,
@@ -38,6 +39,7 @@ app.add_typer(backup.app, name="backup")
 app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")
+app.add_typer(ers.app, name="ers")
 
 
 def main() -> None:

@@ -122,6 +122,46 @@ def register_backup_service(
     )
 
 
+@app.command("vote-recovery-key")
+def vote_recovery_key(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    public_key: Path = typer.Option(
+        ..., "--public-key", help="The recovery key: ers-public.pem or ers-public.json."
+    ),
+    domain: int = typer.Option(0, "--domain", help="Domain id."),
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Vote the domain's emergency recovery key (in force once every participant voted it)."""
+    from quorumkeep.ers.errors import ErsError
+    from quorumkeep.ers.keys import load_public
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+
+    try:
+        public = load_public(public_key)
+    except ErsError as exc:
+        fail(f"--public-key: {exc.message}")
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = actions.vote_recovery_key(client, signer, domain, public)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash,
+                   "fingerprint": public.fingerprint.hex(), **(outcome.value or {})})  # fmt: skip
+        return
+    value = outcome.value or {}
+    typer.echo(
+        f"ok: {account} voted recovery key {public.fingerprint.hex()} for domain {domain} "
+        f"({value.get('votes')} of {value.get('required')} votes"
+        + ("; in force)" if value.get("set") else ")")
+    )
+
+
 def _follow(
     ledger: str,
     account: str,

@@ -6,7 +6,15 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from quorumkeep.contract import initialize, key_events, keygen, migration, resharing, signing
+from quorumkeep.contract import (
+    initialize,
+    key_events,
+    keygen,
+    migration,
+    recovery,
+    resharing,
+    signing,
+)
 from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
 from quorumkeep.contract.errors import ContractError, InvalidArguments, UnknownMethod
 from quorumkeep.contract.events import Event
@@ -34,6 +42,8 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "start_node_migration": (_OPERATOR, migration.start_node_migration),
     "conclude_node_migration": (_ANY_KEY, migration.conclude_node_migration),
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
+    "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
+    "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -49,6 +59,7 @@ NODE_METHODS: frozenset[str] = frozenset(
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_recovery_part",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""

@@ -33,6 +33,9 @@ MIGRATION_CANCELLED = "migration_cancelled"
 SIGN_REQUESTED = "sign_requested"
 SIGN_RESPONDED = "sign_responded"
 SIGN_FAILED = "sign_failed"
+RECOVERY_KEY_VOTED = "recovery_key_voted"
+RECOVERY_KEY_SET = "recovery_key_set"
+RECOVERY_PART_RECORDED = "recovery_part_recorded"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -60,6 +63,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         SIGN_REQUESTED,
         SIGN_RESPONDED,
         SIGN_FAILED,
+        RECOVERY_KEY_VOTED,
+        RECOVERY_KEY_SET,
+        RECOVERY_PART_RECORDED,
     }
 )
 

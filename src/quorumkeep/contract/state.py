@@ -32,6 +32,7 @@ from quorumkeep.contract.args import (
     expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.recovery_state import RecoveryBook
 from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
 
 KEYSET_HASH_PREFIX = b"quorumkeep keyset v1\x00"
@@ -600,6 +601,7 @@ class ContractState:
     backup_services: dict[str, BackupServiceInfo] = field(default_factory=dict)
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
+    recovery: RecoveryBook = field(default_factory=RecoveryBook)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -629,6 +631,9 @@ class ContractState:
         }
         if not requests:
             del body["sign_requests"]
+        # Absent until first used, so a state without emergency recovery keeps its bytes.
+        if not self.recovery.empty():
+            body["emergency_recovery"] = self.recovery.to_json()
         return body
 
     @classmethod
@@ -649,6 +654,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
+            ["emergency_recovery"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -689,4 +695,7 @@ class ContractState:
                 )
                 for a, c in sorted(candidates.items())
             },
+            recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
+            if "emergency_recovery" in obj
+            else RecoveryBook(),
         )

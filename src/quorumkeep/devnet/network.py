@@ -29,7 +29,7 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import backups, processes, watch
+from quorumkeep.devnet import backups, processes, recovery_key, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.etcd import EtcdMember, etcd_available, member_argv
@@ -258,6 +258,8 @@ class Devnet:
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
             )
             self.timings["dkg"] = time.monotonic() - keygen_started
+            self.progress("voting domain 0's emergency recovery key (every operator)")
+            recovery_key.create_and_vote(self, client, names)
         record.phase = PHASE_READY
         self.save()
 

@@ -37,7 +37,9 @@ from quorumkeep.net.server import bind_socket, format_address
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024
+"""A `submit_recovery_part` transaction carries a part of about 53 KB (RSA-3072), 106 KB as
+hex, 141 KB at RSA-4096: the largest body any contract call needs."""
 MAX_POLL_SECONDS = 60.0
 _KIND = f"[a-z0-9_]{{1,{MAX_KIND_LENGTH}}}"
 KIND_LIST_PATTERN = f"^{_KIND}(,{_KIND}){{0,{MAX_FILTER_KINDS - 1}}}$"

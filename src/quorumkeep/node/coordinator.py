@@ -44,6 +44,7 @@ from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
+from quorumkeep.node.emergency import EmergencyParts
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.key_events import KeyEvents, MeshKeyProtocols
@@ -177,6 +178,9 @@ class Coordinator:
         self._applied = False
         self._follower: asyncio.Task[None] | None = None
         self._started = time.monotonic()
+        self.emergency = EmergencyParts(
+            self.account, self.held.load, self.contract.call, random_bytes
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -249,6 +253,7 @@ class Coordinator:
             await self.signing.close()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self.emergency.close()
         await self.contract.close()
         self.router.close()
 
@@ -321,6 +326,7 @@ class Coordinator:
             self.key_events.cancel_all()
             if isinstance(protocol, Running):
                 self.held.delete_obsolete(protocol)
+                self.emergency.update(state)
         self.sign_requests.serve(state.serving(), me, self.held.in_force)
 
     async def _decommission(self, state: ContractState, decision: Onboarding) -> None:

@@ -1,6 +1,7 @@
 """The operator's contract calls for its node: register the backup service, start and
-cancel a migration. Each is one function taking a ledger client and the operator's
-full-access key, raising :class:`OperatorError` with one line on anything refused.
+cancel a migration, vote the emergency recovery key. Each is one function taking a ledger
+client and the operator's full-access key, raising :class:`OperatorError` with one line on
+anything refused.
 
 ``start_migration`` does everything an operator needs for a new machine in one step: it
 gives the new node's signer key its function-call access key (the node methods only) if
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quorumkeep.contract import NODE_METHODS
+from quorumkeep.crypto.pve import RecoveryPublicKey
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.transaction import Permission
@@ -99,6 +101,18 @@ def register_backup_service(
     """``register_backup_service`` with the service's public keys (replaces any earlier one)."""
     _check_account(signer, registration.account, "the backup service")
     return _call(client, signer, "register_backup_service", registration.to_json())
+
+
+def vote_recovery_key(
+    client: LedgerClient, signer: AccountSigner, domain_id: int, public: RecoveryPublicKey
+) -> TxOutcome:
+    """``vote_recovery_key``: this operator's vote for the domain's offline recovery key."""
+    args = {
+        "domain_id": domain_id,
+        "public_key": public.spki_der.hex(),
+        "fingerprint": public.fingerprint.hex(),
+    }
+    return _call(client, signer, "vote_recovery_key", args)
 
 
 @dataclass(frozen=True)
