@@ -149,6 +149,8 @@ def test_method_table() -> None:
         "register_backup_service",
         "start_node_migration",
         "cancel_node_migration",
+        "vote_measurement",
+        "vote_tcb_policy",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
     assert set(NODE_METHODS) == {
@@ -158,6 +160,8 @@ def test_method_table() -> None:
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
     }
     assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
     assert not NODE_METHODS & operator_methods
@@ -172,6 +176,8 @@ def test_method_table() -> None:
         "participants",
         "keyset",
         "candidates",
+        "attestations",
+        "attestation_policy",
     } == VIEW_METHODS
 
 

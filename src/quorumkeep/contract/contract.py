@@ -6,7 +6,15 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from quorumkeep.contract import initialize, key_events, keygen, migration, resharing, signing
+from quorumkeep.contract import (
+    attestation,
+    initialize,
+    key_events,
+    keygen,
+    migration,
+    resharing,
+    signing,
+)
 from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
 from quorumkeep.contract.errors import ContractError, InvalidArguments, UnknownMethod
 from quorumkeep.contract.events import Event
@@ -34,6 +42,10 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "start_node_migration": (_OPERATOR, migration.start_node_migration),
     "conclude_node_migration": (_ANY_KEY, migration.conclude_node_migration),
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
+    "submit_attestation": (_ANY_KEY, attestation.submit_attestation),
+    "vote_measurement": (_OPERATOR, attestation.vote_measurement),
+    "vote_tcb_policy": (_OPERATOR, attestation.vote_tcb_policy),
+    "verify_attestations": (_ANY_KEY, attestation.verify_attestations),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -49,6 +61,8 @@ NODE_METHODS: frozenset[str] = frozenset(
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""

@@ -33,6 +33,10 @@ MIGRATION_CANCELLED = "migration_cancelled"
 SIGN_REQUESTED = "sign_requested"
 SIGN_RESPONDED = "sign_responded"
 SIGN_FAILED = "sign_failed"
+ATTESTATION_SUBMITTED = "attestation_submitted"
+ATTESTATION_POLICY_VOTED = "attestation_policy_voted"
+ATTESTATION_POLICY_CHANGED = "attestation_policy_changed"
+ATTESTATIONS_VERIFIED = "attestations_verified"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -60,6 +64,10 @@ EVENT_KINDS: frozenset[str] = frozenset(
         SIGN_REQUESTED,
         SIGN_RESPONDED,
         SIGN_FAILED,
+        ATTESTATION_SUBMITTED,
+        ATTESTATION_POLICY_VOTED,
+        ATTESTATION_POLICY_CHANGED,
+        ATTESTATIONS_VERIFIED,
     }
 )
 

@@ -28,6 +28,7 @@ from quorumkeep.contract.args import (
     expect_web_url,
     expect_x25519_key,
 )
+from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.errors import InvalidArguments
 
 STATE_FORMAT = 2
@@ -738,6 +739,7 @@ class ContractState:
     backup_services: dict[str, BackupServiceInfo] = field(default_factory=dict)
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
+    attestation: AttestationState | None = None
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -762,6 +764,8 @@ class ContractState:
             "backup_services": {a: b.to_json() for a, b in sorted(self.backup_services.items())},
             "migrations": {a: m.to_json() for a, m in sorted(self.migrations.items())},
             "candidates": {a: candidate_json(c) for a, c in sorted(self.candidates.items())},
+            # Absent for a contract initialised without attestation (the layout stays as it was).
+            **({} if self.attestation is None else {"attestation": self.attestation.to_json()}),
         }
 
     @classmethod
@@ -782,6 +786,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
+            ["attestation"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -822,4 +827,7 @@ class ContractState:
                 )
                 for a, c in sorted(candidates.items())
             },
+            attestation=None
+            if obj.get("attestation") is None
+            else AttestationState.from_json(obj["attestation"], "state.attestation"),
         )
