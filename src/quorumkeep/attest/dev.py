@@ -21,6 +21,7 @@ Layout (408 bytes):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from nacl.exceptions import BadSignatureError
@@ -30,6 +31,12 @@ from quorumkeep.attest.errors import (
     DevAttestationRefused,
     DevQuoteInvalid,
     QuoteMalformed,
+)
+from quorumkeep.attest.eventlog import (
+    COMPOSE_HASH_EVENT,
+    RuntimeEvent,
+    replay_rtmr3,
+    runtime_event,
 )
 from quorumkeep.attest.report import MR_SIZE, REPORT_DATA_SIZE, TCB_DEVELOPMENT, QuoteReport
 
@@ -67,6 +74,25 @@ def make_dev_quote(platform_seed: bytes, m: DevMeasurements, report_data: bytes)
 
 def dev_platform_public_key(platform_seed: bytes) -> bytes:
     return bytes(SigningKey(platform_seed).verify_key)
+
+
+def dev_guest(app: str) -> tuple[DevMeasurements, bytes, list[RuntimeEvent]]:
+    """What the development platform reports for a guest running ``app``.
+
+    MRTD and RTMR0–2 are fixed tags (there is no firmware or kernel to measure); the app
+    is named by the compose hash event, SHA-256 of ``app`` (e.g. "quorumkeep-node 0.1.0"),
+    which RTMR3 is replayed from, exactly as on a dstack guest. Returns the measurements,
+    the app hash and the event log.
+    """
+    app_hash = hashlib.sha256(app.encode("utf-8")).digest()
+    events = [runtime_event(COMPOSE_HASH_EVENT, app_hash)]
+    mrtd, rtmr0, rtmr1, rtmr2 = (
+        hashlib.sha384(f"quorumkeep/dev-platform/{n}".encode()).digest() for n in _MRS
+    )
+    return DevMeasurements(mrtd, rtmr0, rtmr1, rtmr2, replay_rtmr3(events)), app_hash, events
+
+
+_MRS = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
 
 
 class DevVerifier:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quorumkeep.backup.errors import BackupServiceError
+from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import (
     ConfigFileError,
     PassphraseUnavailable,
@@ -77,6 +78,8 @@ class BackupConfig(BaseModel):
     max_backoff: float = Field(default=5.0, ge=0.05, le=300.0)
     """Longest wait between two attempts at fetching a backup or pushing a recovery."""
     request_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
+    attestation: AttestationConfig | None = None
+    """How the service obtains its TEE quote (docs/attestation.md); None: it has none."""
 
     @field_validator("account")
     @classmethod

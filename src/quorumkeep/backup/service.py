@@ -33,6 +33,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Response
 
+from quorumkeep.backup.attestation import summary_from_view
 from quorumkeep.backup.client import NodeClient, NodeEndpoint
 from quorumkeep.backup.config import BackupConfig, load_config
 from quorumkeep.backup.errors import BackupServiceError
@@ -186,6 +187,7 @@ class BackupService:
         self.last_push: dict[str, Any] | None = None
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._registered_logged: bool | None = None
+        self.attestation: dict[str, Any] = {"enforced": False}
         self._update_backup_metrics()
 
     # -- status
@@ -215,6 +217,7 @@ class BackupService:
                 },
                 "last_fetch": self.last_fetch,
                 "last_push": self.last_push,
+                "attestation": self.attestation,
             }
         )
         return document
@@ -302,6 +305,9 @@ class BackupService:
         snapshot = await read_snapshot(self.ledger, self.account)
         self.snapshot = snapshot
         self._update_backup_metrics()
+        view = await self.ledger.view("attestations", {"at": int(self.clock())})
+        self.attestation = summary_from_view(view, self.identity.signer.public_key)
+        self.metrics.attestation.update(self.attestation)
         registered = (
             snapshot.registration is not None
             and snapshot.registration.identity_public_key == self.identity.signer.public_key

@@ -30,7 +30,7 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import backups, processes, watch
+from quorumkeep.devnet import attestation, backups, processes, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import (
@@ -178,6 +178,7 @@ class Devnet:
         self.progress(f"creating the ledger with accounts {', '.join(operators)}, {USER}")
         self._create_accounts([*operators, USER])
         ledger = self._start_ledger()
+        attestation.create_platform_key(self.dev_platform_key)
         names = [operator_name(i) for i in range(1, record.nodes + 1)]
         self.progress(f"initializing {len(names)} nodes")
         infos = self.init_nodes([(name, name) for name in names])  # while the ledger starts
@@ -197,6 +198,7 @@ class Devnet:
                     "participants": [infos[n] for n in names],
                     "threshold": record.threshold,
                     "config": {"sign_timeout_blocks": sign_timeout_blocks},
+                    "attestation": attestation.genesis(self.dev_platform_key),
                 },
             )
             for service in services:
@@ -571,6 +573,7 @@ class Devnet:
                     f"127.0.0.1:{web}",
                     "--kdf-cost",
                     NODE_KDF_COST,
+                    *attestation.cli_options(self.dev_platform_key),
                 )
                 child = processes.start_setup(argv, self.path, {NODE_PASSPHRASE_ENV: passphrase})
                 pending.append((record, child))
@@ -589,6 +592,11 @@ class Devnet:
             return infos
         finally:
             processes.kill_unfinished(child for _, child in pending)
+
+    @property
+    def dev_platform_key(self) -> Path:
+        """The development platform key file (docs/attestation.md)."""
+        return self.dir.resolve(attestation.DEV_PLATFORM_KEY_FILE)
 
     def participant_info(self, name: str) -> dict[str, Any]:
         """A node's participant info, from its public identity file and node.toml."""

@@ -119,6 +119,23 @@ def _key(value: object, what: str) -> bytes:
         ) from None
 
 
+def backup_service_attestation_problem(view: Any, identity_public_key: bytes) -> str | None:
+    """Why the contract's ``attestations`` view forbids sending shares to this service."""
+    if not isinstance(view, Mapping) or not view.get("require_tee_backup_services"):
+        return None
+    for entry in view.get("entries", []):
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("role") == "backup_service"
+            and entry.get("key") == identity_public_key.hex()
+        ):
+            status = entry.get("status")
+            if status == "valid":
+                return None
+            return f"the contract requires TEE backup services; this one's attestation: {status}"
+    return "the contract requires TEE backup services; this one has no attestation"
+
+
 class BackupEndpoints:
     """The endpoints' state (replay table, open recovery sessions) and handlers."""
 
@@ -254,10 +271,19 @@ class BackupEndpoints:
                 f"the caller's key is not the backup service registered for {self.deps.account}",
             )
 
+    async def _check_attested(self, registered: _Registered) -> None:
+        """When the contract requires TEE backup services, shares go only to a service
+        whose attestation is valid now (``attestations`` view)."""
+        view = await self._view("attestations", {"at": int(self.deps.clock())})
+        problem = backup_service_attestation_problem(view, registered.identity_public_key)
+        if problem is not None:
+            raise BackupProtocolError("service_not_attested", problem)
+
     # -- GET /backup/keyshares
 
     async def backup(self, headers: Mapping[str, str]) -> dict[str, Any]:
         hello, registered = await self._authenticate_hello(headers, "backup")
+        await self._check_attested(registered)
         participant_id = await self._my_participant_id()
         keyset = await self._keyset()
         if not keyset.domains:

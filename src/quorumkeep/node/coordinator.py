@@ -55,6 +55,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.node.attestation import NodeAttestation
 from quorumkeep.node.calls import ContractCaller, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import (
@@ -203,6 +204,7 @@ class Coordinator:
         self._migration: _MigrationImport | None = None
         self._import_lock = asyncio.Lock()
         self._contract_moved = asyncio.Event()
+        self.attestation: NodeAttestation | None = None  # set by the node process
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -400,6 +402,8 @@ class Coordinator:
 
     async def _apply(self, state: ContractState) -> None:
         self._state = state
+        if self.attestation is not None:
+            self.attestation.observe(state)
         self._contract_moved.set()  # a migration being concluded re-reads at once
         decision = onboarding_decision(
             state,
@@ -599,7 +603,12 @@ class Coordinator:
                 return
             attempt += 1
             try:
-                await self.call("conclude_node_migration", {"keyset": keyset})
+                attested = (
+                    {}
+                    if self.attestation is None
+                    else await self.attestation.call_fields(self._state)
+                )
+                await self.call("conclude_node_migration", {"keyset": keyset, **attested})
             except ContractCallFailed as exc:
                 log.info(
                     "conclude_node_migration not applied (call %d): %s: %s; re-reading",
@@ -704,6 +713,8 @@ class Coordinator:
 
     async def _follow_participants(self, state: ContractState, me: int | None) -> None:
         peers = peer_map(state)
+        if self.attestation is not None:
+            peers = self.attestation.usable_peers(state, peers, me)
         if self._peer_keys is None:
             # What the participant set was when we last looked, even before a restart: a
             # participant replaced while we were down still gets its presignatures purged.
@@ -750,7 +761,8 @@ class Coordinator:
             return
         log.info("not a participant; participant info to register: %s", text)
         try:
-            await self.call("submit_participant_info", info)
+            attested = {} if self.attestation is None else await self.attestation.call_fields(state)
+            await self.call("submit_participant_info", {**info, **attested})
         except ContractCallFailed as exc:
             self._submitted_info = text
             log.info("participant info not accepted as a candidate (%s: %s)", exc.code, exc.message)

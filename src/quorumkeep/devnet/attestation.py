@@ -1,0 +1,55 @@
+"""Development attestation for a devnet: the platform key and the genesis policy.
+
+Every devnet runs with development attestation: ``DIR/dev-platform.key`` (0600, hex
+seed) is the development platform key that signs every node's and backup service's
+quote; the contract's genesis names its public key (so the contract, its views, the
+nodes' status and ``devnet status`` show the network as insecure) and allow-lists the
+measurement of this version's node and backup service.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from quorumkeep import __version__
+from quorumkeep.attest.dev import dev_guest, dev_platform_public_key
+from quorumkeep.attest.evidence import Measurement
+from quorumkeep.backup.attestation import BACKUP_APP
+from quorumkeep.daemon.attestation import write_dev_platform_key
+
+DEV_PLATFORM_KEY_FILE = "dev-platform.key"
+NODE_APP = f"quorumkeep-node {__version__}"
+
+
+def dev_measurement(app: str) -> Measurement:
+    m, app_hash, _ = dev_guest(app)
+    return Measurement(m.mrtd, m.rtmr0, m.rtmr1, m.rtmr2, app_hash)
+
+
+def create_platform_key(path: Path) -> bytes:
+    """Make the devnet's platform key file; its public key."""
+    seed = os.urandom(32)
+    write_dev_platform_key(path, seed)
+    return dev_platform_public_key(seed)
+
+
+def platform_public_key(path: Path) -> bytes:
+    return dev_platform_public_key(bytes.fromhex(path.read_text().strip()))
+
+
+def genesis(path: Path) -> dict[str, Any]:
+    """The ``attestation`` argument of the devnet's ``init``."""
+    return {
+        "dev_platform_public_key": platform_public_key(path).hex(),
+        "allowed_measurements": {
+            "node": [dev_measurement(NODE_APP).to_json()],
+            "backup_service": [dev_measurement(BACKUP_APP).to_json()],
+        },
+    }
+
+
+def cli_options(path: Path) -> list[str]:
+    """``node init`` / ``backup init`` options for a dev-attested process."""
+    return ["--attestation", "dev", "--dev-platform-key-file", str(path)]
