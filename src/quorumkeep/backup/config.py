@@ -189,6 +189,11 @@ def render_config(config: BackupConfig, *, base_dir: Path) -> str:
     else:
         assert source.passphrase_file is not None
         lines.append(f"passphrase_file = {_toml_value(relative(source.passphrase_file))}")
+    if config.attestation is not None:
+        lines.append("")
+        lines.append("[attestation]")
+        for key, value in config.attestation.model_dump(exclude_none=True).items():
+            lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -147,6 +147,7 @@ class NodeAttestation:
         self._state: ContractState | None = None
         self._wake = asyncio.Event()
         self._last_verify = float("-inf")
+        self._warned = False
 
     def now(self) -> int:
         return int(self._clock())
@@ -169,6 +170,13 @@ class NodeAttestation:
         return {} if evidence is None else {"attestation": evidence}
 
     def observe(self, state: ContractState) -> None:
+        insecure = state.attestation is not None and state.attestation.dev_allowed
+        if insecure and not self._warned:
+            self._warned = True
+            log.warning(
+                "INSECURE: the contract accepts development attestation (quotes signed by a "
+                "development platform key, no TEE); never hold real keys in this network"
+            )
         self._state = state
         self._on_status(self.status())
         self._wake.set()
