@@ -6,6 +6,8 @@ Pure rules (tested without processes) decide; ``NodeAttestation`` acts on them:
   migration destination) but holds no attestation for it, or one with less than
   ``REFRESH_FRACTION`` of its validity left: submit a fresh quote. With the default 7-day
   validity a node re-attests every 42 hours, days before its attestation could lapse.
+  A node also attests once after every start, so a restarted (upgraded) node's record
+  shows the code it runs now.
 * ``marked_peers`` — participants the contract marked (attestation lapsed, measurement
   removed): the mesh drops them from its peer set, so their connections are refused.
 * ``verification_due`` — some participant's attestation has lapsed (by our clock) but is
@@ -148,6 +150,7 @@ class NodeAttestation:
         self._wake = asyncio.Event()
         self._last_verify = float("-inf")
         self._warned = False
+        self._attested = False
 
     def now(self) -> int:
         return int(self._clock())
@@ -210,6 +213,14 @@ class NodeAttestation:
     async def _step(self, state: ContractState) -> None:
         now = self.now()
         reason = reattest_reason(state, self.account, self.tls_public_key, now)
+        if (
+            reason is None
+            and not self._attested
+            and state.attestation is not None
+            and known_signer(state, self.account, self.tls_public_key)
+        ):
+            # Once per process start: the code running now may not be what was attested.
+            reason = "first attestation of this process"
         if reason is not None:
             try:
                 evidence = await self.evidence()
@@ -219,6 +230,7 @@ class NodeAttestation:
                     "attestation": evidence,
                 }
                 await self._call("submit_attestation", args)
+                self._attested = True
                 log.info("attested (%s)", reason)
             except AttestationUnavailable as exc:
                 log.error("cannot attest: %s", exc)
