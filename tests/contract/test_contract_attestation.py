@@ -169,6 +169,14 @@ def test_expired_attestation_leads_to_a_resharing_without_that_node() -> None:
     assert d.contract.protocol_state == "Resharing"
     following = d.view("participants")["next"]
     assert [p["account"] for p in following["participants"]] == ["alice", "bob", "carol"]
+    # The marked node cannot abort the resharing that removes it; the others can.
+    kid = {
+        k: d.state["protocol_state"]["resharing"][0][k] for k in ("domain_id", "epoch", "attempt")
+    }
+    with pytest.raises(ContractError) as exc:
+        d.call(d.node("dave", 10 + WEEK + 6), "vote_abort_key_event", {"key_event_id": kid})
+    assert code_of(exc) == "NotParticipant"
+    d.call(d.node("alice", 10 + WEEK + 6), "vote_abort_key_event", {"key_event_id": kid})
 
 
 def test_no_resharing_when_the_rest_are_below_threshold() -> None:
@@ -299,6 +307,10 @@ def test_migration_needs_a_valid_attestation_of_the_destination() -> None:
     assert code_of(exc) == "AttestationRequired"
     d.call(d.node("bob"), "conclude_node_migration", {"keyset": keyset})
     assert d.view("attestations", {"at": 20})["entries"][1]["status"] == "valid"
+    # The replaced node's record is forgotten at the next change (the set stays bounded).
+    d.attest("alice")
+    keys = {r["key"] for r in d.state["attestation"]["records"]}
+    assert tls_key("bob", 0).hex() not in keys and tls_key("bob", 1).hex() in keys
 
 
 def test_tee_backup_services_required() -> None:

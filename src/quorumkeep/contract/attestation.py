@@ -141,12 +141,39 @@ def store_record(state: ContractState, record: AttestationRecord) -> Event:
     assert att is not None
     replaced = record.key in att.records
     att.records[record.key] = record
+    prune_records(state)
     serving = state.serving()
     if serving is not None and record.role == "node":
         info = serving.parameters.get(record.account)
         if info is not None and info.tls_public_key == record.key:
             att.marked.pop(record.account, None)
     return _submitted(record, replaced)
+
+
+def referenced_keys(state: ContractState) -> set[bytes]:
+    """Every key the contract still names: participants (serving and being built),
+    candidates, migration destinations, backup services."""
+    keys: set[bytes] = set()
+    serving = state.serving()
+    if serving is not None:
+        keys |= {m.tls_public_key for m in serving.parameters.members}
+    if isinstance(state.protocol, Resharing):
+        keys |= {m.tls_public_key for m in state.protocol.parameters.members}
+    keys |= {c.tls_public_key for c in state.candidates.values()}
+    keys |= {m.destination.tls_public_key for m in state.migrations.values()}
+    keys |= {b.identity_public_key for b in state.backup_services.values()}
+    return keys
+
+
+def prune_records(state: ContractState) -> None:
+    """Forget records of keys the contract no longer names (a migrated-away node's, a
+    replaced backup service's): the record set stays bounded by what is in use."""
+    att = state.attestation
+    if att is None:
+        return
+    keep = referenced_keys(state)
+    for key in [k for k in att.records if k not in keep]:
+        del att.records[key]
 
 
 def node_evidence(
@@ -405,6 +432,7 @@ def verify_attestations(state: ContractState, ctx: CallContext, args: dict[str, 
     att = _require_attestation(state)
     serving = require_initialized(state)
     now = now_seconds(ctx)
+    prune_records(state)
     problems = {
         m.account: p
         for m in serving.parameters.members

@@ -12,6 +12,7 @@ from typing import Any
 
 from quorumkeep.contract.access import require_initialized, require_node_key
 from quorumkeep.contract.args import check_fields
+from quorumkeep.contract.attestation_rules import marked_and_leaving
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     InvalidKeyEvent,
@@ -111,6 +112,11 @@ def vote_abort_key_event(
     known = [i for i in infos if i is not None]
     if not known:
         raise NotParticipant(f"{ctx.predecessor} takes no part in this key event")
+    if marked_and_leaving(state, ctx.predecessor):
+        raise NotParticipant(
+            f"{ctx.predecessor} is marked (attestation) and leaves in this resharing: it "
+            "cannot abort the resharing that removes it"
+        )
     if not ctx.full_access and all(ctx.signer_public_key != i.signer_public_key for i in known):
         require_node_key(ctx, known[0])  # raises SignerKeyMismatch
     event = current_event(events, key_event_id)

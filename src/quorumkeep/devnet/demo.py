@@ -14,7 +14,11 @@ are awaited, and a signature is made. Then four scenarios run, each followed by 
 - ``cancelled-by-resharing`` — a migration is open (its destination not yet up) when a
   resharing adds a spare operator's node (4 → 5): the contract cancels the migration,
   nothing is imported, the resharing completes, and the backup services back up the new
-  epoch by themselves.
+  epoch by themselves;
+- ``attestation-upgrade`` — every node runs with (development) attestation; the operators
+  vote a new build's measurement onto the allow-list, restart all nodes but one on it,
+  vote the old measurement off; the nodes mark the laggard and reshare it out
+  (devnet/attestation_story.py); the same group key signs.
 
 Every operator action is the one `quorumkeep operator …` performs (same functions, same
 contract calls, signed by that operator's full-access key); every wait follows the
@@ -71,7 +75,13 @@ from quorumkeep.operator.progress import (
     MigrationWatcher,
 )
 
-SCENARIOS = ("single-node-loss", "quorum-loss", "full-cluster-loss", "cancelled-by-resharing")
+SCENARIOS = (
+    "single-node-loss",
+    "quorum-loss",
+    "full-cluster-loss",
+    "cancelled-by-resharing",
+    "attestation-upgrade",
+)
 NODES = 4
 THRESHOLD = 3
 RESHARE_THRESHOLD = 3
@@ -723,6 +733,18 @@ class Demo:
         self.wait_backups(epoch, "the backups of the new epoch")
         self.sign(scenario)
 
+    def attestation_upgrade(self) -> None:
+        from quorumkeep.devnet import attestation_story
+
+        scenario = attestation_story.SCENARIO
+        self.narrator.section(f"{scenario}: new node code voted in, a laggard reshared out")
+        try:
+            laggard = attestation_story.run(self.devnet, self.narrator.step, self.current_node)
+        except attestation_story.StoryError as exc:
+            raise DemoError(f"{exc}; {self._node_logs()}") from None
+        self.narrator.note(f"{laggard} is marked in the contract; its peers refuse its connections")
+        self.sign(scenario)
+
     def _spare_operator(self, state: dict[str, Any]) -> str:
         members = {m["account"] for m in watch.participants(state)}
         spare = [
@@ -768,6 +790,7 @@ class Demo:
             "quorum-loss": self.quorum_loss,
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
+            "attestation-upgrade": self.attestation_upgrade,
         }
         unknown = [name for name in scenarios if name not in steps]
         if unknown:

@@ -26,7 +26,7 @@ from typing import Any
 from quorumkeep.attest.binding import Role, report_data
 from quorumkeep.contract.attestation import participant_problem, record_problem
 from quorumkeep.contract.attestation_state import AttestationRecord
-from quorumkeep.contract.state import ContractState, Resharing
+from quorumkeep.contract.state import ContractState, Participants, Resharing
 from quorumkeep.daemon.attestation import AttestationUnavailable, QuoteSource
 from quorumkeep.node.mesh import PeerInfo
 
@@ -82,6 +82,15 @@ def reattest_reason(state: ContractState, account: str, tls_key: bytes, now: int
 def marked_peers(state: ContractState) -> frozenset[str]:
     att = state.attestation
     return frozenset() if att is None else frozenset(att.marked)
+
+
+def marked_departing(state: ContractState, old: Participants, new: Participants) -> list[int]:
+    """Ids of old holders the contract marked that leave in this resharing: the resharing
+    goes on without them (their connections are refused)."""
+    marked = marked_peers(state)
+    return [
+        m.participant_id for m in old.members if m.account in marked and new.get(m.account) is None
+    ]
 
 
 def usable_peers(

@@ -55,7 +55,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-from quorumkeep.node.attestation import NodeAttestation
+from quorumkeep.node.attestation import NodeAttestation, marked_departing
 from quorumkeep.node.calls import ContractCaller, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import (
@@ -998,6 +998,7 @@ class Coordinator:
                 random_bytes=self._random_bytes,
                 timeout=self.settings.key_event_timeout,
                 attempt=attempt,
+                absent=marked_departing(self._state, old, new) if self._state else (),
             )
         except asyncio.CancelledError:
             raise
