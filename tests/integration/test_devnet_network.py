@@ -91,10 +91,20 @@ def test_status_and_sign_on_the_command_line(devnet: Devnet) -> None:
     for name in ("op1", "op2", "op3", "op4"):
         assert snapshot["nodes"][name]["role"] == "participant"
         assert snapshot["nodes"][name]["epoch"] == 0
+    # Every participant attested with a development quote; the network says it is insecure.
+    assert contract["attestation"]["insecure_dev_attestation"] is True
+    for m in contract["participants"]:
+        assert m["attestation"]["status"] == "valid", m
+        assert m["attestation"]["kind"] == "dev"
+        assert m["attestation"]["tcb_status"] == "Development"
+    for name in ("op1", "op2", "op3", "op4"):
+        assert snapshot["nodes"][name]["attestation"]["problem"] is None
+        assert snapshot["nodes"][name]["attestation"]["insecure_dev_attestation"] is True
 
     table = cli("devnet", "status", "--dir", str(devnet.path))
     assert table.returncode == 0, table.stderr
     assert "Running" in table.stdout
+    assert "INSECURE" in table.stdout
 
     again = cli("devnet", "up", "--nodes", "4", "--threshold", "3", "--dir", str(devnet.path))
     assert again.returncode == 1

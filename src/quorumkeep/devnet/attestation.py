@@ -50,6 +50,14 @@ def genesis(path: Path) -> dict[str, Any]:
     }
 
 
+def all_attested(state: dict[str, Any]) -> bool:
+    """Every serving participant's TLS key has an attestation record (state JSON)."""
+    from quorumkeep.devnet import watch
+
+    records = {r["key"] for r in (state.get("attestation") or {}).get("records", [])}
+    return all(m["tls_public_key"] in records for m in watch.participants(state))
+
+
 def cli_options(path: Path) -> list[str]:
     """``node init`` / ``backup init`` options for a dev-attested process."""
     return ["--attestation", "dev", "--dev-platform-key-file", str(path)]

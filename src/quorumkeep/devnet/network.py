@@ -224,6 +224,9 @@ class Devnet:
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
             )
             self.timings["dkg"] = time.monotonic() - keygen_started
+            self.wait_contract(
+                client, attestation.all_attested, timeout=timeout, what="every node's attestation"
+            )
         record.phase = PHASE_READY
         self.save()
 
