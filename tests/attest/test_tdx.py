@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quorumkeep.attest import errors
 from quorumkeep.attest.evidence import Evidence, verify_quote
@@ -138,3 +140,32 @@ def test_real_quote_presented_for_our_keys_is_a_report_data_mismatch() -> None:
     ev = Evidence("tdx", quote, collateral, ())
     with pytest.raises(errors.ReportDataMismatch):
         verify_evidence(ev, Role.NODE, bytes(range(32)), bytes(range(32, 64)), NOW)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_mutation_is_refused_with_a_typed_error_never_another_exception(
+    data: st.DataObject,
+) -> None:
+    # A contract call must never turn a malformed quote into an unexpected exception.
+    quote, collateral = load("tdx_quote")
+    mutated = bytearray(quote)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    candidate = bytes(mutated[: cut if data.draw(st.booleans()) else len(mutated)])
+    try:
+        report = TdxVerifier().verify(candidate, collateral, NOW)
+    except errors.AttestationError:
+        return
+    # Only bytes outside the signed parts (the certification data's padding) may change.
+    assert report.mrtd.hex() == MRTD and report.report_data.hex() == REPORT_DATA
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(max_size=6000))
+def test_random_bytes_are_refused_with_a_typed_error(blob: bytes) -> None:
+    _, collateral = load("tdx_quote")
+    with pytest.raises(errors.AttestationError):
+        TdxVerifier().verify(blob, collateral, NOW)

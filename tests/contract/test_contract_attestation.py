@@ -15,6 +15,8 @@ from attestation_helpers import (
     node_attestation,
 )
 from contract_helpers import Driver, info, node, operator, signer_key, tls_key, user
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quorumkeep.attest.binding import Role
 from quorumkeep.contract import Contract, ContractError
@@ -348,3 +350,30 @@ def test_state_round_trips_with_attestation() -> None:
     data = d.contract.to_json()
     assert Contract.from_json(data).to_json() == data
     assert data["attestation"]["dev_platform_public_key"] == PLATFORM_KEY.hex()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"kind": st.sampled_from(["dev", "tdx", "sev"]), "quote": st.text(max_size=40)},
+            optional={"collateral": JSON, "event_log": JSON},
+        ),
+    )
+)
+def test_any_attestation_argument_is_a_contract_error_and_changes_nothing(value: Any) -> None:
+    d = AttestedDriver(ACCOUNTS, 3)
+    before = d.contract.to_json()
+    with pytest.raises(ContractError):
+        d.call(node("erin"), "submit_participant_info", {**info("erin"), "attestation": value})
+    assert d.contract.to_json() == before
