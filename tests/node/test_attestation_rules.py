@@ -191,3 +191,18 @@ def test_backup_gate_only_when_the_contract_requires_tee_services() -> None:
     assert "no attestation" in str(
         backup_service_attestation_problem({**view, "entries": []}, identity)
     )
+
+
+def test_a_mark_that_outlived_its_participant_asks_for_verification() -> None:
+    c = contract()
+    for a in ["alice", "bob", "carol"]:
+        attest(c, a, 20)
+    late = 10 + 3600 + 1
+    c.call(ctx("erin", late), "verify_attestations", {})  # dave marked, reshared out at once
+    s = state(c)
+    assert "dave" not in {m.account for m in s.serving().parameters.members}  # type: ignore[union-attr]
+    assert marked_peers(s) == {"dave"}
+    assert verification_due(s, late)
+    c.call(ctx("erin", late + 1), "verify_attestations", {})
+    assert marked_peers(state(c)) == frozenset()
+    assert not verification_due(state(c), late + 1)

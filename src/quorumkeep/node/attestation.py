@@ -106,6 +106,8 @@ def verification_due(state: ContractState, now: int) -> bool:
     serving = state.serving()
     if att is None or serving is None:
         return False
+    if set(att.marked) - serving.parameters.accounts:
+        return True  # a mark outlived its participant (reshared out): clear it
     for m in serving.parameters.members:
         failing = participant_problem(att, m, now) is not None
         if failing != (m.account in att.marked):
