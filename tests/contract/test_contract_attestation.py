@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quorumkeep.attest.binding import Role
-from quorumkeep.contract import Contract, ContractError
+from quorumkeep.contract import CallContext, Contract, ContractError
 from quorumkeep.contract.attestation_state import DEFAULT_VALIDITY_SECONDS
 
 ACCOUNTS = ["alice", "bob", "carol", "dave"]
@@ -338,6 +338,15 @@ def test_tee_backup_services_required() -> None:
     entries = d.view("attestations", {"at": 20})["entries"]
     assert entries[-1]["role"] == "backup_service" and entries[-1]["status"] == "valid"
     d.call(operator("alice"), "submit_attestation", {"role": "backup_service", "attestation": good})
+    # The service renews its attestation itself, signed by its identity key (an access key the
+    # operator granted); the node's key may not do it for it.
+    service_key = CallContext("alice", identity, False, 20, 20_000)
+    d.call(service_key, "submit_attestation", {"role": "backup_service", "attestation": good})
+    with pytest.raises(ContractError) as exc:
+        d.call(
+            d.node("alice"), "submit_attestation", {"role": "backup_service", "attestation": good}
+        )
+    assert code_of(exc) == "SignerKeyMismatch"
 
 
 def test_state_round_trips_with_attestation() -> None:

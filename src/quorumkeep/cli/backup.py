@@ -186,6 +186,15 @@ def init(
     except LedgerError as exc:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
         fail(f"registration not submitted ({exc.code}: {exc.message})", EXIT_REJECTED)
+    if evidence is not None and outcome.ok:
+        from quorumkeep.operator.actions import ensure_attestation_key
+        from quorumkeep.operator.errors import OperatorError
+
+        try:
+            with LedgerClient(config.ledger_url) as client:
+                ensure_attestation_key(client, signer, identity.signer.public_key)
+        except OperatorError as exc:
+            fail(f"the service's attestation key was not added ({exc.code}: {exc.message})")
     if not as_json:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
     report_outcome(outcome, as_json)

@@ -298,10 +298,13 @@ def submit_attestation(state: ContractState, ctx: CallContext, args: dict[str, A
     elif role is Role.BACKUP_SERVICE:
         if "tls_public_key" in args:
             raise InvalidArguments("a backup service's attestation has no tls_public_key")
-        require_operator(ctx)
         service = state.backup_services.get(account)
         if service is None:
             raise NotParticipant(f"{account} has no registered backup service")
+        if not ctx.full_access and ctx.signer_public_key != service.identity_public_key:
+            raise SignerKeyMismatch(
+                "a backup service attests with its identity key (or the operator's full-access key)"
+            )
         record = verify_record(
             att,
             args["attestation"],
