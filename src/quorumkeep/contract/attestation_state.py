@@ -29,7 +29,6 @@ from quorumkeep.contract.errors import InvalidArguments
 DEFAULT_VALIDITY_SECONDS = 7 * 24 * 3600
 DEFAULT_GRACE_SECONDS = 3600
 MAX_MEASUREMENTS = 64
-MAX_RECORDS = 4 * 256
 
 
 def expect_role(value: Any, name: str) -> str:
@@ -288,7 +287,8 @@ class AttestationState:
         dev = obj["dev_platform_public_key"]
         records = [
             AttestationRecord.from_json(r, f"{name}.records[{i}]")
-            for i, r in enumerate(expect_list(obj["records"], f"{name}.records", 0, MAX_RECORDS))
+            # Bounded by the keys the contract names (records of others are pruned).
+            for i, r in enumerate(expect_list(obj["records"], f"{name}.records", 0, MAX_INT))
         ]
         proposals = expect_object(obj["proposals"], f"{name}.proposals")
         marked = expect_object(obj["marked"], f"{name}.marked")
