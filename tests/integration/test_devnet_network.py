@@ -31,6 +31,7 @@ from nacl.signing import SigningKey, VerifyKey
 from process_helpers import wait_until
 from quorumkeep.contract import NODE_METHODS
 from quorumkeep.devnet import processes, watch
+from quorumkeep.devnet.attestation import node_evidence
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import USER, Devnet
 from quorumkeep.devnet.signing import SignClient, SignError
@@ -365,7 +366,14 @@ def test_a_changed_participant_loses_exactly_its_presignatures(devnet: Devnet) -
             operator, destination_signer.public_key, Permission(tuple(sorted(NODE_METHODS)))
         ).ok
         keyset = client.view("keyset")
-        client.call(destination_signer, "conclude_node_migration", {"keyset": keyset})
+        evidence = node_evidence(
+            devnet.dev_platform_key, new_tls_key, destination_signer.public_key
+        )
+        client.call(
+            destination_signer,
+            "conclude_node_migration",
+            {"keyset": keyset, "attestation": evidence},
+        )
 
     for node in others:
         involving = {p for p, members in before[node].items() if changed in members}

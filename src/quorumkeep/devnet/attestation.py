@@ -58,6 +58,19 @@ def all_attested(state: dict[str, Any]) -> bool:
     return all(m["tls_public_key"] in records for m in watch.participants(state))
 
 
+def node_evidence(path: Path, tls_public_key: bytes, signer_public_key: bytes) -> dict[str, Any]:
+    """A development quote of this version's node for these keys (the devnet is the
+    development platform: it vouches for its own nodes, e.g. one not started yet)."""
+    import asyncio
+
+    from quorumkeep.attest.binding import Role, report_data
+    from quorumkeep.daemon.attestation import DevQuoteSource
+
+    seed = bytes.fromhex(path.read_text().strip())
+    rd = report_data(Role.NODE, tls_public_key, signer_public_key)
+    return asyncio.run(DevQuoteSource(seed, NODE_APP).evidence(rd))
+
+
 def cli_options(path: Path) -> list[str]:
     """``node init`` / ``backup init`` options for a dev-attested process."""
     return ["--attestation", "dev", "--dev-platform-key-file", str(path)]

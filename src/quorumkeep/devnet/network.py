@@ -912,6 +912,19 @@ class Devnet:
             if m["account"] not in remove
         ]
         newcomers = [self.participant_info(name) for name in add]
+        with self.client() as client:
+            for info in newcomers:  # a newcomer must be attested (a node not started is not)
+                evidence = attestation.node_evidence(
+                    self.dev_platform_key,
+                    bytes.fromhex(info["tls_public_key"]),
+                    bytes.fromhex(info["signer_public_key"]),
+                )
+                with contextlib.suppress(ContractCallFailed):  # a participant already
+                    client.call(
+                        self.signer(info["account"]),
+                        "submit_participant_info",
+                        {**info, "attestation": evidence},
+                    )
         new_epoch = int(watch.protocol(state)["next_epoch"])
         proposal = {"participants": current + newcomers, "threshold": threshold}
         if voters is None:
