@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	@command -v etcd >/dev/null || { \
+	  echo "etcd not found (the replicated ledger and its tests need it); installing Debian's etcd-server"; \
+	  apt-get update -qq && apt-get install -y -qq etcd-server; }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
@@ -45,7 +48,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/quorumkeep bench crypto --json
+	$(BIN)/quorumkeep bench ers --json
 	$(BIN)/quorumkeep bench ledger --json
+	$(BIN)/quorumkeep bench ledger --store etcd --json
 	$(BIN)/quorumkeep bench network --nodes 4 --threshold 3 --requests 500 --json
 	$(BIN)/quorumkeep bench recovery --json
 

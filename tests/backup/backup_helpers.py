@@ -37,6 +37,7 @@ from quorumkeep.node.backup_api import (
     store_verified_shares,
     tls_signer,
 )
+from quorumkeep.node.backup_registration import RegistrationCache, registration_client
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.keystore import Keystore, PassphraseKeySource
 from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
@@ -48,6 +49,7 @@ from quorumkeep.wire.backup import (
     KeyShare,
     VerifiedShares,
     public_key_package_json,
+    read_keyset,
 )
 from quorumkeep.wire.tls import client_context
 
@@ -139,7 +141,7 @@ class Network:
         return {a: int(i["participant_id"]) for a, i in self.infos.items()}
 
     def keyset(self) -> Keyset:
-        return Keyset.from_json(self.ledger.view("keyset"))
+        return read_keyset(self.ledger.view("keyset"))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -249,7 +251,15 @@ class NodeServer:
     shares_override: Callable[[Keyset], list[KeyShare]] | None = None
     clock: Callable[[], float] = time.time
     server: WebServer | None = None
+    status: Callable[[], dict[str, Any]] = dict
+    """The node's /status document (the default, empty, is refused by the web API)."""
     ledger: AsyncLedgerClient | None = None
+    registration_ledger: AsyncLedgerClient | None = None
+    registrations: RegistrationCache | None = None
+    views: list[str] = field(default_factory=list)
+    """Contract views read through the node's shared ledger client (authenticated paths)."""
+    registration_views: list[str] = field(default_factory=list)
+    """Contract views read through the separate, bounded client that keeps the cache."""
 
     @property
     def url(self) -> str:
@@ -257,6 +267,19 @@ class NodeServer:
 
     async def start(self) -> NodeServer:
         self.ledger = AsyncLedgerClient(self.ledger_url, timeout=10.0)
+        self.registration_ledger = registration_client(self.ledger_url)
+        shared, separate = self.ledger, self.registration_ledger
+
+        async def read_view(method: str, args: Any) -> Any:
+            self.views.append(method)
+            return await shared.view(method, args)
+
+        async def read_registration(method: str, args: Any) -> Any:
+            self.registration_views.append(method)
+            return await separate.view(method, args)
+
+        self.registrations = RegistrationCache(self.identity.account, read_registration)
+        await self.registrations.start(separate)
 
         from_keystore = keystore_share_source(self.keystore)
 
@@ -274,14 +297,15 @@ class NodeServer:
         deps = BackupNodeDeps(
             account=self.identity.account,
             tls_signer=tls_signer(self.identity.tls),
-            read_view=self.ledger.view,
+            read_view=read_view,
+            registrations=self.registrations,
             current_shares=current_shares,
             import_shares=import_shares,
             on_backup_served=lambda epoch, at: self.served.append((epoch, at)),
             clock=lambda: self.clock(),
         )
         app = create_app(
-            status=dict,
+            status=self.status,
             metrics=NodeMetrics(),
             snapshot=MetricsSnapshot,
             routers=[backup_router(deps)],
@@ -294,6 +318,10 @@ class NodeServer:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+        if self.registrations is not None:
+            await self.registrations.close()
+        if self.registration_ledger is not None:
+            await self.registration_ledger.aclose()
         if self.ledger is not None:
             await self.ledger.aclose()
 

@@ -4,6 +4,7 @@ refusal — each refusal leaving the node unchanged."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -205,6 +206,11 @@ def test_backup_refusals(network: Network, alice_service: ServiceKeys, tmp_path:
                 "malformed_request"
             )
             assert await get({"quorumkeep-account": "alice"}) == "malformed_request"
+            # a timestamp of digits that int() does not read (b"\xb2" is "²" in Latin-1)
+            raw: dict[str, str | bytes] = dict(hello_headers(alice_service, node_key))
+            raw["quorumkeep-timestamp"] = b"\xb2"
+            response = await http.get("/backup/keyshares", headers=raw)
+            assert (response.status_code, error_code(response)) == (400, "malformed_request")
             # the node does not hold the keyset's shares
             server.shares_override = lambda keyset: []
             assert await get(hello_headers(alice_service, node_key)) == "no_shares"
@@ -224,6 +230,51 @@ def test_backup_refusals(network: Network, alice_service: ServiceKeys, tmp_path:
         run(scenario())
     finally:
         alice_service.register(network.ledger)
+
+
+def test_unauthenticated_requests_read_nothing_through_the_nodes_ledger_client(
+    network: Network, alice_service: ServiceKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The headers an attacker needs are public: a flood of garbage-signed requests must not
+    queue behind the node's own contract calls. The signature is checked against the
+    registered key cached from the contract's events before any read; a key the cache does
+    not know costs at most one read per second, on the separate, bounded client."""
+    registered(network, alice_service)
+    stranger = ServiceKeys("alice")
+    node_key = network.node.tls_public_key
+
+    caplog.set_level(logging.INFO, "quorumkeep.node.backup")
+
+    async def scenario() -> None:
+        async with (
+            serving(node_server(network)) as server,
+            pinned_http(network.node, server.url) as http,
+        ):
+            ok = await http.get("/backup/keyshares", headers=hello_headers(alice_service, node_key))
+            assert ok.status_code == 200
+            shared, separate = len(server.views), len(server.registration_views)
+            started = time.monotonic()
+            for _ in range(20):
+                headers = hello_headers(alice_service, node_key)
+                headers["quorumkeep-timestamp"] = str(int(headers["quorumkeep-timestamp"]) + 1)
+                response = await http.get("/backup/keyshares", headers=headers)
+                assert error_code(response) == "bad_signature"
+                response = await http.get(
+                    "/backup/keyshares", headers=hello_headers(stranger, node_key)
+                )
+                assert error_code(response) == "unregistered_caller"
+                body = b'{"not": "a push"}'
+                response = await http.put("/backup/keyshares", content=body)
+                assert error_code(response) == "malformed_request"
+            elapsed = time.monotonic() - started
+            # Refusal lines are bounded: at most 10 per kind and minute, the rest counted.
+            refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+            assert len(refusals) <= 3 * 10, len(refusals)
+            assert server.views[shared:] == []
+            assert len(server.registration_views) - separate <= 1 + elapsed
+            assert len(server.served) == 1
+
+    run(scenario())
 
 
 def test_service_refuses_shares_that_do_not_match_the_contract(
@@ -428,6 +479,8 @@ def test_recovery_push_refusals_leave_the_node_unchanged(
                 "stale_timestamp",
             )
             assert await put(b"{not json") == (400, "malformed_request")
+            assert await put(b"[" * 200_000) == (400, "malformed_request")
+            assert await put(b"[" * 1_000 + b"]" * 1_000) == (400, "malformed_request")
             assert await put(b" " * (MAX_BODY_BYTES + 1)) == (413, "body_too_large")
             assert dest.imported == []
             assert keystore.key_shares() == []

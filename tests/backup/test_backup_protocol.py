@@ -43,6 +43,7 @@ from quorumkeep.wire.backup import (
     make_recovery_session,
     open_backup,
     open_recovery,
+    read_keyset,
     recovery_key_node,
     recovery_key_service,
     seal_backup,
@@ -201,6 +202,8 @@ def test_hello_signature_covers_every_field(parties: Parties) -> None:
         ("quorumkeep-service-key", "zz" * 32),
         ("quorumkeep-ephemeral-key", "00" * 32),
         ("quorumkeep-timestamp", "-5"),
+        ("quorumkeep-timestamp", "²"),  # a digit to str.isdigit, not to int()
+        ("quorumkeep-timestamp", "١٧٠٠٠٠٠٠٠٠٠٠٠"),  # digits, but not ASCII ones
         ("quorumkeep-nonce", "AB" * 16),
         ("quorumkeep-signature", "00" * 63),
     ],
@@ -392,6 +395,10 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
     assert "share" not in repr(verified).replace("shares", "")
 
 
+def repackaged(info: PublicKeyPackageInfo, **changes: Any) -> PublicKeyPackageInfo:
+    return replace(info, package=replace(info.package, **changes))
+
+
 @pytest.mark.parametrize(
     ("mutate", "code"),
     [
@@ -426,7 +433,10 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
             lambda p: (
                 p.keyset,
                 p.shares,
-                {**p.packages, 0: replace(p.packages[0], public_key=p.packages[1].public_key)},
+                {
+                    **p.packages,
+                    0: repackaged(p.packages[0], group_public_key=p.packages[1].public_key),
+                },
                 2,
             ),
             "wrong_keyset",
@@ -435,7 +445,7 @@ def test_verify_shares_accepts_exactly_matching_shares(parties: Parties) -> None
             lambda p: (
                 p.keyset,
                 p.shares,
-                {0: p.packages[0], 1: replace(p.packages[1], verifying_shares={1: b"", 3: b""})},
+                {0: p.packages[0], 1: repackaged(p.packages[1], verifying_shares={1: b"", 3: b""})},
                 2,
             ),
             "shares_mismatch",
@@ -497,8 +507,8 @@ def test_statement_encoding_is_injective() -> None:
 
 def test_keyset_and_package_parsing_is_strict(parties: Parties) -> None:
     document = parties.keyset.to_json()
-    assert Keyset.from_json(document) == parties.keyset
-    assert parties.keyset.hash == Keyset.from_json(document).hash
+    assert read_keyset(document) == parties.keyset
+    assert parties.keyset.hash == read_keyset(document).hash
     assert len(parties.keyset.hash) == 32
     for bad in (
         {**document, "extra": 1},
@@ -508,7 +518,7 @@ def test_keyset_and_package_parsing_is_strict(parties: Parties) -> None:
         {**document, "domains": [document["domains"][0]] * (MAX_DOMAINS + 1)},
     ):
         with pytest.raises(BackupProtocolError):
-            Keyset.from_json(bad)
+            read_keyset(bad)
     package = parties.packages[0].to_json()
     assert PublicKeyPackageInfo.from_json(package) == parties.packages[0]
     for bad_key in ("01", "0", "x", "²"):
@@ -560,7 +570,7 @@ def test_parsers_raise_only_the_protocol_error(value: Any, which: str) -> None:
         "session": RecoverySession.from_json,
         "push": RecoveryPush.from_json,
         "ack": RecoveryAck.from_json,
-        "keyset": Keyset.from_json,
+        "keyset": read_keyset,
     }[which]
     with pytest.raises(BackupProtocolError):
         parse(value)
@@ -572,6 +582,26 @@ def test_header_parser_raises_only_the_protocol_error(headers: dict[str, str]) -
     named = {f"quorumkeep-{k.replace('_', '-')}": v for k, v in headers.items()}
     with pytest.raises(BackupProtocolError):
         Hello.from_headers(named)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000,
+        b"[" * 1_000 + b"]" * 1_000,
+        b'{"a":' * 1_000 + b"1" + b"}" * 1_000,
+        b"\xff",
+        b'{"version": NaN}',
+        b'{"version": 1, "version": 1}',
+    ],
+)
+def test_json_bodies_are_refused_as_malformed_never_raised_through(body: bytes) -> None:
+    with pytest.raises(BackupProtocolError) as excinfo:
+        RecoveryPush.from_body(body)
+    assert code_of(excinfo) == "malformed_request"
+    with pytest.raises(BackupProtocolError) as excinfo:
+        decode_shares(body)
+    assert code_of(excinfo) == "malformed_request"
 
 
 def test_documented_vector() -> None:

@@ -107,7 +107,7 @@ def test_backups_are_sealed_at_rest(tmp_path: Path, keys: tuple[BackupIdentity, 
         store.close()
 
 
-def test_older_epochs_are_refused_and_the_previous_backup_is_kept(
+def test_older_epochs_are_refused_and_deleted_once_a_newer_epoch_is_stored(
     tmp_path: Path, keys: tuple[BackupIdentity, StoreKey]
 ) -> None:
     identity, key = keys
@@ -121,12 +121,20 @@ def test_older_epochs_are_refused_and_the_previous_backup_is_kept(
             store.put(verified([domain], 1), SOURCE, 3.0)
         assert excinfo.value.code == "older_epoch"
         assert [r.epoch for r in store.records()] == [2]
-        # A new domain in the same epoch, then the next epoch: the previous one stays.
+        # A new domain in the same epoch: the previous backup of that epoch stays.
         second = deal(1, 2, [1, 2, 3])
         assert store.put(verified([domain, second], 2), SOURCE, 4.0)
         assert [(r.epoch, len(r.keyset.domains)) for r in store.records()] == [(2, 2), (2, 1)]
+        old = store.records()
+        # The next epoch, verified and stored: every backup of an older epoch is deleted
+        # (a push uses the newest, nodes refuse other epochs, and the old shares must not
+        # outlive the resharing that made them worthless).
         assert store.put(verified([domain, second], 3), SOURCE, 5.0)
-        assert [(r.epoch, len(r.keyset.domains)) for r in store.records()] == [(3, 2), (2, 2)]
+        assert [(r.epoch, len(r.keyset.domains)) for r in store.records()] == [(3, 2)]
+        for record in old:
+            with pytest.raises(BackupServiceError) as excinfo:
+                store.shares(record)
+            assert excinfo.value.code == "not_found"
         for record in store.records():
             assert len(store.shares(record)) == len(record.keyset.domains)
     finally:
@@ -198,8 +206,8 @@ def test_a_sealed_backup_moved_to_another_row_does_not_open(
     domain = deal(0, 2, [1, 2, 3])
     store = open_store(tmp_path, identity, key)
     try:
-        store.put(verified([domain], 1), SOURCE, 1.0)
-        store.put(verified([domain], 2), SOURCE, 2.0)
+        store.put(verified([domain], 2), SOURCE, 1.0)
+        store.put(verified([domain, deal(1, 2, [1, 2, 3])], 2), SOURCE, 2.0)
         newest, previous = store.records()
         with sqlite3.connect(tmp_path / STORE_FILE_NAME) as db:
             sealed = db.execute(

@@ -37,7 +37,11 @@ def test_init_assigns_ids_in_order_and_runs_at_epoch_zero() -> None:
         ("carol", 3),
     ]
     assert state["next_participant_id"] == 4
-    assert state["config"] == {"sign_timeout_blocks": 600, "max_pending_requests": 10000}
+    assert state["config"] == {
+        "sign_timeout_blocks": 600,
+        "max_pending_requests": 10000,
+        "sign_timeout_ms": 120_000,
+    }
     assert [e.kind for e in result.events] == ["protocol_state_changed", "participants_changed"]
     assert result.events[0].data == {"from": "NotInitialized", "to": "Running", "epoch": 0}
     assert result.value["threshold"] == 2
@@ -48,7 +52,7 @@ def test_init_keeps_given_ids_and_config() -> None:
     members = [
         dict(info(a), participant_id=pid) for a, pid in zip(ACCOUNTS, [5, 2, 9], strict=True)
     ]
-    config = {"sign_timeout_blocks": 20, "max_pending_requests": 3}
+    config = {"sign_timeout_blocks": 20, "max_pending_requests": 3, "sign_timeout_ms": 5000}
     c.call(operator("alice"), "init", {"participants": members, "threshold": 3, "config": config})
     state = c.to_json()
     ids = [p["participant_id"] for p in state["protocol_state"]["participants"]]
@@ -130,6 +134,16 @@ def test_init_with_malformed_participants_is_invalid_arguments(mutate: object) -
             "participants": [info("alice"), info("bob")],
             "threshold": 2,
             "config": {"sign_timeout_blocks": 0},
+        },
+        {
+            "participants": [info("alice"), info("bob")],
+            "threshold": 2,
+            "config": {"sign_timeout_ms": 999},
+        },
+        {
+            "participants": [info("alice"), info("bob")],
+            "threshold": 2,
+            "config": {"sign_timeout_ms": 86_400_001},
         },
     ],
 )

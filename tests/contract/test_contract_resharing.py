@@ -333,3 +333,29 @@ def test_candidates_submit_their_info_and_leave_the_list_on_joining() -> None:
     assert d.view("candidates") == {"erin": erin}
     d.reshare([*ACCOUNTS, "erin"], 3)
     assert d.view("candidates") == {}
+
+
+def test_a_participant_being_removed_cannot_abort_the_resharing() -> None:
+    d = driver()
+    args = proposal(d, ACCOUNTS[:3], 2)  # dave is being removed
+    for a in ACCOUNTS[:3]:
+        d.call(operator(a), "vote_new_parameters", args)
+    kid = {"domain_id": 0, "epoch": 1, "attempt": 0}
+    before = d.state
+    with pytest.raises(NotParticipant):
+        d.call(node("dave"), "vote_abort_key_event", {"key_event_id": kid})
+    assert d.state == before
+    for a in ACCOUNTS[:3]:
+        d.call(node(a), "vote_reshared", reshared(d, kid))
+    assert d.contract.protocol_state == "Running"
+    assert "dave" not in ids(d)
+
+
+def test_a_member_of_the_new_set_may_abort_an_attempt_of_the_resharing() -> None:
+    d = driver()
+    args = proposal(d, ACCOUNTS[:3], 2)
+    for a in ACCOUNTS[:3]:
+        d.call(operator(a), "vote_new_parameters", args)
+    kid = {"domain_id": 0, "epoch": 1, "attempt": 0}
+    r = d.call(node("carol"), "vote_abort_key_event", {"key_event_id": kid})
+    assert r.value == {"next_key_event_id": dict(kid, attempt=1)}

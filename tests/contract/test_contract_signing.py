@@ -57,7 +57,12 @@ def test_sign_records_the_caller_and_the_derived_key() -> None:
     d = driver()
     r = d.call(user("user1", 42), "sign", {"payload": PAYLOAD.hex(), "path": "m/0", "domain_id": 0})
     derived = derive_public_key(base_mul(domain_secret(0)), "user1", "m/0").hex()
-    assert r.value == {"request_id": 0, "public_key": derived, "deadline_height": 642}
+    assert r.value == {
+        "request_id": 0,
+        "public_key": derived,
+        "deadline_height": 642,
+        "deadline_ms": 42_000 + 120_000,  # the block's time + sign_timeout_ms
+    }
     pending = d.view("request", {"request_id": 0})
     assert pending == {
         "request_id": 0,
@@ -68,6 +73,7 @@ def test_sign_records_the_caller_and_the_derived_key() -> None:
         "public_key": derived,
         "block_height": 42,
         "deadline_height": 642,
+        "deadline_ms": 162_000,
     }
     assert r.events[0].kind == "sign_requested" and r.events[0].data == pending
     assert d.view("public_key", {"domain_id": 0, "account": "user1", "path": "m/0"}) == derived
@@ -139,6 +145,31 @@ def test_a_request_not_answered_in_time_fails_in_on_block() -> None:
         d.call(node("bob"), "respond", {"request_id": first, "signature": sig})
     assert [e.data["request_id"] for e in d.contract.on_block(100, 0)] == [second]
     assert d.view("pending_requests") == []
+
+
+def test_a_request_fails_by_block_time_whichever_deadline_comes_first() -> None:
+    d = driver({"sign_timeout_blocks": 1000, "sign_timeout_ms": 5000})
+    assert d.contract.next_timeout_ms() is None
+    first = request(d, height=10)  # block time 10 000 ms (contract_helpers), deadline 15 000
+    second = request(d, height=12)  # deadline 17 000
+    assert d.contract.next_timeout_ms() == 15_000
+    assert d.contract.on_block(13, 14_999) == []
+    events = d.contract.on_block(14, 15_000)
+    assert [(e.kind, e.data["request_id"]) for e in events] == [("sign_failed", first)]
+    assert events[0].data["reason"] == "not answered in time"
+    assert events[0].data["deadline_ms"] == 15_000
+    assert d.contract.next_timeout_ms() == 17_000
+    assert [e.data["request_id"] for e in d.contract.on_block(15, 10**9)] == [second]
+    assert d.contract.next_timeout_ms() is None
+
+
+def test_pending_requests_round_trip_with_their_deadline_time() -> None:
+    d = driver({"sign_timeout_ms": 7000})
+    request(d, height=3)
+    state = d.contract.to_json()
+    assert state["sign_requests"][0]["deadline_ms"] == 10_000
+    assert Contract.from_json(state).to_json() == state
+    assert Contract.from_json(state).next_timeout_ms() == 10_000
 
 
 @pytest.mark.parametrize("size", [0, 31, 1233, 5000])

@@ -151,6 +151,7 @@ def test_method_table() -> None:
         "cancel_node_migration",
         "vote_measurement",
         "vote_tcb_policy",
+        "vote_recovery_key",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
     assert set(NODE_METHODS) == {
@@ -162,6 +163,7 @@ def test_method_table() -> None:
         "submit_participant_info",
         "submit_attestation",
         "verify_attestations",
+        "submit_recovery_part",
     }
     assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
     assert not NODE_METHODS & operator_methods
@@ -178,6 +180,8 @@ def test_method_table() -> None:
         "candidates",
         "attestations",
         "attestation_policy",
+        "recovery_key",
+        "recovery_parts",
     } == VIEW_METHODS
 
 
@@ -230,7 +234,7 @@ def test_views_change_nothing() -> None:
             args = {"request_id": 0}
         elif method == "public_key":
             args = {"domain_id": 0, "account": "u1", "path": "p"}
-        elif method == "public_key_package":
+        elif method in ("public_key_package", "recovery_key", "recovery_parts"):
             args = {"domain_id": 0}
         value = d.view(method, args)
         json.dumps(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quorumkeep.devnet.demo import SCENARIOS, DemoError, DemoReport, ScenarioResult, parse_only
-from quorumkeep.devnet.signing import Signature
+from quorumkeep.ledger.signing import Signature
 
 
 def test_only_keeps_the_story_order_and_drops_repeats() -> None:

@@ -16,8 +16,8 @@ from process_helpers import run_cli
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.devnet import watch
 from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.devnet.signing import Signature, SignClient
 from quorumkeep.ledger.client import AccountSigner
+from quorumkeep.ledger.signing import Signature, SignClient
 from quorumkeep.node.keystore import KEYSTORE_FILE_NAME
 
 T = TypeVar("T")

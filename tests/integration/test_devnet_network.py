@@ -34,8 +34,8 @@ from quorumkeep.devnet import processes, watch
 from quorumkeep.devnet.attestation import node_evidence
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.devnet.signing import SignClient, SignError
 from quorumkeep.ledger.client import AccountSigner
+from quorumkeep.ledger.signing import SignClient, SignError
 from quorumkeep.ledger.transaction import Permission
 from quorumkeep.node.mesh import HELLO_BODY
 from quorumkeep.wire import tls

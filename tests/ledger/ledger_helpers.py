@@ -54,7 +54,7 @@ def make_ledger(
 class LedgerProcess:
     """`quorumkeep ledger serve` as a child process on a free 127.0.0.1 port."""
 
-    def __init__(self, data_dir: Path, *, idle_block_ms: int = 200) -> None:
+    def __init__(self, data_dir: Path, *, idle_block_ms: int | None = 200) -> None:
         self.data_dir = data_dir
         self.idle_block_ms = idle_block_ms
         self.port = free_port()
@@ -72,8 +72,11 @@ class LedgerProcess:
                     str(self.data_dir),
                     "--listen",
                     f"127.0.0.1:{self.port}",
-                    "--idle-block-ms",
-                    str(self.idle_block_ms),
+                    *(
+                        []
+                        if self.idle_block_ms is None
+                        else ["--idle-block-ms", str(self.idle_block_ms)]
+                    ),
                 ),
                 stdout=subprocess.DEVNULL,
                 stderr=log,

@@ -54,6 +54,20 @@ def test_init_refuses_an_existing_ledger(ledger: tuple[Path, str]) -> None:
     assert "already" in line
 
 
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    """Not only a ledger's: any directory with something in it (a devnet's, a home) is left
+    alone; an empty or missing one is fine."""
+    data = tmp_path / "busy"
+    data.mkdir()
+    (data / "devnet.json").write_text("{}")
+    line = one_line_error(run("ledger", "init", "--data", str(data), "--accounts", "a1"), 2)
+    assert "not empty" in line
+    assert sorted(p.name for p in data.iterdir()) == ["devnet.json"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("ledger", "init", "--data", str(empty), "--accounts", "a1").returncode == 0
+
+
 def test_init_needs_a_passphrase(tmp_path: Path) -> None:
     result = run(
         "ledger", "init", "--data", str(tmp_path / "d"), "--accounts", "a1", env_pass=False

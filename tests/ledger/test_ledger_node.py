@@ -153,7 +153,7 @@ def test_a_failed_commit_stops_the_ledger_and_loses_nothing_acknowledged(tmp_pat
             acknowledged = await _call(
                 node, ledger.signers["alice"], 1, "init", init_args(list(ACCOUNTS))
             )
-            node.store._conn.close()  # the disk goes away under the producer
+            node.backend.store._conn.close()  # type: ignore[attr-defined]  # the disk goes away
             with pytest.raises(LedgerError) as refused:
                 await _call(
                     node, ledger.signers["bob"], 1, "register_backup_service",

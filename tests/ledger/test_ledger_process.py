@@ -224,22 +224,28 @@ def tamper_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 def test_tampered_block_is_detected_at_start(
     tamper_template: tuple[Path, int], tmp_path: Path, what: str, rehash: bool, named: int
 ) -> None:
+    """`ledger verify` finds it behind the snapshot the clean stop took; start-up (which
+    checks from the newest snapshot on) finds it once there is no snapshot to start from."""
     template, height = tamper_template
     data = tmp_path / "data"
     shutil.copytree(template, data)
     _tamper(data / "ledger.sqlite", height, what, rehash)
 
-    result = subprocess.run(
-        cli_command("ledger", "serve", "--data", str(data), "--listen", "127.0.0.1:1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert f"corrupt at block {height + named}:" in lines[0]
-    assert "Traceback" not in result.stderr
+    def refused(*args: str) -> None:
+        result = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert f"corrupt at block {height + named}:" in lines[0]
+        assert "Traceback" not in result.stderr
+
+    refused("ledger", "verify", "--data", str(data))
+    conn = sqlite3.connect(data / "ledger.sqlite")
+    with conn:
+        conn.execute("DELETE FROM snapshots")
+        conn.execute("DELETE FROM meta WHERE key = 'snapshot_height'")
+    conn.close()
+    refused("ledger", "serve", "--data", str(data), "--listen", "127.0.0.1:1")
 
 
 def test_follow_events_resumes_across_a_restart(
@@ -300,20 +306,14 @@ def key_package(ids: list[int], threshold: int) -> tuple[str, dict[str, str]]:
     return base_mul(coefficients[0]).hex(), shares
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """A ledger whose contract runs with domain 0 and a 5-block sign timeout; idle 50 ms."""
-    ledger = make_ledger(tmp_path_factory.mktemp("running") / "data", ACCOUNTS)
-    server = LedgerProcess(ledger.path, idle_block_ms=50)
+def _start_running(directory: Path, config: dict[str, int], idle_block_ms: int | None) -> Running:
+    ledger = make_ledger(directory / "data", ACCOUNTS)
+    server = LedgerProcess(ledger.path, idle_block_ms=idle_block_ms)
     try:
         server.start()
         alice, bob = ledger.signers["alice"], ledger.signers["bob"]
         with LedgerClient(server.url) as client:
-            client.call(
-                alice,
-                "init",
-                {**init_args(["alice", "bob"]), "config": {"sign_timeout_blocks": 5}},
-            )
+            client.call(alice, "init", {**init_args(["alice", "bob"]), "config": config})
             for operator in (alice, bob):
                 client.call(operator, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
             group_key, shares = key_package([1, 2], 2)
@@ -324,9 +324,67 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             }
             for operator in (alice, bob):
                 client.call(operator, "vote_pk", vote)
-        yield Running(ledger, server)
-    finally:
+    except BaseException:
         server.kill()
+        raise
+    return Running(ledger, server)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A ledger whose contract runs with domain 0 and a 5-block sign timeout; idle 50 ms."""
+    started = _start_running(
+        tmp_path_factory.mktemp("running"), {"sign_timeout_blocks": 5}, idle_block_ms=50
+    )
+    try:
+        yield started
+    finally:
+        started.server.kill()
+
+
+@pytest.fixture(scope="module")
+def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The same with the default heartbeat (no idle blocks) and a 2 s sign timeout."""
+    started = _start_running(
+        tmp_path_factory.mktemp("quiet"), {"sign_timeout_ms": 2000}, idle_block_ms=None
+    )
+    try:
+        yield started
+    finally:
+        started.server.kill()
+
+
+def test_an_idle_ledger_makes_no_block(quiet: Running) -> None:
+    with LedgerClient(quiet.server.url) as client:
+        before = client.status()
+        time.sleep(1.5)  # ~7 idle blocks before; none now (a slow machine changes nothing)
+        after = client.status()
+    assert after["height"] == before["height"]
+    assert after["idle_block_ms"] == 600_000
+
+
+def test_a_sign_timeout_fires_on_time_without_idle_blocks(quiet: Running) -> None:
+    """The ledger makes a block when the request falls due, and only then."""
+    dave = quiet.ledger.signers["dave"]
+    with LedgerClient(quiet.server.url) as client:
+        request = client.call(
+            dave, "sign", {"payload": "cd" * 32, "path": "wallet/2", "domain_id": 0}
+        )
+        deadline_ms = request.value["deadline_ms"]
+        made = client.block(request.block_height)["timestamp_ms"]
+        assert deadline_ms == made + 2000
+        cursor, failed = request.block_height, None
+        for _ in range(12):  # each long-poll waits at most 5 s
+            events, cursor = client.events(cursor, timeout=5, kinds=["sign_failed"])
+            failed = next(
+                (e for e in events if e.data["request_id"] == request.value["request_id"]), None
+            )
+            if failed is not None:
+                break
+        assert failed is not None, "the request never timed out"
+        assert failed.tx_hash is None and failed.data["reason"] == "not answered in time"
+        assert failed.height == request.block_height + 1  # the one block made for it
+        assert client.block(failed.height)["timestamp_ms"] >= deadline_ms
 
 
 def test_long_poll_returns_on_a_new_event(running: Running) -> None:
@@ -494,3 +552,56 @@ def test_follow_events_with_a_kind_filter(running: Running) -> None:
 def _sign_request_in_new_client(running: Running) -> TxOutcome:
     with LedgerClient(running.server.url) as client:
         return _sign_request(client, running)
+
+
+def _closed_by_server(port: int, send: bytes, dribble: bytes, seconds: float) -> bool:
+    """Connect, send ``send``, then one byte of ``dribble`` every 0.5 s; True if the server
+    closed the connection within ``seconds``."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        if send:
+            sock.sendall(send)
+        sock.settimeout(0.5)
+        deadline = time.monotonic() + seconds
+        rest = dribble
+        while time.monotonic() < deadline:
+            try:
+                if sock.recv(4096) == b"":
+                    return True
+            except TimeoutError:
+                pass
+            except OSError:
+                return True
+            if rest:
+                try:
+                    sock.sendall(rest[:1])
+                except OSError:
+                    return True
+                rest = rest[1:]
+    return False
+
+
+def test_connections_that_never_complete_a_request_are_closed(running: Running) -> None:
+    """Nothing sent, or a request head dribbled a byte at a time: the ledger closes the
+    connection after its header timeout (10 s) instead of keeping it forever."""
+    port = int(running.server.url.rsplit(":", 1)[1])
+    head = b"GET /v1/status HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    results: dict[str, bool] = {}
+    threads = [
+        threading.Thread(
+            target=lambda: results.__setitem__("silent", _closed_by_server(port, b"", b"", 60))
+        ),
+        threading.Thread(
+            target=lambda: results.__setitem__(
+                "dribble", _closed_by_server(port, head[:10], head[10:], 60)
+            )
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"silent": True, "dribble": True}
+    with LedgerClient(running.server.url) as client:
+        assert client.status()["height"] >= 0  # the server still serves

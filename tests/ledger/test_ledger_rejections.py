@@ -28,6 +28,7 @@ from ledger_helpers import (
 from quorumkeep.contract import VIEW_METHODS
 from quorumkeep.ledger.api_models import SignedTransactionModel
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
+from quorumkeep.ledger.server import MAX_BODY_BYTES
 from quorumkeep.ledger.transaction import (
     FULL_ACCESS,
     AddKey,
@@ -172,7 +173,7 @@ def test_oversize_body(env: Env) -> None:
     before = env.snapshot()
     response = env.http.post(
         "/v1/transactions",
-        content=b'{"pad": "' + b"a" * (64 * 1024) + b'"}',
+        content=b'{"pad": "' + b"a" * MAX_BODY_BYTES + b'"}',
         headers={"content-type": "application/json"},
     )
     refused(response, 413, "BodyTooLarge")
@@ -181,7 +182,7 @@ def test_oversize_body(env: Env) -> None:
 
 def test_oversize_chunked_body(env: Env) -> None:
     def chunks() -> Iterator[bytes]:
-        for _ in range(80):
+        for _ in range(MAX_BODY_BYTES // 1024 + 16):
             yield b"x" * 1024
 
     before = env.snapshot()
@@ -391,7 +392,29 @@ def test_event_filter_at_the_limits_is_accepted(env: Env, query: str) -> None:
 
 
 def test_wrong_http_method(env: Env) -> None:
-    refused(env.http.get("/v1/transactions"), 405, "HttpMethodNotAllowed")
+    response = env.http.get("/v1/transactions")
+    refused(response, 405, "HttpMethodNotAllowed")
+    assert response.headers["allow"] == "POST"
+    response = env.http.post("/v1/status")
+    refused(response, 405, "HttpMethodNotAllowed")
+    assert response.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("path", ["/v1/view", "/v1/transactions"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_declared_json_is_refused(
+    env: Env, path: str, content_type: str | None
+) -> None:
+    before = env.snapshot()
+    body = json.dumps({"method": "state"}).encode()
+    headers = {} if content_type is None else {"content-type": content_type}
+    request = env.http.build_request("POST", path, content=body, headers=headers)
+    assert request.headers.get("content-type") == content_type
+    refused(env.http.send(request), 415, "UnsupportedMediaType")
+    assert env.snapshot() == before
+    for accepted in ("application/json", "application/json; charset=utf-8"):
+        response = env.http.post("/v1/view", content=body, headers={"content-type": accepted})
+        assert response.status_code == 200, response.text
 
 
 # --- not refusals: contract rejections are included -----------------------------------
@@ -512,7 +535,7 @@ def test_no_mutation_of_a_transaction_gets_a_5xx_or_changes_anything(env: Env) -
             assert 400 <= response.status_code < 500, (path, junk, response.text)
             assert set(response.json()) == {"error"}
     assert env.snapshot() == before
-    assert seen <= {400, 401, 403, 404, 409}
+    assert seen <= {400, 401, 403, 404, 409, 415}  # 415: a body of `null` sends no JSON
 
 
 def test_no_view_arguments_get_a_5xx(env: Env) -> None:

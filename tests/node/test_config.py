@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from quorumkeep.net.server import parse_host_port
 from quorumkeep.node.config import (
     ConfigError,
     NodeConfig,
     dump_toml,
     load_config,
-    parse_host_port,
     write_config,
 )
 

@@ -520,3 +520,44 @@ def test_take_presignatures_takes_many_in_one_call_and_reports_missing_ids(
     assert store.presignature_count(0) == 1
     again = store.take_presignatures(["p1"])
     assert isinstance(again[0], ks.RecordNotFound)  # a nonce is handed out once only
+
+
+def _sealed_columns(path: Path) -> list[bytes]:
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT sealed_share FROM key_shares").fetchall()
+        rows += db.execute("SELECT sealed_nonces FROM presignatures").fetchall()
+    finally:
+        db.close()
+    return [bytes(r[0]) for r in rows]
+
+
+def test_deleted_secrets_leave_no_page_image_in_the_wal_or_the_database(
+    tmp_path: Path, key: StorageKey
+) -> None:
+    """secure_delete zeroes the database's pages, but the WAL keeps old page images until it
+    is truncated: every deletion of a secret truncates it."""
+    path = tmp_path / ks.KEYSTORE_FILE_NAME
+    deletions = [
+        lambda s: s.delete_key_share(0, 1),
+        lambda s: s.delete_key_shares_before(3),
+        lambda s: s.take_presignature("a"),
+        lambda s: s.take_presignatures(["b"]),
+        lambda s: s.purge_presignatures_involving([5]),
+        lambda s: s.purge_all_presignatures(),
+    ]
+    with Keystore.open(tmp_path, key, OWNER) as store:
+        store.put_key_share(0, 1, os.urandom(32))
+        store.put_key_share(0, 2, os.urandom(32))
+        store.add_presignatures(
+            [presig("a", (1, 2)), presig("b", (1, 2)), presig("c", (1, 5)), presig("d", (1, 2))]
+        )
+        gone: list[bytes] = []
+        for delete in deletions:
+            before = set(_sealed_columns(path))
+            delete(store)
+            gone += before - set(_sealed_columns(path))
+            files = [p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(path.name)]
+            for blob in gone:
+                assert not any(blob[-48:] in data for data in files), delete
+        assert len(gone) == 6

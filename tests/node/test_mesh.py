@@ -556,3 +556,37 @@ def test_mesh_listens_only_where_told(identities: dict[str, NodeIdentity]) -> No
             pass
 
     run(scenario())
+
+
+def test_handshakes_in_progress_are_capped(identities: dict[str, NodeIdentity]) -> None:
+    """Connections that never finish their TLS handshake hold a slot each, up to
+    ``max_handshakes``; past that a new connection is closed at once, and the slots free up
+    as the stalled ones go."""
+
+    async def scenario() -> None:
+        mesh = Mesh(identities["a"], handshake_timeout=30.0, max_handshakes=4)
+        await mesh.start()
+        host, port = mesh.address
+        stalled: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            for _ in range(4):
+                stalled.append(await asyncio.open_connection(host, port))
+            await eventually(lambda: mesh.stats.handshakes_in_progress == 4)
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                async with asyncio.timeout(10):
+                    assert await reader.read() == b""  # closed without a handshake
+            finally:
+                await close_writer(writer)
+            assert mesh.stats.handshakes_refused == 1
+            for _, w in stalled[:2]:
+                await close_writer(w)
+            await eventually(lambda: mesh.stats.handshakes_in_progress == 2)
+            der = await fetch_certificate(host, port, timeout=5)  # a slot is free again
+            assert der == certificate_der(identities["a"].certificate)
+        finally:
+            for _, w in stalled:
+                await close_writer(w)
+            await mesh.close()
+
+    run(scenario())

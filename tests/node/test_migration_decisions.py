@@ -23,7 +23,7 @@ from quorumkeep.contract.state import (
 )
 from quorumkeep.crypto.group import base_mul, scalar_from_int
 from quorumkeep.node.decisions import (
-    MigrationProgress,
+    ConclusionProgress,
     RecoveredShare,
     Role,
     migration_progress,
@@ -220,7 +220,9 @@ def test_refusal_messages_never_show_a_share() -> None:
 # --- concluding ---------------------------------------------------------------------------------
 
 
-def progress(contract: ContractState, keyset: dict[str, object] | None = None) -> MigrationProgress:
+def progress(
+    contract: ContractState, keyset: dict[str, object] | None = None
+) -> ConclusionProgress:
     return migration_progress(
         contract,
         "alice",
@@ -231,18 +233,18 @@ def progress(contract: ContractState, keyset: dict[str, object] | None = None) -
 
 
 def test_progress_open_until_the_contract_lists_our_key() -> None:
-    assert progress(state()) is MigrationProgress.OPEN
-    assert progress(state(running(ALICE_B), to=None)) is MigrationProgress.CONCLUDED
+    assert progress(state()) is ConclusionProgress.OPEN
+    assert progress(state(running(ALICE_B), to=None)) is ConclusionProgress.CONCLUDED
 
 
 def test_progress_gone_when_cancelled_replaced_or_the_keyset_moved_on() -> None:
-    assert progress(state(to=None)) is MigrationProgress.GONE
-    assert progress(state(to=member("alice", 1, generation=2))) is MigrationProgress.GONE
+    assert progress(state(to=None)) is ConclusionProgress.GONE
+    assert progress(state(to=member("alice", 1, generation=2))) is ConclusionProgress.GONE
     other_signer = replace(ALICE_B, signer_public_key=key("signer/alice/other"))
-    assert progress(state(to=other_signer)) is MigrationProgress.GONE
+    assert progress(state(to=other_signer)) is ConclusionProgress.GONE
     newer = state(running(epoch=EPOCH + 1))
-    assert progress(newer) is MigrationProgress.GONE
+    assert progress(newer) is ConclusionProgress.GONE
     resharing = Resharing(running(), EPOCH + 1, Participants(2, (ALICE_A, BOB, CAROL)), [])
-    assert progress(state(resharing)) is MigrationProgress.GONE
+    assert progress(state(resharing)) is ConclusionProgress.GONE
     # A replacement to this very node (the operator retried) at the same keyset stays open.
-    assert progress(state(to=ALICE_B)) is MigrationProgress.OPEN
+    assert progress(state(to=ALICE_B)) is ConclusionProgress.OPEN

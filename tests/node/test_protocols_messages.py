@@ -37,8 +37,8 @@ from quorumkeep.node.messages import (
     ReshareDealers,
     ReshareReady,
     SessionAbort,
-    SignRequest,
     SignShare,
+    SignShareRequest,
     decode,
     encode,
     key_package_from_share,
@@ -76,7 +76,9 @@ SAMPLES: list[tuple[str, Message]] = [
     (CHANNEL_PRESIGN, PresignStored("1:ab")),
     (
         CHANNEL_SIGN,
-        SignRequest("1:ab:0", 9, 0, 3, b"\x00" * 32, "a/b", "user", ((1, P1, P2), (4, P2, P1))),
+        SignShareRequest(
+            "1:ab:0", 9, 0, 3, b"\x00" * 32, "a/b", "user", ((1, P1, P2), (4, P2, P1))
+        ),
     ),
     (CHANNEL_SIGN, SignShare("1:ab:0", H)),
 ]
@@ -318,7 +320,7 @@ def test_sign_request_round_trips(
     except UnicodeEncodeError:
         return  # not representable text: the codec refuses it (test above)
     commitments = tuple((i, P1, P2) for i in sorted(ids))
-    message = SignRequest("x:y:0", request_id, 1, 2, payload, path, caller, commitments)
+    message = SignShareRequest("x:y:0", request_id, 1, 2, payload, path, caller, commitments)
     assert decode(CHANNEL_SIGN, encode(message)) == message
 
 

@@ -25,8 +25,8 @@ from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     PresignRequest,
     Refusal,
-    SignRequest,
     SignShare,
+    SignShareRequest,
 )
 from quorumkeep.node.protocols.errors import SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
@@ -82,7 +82,12 @@ class Cluster:
 
 
 async def start_signing(
-    keys: dict[int, NodeKeys], tmp_path: Path, *, target: int = 12, batch_size: int = 4
+    keys: dict[int, NodeKeys],
+    tmp_path: Path,
+    *,
+    target: int = 12,
+    batch_size: int = 4,
+    **pool_options: Any,
 ) -> Cluster:
     nodes = await start_cluster(keys, tmp_path)
     material: dict[int, tuple[KeyPackage, PublicKeyPackage]] = await dkg_all(
@@ -101,6 +106,7 @@ async def start_signing(
             target=target,
             batch_size=batch_size,
             request_timeout=3.0,
+            **pool_options,
         )
         key, public = material[pid]
         pools[pid].set_key(DOMAIN, EPOCH, key, public)
@@ -206,7 +212,9 @@ def test_signing_uses_each_presignature_exactly_once(
             member = next(p for p in before[owner][replay_id] if p != owner)
             payload, path, _, caller = cluster.contract.requests[0]
             commitments = ((member, b"\x01" * 32, b"\x02" * 32),)
-            request = SignRequest(replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments)
+            request = SignShareRequest(
+                replay_id, 0, DOMAIN, EPOCH, payload, path, caller, commitments
+            )
             reply = await cluster.services[member].share_for(owner, request)
             assert isinstance(reply, Refusal) and reply.code == "unknown_presignature"
         finally:
@@ -232,7 +240,7 @@ def test_member_refuses_requests_not_pending_on_the_contract(
             commitments = tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
             pending = cluster.contract.add(7, os.urandom(32), "pending/path")
 
-            def request(**change: Any) -> SignRequest:
+            def request(**change: Any) -> SignShareRequest:
                 fields: dict[str, Any] = {
                     "request_id": 7,
                     "domain_id": DOMAIN,
@@ -243,7 +251,7 @@ def test_member_refuses_requests_not_pending_on_the_contract(
                     "commitments": commitments,
                 }
                 fields.update(change)
-                return SignRequest(info.id, **fields)
+                return SignShareRequest(info.id, **fields)
 
             service = cluster.services[member]
             for change in (
@@ -287,6 +295,56 @@ def test_member_refuses_requests_not_pending_on_the_contract(
     run(scenario())
 
 
+def test_contract_checks_in_progress_per_leader_are_bounded(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    """A request id newer than the member's state waits for the event stream and then asks the
+    ledger: a leader naming future ids may hold at most ``max_checks_per_leader`` such checks;
+    past that the member refuses at once (``busy``) without asking the contract."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path)
+        try:
+            await fill(cluster, 1)
+            owner = 1
+            info = next(
+                i
+                for i in cluster.keystore(owner).presignatures(DOMAIN, EPOCH)
+                if presignature_owner(i.id) == owner
+            )
+            member = next(p for p in info.participants if p != owner)
+            commitments = tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
+            service = cluster.services[member]
+            service.max_checks_per_leader = 4
+            gate = asyncio.Event()
+            asked: list[int] = []
+
+            async def slow_is_pending(request_id: int, *_: Any) -> bool:
+                asked.append(request_id)
+                await gate.wait()
+                return False
+
+            service.is_pending = slow_is_pending
+            requests = [
+                SignShareRequest(info.id, 1000 + k, DOMAIN, EPOCH, b"x" * 32, "p", "u", commitments)
+                for k in range(10)
+            ]
+            tasks = [asyncio.create_task(service.share_for(owner, r)) for r in requests]
+            await eventually(lambda: sum(t.done() for t in tasks) == 6)
+            assert len(asked) == 4
+            gate.set()
+            replies = await asyncio.gather(*tasks)
+            codes = sorted(r.code for r in replies if isinstance(r, Refusal))
+            assert codes == ["busy"] * 6 + ["not_pending"] * 4
+            # the bound is per leader, and freed once the checks end
+            reply = await service.share_for(owner, requests[0])
+            assert isinstance(reply, Refusal) and reply.code == "not_pending"
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
 def test_bad_signature_share_is_named_and_another_set_signs(
     keys: dict[int, NodeKeys],
     tmp_path: Path,
@@ -300,7 +358,7 @@ def test_bad_signature_share_is_named_and_another_set_signs(
             cheater = cluster.services[3]
             honest_share_for = cheater.share_for
 
-            async def corrupt(sender: int, request: SignRequest) -> SignShare | Refusal:
+            async def corrupt(sender: int, request: SignShareRequest) -> SignShare | Refusal:
                 reply = await honest_share_for(sender, request)
                 if isinstance(reply, SignShare):
                     return SignShare(reply.session, scalar_add(reply.share, ONE))
@@ -381,6 +439,32 @@ def test_batch_requests_from_outsiders_and_bad_sets_are_refused(
             assert await ask(holder, 3, "3:dd", participants=(1, 3)) == "invalid_request"
             assert await ask(holder, 3, "2:ee") == "invalid_request"  # not its own id
             assert cluster.stored(1) == {}
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
+def test_a_member_holds_at_most_a_capped_number_of_presignatures_per_owner(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    """An owner that keeps asking (and never signs) cannot make a member store without bound:
+    past ``max_held_per_owner`` confirmed presignatures of that owner, the member refuses."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path, max_held_per_owner=8)
+        try:
+            owner = cluster.pools[3]
+            for _ in range(12):
+                await owner.fill(DOMAIN, EPOCH)
+            for member in HOLDERS:
+                if member == 3:
+                    continue
+                held = [p for p in cluster.stored(member) if presignature_owner(p) == 3]
+                assert len(held) <= 8, (member, len(held))
+            assert cluster.pools[1].stats.member_refusals > 0
+            # Another owner is not affected by owner 3's share of the cap.
+            assert await cluster.pools[2].fill(DOMAIN, EPOCH) == 4
         finally:
             await stop_signing(cluster)
 
@@ -496,3 +580,13 @@ def test_a_new_epoch_retires_the_old_presignatures_even_after_a_restart(
             await stop_signing(cluster)
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("presignature_id", "owner"),
+    [("3:7:0", 3), ("12:0:1", 12), ("²:1:0", None), ("03:1:0", None), ("3", None), ("-3:1", None)],
+)
+def test_presignature_owner_reads_ascii_decimal_only(
+    presignature_id: str, owner: int | None
+) -> None:
+    assert presignature_owner(presignature_id) == owner

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -258,3 +259,55 @@ def test_a_node_process_serves_status_and_metrics_over_pinned_https(
             client.get(f"{node.web_url}/health")
     finally:
         node.close()
+
+
+def test_connections_that_never_complete_a_request_are_closed(tmp_path: Path) -> None:
+    """The web port closes a connection that sends nothing, or dribbles its request head,
+    once the header timeout passed; a normal request on another connection is served."""
+    alice, _ = make_identity(tmp_path / "alice", "alice")
+
+    async def closed(port: int, send: bytes, dribble: bytes) -> bool:
+        context = client_context(None, None, None, [alice.certificate])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        try:
+            writer.write(send)
+            rest = dribble
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        async with asyncio.timeout(0.3):
+                            if await reader.read(4096) == b"":
+                                return True
+                    except TimeoutError:
+                        pass
+                    if rest:
+                        writer.write(rest[:1])
+                        rest = rest[1:]
+        except (ConnectionError, ssl.SSLError):
+            return True
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def scenario() -> None:
+        app = create_app(
+            status=lambda: status_document(alice),
+            metrics=NodeMetrics(),
+            snapshot=lambda: MetricsSnapshot(),
+        )
+        server = WebServer(alice.tls, "127.0.0.1", 0, app, header_timeout=1.0)
+        await server.start()
+        port = server.address[1]
+        head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+        try:
+            silent, dribbled = await asyncio.gather(
+                closed(port, b"", b""), closed(port, head[:10], head[10:])
+            )
+            assert silent and dribbled
+            async with pinned_client(alice.certificate, f"https://127.0.0.1:{port}") as client:
+                assert (await client.get("/health")).status_code == 200
+        finally:
+            await server.stop()
+
+    run(scenario())

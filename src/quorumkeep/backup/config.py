@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,18 +36,11 @@ from quorumkeep.daemon.config import (
     passphrase_from_env,
     passphrase_from_file,
 )
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
+from quorumkeep.net.server import parse_host_port
 
 CONFIG_FILE_NAME = "backup.toml"
 DEFAULT_PASSPHRASE_ENV = "QUORUMKEEP_BACKUP_PASSPHRASE"
-ACCOUNT_RE = re.compile(r"^[a-z0-9_\-.]{2,64}$")
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` (IPv4 or a name) → (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or ":" in host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host, int(port)
 
 
 class PassphraseConfig(BaseModel):
@@ -84,8 +76,8 @@ class BackupConfig(BaseModel):
     @field_validator("account")
     @classmethod
     def _account(cls, value: str) -> str:
-        if not ACCOUNT_RE.match(value):
-            raise ValueError(f"account must match {ACCOUNT_RE.pattern}")
+        if not is_account_name(value):
+            raise ValueError(f"account must match {ACCOUNT_PATTERN.pattern}")
         return value
 
     @field_validator("ledger_url")
@@ -100,12 +92,12 @@ class BackupConfig(BaseModel):
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_listen(value)
+            parse_host_port(value, allow_zero=True)
         return value
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
-        return None if self.listen is None else parse_listen(self.listen)
+        return None if self.listen is None else parse_host_port(self.listen, allow_zero=True)
 
     def read_passphrase(self) -> bytes:
         """The passphrase from its source; BackupServiceError if absent or empty."""

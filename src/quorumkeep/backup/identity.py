@@ -36,6 +36,7 @@ from quorumkeep.crypto.seal import (
     passphrase_params_of,
     seal_with_passphrase_key,
 )
+from quorumkeep.encoding.fields import len32
 from quorumkeep.wire.backup import Ed25519Signer
 
 IDENTITY_FILE_NAME = "identity.json"
@@ -44,18 +45,14 @@ IDENTITY_AD_PREFIX = b"quorumkeep backup identity v1\x00"
 SEED_SIZE = 32
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def identity_associated_data(
     account: str, identity_public_key: bytes, encryption_public_key: bytes
 ) -> bytes:
     return (
         IDENTITY_AD_PREFIX
-        + _field(account.encode("utf-8"))
-        + _field(identity_public_key)
-        + _field(encryption_public_key)
+        + len32(account.encode("utf-8"))
+        + len32(identity_public_key)
+        + len32(encryption_public_key)
     )
 
 

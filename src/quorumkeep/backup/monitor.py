@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from quorumkeep.backup.client import NodeEndpoint
+from quorumkeep.encoding.fields import decode_hex
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.wire.backup import BackupProtocolError, Keyset, PublicKeyPackageInfo
+from quorumkeep.wire.backup import BackupProtocolError, Keyset, PublicKeyPackageInfo, read_keyset
 
 log = logging.getLogger("quorumkeep.backup.monitor")
 
@@ -63,12 +64,12 @@ class ContractSnapshot:
 
 
 def _bytes32(value: object, what: str) -> bytes:
-    if isinstance(value, str) and len(value) == 64:
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            pass
-    raise BackupProtocolError("malformed_response", f"contract view: {what} is malformed")
+    try:
+        return decode_hex(value, 32, 32)
+    except ValueError:
+        raise BackupProtocolError(
+            "malformed_response", f"contract view: {what} is malformed"
+        ) from None
 
 
 def _endpoint(info: Mapping[str, Any], what: str) -> NodeEndpoint:
@@ -86,7 +87,7 @@ async def read_snapshot(ledger: AsyncLedgerClient, account: str) -> ContractSnap
         if exc.code == "NotInitialized":
             return ContractSnapshot("NotInitialized", None, None, None, None)
         raise
-    keyset = Keyset.from_json(await ledger.view("keyset", {}), "contract keyset")
+    keyset = read_keyset(await ledger.view("keyset", {}), "contract keyset")
     me = None
     for member in participants.get("participants", []):
         if member.get("account") == account:

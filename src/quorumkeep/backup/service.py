@@ -6,7 +6,8 @@ re-reads the contract and pursues two goals, each in a task of its own with boun
 - **backup** — whenever the newest stored backup does not cover the serving keyset (its
   epoch and every domain's key), fetch the node's shares (``GET /backup/keyshares`` at the
   participant's ``web_url``, pinned to its ``tls_public_key``), verify them against the
-  contract's public key packages, and store them sealed; the previous backup stays;
+  contract's public key packages, and store them sealed (older epochs' backups are then
+  deleted);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
   the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
   node acknowledges them, and again for any later migration; the task ends when the
@@ -25,7 +26,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Generator, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,12 @@ from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
 from quorumkeep.daemon.attestation import AttestationUnavailable
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.http_timeouts import timeouts
+from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
@@ -257,7 +261,7 @@ class BackupService:
         watcher = asyncio.create_task(watch_events(self.ledger, since, self.changed))
         stopper = asyncio.create_task(stop.wait())
         attesting = asyncio.create_task(self._attest_periodically(stop))
-        retry_delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         try:
             while not stop.is_set():
                 waiter = asyncio.create_task(self.changed.wait())
@@ -270,8 +274,9 @@ class BackupService:
                 self.changed.clear()
                 try:
                     await self.reconcile()
-                    retry_delay = self.settings.initial_backoff
+                    backoff.reset()
                 except _ERRORS as exc:
+                    retry_delay = backoff.next_delay()
                     log.warning(
                         "cannot read the contract (%s: %s); retrying in %.1fs",
                         _code(exc),
@@ -279,7 +284,6 @@ class BackupService:
                         retry_delay,
                     )
                     self._poke_later(retry_delay)
-                    retry_delay = min(retry_delay * 2, self.settings.max_backoff)
         finally:
             for task in (watcher, stopper, attesting):
                 task.cancel()
@@ -294,6 +298,10 @@ class BackupService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+
+    def _backoff_policy(self) -> BackoffPolicy:
+        maximum = self.settings.max_backoff
+        return BackoffPolicy(min(self.settings.initial_backoff, maximum), maximum, jitter=0.5)
 
     def _poke_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.changed.set)
@@ -386,13 +394,14 @@ class BackupService:
     # -- backup
 
     async def _fetch_until_stored(self, endpoint: NodeEndpoint) -> None:
-        delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         while True:
             try:
                 await self.fetch_once(endpoint)
                 self.changed.set()
                 return
             except _ERRORS as exc:
+                delay = backoff.next_delay()
                 code = _code(exc)
                 self.metrics.fetches.labels(result=code).inc()
                 self.last_fetch = {"at": self.clock(), "result": code, "reason": _message(exc)}
@@ -404,7 +413,6 @@ class BackupService:
                     delay,
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.max_backoff)
 
     async def fetch_once(self, endpoint: NodeEndpoint) -> bool:
         """Fetch, verify against the contract, store. True if a new backup was stored."""
@@ -454,13 +462,14 @@ class BackupService:
     # -- recovery
 
     async def _push_until_imported(self, migration: OpenMigration) -> None:
-        delay = self.settings.initial_backoff
+        backoff = Backoff(self._backoff_policy())
         while True:
             try:
                 await self.push_once(migration)
                 self.changed.set()
                 return
             except _ERRORS as exc:
+                delay = backoff.next_delay()
                 code = getattr(exc, "remote_code", None) or _code(exc)
                 self.metrics.pushes.labels(result=code).inc()
                 self.last_push = {"at": self.clock(), "result": code, "reason": _message(exc)}
@@ -472,7 +481,6 @@ class BackupService:
                     delay,
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.max_backoff)
 
     def _backup_for(self, snapshot: ContractSnapshot) -> BackupRecord:
         latest = self.store.latest()
@@ -511,14 +519,6 @@ class BackupService:
 
 
 # --- the process ---------------------------------------------------------------------------------
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the process owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 def create_status_app(service: BackupService) -> FastAPI:
@@ -567,7 +567,7 @@ async def run_backup_service(
             loop.add_signal_handler(sig, stop.set)
     store: BackupStore | None = None
     ledger: AsyncLedgerClient | None = None
-    server: _EmbeddedServer | None = None
+    server: EmbeddedServer | None = None
     server_task: asyncio.Task[None] | None = None
     sock: socket.socket | None = None
     try:
@@ -595,19 +595,20 @@ async def run_backup_service(
         )
         address = config.listen_address
         if address is not None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(address)
+                sock = bind_socket(*address)
             except OSError as exc:
                 raise StartupError(
-                    f"cannot listen on {config.listen}: {exc.strerror}", "address_in_use"
+                    f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
                 ) from None
-            sock.setblocking(False)
             uv_config = uvicorn.Config(
-                create_status_app(service), lifespan="off", log_config=None, access_log=False
+                create_status_app(service),
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                **timeouts(),
             )
-            server = _EmbeddedServer(uv_config)
+            server = EmbeddedServer(uv_config)
             server_task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info(
             "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "

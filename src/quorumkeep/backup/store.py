@@ -13,9 +13,10 @@
 
 Rules (docs/backup-protocol.md §9): only :class:`VerifiedShares` go in, and they are checked
 again here; a backup of an older epoch than the newest held is refused (``older_epoch``);
-the newest backup and the one before it are kept, older ones deleted — so the previous
-backup stays until a newer one has been verified and stored. ``status`` needs no
-passphrase: only public columns are read.
+storing a verified backup deletes every backup of an older epoch in the same transaction,
+and of the newest epoch at most the newest two are kept — so a previous backup stays until
+a newer one has been verified and stored, and no share outlives its epoch's replacement.
+``status`` needs no passphrase: only public columns are read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import open_with_passphrase_key, seal_with_passphrase_key
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.encoding.fields import len32
 from quorumkeep.wire.backup import (
     BackupProtocolError,
     Keyset,
@@ -40,6 +42,7 @@ from quorumkeep.wire.backup import (
     VerifiedShares,
     decode_shares,
     encode_shares,
+    read_keyset,
     verify_shares,
 )
 
@@ -47,7 +50,7 @@ STORE_FILE_NAME = "backups.sqlite3"
 SCHEMA_VERSION = 1
 RECORD_AD_PREFIX = b"quorumkeep backup record v1\x00"
 KEEP = 2
-"""Backups kept: the newest and the one before it."""
+"""Backups kept of the newest epoch: the newest and the one before it (fewer domains)."""
 
 _SCHEMA = """
 CREATE TABLE owner (
@@ -75,20 +78,16 @@ def _store_invalid(message: str) -> BackupServiceError:
     return BackupServiceError("store_invalid", message)
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def record_associated_data(
     account: str, epoch: int, keyset_hash: bytes, participant_id: int, source: bytes
 ) -> bytes:
     return (
         RECORD_AD_PREFIX
-        + _field(account.encode("utf-8"))
-        + _field(str(epoch).encode("ascii"))
-        + _field(keyset_hash)
-        + _field(str(participant_id).encode("ascii"))
-        + _field(source)
+        + len32(account.encode("utf-8"))
+        + len32(str(epoch).encode("ascii"))
+        + len32(keyset_hash)
+        + len32(str(participant_id).encode("ascii"))
+        + len32(source)
     )
 
 
@@ -226,7 +225,7 @@ class BackupStore(SqliteStore):
             random_bytes=self._random_bytes,
         )
         now_ms = int(now * 1000)
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             newest = cursor.execute("SELECT MAX(epoch) FROM backups").fetchone()[0]
             if newest is not None and keyset.epoch < int(newest):
                 raise BackupServiceError(
@@ -257,6 +256,11 @@ class BackupStore(SqliteStore):
                     sealed,
                 ),
             )
+            # The new epoch's backup is verified (above) and stored: an older epoch's
+            # shares can never be used again (a push sends the newest; nodes refuse other
+            # epochs), and keeping them would let the old shares outlive the resharing
+            # meant to make them worthless.
+            cursor.execute("DELETE FROM backups WHERE epoch < ?", (keyset.epoch,))
             cursor.execute(
                 "DELETE FROM backups WHERE id NOT IN "
                 "(SELECT id FROM backups ORDER BY id DESC LIMIT ?)",
@@ -273,7 +277,7 @@ class BackupStore(SqliteStore):
         out = []
         for rid, account, epoch, keyset, pid, source, stored, verified in rows:
             try:
-                parsed = Keyset.from_json(json.loads(keyset))
+                parsed = read_keyset(json.loads(keyset))
             except (ValueError, BackupProtocolError):
                 raise BackupServiceError(
                     "store_invalid", f"backup {rid}: keyset column unreadable"

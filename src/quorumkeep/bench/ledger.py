@@ -27,6 +27,7 @@ import httpx
 import nacl.public
 import nacl.signing
 
+from quorumkeep.devnet.etcd import LocalEtcd
 from quorumkeep.ledger.chain import make_genesis
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.storage import BlockStore
@@ -69,7 +70,7 @@ def _summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
 
 
 class _Server:
-    def __init__(self, data_dir: Path, idle_block_ms: int) -> None:
+    def __init__(self, data_dir: Path, idle_block_ms: int, extra: list[str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
@@ -86,6 +87,7 @@ class _Server:
                 f"127.0.0.1:{self.port}",
                 "--idle-block-ms",
                 str(idle_block_ms),
+                *(extra or []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -230,9 +232,15 @@ async def _measure(
 
 
 def run(
-    *, transactions: int = 500, clients: int = 16, views: int = 2000, idle_block_ms: int = 200
+    *,
+    transactions: int = 500,
+    clients: int = 16,
+    views: int = 2000,
+    idle_block_ms: int = 200,
+    store: str = "sqlite",
 ) -> dict[str, Any]:
-    """Start a fresh ledger process, drive it, stop it; return the measurements."""
+    """Start a fresh ledger process (on ``store``: sqlite or etcd), drive it, stop it;
+    return the measurements."""
     if transactions < 1 or clients < 1 or views < clients:
         raise ValueError("need transactions >= 1, clients >= 1 and views >= clients")
     operator = AccountSigner("operator", nacl.signing.SigningKey(os.urandom(32)))
@@ -242,25 +250,41 @@ def run(
     ]
     with tempfile.TemporaryDirectory(prefix="quorumkeep-bench-ledger-") as tmp:
         data_dir = Path(tmp) / "data"
-        store = BlockStore(data_dir, create=True)
+        genesis_store = BlockStore(data_dir, create=True)
         try:
-            store.write_genesis(
+            genesis_store.write_genesis(
                 make_genesis(
                     {s.account: [s.public_key] for s in [operator, *signers]},
                     timestamp_ms=time.time_ns() // 1_000_000,
                 )
             )
         finally:
-            store.close()
-        server = _Server(data_dir, idle_block_ms)
+            genesis_store.close()
+        cluster: LocalEtcd | None = None
+        extra: list[str] = []
+        storage = "SQLite WAL, synchronous=FULL, one commit per block"
+        if store == "etcd":
+            cluster = LocalEtcd(
+                Path(tmp) / "etcd", [(_free_port(), _free_port()) for _ in range(3)], "bench"
+            ).start()
+            extra = ["--store", "etcd", "--etcd", ",".join(cluster.urls)]
+            storage = "etcd, 3 members on this machine, one compare-and-create per block"
+        elif store != "sqlite":
+            raise ValueError(f"unknown store {store!r}")
         try:
-            server.wait_healthy()
-            result = asyncio.run(_measure(server.url, operator, signers, transactions, views))
+            server = _Server(data_dir, idle_block_ms, extra)
+            try:
+                server.wait_healthy()
+                result = asyncio.run(_measure(server.url, operator, signers, transactions, views))
+            finally:
+                server.stop()
         finally:
-            server.stop()
+            if cluster is not None:
+                cluster.close()
     return {
         "benchmark": "ledger",
-        "storage": "SQLite WAL, synchronous=FULL, one commit per block",
+        "store": store,
+        "storage": storage,
         "cpus": os.cpu_count(),
         **result,
     }

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from quorumkeep.devnet.network import USER, Devnet, operator_name
-from quorumkeep.devnet.signing import Signature, SignClient
+from quorumkeep.ledger.signing import Signature, SignClient
 
 DEFAULT_CONCURRENCY = 64
 WARMUP_REQUESTS = 20

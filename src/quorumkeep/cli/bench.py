@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from quorumkeep.bench import crypto as crypto_bench
+from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 
 app = typer.Typer(no_args_is_help=True, help="bench commands")
 
@@ -30,7 +31,7 @@ def crypto(
         rows = crypto_bench.run(sizes, quick=quick)
         typer.echo(json.dumps(crypto_bench.rows_as_json(rows), indent=2))
         return
-    console = Console()
+    console = make_console()
     with console.status("measuring") as status:
         rows = crypto_bench.run(sizes, quick=quick, progress=lambda what: status.update(what))
     table = Table(title="quorumkeep crypto: median per operation vs. its libsodium calls")
@@ -45,7 +46,36 @@ def crypto(
             f"{row.floor_seconds * 1e3:.3f}",
             f"{row.ratio:.2f}",
         )
-    console.print(table)
+    print_table(console, table)
+
+
+@app.command("ers")
+def ers(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    repeat: int = typer.Option(20, "--repeat", min=1, help="Runs per operation (median)."),
+) -> None:
+    """Emergency recovery per share (κ = 128): encrypt, verify and decrypt with RSA-2048 and
+    RSA-3072, beside cb-mpc's published RSA-2048 figures (goal: within 3×)."""
+    from quorumkeep.bench import ers as ers_bench
+
+    result = ers_bench.run(repeat=repeat)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title="emergency recovery per share (κ = 128) vs. cb-mpc RSA-2048")
+    for column in ("op", "RSA bits", "ms", "floor ms", "cb-mpc ms", "ratio", "part bytes"):
+        table.add_column(column, justify="left" if column == "op" else "right")
+    for row in result["rows"]:
+        table.add_row(
+            row["op"],
+            str(row["rsa_bits"]),
+            f"{row['ms']:.2f}",
+            "-" if row["floor_ms"] is None else f"{row['floor_ms']:.2f}",
+            f"{row['cb_mpc_rsa2048_ms']:.1f}",
+            f"{row['ratio']:.2f}",
+            str(row["part_bytes"]),
+        )
+    print_table(make_console(), table)
 
 
 @app.command("ledger")
@@ -54,14 +84,17 @@ def ledger(
     transactions: int = typer.Option(500, "--transactions", min=1, help="Per phase."),
     clients: int = typer.Option(16, "--clients", min=1, help="Concurrent clients."),
     views: int = typer.Option(2000, "--views", min=1, help="View calls per phase."),
+    store: str = typer.Option(
+        "sqlite", "--store", help="sqlite, or etcd (a 3-member cluster on this machine)."
+    ),
 ) -> None:
     """Submitted transactions/s (sequential and concurrent), submit→outcome p50/p99, views/s,
-    against a fresh `ledger serve` process (SQLite, fsync per block)."""
+    against a fresh `ledger serve` process (SQLite, fsync per block; or on etcd)."""
     from quorumkeep.bench import ledger as ledger_bench
 
     try:
         result = ledger_bench.run(
-            transactions=transactions, clients=clients, views=max(views, clients)
+            transactions=transactions, clients=clients, views=max(views, clients), store=store
         )
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -76,6 +109,47 @@ def ledger(
         f"p99 {conc['p99_ms']} ms\n"
         f"views: {view['sequential_per_s']}/s sequential, {view['concurrent_per_s']}/s concurrent"
     )
+
+
+@app.command("ledger-history")
+def ledger_history(
+    as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON."),
+    idle_seconds: float = typer.Option(
+        120.0, "--idle-seconds", min=0, help="Idle run to extrapolate a day's growth (0: skip)."
+    ),
+    transactions: int = typer.Option(
+        1_000_000, "--transactions", min=0, help="History to restart after (0: skip)."
+    ),
+    per_block: int = typer.Option(
+        100, "--per-block", min=1, max=2000, help="Transactions a block."
+    ),
+) -> None:
+    """Idle growth per day (extrapolated) and `ledger serve` start time after a history of
+    real contract calls built through the storage layer, against a fresh ledger's."""
+    from quorumkeep.bench import ledger_history
+
+    try:
+        result = ledger_history.run(
+            idle_seconds=idle_seconds, transactions=transactions, per_block=per_block
+        )
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    if "idle" in result:
+        idle = result["idle"]
+        typer.echo(
+            f"idle: {idle['blocks_per_day']} blocks/day, {idle['mb_per_day']} MB/day "
+            f"({idle['seconds']} s measured)"
+        )
+    if "restart" in result:
+        restart = result["restart"]
+        typer.echo(
+            f"restart after {restart['transactions']} transactions ({restart['blocks']} blocks): "
+            f"{min(restart['restart_s'])} s; fresh ledger {restart['fresh_start_s']} s"
+        )
 
 
 @app.command("network")
@@ -96,11 +170,11 @@ def network(
     from quorumkeep.bench import network as network_bench
     from quorumkeep.cli.keys import fail
     from quorumkeep.devnet.errors import DevnetError
-    from quorumkeep.devnet.signing import SignError
+    from quorumkeep.ledger.signing import SignError
 
     if threshold > nodes:
         fail(f"--threshold must be at most --nodes ({nodes})")
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with console.status("benchmarking") as status:
             result = network_bench.run(
@@ -142,7 +216,7 @@ def recovery(
     from quorumkeep.cli.keys import fail
     from quorumkeep.devnet.demo import DemoError, Narrator
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         if as_json:
             with console.status("running the recovery scenarios on a fresh devnet"):
@@ -165,4 +239,4 @@ def recovery(
             "-" if entry["max_seconds"] is None else f"{entry['max_seconds']:.3f}",
             "-" if entry["meets_goal"] is None else ("yes" if entry["meets_goal"] else "NO"),
         )
-    Console().print(table)
+    print_table(make_console(), table)

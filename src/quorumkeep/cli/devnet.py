@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quorumkeep.cli.console import console as make_console
+from quorumkeep.cli.console import print_table
 from quorumkeep.cli.keys import EXIT_USAGE, emit_json, fail
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
@@ -16,6 +18,7 @@ from quorumkeep.ledger.errors import LedgerError
 
 if TYPE_CHECKING:  # the commands import the devnet machinery only when they run
     from quorumkeep.devnet.network import Devnet
+    from quorumkeep.ledger.client import AccountSigner
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -53,6 +56,12 @@ def up(
     no_backup: bool = typer.Option(
         False, "--no-backup", help="Do not start a backup service per operator."
     ),
+    ledger: str = typer.Option(
+        "sqlite",
+        "--ledger",
+        help="sqlite (one ledger process) or etcd (a 3-member etcd cluster and two ledger "
+        "servers; clients fail over between them).",
+    ),
 ) -> None:
     """Start a ledger and N nodes (and a backup service per operator, registered in the
     contract), initialize the contract, generate domain 0's key.
@@ -63,7 +72,7 @@ def up(
     from quorumkeep.devnet import watch
     from quorumkeep.devnet.network import Devnet
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with console.status("starting the devnet") as spinner:
             devnet = Devnet.up(
@@ -74,6 +83,7 @@ def up(
                 spare_operators=spare_operators,
                 timeout=timeout,
                 backup=not no_backup,
+                ledger=ledger,
                 progress=lambda what: spinner.update(what),
             )
             state = devnet.contract_state()
@@ -106,12 +116,25 @@ def _open(directory: Path) -> Devnet:
         raise AssertionError("unreachable") from None
 
 
+def devnet_user(directory: Path) -> tuple[str, AccountSigner]:
+    """The ledger URL and the ``user`` account's key of a devnet (``quorumkeep sign
+    --devnet``); a devnet that cannot give them exits 1 with one line."""
+    from quorumkeep.devnet.network import USER
+
+    devnet = _open(directory)
+    try:
+        return devnet.ledger_url, devnet.signer(USER)
+    except DevnetError as exc:
+        _failed(exc)
+        raise AssertionError("unreachable") from None
+
+
 def _yes(value: bool) -> str:
     return "[green]yes[/green]" if value else "[red]no[/red]"
 
 
 def _render(snapshot: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     procs = Table(title=f"devnet {snapshot['dir']}")
     for column in ("process", "account", "pid", "alive", "ports"):
         procs.add_column(column)
@@ -123,7 +146,7 @@ def _render(snapshot: dict[str, Any]) -> None:
             "retired" if p.get("retired") and not p["alive"] else _yes(p["alive"]),
             " ".join(f"{k}={v}" for k, v in p["ports"].items()),
         )
-    console.print(procs)
+    print_table(console, procs)
     contract = snapshot["contract"]
     if "error" in contract:
         console.print(f"contract: [red]{contract['error']}[/red]")
@@ -183,7 +206,7 @@ def _render(snapshot: dict[str, Any]) -> None:
             pools,
             _attested(m.get("attestation")),
         )
-    console.print(table)
+    print_table(console, table)
     _render_backups(console, snapshot.get("backups") or {})
 
 
@@ -235,7 +258,7 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
             moving,
             str((seen.get("attestation") or {}).get("status", "-")),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("status")
@@ -316,8 +339,9 @@ def demo(
     ),
 ) -> None:
     """The recovery story on a fresh 4-node, 3-of-4 devnet with a backup service per
-    operator: single-node loss, quorum loss, full-cluster loss, and a migration cancelled by
-    a resharing — signing after each. Exit 0 only if every step succeeded."""
+    operator: single-node loss, quorum loss, full-cluster loss, a migration cancelled by
+    a resharing — signing after each — and, last, the company gone: the key rebuilt offline
+    from the emergency recovery bundle. Exit 0 only if every step succeeded."""
     import json
 
     from quorumkeep.devnet.demo import (
@@ -331,7 +355,7 @@ def demo(
     )
 
     to_stdout = report is not None and str(report) == "-"
-    console = Console(stderr=to_stdout)
+    console = make_console(stderr=to_stdout)
     narrator = Narrator(console)
     console.print(
         "[bold]quorumkeep demo[/bold]: operators back up their key shares, move nodes, and "
@@ -363,7 +387,7 @@ def demo(
             write_report(exc.report)
         fail(str(exc), EXIT_FAILED)
     console.print()
-    console.print(summary_table(result))
+    print_table(console, summary_table(result))
     console.print(
         f"{len(result.signatures)} signatures, every one verified with PyNaCl under the same "
         f"group public key {result.group_public_key}"

@@ -16,6 +16,7 @@ from quorumkeep.cli import (
     contract,
     crypto,
     devnet,
+    ers,
     keys,
     ledger,
     node,
@@ -40,6 +41,7 @@ app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")
 app.add_typer(attest.app, name="attest")
+app.add_typer(ers.app, name="ers")
 
 
 def main() -> None:

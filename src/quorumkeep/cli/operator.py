@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -13,51 +12,13 @@ from quorumkeep.cli.keys import (
     PASSPHRASE_FILE,
     emit_json,
     fail,
-    fail_ledger,
     report_outcome,
     signer_or_fail,
 )
-from quorumkeep.contract import NODE_METHODS, ContractError
-from quorumkeep.contract.state import ParticipantInfo
 from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.ledger.transaction import Permission
 
 app = typer.Typer(no_args_is_help=True, help="Operator actions for a node.")
-
-
-def node_permission() -> Permission:
-    """A function-call key limited to the contract's node methods."""
-    return Permission(tuple(sorted(NODE_METHODS)))
-
-
-def read_node_info(value: str) -> ParticipantInfo:
-    """The participant info `node init` printed, from a file or given inline as JSON."""
-    path = Path(value)
-    text = value
-    if not value.lstrip().startswith("{"):
-        try:
-            text = path.read_text("utf-8")
-        except OSError as exc:
-            fail(f"--node-info: cannot read {value}: {exc.strerror}")
-        except UnicodeDecodeError:
-            fail(f"--node-info: {value} is not a UTF-8 text file")
-    try:
-        document = json.loads(text)
-    except ValueError:
-        fail("--node-info is neither a readable file nor a JSON object")
-    try:
-        return ParticipantInfo.from_json(document, "node info", id_required=False)
-    except ContractError as exc:
-        fail(f"--node-info: {exc}")
-
-
-def _existing_permission(client: LedgerClient, account: str, public_key: bytes) -> Any:
-    body = client.account(account)
-    for key in body.get("keys", []):
-        if key.get("public_key") == public_key.hex():
-            return key.get("permission")
-    return None
 
 
 @app.command("add-node-key")
@@ -74,29 +35,28 @@ def add_node_key(
     as_json: bool = JSON_OUTPUT,
 ) -> None:
     """Give the node's signer key a function-call access key (node methods only)."""
-    info = read_node_info(node_info)
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+    from quorumkeep.operator.inputs import read_node_info
+
+    try:
+        info = read_node_info(node_info, "--node-info")
+    except OperatorError as exc:
+        fail(exc.message)
     if info.account != account:
         fail(f"the node info is for account {info.account!r}, not {account!r}")
-    permission = node_permission()
     signer = signer_or_fail(key, account, passphrase_file)
     try:
         with LedgerClient(ledger) as client:
-            existing = _existing_permission(client, account, info.signer_public_key)
-            if existing is not None:
-                if existing != permission.to_json():
-                    fail(
-                        f"{info.signer_public_key.hex()} is already a key of {account} with "
-                        f"another permission ({json.dumps(existing)}); delete it first"
-                    )
-                if as_json:
-                    emit_json({"status": "exists", "public_key": info.signer_public_key.hex()})
-                else:
-                    typer.echo(f"ok: {info.signer_public_key.hex()} already is a node key")
-                return
-            outcome = client.add_key(signer, info.signer_public_key, permission)
-    except LedgerError as exc:
-        fail_ledger(exc)
-    report_outcome(outcome, as_json)
+            outcome = actions.add_node_key(client, signer, info)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if outcome is not None:
+        report_outcome(outcome, as_json)
+    elif as_json:
+        emit_json({"status": "exists", "public_key": info.signer_public_key.hex()})
+    else:
+        typer.echo(f"ok: {info.signer_public_key.hex()} already is a node key")
 
 
 # --- backup service and migrations (logic: quorumkeep.operator) ---------------------------
@@ -162,6 +122,46 @@ def register_backup_service(
     )
 
 
+@app.command("vote-recovery-key")
+def vote_recovery_key(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    public_key: Path = typer.Option(
+        ..., "--public-key", help="The recovery key: ers-public.pem or ers-public.json."
+    ),
+    domain: int = typer.Option(0, "--domain", help="Domain id."),
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Vote the domain's emergency recovery key (in force once every participant voted it)."""
+    from quorumkeep.ers.errors import ErsError
+    from quorumkeep.ers.keys import load_public
+    from quorumkeep.operator import actions
+    from quorumkeep.operator.errors import OperatorError
+
+    try:
+        public = load_public(public_key)
+    except ErsError as exc:
+        fail(f"--public-key: {exc.message}")
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = actions.vote_recovery_key(client, signer, domain, public)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash,
+                   "fingerprint": public.fingerprint.hex(), **(outcome.value or {})})  # fmt: skip
+        return
+    value = outcome.value or {}
+    typer.echo(
+        f"ok: {account} voted recovery key {public.fingerprint.hex()} for domain {domain} "
+        f"({value.get('votes')} of {value.get('required')} votes"
+        + ("; in force)" if value.get("set") else ")")
+    )
+
+
 def _follow(
     ledger: str,
     account: str,
@@ -174,18 +174,33 @@ def _follow(
     """Follow ``account``'s migration (from block ``since``, or from what is open now)."""
     import asyncio
 
-    from rich.console import Console
     from rich.live import Live
 
+    from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.ledger.client import AsyncLedgerClient
     from quorumkeep.operator.display import progress_table
-    from quorumkeep.operator.progress import MigrationWatcher, all_done
+    from quorumkeep.operator.progress import (
+        CANCELLED,
+        NONE,
+        REPLACED,
+        MigrationProgress,
+        MigrationWatcher,
+        all_done,
+    )
 
     async def run(update: Any) -> Any:
         async with AsyncLedgerClient(ledger) as client:
             watcher = MigrationWatcher(client, [account], probe_nodes=wait)
             if since is None:
                 await watcher.start_from_views()
+                if wait and watcher.progress[account].state == NONE:
+                    # Nothing open: waiting is over before it began. Say how the account's
+                    # last migration ended (e.g. it concluded a moment ago), not just "none".
+                    await watcher.start_from_height(0, only_migrations=True)
+                    if watcher.progress[account].state in (CANCELLED, REPLACED):
+                        # an old cancelled one is history, not the outcome of this wait
+                        watcher.progress[account] = MigrationProgress(account)
             else:
                 await watcher.start_from_height(since)
             if not wait:
@@ -207,12 +222,12 @@ def _follow(
 
     if not live:
         return asyncio.run(run(lambda _: None))
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Live(console=console, refresh_per_second=10, transient=True) as display:
         result = asyncio.run(
             run(lambda progress: display.update(progress_table(progress.values(), "migration")))
         )
-    console.print(progress_table([result], "migration"))
+    print_table(console, progress_table([result], "migration"))
     return result
 
 
@@ -281,8 +296,8 @@ def _status_outcome(
     as_json: bool,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    from rich.console import Console
-
+    from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
     from quorumkeep.operator.display import progress_table
     from quorumkeep.operator.errors import OperatorError
     from quorumkeep.operator.progress import CONCLUDED, NONE, OPEN
@@ -299,7 +314,7 @@ def _status_outcome(
     elif progress.state == NONE:
         typer.echo(f"no migration open for {account}; {_serving_node(ledger, account)}")
     elif not wait:
-        Console().print(progress_table([progress], "migration"))
+        print_table(make_console(), progress_table([progress], "migration"))
     elif progress.state == CONCLUDED and progress.seconds is not None:
         typer.echo(
             f"concluded: {account}'s node is now {progress.destination.get('web_url')} "

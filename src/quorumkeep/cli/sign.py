@@ -8,17 +8,17 @@ from pathlib import Path
 import typer
 
 from quorumkeep.cli.keys import PASSPHRASE_FILE, fail, signer_or_fail
-from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
-from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.encoding.fields import decode_hex
 from quorumkeep.ledger.client import AccountSigner
+from quorumkeep.ledger.signing import DEFAULT_SIGN_TIMEOUT
 
 EXIT_FAILED = 1
 
 
 def _payload(text: str) -> bytes:
-    value = text.lower().removeprefix("0x")
+    value = text.strip().lower().removeprefix("0x")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         fail("--payload must be hex (e.g. 32 bytes: 64 hex digits)")
 
@@ -49,20 +49,16 @@ def sign_command(
     latency_ms. Either --devnet DIR, or --ledger URL --signer ACCOUNT --key FILE (key
     passphrase from --passphrase-file or QUORUMKEEP_PASSPHRASE).
     """
-    from quorumkeep.devnet.network import USER, Devnet
-    from quorumkeep.devnet.signing import SignError, sign_once
+    from quorumkeep.ledger.signing import SignError, sign_once
 
     data = _payload(payload)
     account: AccountSigner
     if devnet_dir is not None:
         if ledger is not None or signer is not None or key is not None:
             fail("give either --devnet or --ledger/--signer/--key, not both")
-        try:
-            devnet = Devnet(devnet_dir)
-            url = devnet.ledger_url
-            account = devnet.signer(USER)
-        except DevnetError as exc:
-            fail(str(exc), EXIT_FAILED)
+        from quorumkeep.cli.devnet import devnet_user  # the devnet's own CLI reads its layout
+
+        url, account = devnet_user(devnet_dir)
     else:
         if ledger is None or key is None:
             fail("give --devnet DIR, or --ledger URL with --key FILE (and --signer ACCOUNT)")

@@ -14,9 +14,8 @@ from typing import Any
 from quorumkeep.contract.errors import InvalidArguments
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import element_decode
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, decode_hex, is_account_name, key_diff
 
-ACCOUNT_PATTERN = re.compile(r"^[a-z0-9_\-.]{2,64}$")
-_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
 _DECIMAL_ID = re.compile(r"^[1-9][0-9]{0,15}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}$")
 _WEB_URL = re.compile(r"^https?://[\x21-\x7e]{1,500}$")
@@ -34,14 +33,17 @@ def expect_object(value: Any, name: str) -> dict[str, Any]:
 def check_fields(
     obj: Mapping[str, Any], name: str, required: Iterable[str], optional: Iterable[str] = ()
 ) -> None:
-    required = tuple(required)
-    allowed = set(required) | set(optional)
-    missing = [f for f in required if f not in obj]
+    missing, unknown = key_diff(obj, required, optional)
     if missing:
         raise InvalidArguments(f"{name} is missing {', '.join(missing)}")
-    unknown = sorted(k for k in obj if k not in allowed)
     if unknown:
         raise InvalidArguments(f"{name} has unknown field(s) {', '.join(unknown)}")
+
+
+def expect_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArguments(f"{name} must be true or false")
+    return value
 
 
 def expect_int(value: Any, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
@@ -49,12 +51,6 @@ def expect_int(value: Any, name: str, minimum: int = 0, maximum: int = MAX_INT) 
         raise InvalidArguments(f"{name} must be an integer")
     if not minimum <= value <= maximum:
         raise InvalidArguments(f"{name} must be in [{minimum}, {maximum}], got {value}")
-    return value
-
-
-def expect_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArguments(f"{name} must be true or false")
     return value
 
 
@@ -77,7 +73,7 @@ def expect_list(value: Any, name: str, min_length: int, max_length: int) -> list
 
 
 def expect_account(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not ACCOUNT_PATTERN.match(value):
+    if not is_account_name(value):
         raise InvalidArguments(f"{name} must be an account name matching {ACCOUNT_PATTERN.pattern}")
     return value
 
@@ -88,9 +84,12 @@ def expect_hex(value: Any, name: str, min_size: int, max_size: int) -> bytes:
         raise InvalidArguments(f"{name} must be a lowercase hex string")
     if len(value) > 2 * max_size + 2:
         raise InvalidArguments(f"{name} is longer than {max_size} bytes")
-    if not _HEX.match(value):
-        raise InvalidArguments(f"{name} must be lowercase hex with an even number of digits")
-    data = bytes.fromhex(value)
+    try:
+        data = decode_hex(value)
+    except ValueError:
+        raise InvalidArguments(
+            f"{name} must be lowercase hex with an even number of digits"
+        ) from None
     if not min_size <= len(data) <= max_size:
         if min_size == max_size:
             raise InvalidArguments(f"{name} must be {min_size} bytes, got {len(data)}")

@@ -12,13 +12,14 @@ from quorumkeep.contract import (
     key_events,
     keygen,
     migration,
+    recovery,
     resharing,
     signing,
 )
 from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
 from quorumkeep.contract.errors import ContractError, InvalidArguments, UnknownMethod
 from quorumkeep.contract.events import Event
-from quorumkeep.contract.state import ContractState
+from quorumkeep.contract.state import ContractState, SignRequest
 from quorumkeep.contract.views import VIEWS
 
 Handler = Callable[[ContractState, CallContext, dict[str, Any]], CallResult]
@@ -46,6 +47,8 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "vote_measurement": (_OPERATOR, attestation.vote_measurement),
     "vote_tcb_policy": (_OPERATOR, attestation.vote_tcb_policy),
     "verify_attestations": (_ANY_KEY, attestation.verify_attestations),
+    "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
+    "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -63,6 +66,7 @@ NODE_METHODS: frozenset[str] = frozenset(
         "submit_participant_info",
         "submit_attestation",
         "verify_attestations",
+        "submit_recovery_part",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""
@@ -95,6 +99,14 @@ class Contract:
         """Canonical JSON: equal states give equal output under ``sort_keys``."""
         return self._state.to_json()
 
+    def to_json_without_requests(self) -> dict[str, Any]:
+        """``to_json()`` without ``sign_requests`` (see ``pending_requests``)."""
+        return self._state.to_json(requests=False)
+
+    def pending_requests(self) -> Mapping[int, SignRequest]:
+        """The pending sign requests by id (read-only view; requests are immutable)."""
+        return MappingProxyType(self._state.requests)
+
     @property
     def protocol_state(self) -> str:
         """NotInitialized, Initializing, Running or Resharing."""
@@ -110,8 +122,15 @@ class Contract:
         return handler(self._state, ctx, args)
 
     def on_block(self, height: int, timestamp_ms: int) -> list[Event]:
-        """Advance to block ``height`` (before its transactions): fail timed-out requests."""
-        return signing.expire_requests(self._state, height)
+        """Advance to block ``height`` with block time ``timestamp_ms`` (before its
+        transactions): fail timed-out requests."""
+        return signing.expire_requests(self._state, height, timestamp_ms)
+
+    def next_timeout_ms(self) -> int | None:
+        """The earliest block time at which ``on_block`` would fail a request (None: no
+        request pending). A ledger that makes blocks only when something happens makes one
+        at this time, so that timeouts fire on time without a block every few ms."""
+        return signing.next_deadline_ms(self._state)
 
     def view(self, method: str, args: dict[str, Any]) -> Any:
         view = VIEWS.get(method)

@@ -182,6 +182,26 @@ class WouldLockOut(ContractError):
     code = "WouldLockOut"
 
 
+class RecoveryKeyNotSet(ContractError):
+    """The domain has no emergency recovery key yet (operators vote one first)."""
+
+    code = "RecoveryKeyNotSet"
+
+
+class InvalidRecoveryKey(ContractError):
+    """A voted recovery key is not an RSA SubjectPublicKeyInfo the contract accepts (e =
+    65537, 2048 to 8192 bits, canonical DER), or its fingerprint is not its SHA-256."""
+
+    code = "InvalidRecoveryKey"
+
+
+class InvalidRecoveryPart(ContractError):
+    """A recovery part does not decode or its proof does not verify against the recovery
+    key, the caller's verifying share and its label."""
+
+    code = "InvalidRecoveryPart"
+
+
 class UnknownMethod(ContractError):
     """No call or view has that name."""
 
@@ -223,6 +243,9 @@ ERRORS: dict[str, type[ContractError]] = {
         DevAttestationRefused,
         MeasurementNotAllowed,
         WouldLockOut,
+        RecoveryKeyNotSet,
+        InvalidRecoveryKey,
+        InvalidRecoveryPart,
         UnknownMethod,
         InvalidArguments,
     )

@@ -37,6 +37,9 @@ ATTESTATION_SUBMITTED = "attestation_submitted"
 ATTESTATION_POLICY_VOTED = "attestation_policy_voted"
 ATTESTATION_POLICY_CHANGED = "attestation_policy_changed"
 ATTESTATIONS_VERIFIED = "attestations_verified"
+RECOVERY_KEY_VOTED = "recovery_key_voted"
+RECOVERY_KEY_SET = "recovery_key_set"
+RECOVERY_PART_RECORDED = "recovery_part_recorded"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -68,6 +71,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         ATTESTATION_POLICY_VOTED,
         ATTESTATION_POLICY_CHANGED,
         ATTESTATIONS_VERIFIED,
+        RECOVERY_KEY_VOTED,
+        RECOVERY_KEY_SET,
+        RECOVERY_PART_RECORDED,
     }
 )
 

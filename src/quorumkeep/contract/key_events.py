@@ -3,7 +3,8 @@
 Both phases share the same life cycle. Every domain has one current attempt; a node
 acts on ``{domain_id, epoch, attempt}`` and votes when its protocol run is done. An attempt
 can be aborted (a node saw its run fail, or votes disagree); the next attempt then starts
-with no votes, so nodes rerun the protocol under a fresh key event id.
+with no votes, so nodes rerun the protocol under a fresh key event id. Only the set being
+created may abort: the participants during key generation, the new set during resharing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from quorumkeep.contract.access import require_initialized, require_node_key
 from quorumkeep.contract.args import check_fields
-from quorumkeep.contract.attestation_rules import marked_and_leaving
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     InvalidKeyEvent,
@@ -27,7 +27,6 @@ from quorumkeep.contract.state import (
     Initializing,
     KeyEvent,
     KeyEventId,
-    ParticipantInfo,
     Participants,
     Resharing,
     VerifyingShares,
@@ -95,30 +94,22 @@ def vote_abort_key_event(
     key_event_id = KeyEventId.from_json(args["key_event_id"], "key_event_id")
     require_initialized(state)
     protocol = state.protocol
-    infos: list[ParticipantInfo | None]
     if isinstance(protocol, Initializing):
         events = protocol.generating
-        infos = [protocol.running.parameters.get(ctx.predecessor)]
+        info = protocol.running.parameters.get(ctx.predecessor)
     elif isinstance(protocol, Resharing):
+        # Only the new set may abort: a member the proposal removes would otherwise abort
+        # every attempt as it opens and so stall its own removal forever. The new set
+        # notices any failed run itself (its members are the ones who receive nothing).
         events = protocol.resharing
-        infos = [
-            protocol.parameters.get(ctx.predecessor),
-            protocol.previous.parameters.get(ctx.predecessor),
-        ]
+        info = protocol.parameters.get(ctx.predecessor)
     else:
         raise InvalidState(
             f"vote_abort_key_event needs Initializing or Resharing, the protocol is {protocol.name}"
         )
-    known = [i for i in infos if i is not None]
-    if not known:
+    if info is None:
         raise NotParticipant(f"{ctx.predecessor} takes no part in this key event")
-    if marked_and_leaving(state, ctx.predecessor):
-        raise NotParticipant(
-            f"{ctx.predecessor} is marked (attestation) and leaves in this resharing: it "
-            "cannot abort the resharing that removes it"
-        )
-    if not ctx.full_access and all(ctx.signer_public_key != i.signer_public_key for i in known):
-        require_node_key(ctx, known[0])  # raises SignerKeyMismatch
+    require_node_key(ctx, info)
     event = current_event(events, key_event_id)
     aborted = abort_attempt(event, f"aborted by {ctx.predecessor}")
     return CallResult({"next_key_event_id": event.id.to_json()}, [aborted])

@@ -7,7 +7,6 @@ Ed25519 before accepting it: a wrong signature never reaches the requester as an
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -34,8 +33,7 @@ from quorumkeep.contract.state import (
     SignRequest,
 )
 from quorumkeep.crypto.derive import derive_public_key
-
-_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+from quorumkeep.encoding.fields import decode_hex
 
 
 def _parse_payload(value: Any) -> bytes:
@@ -43,9 +41,12 @@ def _parse_payload(value: Any) -> bytes:
         raise InvalidArguments("payload must be a lowercase hex string")
     if len(value) > 2 * PAYLOAD_MAX + 1:  # refuse before decoding anything large
         raise PayloadSize(f"payload must be {PAYLOAD_MIN} to {PAYLOAD_MAX} bytes")
-    if not _HEX.match(value):
-        raise InvalidArguments("payload must be lowercase hex with an even number of digits")
-    payload = bytes.fromhex(value)
+    try:
+        payload = decode_hex(value)
+    except ValueError:
+        raise InvalidArguments(
+            "payload must be lowercase hex with an even number of digits"
+        ) from None
     if not PAYLOAD_MIN <= len(payload) <= PAYLOAD_MAX:
         raise PayloadSize(
             f"payload must be {PAYLOAD_MIN} to {PAYLOAD_MAX} bytes, got {len(payload)}"
@@ -89,6 +90,7 @@ def sign(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
         public_key=derive_public_key(domain.public_key, ctx.predecessor, path),
         block_height=ctx.block_height,
         deadline_height=ctx.block_height + state.config.sign_timeout_blocks,
+        deadline_ms=ctx.timestamp_ms + state.config.sign_timeout_ms,
     )
     state.requests[request.request_id] = request
     state.next_request_id += 1
@@ -96,6 +98,7 @@ def sign(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
         "request_id": request.request_id,
         "public_key": request.public_key.hex(),
         "deadline_height": request.deadline_height,
+        "deadline_ms": request.deadline_ms,
     }
     return CallResult(value, [Event(SIGN_REQUESTED, request.to_json())])
 
@@ -123,18 +126,34 @@ def respond(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> Cal
     return CallResult({"request_id": request_id}, [Event(SIGN_RESPONDED, data)])
 
 
-def expire_requests(state: ContractState, height: int) -> list[Event]:
-    """Fail every request whose deadline is at or below ``height``.
+def _expired(request: SignRequest, height: int, timestamp_ms: int) -> str | None:
+    if request.deadline_height <= height:
+        return f"not answered within {request.deadline_height - request.block_height} blocks"
+    if request.deadline_ms is not None and request.deadline_ms <= timestamp_ms:
+        return "not answered in time"
+    return None
 
-    Deadlines grow with request ids (heights only grow and the timeout is fixed at init),
-    so the scan stops at the first request still in time.
+
+def expire_requests(state: ContractState, height: int, timestamp_ms: int) -> list[Event]:
+    """Fail every request whose deadline height is at or below ``height`` or whose deadline
+    time is at or below ``timestamp_ms`` (the block's time), whichever comes first.
+
+    Both deadlines grow with request ids (block heights and block times never decrease and
+    the timeouts are fixed at init), so the scan stops at the first request still in time.
     """
     events: list[Event] = []
     while state.requests:
         request_id, request = next(iter(state.requests.items()))
-        if request.deadline_height > height:
+        reason = _expired(request, height, timestamp_ms)
+        if reason is None:
             break
         del state.requests[request_id]
-        reason = f"not answered within {state.config.sign_timeout_blocks} blocks"
         events.append(Event(SIGN_FAILED, {**request.to_json(), "reason": reason}))
     return events
+
+
+def next_deadline_ms(state: ContractState) -> int | None:
+    """The block time at which the oldest pending request fails, if any is pending."""
+    for request in state.requests.values():
+        return request.deadline_ms
+    return None

@@ -9,9 +9,12 @@ account) so equal states give byte-equal JSON under ``sort_keys``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 from quorumkeep.contract.args import (
     MAX_INT,
@@ -30,8 +33,13 @@ from quorumkeep.contract.args import (
 )
 from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.recovery_state import RecoveryBook
+from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
 
-STATE_FORMAT = 2
+KEYSET_HASH_PREFIX = b"quorumkeep keyset v1\x00"
+"""Domain separation of :attr:`Keyset.hash`."""
+
+STATE_FORMAT = 3
 """Version of the state's JSON layout (``format`` field); 2 added the verifying shares."""
 
 SCHEME_ED25519 = "Ed25519"
@@ -47,63 +55,87 @@ PAYLOAD_MIN = 32
 PAYLOAD_MAX = 1232
 PATH_MAX = 256
 DEFAULT_SIGN_TIMEOUT_BLOCKS = 600
+DEFAULT_SIGN_TIMEOUT_MS = 120_000
+MAX_SIGN_TIMEOUT_MS = 86_400_000
 DEFAULT_MAX_PENDING_REQUESTS = 10_000
+
+
+# --- the record codec (quorumkeep.encoding.records) with the contract's argument rules ----
+
+
+class _Record(JsonRecord):
+    """A record of the contract's state: errors are ``InvalidArguments`` naming the field."""
+
+    @classmethod
+    def check_object(
+        cls, value: Any, name: str, required: Sequence[str], optional: Sequence[str]
+    ) -> dict[str, Any]:
+        obj = expect_object(value, name)
+        check_fields(obj, name, required, optional)
+        return obj
+
+
+def _ids_from(minimum: int) -> Any:
+    return kind(lambda value, name: expect_int(value, name, minimum))
+
+
+def _text(max_length: int) -> Any:
+    return kind(lambda value, name: expect_str(value, name, max_length))
+
+
+INT = kind(expect_int)
+ID = _ids_from(1)
+ACCOUNT = kind(expect_account)
+ED25519_KEY = kind(expect_ed25519_key)
+X25519_KEY = kind(expect_x25519_key)
+HOST_PORT = kind(expect_host_port)
+WEB_URL = kind(expect_web_url)
+SCHEME = _text(32)
 
 
 # --- participants ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ParticipantInfo:
+class ParticipantInfo(_Record):
     """A node as the contract knows it: who runs it, where, and the keys that identify it."""
 
-    account: str
-    participant_id: int
-    url: str
-    web_url: str
-    tls_public_key: bytes
-    signer_public_key: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "account": self.account,
-            "participant_id": self.participant_id,
-            "url": self.url,
-            "web_url": self.web_url,
-            "tls_public_key": self.tls_public_key.hex(),
-            "signer_public_key": self.signer_public_key.hex(),
-        }
+    account: str = field(metadata=ACCOUNT)
+    participant_id: int = field(metadata=ID)
+    url: str = field(metadata=HOST_PORT)
+    web_url: str = field(metadata=WEB_URL)
+    tls_public_key: bytes = field(metadata=ED25519_KEY)
+    signer_public_key: bytes = field(metadata=ED25519_KEY)
 
     @classmethod
-    def from_json(cls, value: Any, name: str, id_required: bool = True) -> ParticipantInfo:
+    def from_json(
+        cls,
+        value: Any,
+        what: str,
+        id_required: bool = True,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Self:
         """Parse an info; without ``id_required`` a missing id reads as UNASSIGNED_ID."""
-        obj = expect_object(value, name)
-        fields = ["account", "url", "web_url", "tls_public_key", "signer_public_key"]
-        if id_required:
-            check_fields(obj, name, [*fields, "participant_id"])
-        else:
-            check_fields(obj, name, fields, ["participant_id"])
-        pid = UNASSIGNED_ID
-        if "participant_id" in obj:
-            pid = expect_int(obj["participant_id"], f"{name}.participant_id", minimum=1)
-        return cls(
-            account=expect_account(obj["account"], f"{name}.account"),
-            participant_id=pid,
-            url=expect_host_port(obj["url"], f"{name}.url"),
-            web_url=expect_web_url(obj["web_url"], f"{name}.web_url"),
-            tls_public_key=expect_ed25519_key(obj["tls_public_key"], f"{name}.tls_public_key"),
-            signer_public_key=expect_ed25519_key(
-                obj["signer_public_key"], f"{name}.signer_public_key"
-            ),
-        )
+        if not id_required:
+            defaults = {"participant_id": UNASSIGNED_ID, **(defaults or {})}
+        return super().from_json(value, what, defaults=defaults)
+
+
+def _members(value: Any, name: str) -> tuple[ParticipantInfo, ...]:
+    items = expect_list(value, name, 1, MAX_PARTICIPANTS)
+    members = (ParticipantInfo.from_json(item, f"{name}[{i}]") for i, item in enumerate(items))
+    return tuple(sorted(members, key=lambda m: m.participant_id))
 
 
 @dataclass(frozen=True)
-class Participants:
+class Participants(_Record):
     """A participant set and its threshold; ``members`` ascend by participant id."""
 
-    threshold: int
-    members: tuple[ParticipantInfo, ...]
+    threshold: int = field(metadata=INT)
+    members: tuple[ParticipantInfo, ...] = field(
+        metadata=kind(_members, lambda members: [m.to_json() for m in members], key="participants")
+    )
 
     @cached_property
     def _by_account(self) -> dict[str, ParticipantInfo]:
@@ -124,43 +156,16 @@ class Participants:
         members = tuple(info if m.account == info.account else m for m in self.members)
         return Participants(self.threshold, members)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "participants": [m.to_json() for m in self.members]}
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> Participants:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["threshold", "participants"])
-        items = expect_list(obj["participants"], f"{name}.participants", 1, MAX_PARTICIPANTS)
-        members = tuple(
-            ParticipantInfo.from_json(item, f"{name}.participants[{i}]")
-            for i, item in enumerate(items)
-        )
-        threshold = expect_int(obj["threshold"], f"{name}.threshold")
-        return cls(threshold, tuple(sorted(members, key=lambda m: m.participant_id)))
-
 
 # --- domains and keys ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Domain:
+class Domain(_Record):
     """A signing domain: one group key per domain, generated by its own key event."""
 
-    domain_id: int
-    scheme: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"domain_id": self.domain_id, "scheme": self.scheme}
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> Domain:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["domain_id", "scheme"])
-        return cls(
-            expect_int(obj["domain_id"], f"{name}.domain_id"),
-            expect_str(obj["scheme"], f"{name}.scheme", 32),
-        )
+    domain_id: int = field(metadata=INT)
+    scheme: str = field(metadata=SCHEME)
 
 
 VerifyingShares = tuple[tuple[int, bytes], ...]
@@ -172,8 +177,15 @@ def verifying_shares_json(shares: VerifyingShares) -> dict[str, str]:
     return {str(pid): share.hex() for pid, share in shares}
 
 
+def _verifying_shares(value: Any, name: str) -> VerifyingShares:
+    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
+
+
+VERIFYING_SHARES = kind(_verifying_shares, verifying_shares_json)
+
+
 @dataclass(frozen=True)
-class DomainKey:
+class DomainKey(_Record):
     """A domain's public key package: the group key and every participant's verifying share.
 
     The shares belong to the participant set of the Running state holding this key (whose
@@ -181,10 +193,12 @@ class DomainKey:
     valid across migrations, which keep participant ids.
     """
 
-    domain_id: int
-    scheme: str
-    public_key: bytes
-    verifying_shares: VerifyingShares
+    domain_id: int = field(metadata=INT)
+    scheme: str = field(metadata=SCHEME)
+    public_key: bytes = field(metadata=ED25519_KEY)
+    verifying_shares: VerifyingShares = field(default=(), metadata=VERIFYING_SHARES)
+    """Empty in a keyset read from its JSON (the ``keyset`` view, a backup transfer), which
+    names only the group keys."""
 
     @property
     def domain(self) -> Domain:
@@ -192,30 +206,9 @@ class DomainKey:
 
     def keyset_json(self) -> dict[str, Any]:
         """The domain as a keyset lists it: what a keyset names, without the shares."""
-        return {
-            "domain_id": self.domain_id,
-            "scheme": self.scheme,
-            "public_key": self.public_key.hex(),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.keyset_json(),
-            "verifying_shares": verifying_shares_json(self.verifying_shares),
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> DomainKey:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["domain_id", "scheme", "public_key", "verifying_shares"])
-        return cls(
-            expect_int(obj["domain_id"], f"{name}.domain_id"),
-            expect_str(obj["scheme"], f"{name}.scheme", 32),
-            expect_ed25519_key(obj["public_key"], f"{name}.public_key"),
-            expect_verifying_shares(
-                obj["verifying_shares"], f"{name}.verifying_shares", MAX_PARTICIPANTS
-            ),
-        )
+        document = self.to_json()
+        del document["verifying_shares"]
+        return document
 
 
 @dataclass(frozen=True)
@@ -236,34 +229,43 @@ class Keyset:
                 return d
         return None
 
+    @property
+    def domain_ids(self) -> tuple[int, ...]:
+        return tuple(d.domain_id for d in self.domains)
+
     def to_json(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "domains": [d.keyset_json() for d in self.domains]}
 
+    def canonical(self) -> bytes:
+        """Sorted keys, no whitespace, ASCII (every value is an integer, hex or a scheme)."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+    @property
+    def hash(self) -> bytes:
+        """BLAKE2b-256 (RFC 7693, unkeyed) of :data:`KEYSET_HASH_PREFIX` and the canonical
+        JSON: names the keyset where bytes must (the backup protocol's AD and signatures)."""
+        return hashlib.blake2b(KEYSET_HASH_PREFIX + self.canonical(), digest_size=32).digest()
+
 
 @dataclass(frozen=True)
-class KeyEventId:
+class KeyEventId(_Record):
     """Names one attempt at generating (or resharing) one domain's key in one epoch."""
 
-    domain_id: int
-    epoch: int
-    attempt: int
+    domain_id: int = field(metadata=INT)
+    epoch: int = field(metadata=INT)
+    attempt: int = field(metadata=INT)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"domain_id": self.domain_id, "epoch": self.epoch, "attempt": self.attempt}
 
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> KeyEventId:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["domain_id", "epoch", "attempt"])
-        return cls(
-            expect_int(obj["domain_id"], f"{name}.domain_id"),
-            expect_int(obj["epoch"], f"{name}.epoch"),
-            expect_int(obj["attempt"], f"{name}.attempt"),
-        )
+def _votes(value: Any, name: str) -> dict[str, bytes]:
+    votes = expect_object(value, name)
+    return {
+        expect_account(a, f"{name} key"): expect_ed25519_key(pk, f"{name}[{a}]")
+        for a, pk in votes.items()
+    }
 
 
 @dataclass
-class KeyEvent:
+class KeyEvent(_Record):
     """The current attempt for one domain and the votes cast in it.
 
     In key generation a vote is the public key the voter's DKG produced; in a resharing
@@ -274,12 +276,18 @@ class KeyEvent:
     is set once every required voter agreed.
     """
 
-    domain: Domain
-    epoch: int
-    attempt: int
-    votes: dict[str, bytes] = field(default_factory=dict)
-    verifying_shares: VerifyingShares | None = None
-    public_key: bytes | None = None
+    domain: Domain = field(metadata=Flattened(Domain).metadata())
+    epoch: int = field(metadata=INT)
+    attempt: int = field(metadata=INT)
+    votes: dict[str, bytes] = field(
+        default_factory=dict,
+        metadata=kind(_votes, lambda votes: {a: pk.hex() for a, pk in sorted(votes.items())}),
+    )
+    verifying_shares: VerifyingShares | None = field(
+        default=None,
+        metadata=kind(*nullable(_verifying_shares, verifying_shares_json)),
+    )
+    public_key: bytes | None = field(default=None, metadata=kind(*nullable(expect_ed25519_key)))
 
     @property
     def id(self) -> KeyEventId:
@@ -288,48 +296,6 @@ class KeyEvent:
     @property
     def complete(self) -> bool:
         return self.public_key is not None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "domain_id": self.domain.domain_id,
-            "scheme": self.domain.scheme,
-            "epoch": self.epoch,
-            "attempt": self.attempt,
-            "votes": {a: pk.hex() for a, pk in sorted(self.votes.items())},
-            "verifying_shares": None
-            if self.verifying_shares is None
-            else verifying_shares_json(self.verifying_shares),
-            "public_key": None if self.public_key is None else self.public_key.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> KeyEvent:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            ["domain_id", "scheme", "epoch", "attempt", "votes", "verifying_shares", "public_key"],
-        )
-        votes_obj = expect_object(obj["votes"], f"{name}.votes")
-        votes = {
-            expect_account(a, f"{name}.votes key"): expect_ed25519_key(pk, f"{name}.votes[{a}]")
-            for a, pk in votes_obj.items()
-        }
-        shares = obj["verifying_shares"]
-        pk = obj["public_key"]
-        return cls(
-            domain=Domain(
-                expect_int(obj["domain_id"], f"{name}.domain_id"),
-                expect_str(obj["scheme"], f"{name}.scheme", 32),
-            ),
-            epoch=expect_int(obj["epoch"], f"{name}.epoch"),
-            attempt=expect_int(obj["attempt"], f"{name}.attempt"),
-            votes=votes,
-            verifying_shares=None
-            if shares is None
-            else expect_verifying_shares(shares, f"{name}.verifying_shares", MAX_PARTICIPANTS),
-            public_key=None if pk is None else expect_ed25519_key(pk, f"{name}.public_key"),
-        )
 
 
 # --- protocol states -------------------------------------------------------------------
@@ -548,172 +514,69 @@ def protocol_state_from_json(value: Any) -> ProtocolState:
 
 
 @dataclass(frozen=True)
-class SignRequest:
+class SignRequest(_Record):
     """A pending request; ``public_key`` is the derived key the signature must verify under."""
 
-    request_id: int
-    account: str
-    payload: bytes
-    path: str
-    domain_id: int
-    public_key: bytes
-    block_height: int
-    deadline_height: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "account": self.account,
-            "payload": self.payload.hex(),
-            "path": self.path,
-            "domain_id": self.domain_id,
-            "public_key": self.public_key.hex(),
-            "block_height": self.block_height,
-            "deadline_height": self.deadline_height,
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> SignRequest:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            [
-                "request_id",
-                "account",
-                "payload",
-                "path",
-                "domain_id",
-                "public_key",
-                "block_height",
-                "deadline_height",
-            ],
-        )
-        return cls(
-            request_id=expect_int(obj["request_id"], f"{name}.request_id"),
-            account=expect_account(obj["account"], f"{name}.account"),
-            payload=expect_hex(obj["payload"], f"{name}.payload", PAYLOAD_MIN, PAYLOAD_MAX),
-            path=expect_str(obj["path"], f"{name}.path", PATH_MAX),
-            domain_id=expect_int(obj["domain_id"], f"{name}.domain_id"),
-            public_key=expect_ed25519_key(obj["public_key"], f"{name}.public_key"),
-            block_height=expect_int(obj["block_height"], f"{name}.block_height"),
-            deadline_height=expect_int(obj["deadline_height"], f"{name}.deadline_height"),
-        )
+    request_id: int = field(metadata=INT)
+    account: str = field(metadata=ACCOUNT)
+    payload: bytes = field(
+        metadata=kind(lambda value, name: expect_hex(value, name, PAYLOAD_MIN, PAYLOAD_MAX))
+    )
+    path: str = field(metadata=_text(PATH_MAX))
+    domain_id: int = field(metadata=INT)
+    public_key: bytes = field(metadata=ED25519_KEY)
+    block_height: int = field(metadata=INT)
+    deadline_height: int = field(metadata=INT)
+    deadline_ms: int | None = field(
+        default=None, metadata=kind(*nullable(expect_int), optional=True)
+    )
+    """Block time (Unix ms) at which the request fails; None only in a request rebuilt from
+    an event by a reader that did not copy the field (the contract always sets it)."""
 
 
 @dataclass(frozen=True)
-class BackupServiceInfo:
+class BackupServiceInfo(_Record):
     """The keys by which a backup service is authenticated and sealed to."""
 
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "identity_public_key": self.identity_public_key.hex(),
-            "encryption_public_key": self.encryption_public_key.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> BackupServiceInfo:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["identity_public_key", "encryption_public_key"])
-        return cls(
-            expect_ed25519_key(obj["identity_public_key"], f"{name}.identity_public_key"),
-            expect_x25519_key(obj["encryption_public_key"], f"{name}.encryption_public_key"),
-        )
+    identity_public_key: bytes = field(metadata=ED25519_KEY)
+    encryption_public_key: bytes = field(metadata=X25519_KEY)
 
 
 @dataclass(frozen=True)
-class Destination:
+class Destination(_Record):
     """Where a migrating participant's node will run, and the TLS key it will present."""
 
-    url: str
-    web_url: str
-    tls_public_key: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "web_url": self.web_url,
-            "tls_public_key": self.tls_public_key.hex(),
-        }
+    url: str = field(metadata=HOST_PORT)
+    web_url: str = field(metadata=WEB_URL)
+    tls_public_key: bytes = field(metadata=ED25519_KEY)
 
 
 @dataclass(frozen=True)
-class Migration:
+class Migration(_Record):
     """An open migration of ``account``'s node to ``destination``."""
 
-    account: str
-    participant_id: int
-    destination: Destination
-    destination_signer_public_key: bytes
-    started_height: int
+    account: str = field(metadata=ACCOUNT)
+    participant_id: int = field(metadata=ID)
+    destination: Destination = field(metadata=record_kind(Destination))
+    destination_signer_public_key: bytes = field(metadata=ED25519_KEY)
+    started_height: int = field(metadata=INT)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "account": self.account,
-            "participant_id": self.participant_id,
-            "destination": self.destination.to_json(),
-            "destination_signer_public_key": self.destination_signer_public_key.hex(),
-            "started_height": self.started_height,
-        }
 
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> Migration:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            [
-                "account",
-                "participant_id",
-                "destination",
-                "destination_signer_public_key",
-                "started_height",
-            ],
-        )
-        dest = expect_object(obj["destination"], f"{name}.destination")
-        check_fields(dest, f"{name}.destination", ["url", "web_url", "tls_public_key"])
-        return cls(
-            account=expect_account(obj["account"], f"{name}.account"),
-            participant_id=expect_int(obj["participant_id"], f"{name}.participant_id", 1),
-            destination=Destination(
-                expect_host_port(dest["url"], f"{name}.destination.url"),
-                expect_web_url(dest["web_url"], f"{name}.destination.web_url"),
-                expect_ed25519_key(dest["tls_public_key"], f"{name}.destination.tls_public_key"),
-            ),
-            destination_signer_public_key=expect_ed25519_key(
-                obj["destination_signer_public_key"], f"{name}.destination_signer_public_key"
-            ),
-            started_height=expect_int(obj["started_height"], f"{name}.started_height"),
-        )
+_SETTING = kind(lambda value, name: expect_int(value, name, 1, 1_000_000), optional=True)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_Record):
     """Fixed at `init`. Immutable so request deadlines stay ordered by request id."""
 
-    sign_timeout_blocks: int = DEFAULT_SIGN_TIMEOUT_BLOCKS
-    max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sign_timeout_blocks": self.sign_timeout_blocks,
-            "max_pending_requests": self.max_pending_requests,
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> Config:
-        obj = expect_object(value, name)
-        check_fields(obj, name, [], ["sign_timeout_blocks", "max_pending_requests"])
-        default = cls()
-        timeout = obj.get("sign_timeout_blocks", default.sign_timeout_blocks)
-        maximum = obj.get("max_pending_requests", default.max_pending_requests)
-        return cls(
-            expect_int(timeout, f"{name}.sign_timeout_blocks", 1, 1_000_000),
-            expect_int(maximum, f"{name}.max_pending_requests", 1, 1_000_000),
-        )
+    sign_timeout_blocks: int = field(default=DEFAULT_SIGN_TIMEOUT_BLOCKS, metadata=_SETTING)
+    max_pending_requests: int = field(default=DEFAULT_MAX_PENDING_REQUESTS, metadata=_SETTING)
+    sign_timeout_ms: int = field(
+        default=DEFAULT_SIGN_TIMEOUT_MS,
+        metadata=kind(
+            lambda value, name: expect_int(value, name, 1000, MAX_SIGN_TIMEOUT_MS), optional=True
+        ),
+    )
 
 
 def candidate_json(info: ParticipantInfo) -> dict[str, Any]:
@@ -740,6 +603,7 @@ class ContractState:
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
     attestation: AttestationState | None = None
+    recovery: RecoveryBook = field(default_factory=RecoveryBook)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -752,21 +616,30 @@ class ContractState:
             return p.previous
         return None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, requests: bool = True) -> dict[str, Any]:
+        """The state; ``requests=False`` leaves out ``sign_requests`` (for a hash that
+        commits to them separately)."""
+        body = {
             "format": STATE_FORMAT,
             "protocol_state": self.protocol.to_json(),
             "config": self.config.to_json(),
             "next_participant_id": self.next_participant_id,
             "next_domain_id": self.next_domain_id,
             "next_request_id": self.next_request_id,
-            "sign_requests": [r.to_json() for r in self.requests.values()],
+            "sign_requests": [r.to_json() for r in self.requests.values()] if requests else [],
             "backup_services": {a: b.to_json() for a, b in sorted(self.backup_services.items())},
             "migrations": {a: m.to_json() for a, m in sorted(self.migrations.items())},
             "candidates": {a: candidate_json(c) for a, c in sorted(self.candidates.items())},
-            # Absent for a contract initialised without attestation (the layout stays as it was).
-            **({} if self.attestation is None else {"attestation": self.attestation.to_json()}),
         }
+        if not requests:
+            del body["sign_requests"]
+        # Absent for a contract initialised without attestation (the layout stays as it was).
+        if self.attestation is not None:
+            body["attestation"] = self.attestation.to_json()
+        # Absent until first used, so a state without emergency recovery keeps its bytes.
+        if not self.recovery.empty():
+            body["emergency_recovery"] = self.recovery.to_json()
+        return body
 
     @classmethod
     def from_json(cls, value: Any) -> ContractState:
@@ -786,7 +659,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
-            ["attestation"],
+            ["attestation", "emergency_recovery"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -827,7 +700,10 @@ class ContractState:
                 )
                 for a, c in sorted(candidates.items())
             },
-            attestation=None
-            if obj.get("attestation") is None
-            else AttestationState.from_json(obj["attestation"], "state.attestation"),
+            attestation=AttestationState.from_json(obj["attestation"], "state.attestation")
+            if "attestation" in obj
+            else None,
+            recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
+            if "emergency_recovery" in obj
+            else RecoveryBook(),
         )

@@ -116,6 +116,44 @@ def candidates(state: ContractState, args: dict[str, Any]) -> Any:
     return {a: candidate_json(c) for a, c in sorted(state.candidates.items())}
 
 
+def recovery_key(state: ContractState, args: dict[str, Any]) -> Any:
+    """The domain's recovery key in force (or null) and the open votes for one."""
+    check_fields(args, "args", ["domain_id"])
+    domain_id = expect_int(args["domain_id"], "domain_id")
+    key = state.recovery.keys.get(domain_id)
+    votes = state.recovery.votes.get(domain_id, {})
+    return {
+        "domain_id": domain_id,
+        "key": None if key is None else key.to_json(),
+        "votes": {a: k.fingerprint.hex() for a, k in sorted(votes.items())},
+    }
+
+
+def recovery_parts(state: ContractState, args: dict[str, Any]) -> Any:
+    """The records of one (domain, epoch) (default: the epoch in force), or null: the
+    package the parts were checked against, each part's digest and block height, and
+    whether t parts under the key in force are recorded (``complete``)."""
+    check_fields(args, "args", ["domain_id"], ["epoch"])
+    domain_id = expect_int(args["domain_id"], "domain_id")
+    epoch = (
+        expect_int(args["epoch"], "epoch") if "epoch" in args else require_initialized(state).epoch
+    )
+    record = state.recovery.epochs.get((domain_id, epoch))
+    if record is None:
+        return None
+    key = state.recovery.keys.get(domain_id)
+    current = (
+        0
+        if key is None
+        else sum(1 for p in record.parts.values() if p.fingerprint == key.fingerprint)
+    )
+    return {
+        **record.to_json(),
+        "recovery_key": None if key is None else key.to_json(),
+        "complete": current >= record.threshold,
+    }
+
+
 VIEWS: dict[str, View] = {
     "state": state_view,
     "migration_info": migration_info,
@@ -129,4 +167,6 @@ VIEWS: dict[str, View] = {
     "candidates": candidates,
     "attestations": attestations_view,
     "attestation_policy": attestation_policy_view,
+    "recovery_key": recovery_key,
+    "recovery_parts": recovery_parts,
 }

@@ -14,19 +14,14 @@ from __future__ import annotations
 import hashlib
 
 from quorumkeep.crypto.group import Element, Scalar, base_mul, element_add, scalar_reduce
+from quorumkeep.encoding.fields import len32
 
 DERIVE_DOMAIN = b"quorumkeep derive v1"
 
 
-def _len_prefixed(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def derivation_tweak(account: str, path: str) -> Scalar:
     """ε for (account, path)."""
-    h = hashlib.sha512(
-        DERIVE_DOMAIN + _len_prefixed(account.encode()) + _len_prefixed(path.encode())
-    )
+    h = hashlib.sha512(DERIVE_DOMAIN + len32(account.encode()) + len32(path.encode()))
     return scalar_reduce(h.digest())
 
 

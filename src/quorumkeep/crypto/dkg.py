@@ -84,6 +84,7 @@ from quorumkeep.crypto.group import (
     vss_commit,
 )
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, check_parameters, vss_verify
+from quorumkeep.encoding.fields import len32
 
 POK_DOMAIN = b"quorumkeep pedpop pok v1"
 
@@ -233,14 +234,7 @@ def verifying_shares(identifiers: Sequence[int], commitment: Commitment) -> dict
 
 def pok_challenge(identifier: int, context: bytes, constant: Element, r: Element) -> Scalar:
     """H_pok (module doc)."""
-    h = hashlib.sha512(
-        POK_DOMAIN
-        + len(context).to_bytes(4, "big")
-        + context
-        + identifier_scalar(identifier)
-        + constant
-        + r
-    )
+    h = hashlib.sha512(POK_DOMAIN + len32(context) + identifier_scalar(identifier) + constant + r)
     return scalar_reduce(h.digest())
 
 

@@ -29,6 +29,7 @@ from quorumkeep.crypto.group import (
     scalar_decode,
     scalar_to_int,
 )
+from quorumkeep.encoding.fields import decode_hex, key_diff, parse_decimal
 
 MAX_LIST = 0xFFFF
 
@@ -110,11 +111,8 @@ def fields(obj: object, keys: Iterable[str], what: str) -> dict[str, object]:
     """``obj`` as a dict holding exactly ``keys``."""
     if not isinstance(obj, Mapping):
         raise InvalidEncoding(f"{what}: expected an object, got {type(obj).__name__}")
-    expected = set(keys)
-    present = set(obj)
-    if present != expected:
-        missing = sorted(expected - present)
-        unknown = sorted(str(k) for k in present - expected)
+    missing, unknown = key_diff(obj, sorted(set(keys)))
+    if missing or unknown:
         raise InvalidEncoding(f"{what}: missing keys {missing}, unknown keys {unknown}")
     return {str(k): obj[k] for k in obj}
 
@@ -125,7 +123,7 @@ def hex_bytes(value: object, size: int, what: str) -> bytes:
     if len(value) != 2 * size:
         raise InvalidEncoding(f"{what}: expected {2 * size} hex digits, got {len(value)}")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         raise InvalidEncoding(f"{what}: not a hex string") from None
 
@@ -148,12 +146,18 @@ def hex_elements(value: object, what: str) -> tuple[Element, ...]:
 
 def json_identifier(value: object, what: str) -> int:
     """Identifiers in dicts are decimal strings: JSON numbers lose precision above 2^53."""
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+    if not isinstance(value, str):
         raise InvalidEncoding(f"{what}: expected an identifier as a decimal string")
-    if len(value) > 78 or (len(value) > 1 and value[0] == "0"):
-        raise InvalidEncoding(f"{what}: not a canonical decimal identifier")
     try:
-        identifier_scalar(int(value))
+        parse_decimal(value, len(value), leading_zeros=True)
+    except ValueError:
+        raise InvalidEncoding(f"{what}: expected an identifier as a decimal string") from None
+    try:
+        identifier = parse_decimal(value, 78)
+    except ValueError:
+        raise InvalidEncoding(f"{what}: not a canonical decimal identifier") from None
+    try:
+        identifier_scalar(identifier)
     except InvalidEncoding as exc:
         raise InvalidEncoding(f"{what}: {exc}") from None
-    return int(value)
+    return identifier

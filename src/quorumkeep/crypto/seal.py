@@ -26,6 +26,7 @@ from nacl import exceptions as _nacl_exc
 
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.encoding.fields import len32
 
 KEY_SIZE = 32
 """XChaCha20-Poly1305 key, crypto_kx session key and crypto_kx seed size."""
@@ -155,10 +156,6 @@ def server_session_keys(server: KxKeyPair, client_public_key: bytes) -> SessionK
 # --- associated data -------------------------------------------------------------------
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def _binding_value(key: str, value: str | int) -> bytes:
     # bool is an int to Python but would make True and 1 the same binding: refuse it.
     if isinstance(value, bool):
@@ -168,9 +165,9 @@ def _binding_value(key: str, value: str | int) -> bytes:
             digits = str(value)
         except ValueError:  # beyond Python's int-to-str digit limit
             raise SealError(f"binding {key!r}: integer too large") from None
-        return b"i" + _field(digits.encode("ascii"))
+        return b"i" + len32(digits.encode("ascii"))
     if isinstance(value, str):
-        return b"s" + _field(_utf8(value, f"binding {key!r}"))
+        return b"s" + len32(_utf8(value, f"binding {key!r}"))
     raise SealError(f"binding {key!r}: value must be str or int")
 
 
@@ -206,13 +203,13 @@ def associated_data(
     entries.sort()
     parts = [
         AD_DOMAIN,
-        _field(_utf8(label, "label")),
-        _field(bytes(sender)),
-        _field(bytes(receiver)),
+        len32(_utf8(label, "label")),
+        len32(bytes(sender)),
+        len32(bytes(receiver)),
         len(entries).to_bytes(4, "big"),
     ]
     for key_bytes, value_bytes in entries:
-        parts.append(_field(key_bytes))
+        parts.append(len32(key_bytes))
         parts.append(value_bytes)
     return b"".join(parts)
 

@@ -3,12 +3,21 @@ backup service's store (formats: docs/storage.md, docs/backup-protocol.md §9).
 
 Both rely on the same promises from SQLite: WAL with ``synchronous=FULL`` (a transaction that
 returned is on disk; a process killed at any instant leaves the old or the new state, never a
-torn record), ``secure_delete`` (deleted secrets are overwritten in the file, not just unlinked
-from it) and a file readable by its owner only.
+torn record), ``secure_delete`` (a deleted record's bytes are overwritten with zeros in the
+page SQLite writes next) and a file readable by its owner only.
+
+``secure_delete`` alone does not erase anything in WAL mode: the zeroed page is appended to the
+``-wal`` file, whose earlier frames still hold the page as it was before the deletion, and
+the main file keeps the old page until the next checkpoint. A transaction that deletes secrets
+is therefore written with ``_write(erase=True)``: after its commit, ``wal_checkpoint(TRUNCATE)``
+copies the zeroed pages into the main file and truncates the WAL to zero bytes, so no image
+of the deleted record remains in either file. (Blocks the file system itself remapped, e.g.
+on copy-on-write or flash media, are out of SQLite's reach.)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -18,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 BUSY_TIMEOUT_MS = 10000
+
+log = logging.getLogger(__name__)
 
 
 def create_owner_only(path: Path) -> None:
@@ -75,8 +86,12 @@ class SqliteStore:
             self._db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+    def _write(self, *, erase: bool = False) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any exception.
+
+        ``erase=True`` for a transaction that deletes secrets: the WAL is then truncated
+        after the commit (see the module docstring), still under the lock.
+        """
         with self._lock:
             cursor = self._db.cursor()
             cursor.execute("BEGIN IMMEDIATE")
@@ -86,6 +101,23 @@ class SqliteStore:
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+            if erase:
+                self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint every frame into the main file and truncate the WAL to zero bytes.
+
+        The store's own connection holds the lock, so none of its reads can keep the
+        checkpoint from completing. Another process reading the file at that instant (e.g.
+        ``backup status``) can: the deletion is committed all the same, the next erasing
+        write truncates, and the miss is logged rather than failing a committed write.
+        """
+        with self._lock:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "%s: WAL not truncated (another reader); the next deletion retries", self.path
+            )
 
     def _read(self, sql: str, parameters: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

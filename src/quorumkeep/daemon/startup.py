@@ -3,13 +3,13 @@ and waiting for the ledger, which may come up after the process that needs it.""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from quorumkeep.daemon.retry import BackoffPolicy, retry
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 
@@ -17,8 +17,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_STARTUP = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_FIRST_RETRY = 0.1
-_LONGEST_RETRY = 2.0
+STARTUP_BACKOFF = BackoffPolicy(initial=0.1, maximum=2.0, jitter=0.5)
 
 
 class StartupError(Exception):
@@ -44,16 +43,15 @@ async def ledger_status(
 ) -> dict[str, Any]:
     """The ledger's status, retrying with backoff for at most ``wait`` seconds; after that
     the last :class:`LedgerError` propagates."""
-    deadline = time.monotonic() + wait
-    delay = _FIRST_RETRY
-    while True:
-        try:
-            return await ledger.status()
-        except LedgerError as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise
-            if on_retry is not None:
-                on_retry(exc)
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, _LONGEST_RETRY)
+
+    def report(exc: Exception, _delay: float) -> None:
+        if on_retry is not None and isinstance(exc, LedgerError):
+            on_retry(exc)
+
+    return await retry(
+        ledger.status,
+        policy=STARTUP_BACKOFF,
+        retryable=lambda exc: isinstance(exc, LedgerError),
+        deadline=time.monotonic() + wait,
+        on_retry=report,
+    )

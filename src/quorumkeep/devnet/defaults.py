@@ -8,5 +8,3 @@ STOP_GRACE = 10.0
 """Seconds between SIGTERM and SIGKILL when stopping a process."""
 START_TIMEOUT = 60.0
 """Seconds a started process has to answer its health endpoint."""
-DEFAULT_SIGN_TIMEOUT = 60.0
-"""Seconds `quorumkeep sign` waits for the signature."""

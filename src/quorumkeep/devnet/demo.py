@@ -18,7 +18,18 @@ are awaited, and a signature is made. Then four scenarios run, each followed by 
 - ``attestation-upgrade`` — every node runs with (development) attestation; the operators
   vote a new build's measurement onto the allow-list, restart all nodes but one on it,
   vote the old measurement off; the nodes mark the laggard and reshare it out
-  (devnet/attestation_story.py); the same group key signs.
+  (devnet/attestation_story.py); the same group key signs;
+- ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
+  servers) the machine of the proposing ledger server and of an etcd member goes down:
+  both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
+  to it, signatures go on; the machine comes back, both are restarted, the restarted
+  server catches up with the chain and signing goes on;
+- ``company-gone`` (last) — the key's owner collects the emergency recovery bundle of the
+  epoch in force from the ledger (every node made its part after the last key change);
+  then every node, backup service and the ledger is stopped and its directory deleted, and
+  the offline tool (`quorumkeep ers recover`, a separate process with no network) rebuilds
+  the key from the bundle and the offline RSA key and signs a message that verifies under
+  the network's derived public key.
 
 Every operator action is the one `quorumkeep operator …` performs (same functions, same
 contract calls, signed by that operator's full-access key); every wait follows the
@@ -27,7 +38,8 @@ the log to read. Every signature is verified with PyNaCl under the key derived f
 group key recorded at the start. The report (``--json``) is::
 
     {"group_public_key": hex,
-     "signatures": [{"payload", "path", "public_key", "signature"}…],
+     "scenarios": [{"name", "passed", "seconds"}…],
+     "signatures": [{"payload", "path", "public_key", "signature", "scenario"}…],
      "migrations": [{"account", "scenario", "started_height", "concluded_height",
                      "seconds", "concluded"}…]}
 
@@ -40,8 +52,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -57,15 +72,19 @@ from rich.live import Live
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
-from quorumkeep.devnet import backups, processes, watch
+from quorumkeep.devnet import backups, processes, recovery_key, watch
 from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.devnet.layout import LEDGER_DIR
 from quorumkeep.devnet.network import USER, Devnet
-from quorumkeep.devnet.signing import Signature, SignClient, SignError
-from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
+from quorumkeep.ers import keys
+from quorumkeep.ers.bundle import write_bundle
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.signing import Signature, SignClient, SignError
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError
+from quorumkeep.operator.ers_collect import CollectError, collect
 from quorumkeep.operator.inputs import read_node_info
 from quorumkeep.operator.progress import (
     CANCELLED,
@@ -81,7 +100,12 @@ SCENARIOS = (
     "full-cluster-loss",
     "cancelled-by-resharing",
     "attestation-upgrade",
+    "ledger-machine-lost",
+    "company-gone",
 )
+ETCD_SCENARIOS = frozenset({"ledger-machine-lost"})
+"""Scenarios that need the replicated ledger: with any of them the demo's devnet runs its
+ledger on etcd (3 members, two ledger servers)."""
 NODES = 4
 THRESHOLD = 3
 RESHARE_THRESHOLD = 3
@@ -92,6 +116,7 @@ SIGN_TIMEOUT = 60.0
 WAITING_SIGN_TIMEOUT = 180.0
 """Sign requests made while the quorum is lost wait for two migrations and new presignatures."""
 RESHARE_TIMEOUT = 120.0
+ERS_TIMEOUT = 120.0
 NEW_NODE_SIGNATURES = 8
 """At most this many signatures to see a replacement node in a signing set."""
 RTO_GOAL_SECONDS = 2.0
@@ -305,10 +330,12 @@ class Demo:
     # -- set-up
 
     @classmethod
-    def create(cls, directory: Path, narrator: Narrator) -> Demo:
-        """Start the devnet: 4 nodes, threshold 3, a backup service per operator."""
+    def create(cls, directory: Path, narrator: Narrator, *, ledger: str = "sqlite") -> Demo:
+        """Start the devnet: 4 nodes, threshold 3, a backup service per operator (and the
+        ledger on SQLite, or on etcd)."""
+        what = "a ledger" if ledger == "sqlite" else "3 etcd members, 2 ledger servers"
         with narrator.step(
-            f"devnet up: a ledger, {NODES} nodes (threshold {THRESHOLD}) and a backup "
+            f"devnet up: {what}, {NODES} nodes (threshold {THRESHOLD}) and a backup "
             "service per operator"
         ) as found:
             try:
@@ -319,6 +346,7 @@ class Demo:
                     spare_operators=1,
                     timeout=UP_TIMEOUT,
                     backup=True,
+                    ledger=ledger,
                 )
             except (DevnetError, LedgerError) as exc:
                 raise DemoError(f"devnet up failed: {exc}") from None
@@ -633,6 +661,43 @@ class Demo:
             raise DemoError("a waiting request was answered before both migrations concluded")
         self.sign(scenario)
 
+    def ledger_machine_lost(self) -> None:
+        scenario = "ledger-machine-lost"
+        self.narrator.section(f"{scenario}: the proposing ledger server's machine is lost")
+        proposer = self.devnet.ledger_proposer()
+        members = self.devnet.etcd_names()
+        if proposer is None or not members:
+            raise DemoError("this devnet's ledger is not replicated on etcd (--ledger etcd)")
+        lost = [proposer, members[0]]
+        with self.narrator.step(f"SIGKILL {' and '.join(lost)} (one machine)"):
+            try:
+                for name in lost:
+                    self.devnet.kill(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+        self.sign(scenario, 2)  # through the other server, once it proposes
+        with self.narrator.step("the machine comes back: restart both") as found:
+            try:
+                for name in reversed(lost):  # etcd first, then the ledger server on it
+                    self.devnet.start(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            found(f"now proposing: {self.devnet.ledger_proposer()}")
+        signed = self.sign(scenario)
+        with self.narrator.step(f"{proposer} caught up with the chain") as found:
+            height = signed[-1].response_height
+            url = f"http://127.0.0.1:{self.devnet.process(proposer).ports['http']}"
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            with LedgerClient(url) as client:
+                while client.status()["height"] < height:
+                    if time.monotonic() > deadline:
+                        raise DemoError(
+                            f"{proposer} did not reach block {height}; read "
+                            f"{self.devnet.log_path(proposer)}"
+                        )
+                    time.sleep(0.1)  # bounded: a status read, no event to wait on
+                found(f"at block {client.status()['height']} like the others")
+
     def _wait_pending(self, count: int) -> list[int]:
         """Request ids of our pending sign requests, once ``count`` of them are on the
         contract (followed on the event stream)."""
@@ -745,6 +810,96 @@ class Demo:
         self.narrator.note(f"{laggard} is marked in the contract; its peers refuse its connections")
         self.sign(scenario)
 
+    def company_gone(self) -> None:
+        scenario = "company-gone"
+        self.narrator.section(f"{scenario}: the company and every machine of the network are gone")
+        offline = self.devnet.path / "offline"
+        offline.mkdir(exist_ok=True)
+        with self.narrator.step(
+            "every node recorded its recovery part for the epoch in force"
+        ) as found:
+            try:
+                with self.devnet.client() as client:
+                    record = self.devnet.wait_contract(
+                        client,
+                        recovery_key.parts_complete(0),
+                        timeout=ERS_TIMEOUT,
+                        what="recovery parts from every participant",
+                    )
+                    epoch = int(record["epoch"])
+                    path = self._next_path(scenario)
+                    expected = bytes.fromhex(
+                        client.view("public_key", {"domain_id": 0, "account": USER, "path": path})
+                    )
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(str(exc)) from None
+            found(f"epoch {epoch}")
+        bundle_path = offline / "bundle.json"
+        with self.narrator.step(
+            "the key's owner collects the bundle and verifies it offline"
+        ) as found:
+            try:
+                bundle = collect(self.devnet.ledger_url, 0, epoch)
+            except CollectError as exc:
+                raise DemoError(f"ers collect: {exc}") from None
+            write_bundle(bundle_path, bundle)
+            verified = cli_json(["ers", "verify", str(bundle_path), "--json"], ERS_TIMEOUT)
+            if not verified["ok"]:
+                raise DemoError(f"the collected bundle does not verify: {verified}")
+            found(f"{len(bundle.parts)} parts, threshold {bundle.threshold}: {bundle_path}")
+        with self.narrator.step(
+            "stop every node, backup service and the ledger; delete their data"
+        ):
+            self.close()
+            try:
+                self.devnet.down(grace=5.0)
+            except DevnetError as exc:
+                raise DemoError(f"devnet down: {exc}") from None
+            alive = [n for n, r in self.devnet.record.processes.items() if processes.is_running(r)]
+            if alive:
+                raise DemoError(f"still running after devnet down: {', '.join(alive)}")
+            for record in self.devnet.record.processes.values():
+                if record.directory is not None:
+                    shutil.rmtree(self.devnet.dir.resolve(record.directory), ignore_errors=True)
+            shutil.rmtree(self.devnet.path / LEDGER_DIR, ignore_errors=True)
+        message = os.urandom(32)
+        key_dir = recovery_key.key_dir(self.devnet.path)
+        with self.narrator.step(
+            "ers recover: the offline tool rebuilds the key and signs"
+        ) as found:
+            result = cli_json(
+                [
+                    "ers", "recover", str(bundle_path),
+                    "--key", str(key_dir / keys.PRIVATE_FILE),
+                    "--passphrase-file", str(self.devnet.secrets.path(recovery_key.SECRET)),
+                    "--account", USER, "--path", path, "--epoch", str(epoch),
+                    "--out", str(offline / "recovered-key.json"),
+                    "--sign", message.hex(),
+                ],
+                ERS_TIMEOUT,
+            )  # fmt: skip
+            public = bytes.fromhex(result["public_key"])
+            if public != expected:
+                raise DemoError(
+                    f"the recovered key {public.hex()} is not the network's derived key "
+                    f"{expected.hex()}"
+                )
+            signature = Signature(
+                request_id=-1,
+                payload=message,
+                path=path,
+                domain_id=0,
+                public_key=public,
+                signature=bytes.fromhex(result["signature"]),
+                latency_s=0.0,
+                submit_latency_s=0.0,
+                request_height=-1,
+                response_height=-1,
+                responder="ers recover",
+            )
+            self.verify(signature)
+            found(f"signature verified with PyNaCl under {public.hex()[:16]}…")
+
     def _spare_operator(self, state: dict[str, Any]) -> str:
         members = {m["account"] for m in watch.participants(state)}
         spare = [
@@ -791,6 +946,8 @@ class Demo:
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
             "attestation-upgrade": self.attestation_upgrade,
+            "ledger-machine-lost": self.ledger_machine_lost,
+            "company-gone": self.company_gone,
         }
         unknown = [name for name in scenarios if name not in steps]
         if unknown:
@@ -819,6 +976,27 @@ def parse_only(text: str) -> tuple[str, ...]:
     if unknown:
         raise DemoError(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
     return tuple(name for name in SCENARIOS if name in names)
+
+
+def cli_json(args: Sequence[str], timeout: float) -> Any:
+    """Run ``quorumkeep ARGS`` as its own process; its stdout's JSON (DemoError if it fails)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "quorumkeep.cli.main", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DemoError(f"quorumkeep {args[0]} {args[1]} ran over {timeout:g} s") from None
+    if done.returncode != 0:
+        error = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise DemoError(f"quorumkeep {args[0]} {args[1]} failed: {error[0]}")
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise DemoError(f"quorumkeep {args[0]} {args[1]} printed no JSON") from None
 
 
 def summary_table(report: DemoReport) -> Table:
@@ -861,7 +1039,8 @@ def run_demo(
     ok = False
     try:
         narrator.section("setup")
-        demo = Demo.create(path, narrator)
+        ledger = "etcd" if ETCD_SCENARIOS & set(scenarios) else "sqlite"
+        demo = Demo.create(path, narrator, ledger=ledger)
         demo.run(scenarios)
         ok = True
         return demo.report

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from nacl.signing import SigningKey
 
-from quorumkeep.contract import NODE_METHODS
 from quorumkeep.crypto.seal import (
     INTERACTIVE_MEMLIMIT,
     INTERACTIVE_OPSLIMIT,
@@ -30,9 +29,11 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import attestation, backups, processes, watch
+from quorumkeep.devnet import attestation, backups, processes, recovery_key, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.devnet.etcd import EtcdMember, etcd_available, member_argv
+from quorumkeep.devnet.etcd import healthy as etcd_healthy
 from quorumkeep.devnet.layout import (
     ACCOUNTS_DIR,
     LEDGER_DIR,
@@ -46,7 +47,8 @@ from quorumkeep.devnet.layout import (
 from quorumkeep.devnet.processes import ProcessRecord
 from quorumkeep.devnet.secrets import Secrets
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
-from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.errors import ContractCallFailed
+from quorumkeep.ledger.etcd import EtcdError, EtcdSync
 from quorumkeep.ledger.genesis import KEYS_DIR, init_ledger
 from quorumkeep.ledger.keyfile import (
     KeyFileError,
@@ -56,11 +58,19 @@ from quorumkeep.ledger.keyfile import (
     seal_key,
     write_key_file,
 )
+from quorumkeep.ledger.replicated import DEFAULT_PREFIX
 from quorumkeep.ledger.storage import StorageError
-from quorumkeep.ledger.transaction import FULL_ACCESS, MAX_ACTIONS, AddKey, Permission
+from quorumkeep.ledger.transaction import FULL_ACCESS, MAX_ACTIONS, AddKey
+from quorumkeep.operator.actions import node_permission
 from quorumkeep.wire import tls
 
 LEDGER = "ledger"
+LEDGER_2 = "ledger-2"
+ETCD_DIR = "etcd"
+PROPOSER_KEY = DEFAULT_PREFIX.encode() + b"proposer"
+ETCD_KIND = "etcd"
+ETCD_MEMBERS = 3
+LEDGER_STORES = ("sqlite", "etcd")
 USER = "user"
 NODE_PASSPHRASE_ENV = "QUORUMKEEP_PASSPHRASE"
 DEFAULT_SIGN_TIMEOUT_BLOCKS = 100_000
@@ -111,6 +121,7 @@ class Devnet:
         timeout: float = DEFAULT_UP_TIMEOUT,
         sign_timeout_blocks: int = DEFAULT_SIGN_TIMEOUT_BLOCKS,
         backup: bool = True,
+        ledger: str = "sqlite",
         progress: Progress | None = None,
     ) -> Devnet:
         """Create a devnet in ``path`` (or, with ``resume``, restart an existing one's
@@ -118,6 +129,9 @@ class Devnet:
 
         With ``backup`` every operator with a node also gets a backup service (its own
         process and directory), registered in the contract by the operator.
+
+        ``ledger="etcd"``: a 3-member etcd cluster and two ledger servers on it instead of
+        one SQLite ledger; every client is given both servers' URLs.
 
         An existing devnet is never overwritten: without ``resume`` it is refused, running
         or not; a directory holding anything else is refused too.
@@ -156,13 +170,19 @@ class Devnet:
             )
         if spare_operators < 0:
             raise DevnetError("invalid_arguments", "--spare-operators must be >= 0")
+        if ledger not in LEDGER_STORES:
+            raise DevnetError("invalid_arguments", "--ledger must be sqlite or etcd")
+        if ledger == "etcd" and not etcd_available():
+            raise DevnetError(
+                "etcd_missing", "--ledger etcd needs etcd (Debian's etcd-server; make setup)"
+            )
         directory.path.mkdir(parents=True, exist_ok=True)
         with directory.locked():
             record = DevnetRecord(threshold=threshold, nodes=nodes)
             directory.save(record)
             devnet = cls(path, progress=report)
             try:
-                devnet._create(spare_operators, sign_timeout_blocks, timeout, backup)
+                devnet._create(spare_operators, sign_timeout_blocks, timeout, backup, ledger)
             except BaseException:
                 # Leave nothing running behind a failed start; keep the logs to read.
                 with contextlib.suppress(DevnetError):
@@ -171,13 +191,29 @@ class Devnet:
         return devnet
 
     def _create(
-        self, spare_operators: int, sign_timeout_blocks: int, timeout: float, backup: bool
+        self,
+        spare_operators: int,
+        sign_timeout_blocks: int,
+        timeout: float,
+        backup: bool,
+        store: str = "sqlite",
     ) -> None:
         record = self.record
         operators = [operator_name(i) for i in range(1, record.nodes + spare_operators + 1)]
         self.progress(f"creating the ledger with accounts {', '.join(operators)}, {USER}")
         self._create_accounts([*operators, USER])
-        ledger = self._start_ledger()
+        if store == "etcd":
+            self._start_etcd(timeout)
+            ledger = self._start_ledger()
+            second = self._start_ledger(LEDGER_2)
+            self.record.ledger_url = ",".join(
+                f"http://127.0.0.1:{r.ports['http']}" for r in (ledger, second)
+            )
+            self.save()
+            self._wait_ledger_healthy(ledger)  # the first publishes the genesis to etcd
+            self._wait_ledger_healthy(second)
+        else:
+            ledger = self._start_ledger()
         attestation.create_platform_key(self.dev_platform_key)
         names = [operator_name(i) for i in range(1, record.nodes + 1)]
         self.progress(f"initializing {len(names)} nodes")
@@ -227,6 +263,8 @@ class Devnet:
             self.wait_contract(
                 client, attestation.all_attested, timeout=timeout, what="every node's attestation"
             )
+            self.progress("voting domain 0's emergency recovery key (every operator)")
+            recovery_key.create_and_vote(self, client, names)
         record.phase = PHASE_READY
         self.save()
 
@@ -299,6 +337,29 @@ class Devnet:
     def client(self) -> LedgerClient:
         return LedgerClient(self.ledger_url)
 
+    def etcd_names(self) -> list[str]:
+        return [r.name for r in self.record.processes.values() if r.kind == ETCD_KIND]
+
+    def ledger_proposer(self) -> str | None:
+        """The ledger server that proposes blocks (replicated ledger), by its etcd key."""
+        urls = [_etcd_url(self.process(n)) for n in self.etcd_names()]
+        if not urls:
+            return None
+        etcd = EtcdSync(urls)
+        try:
+            kvs, _, _ = etcd.range(PROPOSER_KEY)
+        except EtcdError:
+            return None
+        finally:
+            etcd.close()
+        if not kvs:
+            return None
+        url = str(json.loads(kvs[0].value).get("url", ""))
+        for record in self.record.processes.values():
+            if record.kind == "ledger" and url == f"http://127.0.0.1:{record.ports['http']}":
+                return record.name
+        return None
+
     def process(self, name: str) -> ProcessRecord:
         found = self.record.processes.get(name)
         if found is None:
@@ -360,6 +421,8 @@ class Devnet:
     # --- processes -------------------------------------------------------------------------
 
     def _ledger_argv(self, port: int) -> list[str]:
+        etcd = [r for r in self.record.processes.values() if r.kind == ETCD_KIND]
+        store = ["--store", "etcd", "--etcd", ",".join(_etcd_url(r) for r in etcd)] if etcd else []
         return processes.cli_argv(
             "ledger",
             "serve",
@@ -367,7 +430,58 @@ class Devnet:
             str(self.dir.resolve(LEDGER_DIR)),
             "--listen",
             f"127.0.0.1:{port}",
+            *store,
         )
+
+    def _etcd_members(self) -> list[EtcdMember]:
+        return [
+            EtcdMember(
+                r.name,
+                self.dir.resolve(f"{ETCD_DIR}/{r.name}"),
+                r.ports["client"],
+                r.ports["peer"],
+            )
+            for r in self.record.processes.values()
+            if r.kind == ETCD_KIND
+        ]
+
+    def _etcd_argv(self, name: str) -> list[str]:
+        members = self._etcd_members()
+        member = next(m for m in members if m.name == name)
+        return member_argv(member, members, f"quorumkeep-devnet-{self.path.name}")
+
+    def _start_etcd(self, timeout: float) -> None:
+        """Record and start a 3-member etcd cluster (data under DIR/etcd/)."""
+        taken = self._taken_ports()
+        for i in range(1, ETCD_MEMBERS + 1):
+            client = processes.free_port(taken)
+            taken.add(client)
+            peer = processes.free_port(taken)
+            taken.add(peer)
+            name = f"etcd-{i}"
+            self.record.processes[name] = ProcessRecord(
+                name=name,
+                kind=ETCD_KIND,
+                argv=[],
+                log=f"{LOGS_DIR}/{name}.log",
+                ports={"client": client, "peer": peer},
+            )
+        self.progress(f"starting a {ETCD_MEMBERS}-member etcd cluster")
+        for record in list(self.record.processes.values()):
+            if record.kind == ETCD_KIND:
+                self._spawn(record)
+        self._wait_etcd(timeout)
+
+    def _wait_etcd(self, timeout: float = START_TIMEOUT) -> None:
+        urls = [_etcd_url(r) for r in self.record.processes.values() if r.kind == ETCD_KIND]
+        deadline = time.monotonic() + timeout
+        while not any(etcd_healthy(u) for u in urls):
+            if time.monotonic() > deadline:
+                raise DevnetError(
+                    "etcd_not_ready",
+                    f"etcd has no leader after {timeout:g} s; read {self.dir.resolve(LOGS_DIR)}",
+                )
+            time.sleep(0.1)
 
     def _node_argv(self, record: ProcessRecord) -> list[str]:
         assert record.directory is not None
@@ -377,17 +491,17 @@ class Devnet:
     def _taken_ports(self) -> set[int]:
         return {port for p in self.record.processes.values() for port in p.ports.values()}
 
-    def _start_ledger(self) -> ProcessRecord:
-        """Spawn the ledger on a free port (the caller waits for its health)."""
+    def _start_ledger(self, name: str = LEDGER) -> ProcessRecord:
+        """Spawn a ledger server on a free port (the caller waits for its health)."""
         port = processes.free_port(self._taken_ports())
         record = ProcessRecord(
-            name=LEDGER,
+            name=name,
             kind="ledger",
             argv=self._ledger_argv(port),
-            log=f"{LOGS_DIR}/{LEDGER}.log",
+            log=f"{LOGS_DIR}/{name}.log",
             ports={"http": port},
         )
-        self.record.processes[LEDGER] = record
+        self.record.processes[name] = record
         self.record.ledger_url = f"http://127.0.0.1:{port}"
         self.progress(f"starting the ledger on {self.record.ledger_url}")
         self._spawn(record)
@@ -398,6 +512,9 @@ class Devnet:
         secrets in the environment."""
         if record.kind == "ledger":
             record.argv = self._ledger_argv(record.ports["http"])
+        elif record.kind == ETCD_KIND:
+            (self.dir.resolve(ETCD_DIR)).mkdir(parents=True, exist_ok=True)
+            record.argv = self._etcd_argv(record.name)
         elif record.kind == "node":
             record.argv = self._node_argv(record)
         elif record.kind == backups.BACKUP_KIND:
@@ -451,6 +568,8 @@ class Devnet:
         if wait:
             if record.kind == "ledger":
                 self._wait_ledger_healthy(record, timeout)
+            elif record.kind == ETCD_KIND:
+                self._wait_etcd(timeout)
             elif record.kind == "node":
                 self.wait_node_healthy(name, timeout=timeout)
             elif record.kind == backups.BACKUP_KIND:
@@ -488,9 +607,14 @@ class Devnet:
 
     def _stop_all(self, *, grace: float) -> list[str]:
         records = list(self.record.processes.values())
-        others = [r for r in records if r.kind != "ledger"]
+        others = [r for r in records if r.kind not in ("ledger", ETCD_KIND)]
         ledgers = [r for r in records if r.kind == "ledger"]
-        stopped = processes.stop(others, grace=grace) + processes.stop(ledgers, grace=grace)
+        etcd = [r for r in records if r.kind == ETCD_KIND]
+        stopped = (
+            processes.stop(others, grace=grace)
+            + processes.stop(ledgers, grace=grace)
+            + processes.stop(etcd, grace=grace)
+        )
         return [r.name for r in stopped]
 
     def resume(self, *, timeout: float = DEFAULT_UP_TIMEOUT) -> list[str]:
@@ -506,16 +630,25 @@ class Devnet:
                     "`devnet up` again",
                 )
             started = []
-            ledger = self.record.processes.get(LEDGER)
-            if ledger is not None and not processes.is_running(ledger):
-                self.progress("restarting the ledger")
-                self._spawn(ledger)
-                started.append(ledger.name)
-            if ledger is not None:
+            etcd = [r for r in self.record.processes.values() if r.kind == ETCD_KIND]
+            for record in etcd:
+                if not processes.is_running(record):
+                    self.progress(f"restarting {record.name}")
+                    self._spawn(record)
+                    started.append(record.name)
+            if etcd:
+                self._wait_etcd(timeout)
+            ledgers = [r for r in self.record.processes.values() if r.kind == "ledger"]
+            for ledger in ledgers:
+                if not processes.is_running(ledger):
+                    self.progress(f"restarting {ledger.name}")
+                    self._spawn(ledger)
+                    started.append(ledger.name)
+            for ledger in ledgers:
                 self._wait_ledger_healthy(ledger)
             for record in self.record.processes.values():
                 stopped = record.pid is not None and not processes.is_running(record)
-                if record.kind != "ledger" and stopped and not record.retired:
+                if record.kind not in ("ledger", ETCD_KIND) and stopped and not record.retired:
                     self.progress(f"restarting {record.name}")
                     self._spawn(record)
                     started.append(record.name)
@@ -619,18 +752,13 @@ class Devnet:
             "signer_public_key": identity["signer_public_key"],
         }
 
-    def authorize_node(self, name: str) -> None:
-        """Give the node's signer key a function-call key on its operator's account."""
-        with self.client() as client:
-            self._authorize(client, name, self.participant_info(name))
-
     def _authorize(self, client: LedgerClient, name: str, info: dict[str, Any]) -> None:
         account = self.process(name).account
         assert account is not None
         outcome = client.add_key(
             self.signer(account),
             bytes.fromhex(info["signer_public_key"]),
-            Permission(tuple(sorted(NODE_METHODS))),
+            node_permission(),
         )
         if not outcome.ok and outcome.error_code != "AccessKeyExists":
             raise DevnetError(
@@ -955,6 +1083,10 @@ class Devnet:
         return new_epoch
 
 
+def _etcd_url(record: ProcessRecord) -> str:
+    return f"http://127.0.0.1:{record.ports['client']}"
+
+
 def _participant_info(stdout: bytes, name: str) -> dict[str, Any]:
     """The participant info JSON object `node init` printed (its last JSON object)."""
     text = stdout.decode("utf-8", "replace").strip()
@@ -974,7 +1106,3 @@ def _participant_info(stdout: bytes, name: str) -> dict[str, Any]:
                     for k in ("account", "url", "web_url", "tls_public_key", "signer_public_key")
                 }
     raise DevnetError("node_init_failed", f"`node init` for {name} printed no participant info")
-
-
-def ledger_error_line(exc: LedgerError) -> str:
-    return f"{exc.code}: {exc.message}"

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quorumkeep.devnet import logwriter
 from quorumkeep.devnet.errors import DevnetError
 
 # Children started by this Python process, so they can be reaped (a dead child stays a
 # zombie, and visible in /proc, until its parent waits for it).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# The log writers of those children (each ends when its child's output closes).
+_WRITERS: list[subprocess.Popen[bytes]] = []
 _ENV_DROPPED_PREFIX = "QUORUMKEEP_"
 
 
@@ -219,28 +222,53 @@ def kill_unfinished(children: Iterable[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def spawn(record: ProcessRecord, devnet_dir: Path, secrets: Mapping[str, bytes]) -> None:
-    """Start ``record.argv`` detached (own session), appending to its log; fills pid/start."""
+def spawn(
+    record: ProcessRecord,
+    devnet_dir: Path,
+    secrets: Mapping[str, bytes],
+    *,
+    log_max_bytes: int = logwriter.MAX_BYTES,
+) -> None:
+    """Start ``record.argv`` detached (own session), its output going to its log through a
+    rotating log writer (devnet/logwriter.py); fills pid/start."""
     log_path = devnet_dir / record.log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"=== devnet: starting {record.name} at {stamp}\n".encode())
-        log.flush()
-        try:
-            child = subprocess.Popen(
-                record.argv,
-                cwd=devnet_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_environment(secrets),
-                start_new_session=True,  # a Ctrl-C in the caller's terminal does not reach it
-            )
-        except OSError as exc:
-            raise DevnetError(
-                "spawn_failed", f"cannot start {record.name}: {exc.strerror}"
-            ) from None
+    read_end, write_end = os.pipe()
+    try:
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quorumkeep.devnet.logwriter",
+                str(log_path),
+                "--max-bytes",
+                str(log_max_bytes),
+            ],
+            cwd=devnet_dir,
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _WRITERS.append(writer)
+        child = subprocess.Popen(
+            record.argv,
+            cwd=devnet_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.STDOUT,
+            env=child_environment(secrets),
+            start_new_session=True,  # a Ctrl-C in the caller's terminal does not reach it
+        )
+    except OSError as exc:
+        raise DevnetError("spawn_failed", f"cannot start {record.name}: {exc.strerror}") from None
+    finally:
+        os.close(read_end)
+        os.close(write_end)  # the writer sees end of file once the child's copy closes too
+    _WRITERS[:] = [w for w in _WRITERS if w.poll() is None]
     _CHILDREN[child.pid] = child
     start_time = None
     for _ in range(100):  # /proc/PID/stat appears with the process; bounded just in case

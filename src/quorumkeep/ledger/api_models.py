@@ -7,14 +7,48 @@ the OpenAPI document. A test checks that what the client sends validates against
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN
 
 HEX32 = r"^[0-9a-f]{64}$"
 HEX64 = r"^[0-9a-f]{128}$"
-ACCOUNT = r"^[a-z0-9_\-.]{2,64}$"
+ACCOUNT = ACCOUNT_PATTERN.pattern
 METHOD = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_HEIGHT = 2**63 - 1
+
+
+def _ijson(depth: int) -> dict[str, Any]:
+    """An I-JSON value nested at most ``depth`` more levels (no recursion: generators and
+    simple validators handle a finite schema; the server allows 32 levels)."""
+    leaves: list[dict[str, Any]] = [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+        {"type": "string"},
+    ]
+    if depth == 0:
+        return {"anyOf": leaves}
+    inner = _ijson(depth - 1)
+    return {
+        "anyOf": [
+            *leaves,
+            {"type": "array", "items": inner},
+            {"type": "object", "additionalProperties": inner},
+        ]
+    }
+
+
+IJSON_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": _ijson(3),
+    "description": "I-JSON object: no floats, integers within ±(2^53-1), strings of valid "
+    "Unicode, at most 32 levels deep (this schema spells out 4)",
+}
+IJsonObject = Annotated[dict[str, Any], WithJsonSchema(IJSON_OBJECT)]
 
 
 class _Strict(BaseModel):
@@ -23,19 +57,24 @@ class _Strict(BaseModel):
 
 class FunctionCallBody(_Strict):
     method: str = Field(pattern=METHOD)
-    args: dict[str, Any] = Field(description="I-JSON object: no floats, integers within ±(2^53-1)")
+    args: IJsonObject
 
 
 class FunctionCallAction(_Strict):
     function_call: FunctionCallBody
 
 
+MethodName = Annotated[str, Field(pattern=METHOD)]
+
+
 class FunctionCallPermission(_Strict):
-    function_call: list[str] = Field(min_length=1, max_length=64)
+    function_call: list[MethodName] = Field(
+        min_length=1, max_length=64, json_schema_extra={"uniqueItems": True}
+    )
 
 
 class AddKeyBody(_Strict):
-    public_key: str = Field(pattern=HEX32)
+    public_key: str = Field(pattern=HEX32, description="a valid Ed25519 point")
     permission: Literal["full"] | FunctionCallPermission
 
 
@@ -52,9 +91,14 @@ class DeleteKeyAction(_Strict):
 
 
 class TransactionModel(_Strict):
+    """Besides what the schema states: at most one ``function_call`` action per transaction,
+    and every public key a valid Ed25519 point."""
+
     chain_id: str = Field(pattern=HEX32, description="hash of the genesis block")
     signer_account: str = Field(pattern=ACCOUNT)
-    public_key: str = Field(pattern=HEX32, description="the access key that signs")
+    public_key: str = Field(
+        pattern=HEX32, description="the access key that signs (a valid Ed25519 point)"
+    )
     nonce: int = Field(ge=1, le=2**53 - 1, description="above the key's current nonce")
     block_height: int = Field(ge=0, le=2**53 - 1, description="a recent committed height")
     actions: list[FunctionCallAction | AddKeyAction | DeleteKeyAction] = Field(
@@ -68,8 +112,8 @@ class SignedTransactionModel(_Strict):
 
 
 class ViewRequest(_Strict):
-    method: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    method: str = Field(description="a view name (docs/contract.md); another is UnknownMethod")
+    args: IJsonObject = Field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):

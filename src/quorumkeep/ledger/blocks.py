@@ -1,8 +1,8 @@
 """Blocks: the ordered, hash-chained log every state of the ledger is derived from.
 
     block_hash = SHA-256(b"quorumkeep-block-v1\\x00" || canonical_json(body))
-    state_hash = SHA-256(b"quorumkeep-state-v1\\x00" || canonical_json(
-                     {"accounts": accounts.to_json(), "contract": contract.to_json()}))
+
+and ``state_hash`` the hash of the state after the block (``state_hash.py``).
 
 ``body`` is the block without its hash: height, the previous block's hash, the timestamp,
 the events ``Contract.on_block`` emitted, every included transaction with its signature, hash
@@ -20,13 +20,8 @@ from quorumkeep.ledger.canonical import canonical_json, parse_json
 from quorumkeep.ledger.transaction import SignedTransaction, decode_hex
 
 BLOCK_DOMAIN = b"quorumkeep-block-v1\x00"
-STATE_DOMAIN = b"quorumkeep-state-v1\x00"
 LEDGER_FORMAT = "quorumkeep-ledger-v1"
 ZERO_HASH = bytes(32)
-
-
-def state_hash(state_json: dict[str, Any]) -> bytes:
-    return hashlib.sha256(STATE_DOMAIN + canonical_json(state_json)).digest()
 
 
 @dataclass(frozen=True)
@@ -158,3 +153,11 @@ def block_events(block: Block) -> list[dict[str, Any]]:
                 {**event, "height": block.height, "index": len(events), "tx_hash": tx_hash}
             )
     return events
+
+
+def block_event_kinds(block: Block) -> set[str]:
+    """The kinds of event a block has (what the per-kind event index records)."""
+    kinds = {str(e["kind"]) for e in block.events}
+    for tx in block.transactions:
+        kinds.update(str(e["kind"]) for e in tx.outcome.events)
+    return kinds

@@ -12,8 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from quorumkeep.encoding.json import JsonError
+from quorumkeep.encoding.json import parse_json as strict_json
+
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 32
+PARSE_DEPTH = 2 * MAX_DEPTH
+"""Nesting read from bytes: a transaction's arguments (at most :data:`MAX_DEPTH`) inside
+a stored block's envelope."""
 
 
 class NotCanonical(ValueError):
@@ -63,24 +69,11 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in result:
-            raise NotCanonical(f"duplicate object key {key!r}")
-        result[key] = item
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise NotCanonical(f"{name} is not a JSON number")
-
-
 def parse_json(data: bytes | str) -> Any:
-    """Strict JSON parsing: duplicate keys, NaN and Infinity are errors (NotCanonical).
-
-    Malformed text raises ``json.JSONDecodeError`` (also a ValueError); invalid UTF-8 raises
-    ``UnicodeDecodeError``.
-    """
-    text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    """Strict JSON parsing (:func:`quorumkeep.encoding.json.parse_json`): duplicate keys,
+    NaN and Infinity, invalid UTF-8, nesting deeper than :data:`PARSE_DEPTH` and malformed
+    text all raise ``NotCanonical`` (a ValueError)."""
+    try:
+        return strict_json(data, max_depth=PARSE_DEPTH)
+    except JsonError as exc:
+        raise NotCanonical(str(exc)) from None

@@ -21,18 +21,22 @@ from quorumkeep.ledger.blocks import (
     Block,
     IncludedTransaction,
     Outcome,
-    state_hash,
 )
 from quorumkeep.ledger.canonical import canonical_json
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
+from quorumkeep.ledger.state_hash import RequestTree, state_hash
 from quorumkeep.ledger.transaction import FunctionCall, SignedTransaction, decode_public_key
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TX_VALIDITY_BLOCKS = 1000
 MAX_TX_VALIDITY_BLOCKS = 1_000_000
+DEFAULT_TX_VALIDITY_MS = 3_600_000
+MIN_TX_VALIDITY_MS = 2_000
+MAX_TX_VALIDITY_MS = 30 * 86_400_000
 # The replay set is pruned every this many blocks (a scan of the hashes still in the window).
 _PRUNE_EVERY = 64
+SNAPSHOT_FORMAT = "quorumkeep-snapshot-v1"
 
 
 def make_genesis(
@@ -40,13 +44,23 @@ def make_genesis(
     *,
     timestamp_ms: int,
     tx_validity_blocks: int = DEFAULT_TX_VALIDITY_BLOCKS,
+    tx_validity_ms: int | None = DEFAULT_TX_VALIDITY_MS,
 ) -> Block:
-    """Block 0: the accounts with their full-access keys and the ledger's parameters."""
+    """Block 0: the accounts with their full-access keys and the ledger's parameters.
+
+    ``tx_validity_ms=None`` leaves the time limit out (transactions then expire by block
+    count only, as in ledgers made before the limit existed).
+    """
     if not accounts:
         raise LedgerError("InvalidRequest", "genesis needs at least one account")
     if not 1 <= tx_validity_blocks <= MAX_TX_VALIDITY_BLOCKS:
         raise LedgerError("InvalidRequest", "tx_validity_blocks out of range")
-    genesis = {
+    if (
+        tx_validity_ms is not None
+        and not MIN_TX_VALIDITY_MS <= tx_validity_ms <= MAX_TX_VALIDITY_MS
+    ):
+        raise LedgerError("InvalidRequest", "tx_validity_ms out of range")
+    genesis: dict[str, Any] = {
         "format": LEDGER_FORMAT,
         "tx_validity_blocks": tx_validity_blocks,
         "accounts": {
@@ -54,6 +68,8 @@ def make_genesis(
             for name, keys in sorted(accounts.items())
         },
     }
+    if tx_validity_ms is not None:
+        genesis["tx_validity_ms"] = tx_validity_ms
     state = LedgerState._from_genesis(genesis, chain_id=ZERO_HASH)
     return Block(
         height=0,
@@ -83,17 +99,22 @@ class LedgerState:
         accounts: Accounts,
         contract: Contract,
         tx_validity_blocks: int,
+        tx_validity_ms: int | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.accounts = accounts
         self.contract = contract
         self.tx_validity_blocks = tx_validity_blocks
+        self.tx_validity_ms = tx_validity_ms
         self.height = -1
         self.head_hash = ZERO_HASH
         self.timestamp_ms = 0
         self._head_state_hash: bytes | None = None
         # tx hash -> its block_height, for every included transaction not yet expired.
         self._recent: dict[bytes, int] = {}
+        # height -> block timestamp, for every block a new transaction may still name.
+        self._timestamps: dict[int, int] = {}
+        self._requests_tree = RequestTree()
 
     @classmethod
     def _from_genesis(cls, genesis: dict[str, Any], *, chain_id: bytes) -> LedgerState:
@@ -110,6 +131,9 @@ class LedgerState:
             accounts=accounts,
             contract=Contract(),
             tx_validity_blocks=int(genesis["tx_validity_blocks"]),
+            tx_validity_ms=None
+            if "tx_validity_ms" not in genesis
+            else int(genesis["tx_validity_ms"]),
         )
 
     # --- state hash -------------------------------------------------------------------
@@ -118,14 +142,21 @@ class LedgerState:
         return {"accounts": self.accounts.to_json(), "contract": self.contract.to_json()}
 
     def state_hash(self) -> bytes:
-        return state_hash(self.state_json())
+        """docs/ledger.md §3.1: the pending requests enter through their Merkle root,
+        updated for the requests that came or went only."""
+        self._requests_tree.sync(self.contract.pending_requests())
+        return state_hash(
+            self.accounts.to_json(),
+            self.contract.to_json_without_requests(),
+            self._requests_tree.root,
+        )
 
     def _state_hash_after(self, events: Sequence[object], transactions: Sequence[object]) -> bytes:
         """The state hash of a block with these ``on_block`` events and transactions.
 
         The state changes only through ``on_block`` events or included transactions, so a
-        block with neither keeps its parent's hash: idle blocks (one every few hundred ms)
-        and their replay at start-up skip hashing the whole state.
+        block with neither keeps its parent's hash: heartbeat blocks and their replay at
+        start-up skip hashing the state.
         """
         if not events and not transactions and self._head_state_hash is not None:
             return self._head_state_hash
@@ -133,8 +164,11 @@ class LedgerState:
 
     # --- validation -------------------------------------------------------------------
 
-    def check(self, signed: SignedTransaction, height: int | None = None) -> None:
-        """Raise LedgerError unless ``signed`` may go into block ``height`` (default: next).
+    def check(
+        self, signed: SignedTransaction, height: int | None = None, timestamp_ms: int = 0
+    ) -> None:
+        """Raise LedgerError unless ``signed`` may go into block ``height`` (default: next)
+        made at ``timestamp_ms`` (at submission: the current time).
 
         The signature is checked by the caller (once, at submission or replay). Nothing here
         changes state.
@@ -156,6 +190,14 @@ class LedgerState:
                 f"block_height {tx.block_height} is more than {self.tx_validity_blocks} "
                 f"blocks before the next block {height}",
             )
+        if self.tx_validity_ms is not None:
+            named = self._timestamps.get(tx.block_height, 0)
+            if named < max(timestamp_ms, self.timestamp_ms) - self.tx_validity_ms:
+                raise LedgerError(
+                    "TransactionExpired",
+                    f"block {tx.block_height} was made more than {self.tx_validity_ms} ms "
+                    "before this one",
+                )
         if signed.hash in self._recent:
             raise LedgerError(
                 "DuplicateTransaction", f"transaction {signed.hash.hex()} was already included"
@@ -184,7 +226,7 @@ class LedgerState:
         included: list[IncludedTransaction] = []
         for signed in _order_nonces(batch):
             try:
-                self.check(signed, height)
+                self.check(signed, height, timestamp_ms)
             except LedgerError as exc:
                 applied.append(Applied(signed, None, exc))
                 continue
@@ -255,9 +297,64 @@ class LedgerState:
         self.head_hash = block.hash
         self.timestamp_ms = block.timestamp_ms
         self._head_state_hash = block.state_hash
+        self._timestamps[block.height] = block.timestamp_ms
         if block.height % _PRUNE_EVERY == 0:
             oldest = block.height + 1 - self.tx_validity_blocks
             self._recent = {h: bh for h, bh in self._recent.items() if bh >= oldest}
+            self._timestamps = {h: t for h, t in self._timestamps.items() if h >= oldest}
+
+    def named_height(self, tx_hash: bytes) -> int | None:
+        """The ``block_height`` of an included transaction still in the replay window."""
+        return self._recent.get(tx_hash)
+
+    # --- snapshots -------------------------------------------------------------------
+
+    def snapshot_json(self) -> dict[str, Any]:
+        """Everything needed to go on from the head without replaying the blocks before it
+        (docs/ledger.md, "Snapshots"): the state its block's ``state_hash`` covers, and the
+        replay window (included transaction hashes, block times) new transactions are
+        checked against."""
+        assert self._head_state_hash is not None
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "height": self.height,
+            "block_hash": self.head_hash.hex(),
+            "state_hash": self._head_state_hash.hex(),
+            "timestamp_ms": self.timestamp_ms,
+            "state": self.state_json(),
+            "recent": sorted([h.hex(), bh] for h, bh in self._recent.items()),
+            "timestamps": sorted([h, t] for h, t in self._timestamps.items()),
+        }
+
+    def restore_snapshot(self, snapshot: Mapping[str, Any], block: Block) -> None:
+        """Take the state of ``snapshot``, which must be of ``block`` (the stored block at
+        its height): its state must hash to the block's ``state_hash``. ``self`` is the
+        state right after genesis (chain id and parameters). Raises ValueError, KeyError or
+        TypeError on any mismatch."""
+        if snapshot["format"] != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format is not {SNAPSHOT_FORMAT}")
+        if snapshot["height"] != block.height or snapshot["block_hash"] != block.hash.hex():
+            raise ValueError("snapshot is not of the stored block at its height")
+        state = snapshot["state"]
+        if set(state) != {"accounts", "contract"}:
+            raise ValueError("snapshot state has unexpected members")
+        accounts = Accounts.from_json(state["accounts"])
+        contract = Contract.from_json(state["contract"])
+        tree = RequestTree()
+        tree.sync(contract.pending_requests())
+        computed = state_hash(accounts.to_json(), contract.to_json_without_requests(), tree.root)
+        if computed != block.state_hash:
+            raise ValueError("snapshot state does not hash to its block's state_hash")
+        self.accounts = accounts
+        self.contract = contract
+        self._requests_tree = tree
+        self.height = block.height
+        self.head_hash = block.hash
+        self.timestamp_ms = block.timestamp_ms
+        self._head_state_hash = block.state_hash
+        self._recent = {bytes.fromhex(h): int(bh) for h, bh in snapshot["recent"]}
+        self._timestamps = {int(h): int(t) for h, t in snapshot["timestamps"]}
+        self._timestamps[block.height] = block.timestamp_ms
 
     # --- start-up -------------------------------------------------------------------
 
@@ -266,15 +363,19 @@ class LedgerState:
         cls,
         blocks: Iterable[tuple[int, bytes, bytes]],
         on_block: Callable[[Block], None] | None = None,
+        start: LedgerState | None = None,
     ) -> LedgerState:
-        """Verify the stored chain block by block and rebuild the state it leads to.
+        """Verify the stored chain block by block and rebuild the state it leads to, from
+        genesis or from ``start`` (a state restored from a snapshot: ``blocks`` then begin
+        right after it).
 
         Raises LedgerCorrupted naming the first block that fails: wrong hash, broken link,
         bad signature, a transaction that is no longer valid, or an outcome, event or state
         hash the replay does not reproduce.
         """
-        state: LedgerState | None = None
-        for expected_height, (height, stored_hash, body) in enumerate(blocks):
+        state: LedgerState | None = start
+        first = 0 if start is None else start.height + 1
+        for expected_height, (height, stored_hash, body) in enumerate(blocks, first):
             if height != expected_height:
                 raise LedgerCorrupted(expected_height, "block is missing")
             try:
@@ -285,7 +386,7 @@ class LedgerState:
                 raise LedgerCorrupted(height, "block hash does not match its content")
             if block.height != height:
                 raise LedgerCorrupted(height, f"block claims height {block.height}")
-            if height == 0:
+            if height == 0 and start is None:
                 state = cls._replay_genesis(block)
             else:
                 assert state is not None
@@ -309,6 +410,11 @@ class LedgerState:
         state._advance(block)
         return state
 
+    def apply_block(self, block: Block) -> None:
+        """Verify and apply the next block made elsewhere (a replica following the
+        proposer): the same checks as a replay at start-up. Raises LedgerCorrupted."""
+        self._replay_block(block)
+
     def _replay_block(self, block: Block) -> None:
         height = block.height
         if block.prev_hash != self.head_hash:
@@ -324,7 +430,7 @@ class LedgerState:
             signed = included.signed
             try:
                 signed.verify()
-                self.check(signed, height)
+                self.check(signed, height, block.timestamp_ms)
             except LedgerError as exc:
                 raise LedgerCorrupted(
                     height, f"transaction {index} is invalid ({exc.code}: {exc.message})"

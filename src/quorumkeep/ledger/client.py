@@ -23,8 +23,10 @@ from typing import Any
 import httpx
 import nacl.signing
 
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.event_filter import filter_query, kind_tuple
+from quorumkeep.ledger.failover import AsyncFailoverTransport, FailoverTransport, split_urls
 from quorumkeep.ledger.transaction import (
     Action,
     AddKey,
@@ -54,7 +56,10 @@ __all__ = [
 # come every few milliseconds and a transaction must name one of the last
 # ``tx_validity_blocks`` (1000 by default).
 HEIGHT_MAX_AGE_S = 1.0
-RESEND_ATTEMPTS = 3
+RESEND_ATTEMPTS = 8
+RESEND_BACKOFF = BackoffPolicy(initial=0.05, maximum=2.0, factor=2.0)
+"""Waits before re-sending a transaction whose answer was lost or that a restarting server (or
+one whose proposer is changing) answered 503: 0.05 s doubling to 2 s, ~5 s over 8 attempts."""
 _RETRY_WITH_FRESH_VALUES = frozenset({"InvalidNonce", "TransactionExpired"})
 # A refused transaction was not included, so re-signing it with fresh values is safe. With
 # concurrent submitters on one key, requests can reach the server out of nonce order; every
@@ -108,6 +113,17 @@ class TxOutcome:
             events=list(body.get("events") or []),
             error_code=error.get("code"),
             error_message=error.get("message"),
+        )
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TxOutcome:
+        """From ``GET /v1/transactions/{hash}`` (the included transaction and its outcome)."""
+        return cls.from_json(
+            {
+                "tx_hash": record["tx_hash"],
+                "block_height": record["block_height"],
+                **record["outcome"],
+            }
         )
 
     def raise_for_failure(self) -> TxOutcome:
@@ -230,15 +246,17 @@ class AsyncLedgerClient:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = POOL_CONNECTIONS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        urls = split_urls(self.base_url)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if transport is None and len(urls) > 1:
+            transport = AsyncFailoverTransport(urls, limits)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
-            ),
+            base_url=urls[0], timeout=timeout, transport=transport, limits=limits
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
         # every other (quadratic in its size) and every queued request against every
@@ -246,7 +264,7 @@ class AsyncLedgerClient:
         # requests in flight that cost the benchmark client 19 ms of CPU per request; a small
         # pool that never queues (requests wait on this semaphore instead) costs 4-5 ms. The
         # ledger commits one block at a time, so more connections would not answer sooner.
-        self._connections = asyncio.Semaphore(POOL_CONNECTIONS)
+        self._connections = asyncio.Semaphore(max_connections)
         self._book = _Book()
         self._prepare_lock = asyncio.Lock()
 
@@ -338,7 +356,7 @@ class AsyncLedgerClient:
         kinds = kind_tuple("kinds", kinds)  # a generator would be empty on the second poll
         exclude_kinds = kind_tuple("exclude_kinds", exclude_kinds)
         cursor = since
-        backoff = 0.05
+        backoff = Backoff(BackoffPolicy(initial=0.05, maximum=max_backoff, jitter=0.5))
         while True:
             try:
                 events, cursor_next = await self.events(
@@ -347,15 +365,20 @@ class AsyncLedgerClient:
             except LedgerError as exc:
                 if exc.status not in (0, 502, 503, 504) and exc.code != "LedgerUnavailable":
                     raise
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, max_backoff)
+                await backoff.wait()
                 continue
-            backoff = 0.05
+            backoff.reset()
             for event in events:
                 yield event
             cursor = max(cursor, cursor_next)
 
     # --- transactions ----------------------------------------------------------------
+
+    async def prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
+        """Sign ``actions`` with the next nonce and a fresh block height, for
+        :meth:`submit_signed` (which may re-send it as often as needed: a transaction is
+        included at most once)."""
+        return await self._prepare(signer, actions)
 
     async def _prepare(self, signer: AccountSigner, actions: Sequence[Action]) -> SignedTransaction:
         slot = (signer.account, signer.public_key)
@@ -403,7 +426,7 @@ class AsyncLedgerClient:
 
     async def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
         """Submit an already-signed transaction, re-sending it unchanged if the answer is lost."""
-        delay = 0.05
+        backoff = Backoff(RESEND_BACKOFF)
         for attempt in range(RESEND_ATTEMPTS):
             try:
                 async with self._connections:
@@ -411,8 +434,10 @@ class AsyncLedgerClient:
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
-                await asyncio.sleep(delay)
-                delay *= 4
+                await backoff.wait()
+                continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                await backoff.wait()  # restarting, or its proposer changing: resend
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
@@ -420,7 +445,7 @@ class AsyncLedgerClient:
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(await self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(await self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")
 
@@ -439,7 +464,10 @@ class LedgerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        urls = split_urls(self.base_url)
+        if transport is None and len(urls) > 1:
+            transport = FailoverTransport(urls)
+        self._http = httpx.Client(base_url=urls[0], timeout=timeout, transport=transport)
         self._book = _Book()
         self._lock = threading.Lock()
 
@@ -546,15 +574,16 @@ class LedgerClient:
         return self.submit(signer, [DeleteKey(public_key)])
 
     def submit_signed(self, signed: SignedTransaction) -> TxOutcome:
-        delay = 0.05
         for attempt in range(RESEND_ATTEMPTS):
             try:
                 response = self._http.post("/v1/transactions", json=signed.to_json())
             except httpx.HTTPError as exc:
                 if attempt == RESEND_ATTEMPTS - 1:
                     raise _unreachable(self.base_url, exc) from None
-                time.sleep(delay)
-                delay *= 4
+                time.sleep(RESEND_BACKOFF.delay(attempt))
+                continue
+            if response.status_code == 503 and attempt < RESEND_ATTEMPTS - 1:
+                time.sleep(RESEND_BACKOFF.delay(attempt))  # restarting, or proposer changing
                 continue
             if response.status_code == 200:
                 outcome = TxOutcome.from_json(response.json())
@@ -562,6 +591,6 @@ class LedgerClient:
                 return outcome
             error = _error_from_response(response)
             if error.code == "DuplicateTransaction" and attempt > 0:
-                return TxOutcome.from_json(self.transaction(signed.hash.hex()))
+                return TxOutcome.from_record(self.transaction(signed.hash.hex()))
             raise error
         raise AssertionError("unreachable")

@@ -16,6 +16,7 @@ ERROR_STATUS: dict[str, int] = {
     "BodyTooLarge": 413,
     "NotFound": 404,
     "HttpMethodNotAllowed": 405,
+    "UnsupportedMediaType": 415,
     # who signed
     "InvalidSignature": 401,
     "UnknownAccount": 404,

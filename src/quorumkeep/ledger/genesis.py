@@ -12,11 +12,11 @@ from pathlib import Path
 import nacl.signing
 
 from quorumkeep.crypto.seal import PassphraseParams
-from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, make_genesis
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
+from quorumkeep.ledger.chain import DEFAULT_TX_VALIDITY_BLOCKS, DEFAULT_TX_VALIDITY_MS, make_genesis
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, seal_key, write_key_file
 from quorumkeep.ledger.storage import DB_NAME, BlockReader, BlockStore, StorageError
-from quorumkeep.ledger.transaction import ACCOUNT_RE
 
 KEYS_DIR = "keys"
 
@@ -50,13 +50,15 @@ def init_ledger(
     passphrase: bytes,
     *,
     tx_validity_blocks: int = DEFAULT_TX_VALIDITY_BLOCKS,
+    tx_validity_ms: int = DEFAULT_TX_VALIDITY_MS,
     random_bytes: Callable[[int], bytes] = os.urandom,
     passphrase_cost: tuple[int, int] | None = None,
 ) -> InitializedLedger:
     """Write ``data_dir/ledger.sqlite`` (genesis) and ``data_dir/keys/<account>.json``.
 
     ``passphrase_cost`` is (opslimit, memlimit) of Argon2id (default: the seal module's).
-    Refuses (StorageError) if the directory already holds a ledger or any of the key files;
+    Refuses (StorageError) if the directory already holds a ledger or anything else (it must be
+    new or empty);
     keys are written before the genesis, so a failure leaves no ledger behind.
     """
     data_dir = Path(data_dir)
@@ -64,12 +66,16 @@ def init_ledger(
     if not names:
         raise StorageError("at least one account is needed")
     for name in names:
-        if not ACCOUNT_RE.match(name):
-            raise StorageError(f"account {name!r} does not match {ACCOUNT_RE.pattern}")
+        if not is_account_name(name):
+            raise StorageError(f"account {name!r} does not match {ACCOUNT_PATTERN.pattern}")
     if len(set(names)) != len(names):
         raise StorageError("an account is listed twice")
     if has_genesis(data_dir):
         raise StorageError(f"{data_dir} already holds a ledger (genesis exists); not touching it")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise StorageError(f"{data_dir} is not empty; a ledger is created in a new or empty one")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StorageError(f"{data_dir} is not a directory")
     key_paths = {name: data_dir / KEYS_DIR / f"{name}.json" for name in names}
     for path in key_paths.values():
         if path.exists():
@@ -104,6 +110,7 @@ def init_ledger(
                 {name: [pk] for name, pk in public_keys.items()},
                 timestamp_ms=time.time_ns() // 1_000_000,
                 tx_validity_blocks=tx_validity_blocks,
+                tx_validity_ms=tx_validity_ms,
             )
         except LedgerError as exc:
             raise StorageError(exc.message) from None

@@ -24,9 +24,9 @@ import nacl.signing
 
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.seal import PassphraseParams, open_with_passphrase, seal_with_passphrase
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.ledger.canonical import canonical_json
 from quorumkeep.ledger.client import AccountSigner
-from quorumkeep.ledger.transaction import ACCOUNT_RE
 
 KEY_FORMAT = "quorumkeep-key-v1"
 PASSPHRASE_ENV = "QUORUMKEEP_PASSPHRASE"
@@ -87,8 +87,8 @@ def seal_key(
     random_bytes: Callable[[int], bytes] = os.urandom,
     params: PassphraseParams | None = None,
 ) -> KeyFile:
-    if account is not None and not ACCOUNT_RE.match(account):
-        raise KeyFileError(f"account must match {ACCOUNT_RE.pattern}")
+    if account is not None and not is_account_name(account):
+        raise KeyFileError(f"account must match {ACCOUNT_PATTERN.pattern}")
     public_key = bytes(signing_key.verify_key)
     sealed = seal_with_passphrase(
         passphrase,
@@ -148,7 +148,7 @@ def read_key_file(path: Path) -> KeyFile:
         if not isinstance(obj, dict) or obj.get("format") != KEY_FORMAT:
             raise ValueError("format")
         account = obj["account"]
-        if account is not None and (not isinstance(account, str) or not ACCOUNT_RE.match(account)):
+        if account is not None and (not is_account_name(account)):
             raise ValueError("account")
         public_key = bytes.fromhex(obj["public_key"])
         sealed = bytes.fromhex(obj["sealed_secret_key"])

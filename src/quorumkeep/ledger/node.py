@@ -2,8 +2,10 @@
 
 Submissions queue up while the previous block is being fsynced, and the next block takes
 them all (group commit), so throughput grows with concurrency while each submitter still
-waits for exactly one commit. When nothing arrives, an empty block is produced every
-``idle_block_ms`` so that the contract's block-based timeouts advance.
+waits for exactly one commit. When nothing arrives, a block is made only when something
+falls due: the contract's next sign timeout (``Contract.next_timeout_ms``, by block time),
+or a heartbeat after ``idle_block_ms`` (default 10 minutes) so that the head a client names
+in a new transaction is never older than the ledger's time limit on transactions allows.
 
 Everything that reads state (views, accounts) waits until the state equals the last
 *committed* block: a reader never sees a change that a crash could still undo.
@@ -21,8 +23,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from quorumkeep.ledger import snapshot
 from quorumkeep.ledger.blocks import Block, block_events
 from quorumkeep.ledger.chain import LedgerState
 from quorumkeep.ledger.errors import LedgerError
@@ -32,7 +35,7 @@ from quorumkeep.ledger.transaction import SignedTransaction
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDLE_BLOCK_MS = 200
+DEFAULT_IDLE_BLOCK_MS = 600_000
 MAX_BLOCK_TRANSACTIONS = 2000
 MAX_PENDING = 20_000
 EVENTS_IN_MEMORY = 20_000
@@ -91,6 +94,22 @@ class EventLog:
             self.floor = self._recent_heights[cut - 1]
             del self._recent[:cut]
             del self._recent_heights[:cut]
+
+    def load_index(self, rows: list[tuple[str, int]], floor: int) -> None:
+        """Start from the stored per-kind index of the blocks up to ``floor`` (whose events
+        are then read from disk); blocks after it are added with ``add_block``."""
+        for kind, height in rows:
+            if height > floor:
+                continue
+            if not self.heights or self.heights[-1] != height:
+                self.heights.append(height)
+            self.kind_heights.setdefault(kind, []).append(height)
+        self.last_height = self.heights[-1] if self.heights else -1
+        self.floor = floor
+
+    def index_rows(self) -> list[tuple[str, int]]:
+        """(kind, height) for every indexed block, as the store keeps them."""
+        return [(kind, h) for kind, heights in self.kind_heights.items() for h in heights]
 
     def covers(self, since: int) -> bool:
         return since >= self.floor
@@ -157,6 +176,35 @@ class EventLog:
         return result
 
 
+class BlockBackend(Protocol):
+    """Where blocks go and come from; every method is called on an executor thread.
+    ``append`` raises when the block is not durably stored (the node then stops)."""
+
+    def append(self, block: Block) -> None: ...
+    def write_snapshot(self, height: int, block_hash: bytes, body: bytes) -> None: ...
+    def block_body(self, height: int) -> bytes | None: ...
+    def block_bodies(self, heights: list[int]) -> list[tuple[int, bytes]]: ...
+    def transaction_height(self, tx_hash: bytes) -> int | None: ...
+    def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """The embedded default: one SQLite file (the writer and a read-only connection)."""
+
+    def __init__(self, store: BlockStore, reader: BlockReader) -> None:
+        self.store = store
+        self.reader = reader
+        self.append = store.append
+        self.write_snapshot = store.write_snapshot
+        self.block_body = reader.block_body
+        self.block_bodies = reader.block_bodies
+        self.transaction_height = reader.transaction_height
+
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
+
 @dataclass
 class _Submission:
     signed: SignedTransaction
@@ -172,21 +220,17 @@ class LedgerNode:
         *,
         idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
         clock_ms: Callable[[], int] | None = None,
+        snapshot_every_blocks: int = snapshot.DEFAULT_SNAPSHOT_EVERY_BLOCKS,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.idle_block_ms = idle_block_ms
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.events = EventLog()
         # Opening verifies the chain and replays it; LedgerCorrupted propagates to the caller.
-        self.store = BlockStore(self.data_dir)
-        try:
-            if self.store.head_height() is None:
-                raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
-            self.events = EventLog()
-            self.state = LedgerState.replay(self.store.iter_blocks(), self.events.add_block)
-            self.reader = BlockReader(self.data_dir)
-        except BaseException:
-            self.store.close()
-            raise
+        self.backend, self.state, snapshot_height = self._open()
+        # The heartbeat must leave a transaction naming the head at least half the time limit.
+        limit = self.state.tx_validity_ms
+        self.idle_block_ms = idle_block_ms if limit is None else min(idle_block_ms, limit // 2)
+        self._snapshots = snapshot.SnapshotPolicy(snapshot_height, snapshot_every_blocks)
         self.committed_height = self.state.height
         self.committed_hash = self.state.head_hash
         self.committed_timestamp_ms = self.state.timestamp_ms
@@ -203,9 +247,42 @@ class LedgerNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_fatal: Callable[[str], None] | None = None
 
+    def _open(self) -> tuple[BlockBackend, LedgerState, int]:
+        """The storage, and the state rebuilt from it (and the snapshot height used)."""
+        store = BlockStore(self.data_dir)
+        try:
+            if store.head_height() is None:
+                raise StorageError(f"{self.data_dir} holds no genesis block (run `ledger init`)")
+            state, snapshot_height = self._restore(store)
+            return SqliteBackend(store, BlockReader(self.data_dir)), state, snapshot_height
+        except BaseException:
+            store.close()
+            raise
+
+    def _restore(self, store: BlockStore) -> tuple[LedgerState, int]:
+        """The state from the newest verifying snapshot and the tail (or the whole chain),
+        with the event index loaded or, for a ledger written without one, rebuilt."""
+        indexed = store.has_event_index()
+
+        def before_tail(snapshot_height: int) -> None:
+            if snapshot_height >= 0:
+                if not indexed:
+                    raise StorageError(f"{self.data_dir} has a snapshot but no event index")
+                self.events.load_index(store.event_index(), snapshot_height)
+
+        restored = snapshot.restore(store, self.events.add_block, before_tail)
+        if not indexed:
+            store.rebuild_event_index(self.events.index_rows())
+        return restored.state, restored.snapshot_height
+
     @property
     def pending_count(self) -> int:
         return len(self._pending)
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (the block producer exists)."""
+        return self._task is not None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -213,8 +290,7 @@ class LedgerNode:
         """Release the store of a node whose producer never ran (e.g. the port was taken)."""
         self._writer.shutdown(wait=False)
         self._readers.shutdown(wait=False)
-        self.reader.close()
-        self.store.close()
+        self.backend.close()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -222,6 +298,9 @@ class LedgerNode:
         self._stable = asyncio.Event()
         self._stable.set()
         self._new_block = asyncio.Condition()
+        self._start_producing()
+
+    def _start_producing(self) -> None:
         self._task = asyncio.create_task(self._produce(), name="ledger-block-producer")
 
     def begin_shutdown(self) -> None:
@@ -246,13 +325,14 @@ class LedgerNode:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            if self.failed is None and self.state.height > self._snapshots.last_height:
+                await self._snapshot()  # a clean shutdown: the next start replays nothing
         if self._new_block is not None:
             await self._notify_block()  # long-polls return now rather than at their timeout
         self._fail_pending(LedgerError("ShuttingDown", "the ledger is shutting down"))
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
-        self.reader.close()
-        self.store.close()
+        self.backend.close()
 
     # --- submission ------------------------------------------------------------------
 
@@ -263,7 +343,7 @@ class LedgerNode:
         if self._stopping:
             raise LedgerError("ShuttingDown", "the ledger is shutting down")
         signed.verify()
-        self.state.check(signed)
+        self.state.check(signed, timestamp_ms=self._clock_ms())
         if len(self._pending) >= MAX_PENDING:
             raise LedgerError("LedgerUnavailable", "too many pending transactions; retry")
         loop = asyncio.get_running_loop()
@@ -273,22 +353,28 @@ class LedgerNode:
         self._wakeup.set()
         return await future
 
+    def _idle_wait_s(self, last_block: float) -> float:
+        """Seconds until a block falls due with no transaction: the heartbeat or the
+        contract's next timeout, whichever is first (<= 0: now)."""
+        wait = self.idle_block_ms / 1000 - (time.monotonic() - last_block)
+        timeout_ms = self.state.contract.next_timeout_ms()
+        if timeout_ms is not None:
+            wait = min(wait, (timeout_ms - self._clock_ms()) / 1000)
+        return wait
+
     async def _produce(self) -> None:
         assert self._wakeup is not None and self._stable is not None
-        loop = asyncio.get_running_loop()
         last_block = time.monotonic()
-        while not self._stopping:
+        while self._producing():
             if not self._pending:
-                remaining = self.idle_block_ms / 1000 - (time.monotonic() - last_block)
+                remaining = self._idle_wait_s(last_block)
                 if remaining > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    if self._stopping:
+                    if not self._producing():
                         break
-                    if not self._pending and (
-                        time.monotonic() - last_block < self.idle_block_ms / 1000
-                    ):
+                    if not self._pending and self._idle_wait_s(last_block) > 0:
                         continue
             batch = self._pending[:MAX_BLOCK_TRANSACTIONS]
             del self._pending[:MAX_BLOCK_TRANSACTIONS]
@@ -300,19 +386,10 @@ class LedgerNode:
                 log.exception("building block %d failed", height)
                 self._fatal(f"block {height} could not be built: {type(exc).__name__}", batch)
                 return
-            try:
-                # In a thread: requests keep being parsed and checked (and queue up for the
-                # next block) while this one is fsynced.
-                await loop.run_in_executor(self._writer, self.store.append, block)
-            except Exception as exc:
-                self._fatal(f"block {height} could not be stored: {exc}", batch)
+            if not await self._store_block(block, batch):
                 return
             last_block = time.monotonic()
-            self.committed_height = block.height
-            self.committed_hash = block.hash
-            self.committed_timestamp_ms = block.timestamp_ms
-            self.events.add_block(block)
-            self._stable.set()
+            self._committed(block)
             for submission, result in zip(batch, applied, strict=True):
                 if submission.future.done():
                     continue
@@ -324,6 +401,48 @@ class LedgerNode:
                         Receipt(result.signed.hash.hex(), block.height, result.outcome.to_json())
                     )
             await self._notify_block()
+            if self._snapshots.due(block):
+                await self._snapshot()
+
+    def _producing(self) -> bool:
+        """Whether the producer goes on (a replicated ledger stops when it is deposed)."""
+        return not self._stopping
+
+    async def _store_block(self, block: Block, batch: list[_Submission]) -> bool:
+        """Make ``block`` durable; on failure stop the ledger (its memory is ahead of its
+        disk) and return False."""
+        loop = asyncio.get_running_loop()
+        try:
+            # In a thread: requests keep being parsed and checked (and queue up for the
+            # next block) while this one is fsynced.
+            await loop.run_in_executor(self._writer, self.backend.append, block)
+        except Exception as exc:
+            self._fatal(f"block {block.height} could not be stored: {exc}", batch)
+            return False
+        return True
+
+    def _committed(self, block: Block) -> None:
+        """``block`` is durable and the state is its state: readers may see it."""
+        assert self._stable is not None
+        self.committed_height = block.height
+        self.committed_hash = block.hash
+        self.committed_timestamp_ms = block.timestamp_ms
+        self.events.add_block(block)
+        self._stable.set()
+
+    async def _snapshot(self) -> None:
+        """Write a snapshot of the state, which equals the last committed block now. A
+        failure is only logged: the blocks stay the truth, start-up just replays more."""
+        loop = asyncio.get_running_loop()
+        try:
+            height, block_hash, body = snapshot.encode(self.state)
+            await loop.run_in_executor(
+                self._writer, self.backend.write_snapshot, height, block_hash, body
+            )
+        except Exception as exc:
+            log.warning("the snapshot at block %d was not written: %s", self.state.height, exc)
+            return
+        self._snapshots.taken(height)
 
     async def _notify_block(self) -> None:
         assert self._new_block is not None
@@ -366,12 +485,12 @@ class LedgerNode:
         if height < 0 or height > self.committed_height:
             return None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.reader.block_body, height)
+        return await loop.run_in_executor(self._readers, self.backend.block_body, height)
 
     async def transaction_height(self, tx_hash: bytes) -> int | None:
         await self.committed()  # a transaction seen as a duplicate may be in the block in flight
         loop = asyncio.get_running_loop()
-        height = await loop.run_in_executor(self._readers, self.reader.transaction_height, tx_hash)
+        height = await loop.run_in_executor(self._readers, self.backend.transaction_height, tx_hash)
         if height is None or height > self.committed_height:
             return None
         return height
@@ -421,7 +540,7 @@ class LedgerNode:
     ) -> list[dict[str, Any]]:
         wanted = self.events.matching_heights(since, event_filter, limit)
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._readers, self.reader.block_bodies, wanted)
+        rows = await loop.run_in_executor(self._readers, self.backend.block_bodies, wanted)
         events: list[dict[str, Any]] = []
         for _height, body in rows:
             block_page = block_events(Block.from_body(body))

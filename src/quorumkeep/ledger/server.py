@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -28,13 +29,20 @@ from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
+from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
+from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
+from quorumkeep.net.server import bind_socket, format_address
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024
+"""A `submit_recovery_part` transaction carries a part of about 53 KB (RSA-3072), 106 KB as
+hex, 141 KB at RSA-4096: the largest body any contract call needs."""
 MAX_POLL_SECONDS = 60.0
+_KIND = f"[a-z0-9_]{{1,{MAX_KIND_LENGTH}}}"
+KIND_LIST_PATTERN = f"^{_KIND}(,{_KIND}){{0,{MAX_FILTER_KINDS - 1}}}$"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -105,6 +113,13 @@ class BodyLimit:
 
 
 async def _json_body(request: Request) -> Any:
+    # A body must say it is JSON: a browser can send text/plain (and form encodings)
+    # cross-origin without a preflight, so accepting them would let any web page post here.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise LedgerError(
+            "UnsupportedMediaType", "the body must be sent as Content-Type: application/json"
+        )
     raw = await request.body()
     try:
         return parse_json(raw)
@@ -146,7 +161,9 @@ def create_app(node: LedgerNode) -> FastAPI:
         codes = {404: "NotFound", 405: "HttpMethodNotAllowed", 413: "BodyTooLarge"}
         code = codes.get(exc.status_code, "InvalidRequest")
         return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,  # a 405 says which methods are allowed (Allow)
         )
 
     @app.exception_handler(Exception)
@@ -205,7 +222,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An account's access keys and their nonces",
     )
-    async def account(account: str) -> JSONResponse:
+    async def account(account: str = PathParam(pattern=m.ACCOUNT)) -> JSONResponse:
         try:
             check_account(account, "account")
         except LedgerError as exc:
@@ -227,7 +244,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="A committed block, with its hash (format: docs/ledger.md)",
     )
-    async def block(height: int) -> JSONResponse:
+    async def block(height: int = PathParam(ge=0, le=m.MAX_HEIGHT)) -> JSONResponse:
         body = await node.block_body(height)
         if body is None:
             raise LedgerError("BlockNotFound", f"no block at height {height}")
@@ -239,7 +256,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         responses=_ERRORS,
         summary="An included transaction and its outcome",
     )
-    async def transaction(tx_hash: str) -> JSONResponse:
+    async def transaction(tx_hash: str = PathParam(pattern=m.HEX32)) -> JSONResponse:
         try:
             raw = decode_hex(tx_hash, 32, "tx_hash")
         except LedgerError as exc:
@@ -271,11 +288,14 @@ def create_app(node: LedgerNode) -> FastAPI:
         timeout: float = Query(30.0, ge=0.0, le=MAX_POLL_SECONDS),
         kinds: str | None = Query(
             None,
+            pattern=KIND_LIST_PATTERN,
             description=f"only events of these kinds: comma-separated, 1 to {MAX_FILTER_KINDS} "
             f"kinds of 1 to {MAX_KIND_LENGTH} characters [a-z0-9_] (not with exclude_kinds)",
         ),
         exclude_kinds: str | None = Query(
-            None, description="all events except these kinds (same format as kinds)"
+            None,
+            pattern=KIND_LIST_PATTERN,
+            description="all events except these kinds (same format as kinds)",
         ),
     ) -> JSONResponse:
         # The declared parameters document them; the raw lists also catch a repeated one.
@@ -341,21 +361,9 @@ class ListenError(Exception):
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
+        return bind_socket(host, port, backlog=2048)
     except OSError as exc:
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
 
 
 class _Server(uvicorn.Server):
@@ -368,12 +376,19 @@ class _Server(uvicorn.Server):
         self.node.begin_shutdown()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def run_server(
     data_dir: Path,
     host: str,
     port: int,
     *,
     idle_block_ms: int = DEFAULT_IDLE_BLOCK_MS,
+    snapshot_every_blocks: int = DEFAULT_SNAPSHOT_EVERY_BLOCKS,
+    etcd: list[str] | None = None,
+    etcd_prefix: str | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> int:
     """Open (verify, replay) the ledger in ``data_dir`` and serve it until a signal.
@@ -382,12 +397,30 @@ def run_server(
     exit status (0 after a requested stop, 1 if the ledger had to stop itself). Port 0
     picks a free port; the announcement names the real one.
     """
-    node = LedgerNode(data_dir, idle_block_ms=idle_block_ms)
+    node: LedgerNode
+    if etcd:
+        from quorumkeep.ledger.replicated import DEFAULT_PREFIX, EtcdLedgerNode
+
+        replica = EtcdLedgerNode(
+            data_dir,
+            etcd,
+            prefix=etcd_prefix or DEFAULT_PREFIX,
+            idle_block_ms=idle_block_ms,
+            snapshot_every_blocks=snapshot_every_blocks,
+        )
+        node = replica
+    else:
+        node = LedgerNode(
+            data_dir, idle_block_ms=idle_block_ms, snapshot_every_blocks=snapshot_every_blocks
+        )
     try:
         sock = _bind(host, port)
     except ListenError:
         node.close_unstarted()
         raise
+    if etcd:
+        bound_host, bound_port = sock.getsockname()[:2]
+        replica.advertise_url = f"http://{_url_host(bound_host)}:{bound_port}"
     app = create_app(node)
     config = uvicorn.Config(
         app,
@@ -395,7 +428,9 @@ def run_server(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
-        timeout_keep_alive=30,
+        # long-poll clients reuse their connection: 30 s idle; every request head must be
+        # complete within 10 s of the connection or of the previous response
+        **timeouts(idle_timeout=30),
     )
     server = _Server(config, node)
 
@@ -405,10 +440,9 @@ def run_server(
     node.on_fatal = fatal
     if announce is not None:
         bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         announce(
             f"ledger {node.state.chain_id.hex()[:16]}… at height {node.state.height}, "
-            f"listening on http://{shown}:{bound_port}"
+            f"listening on http://{format_address(bound_host, bound_port)}"
         )
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises them once it has shut down
     # gracefully; these handlers make that re-raise a no-op, so a requested stop exits 0.
@@ -418,7 +452,7 @@ def run_server(
         server.run(sockets=[sock])
     finally:
         sock.close()
-        if node._task is None:  # the app never started: release the store ourselves
+        if not node.started:  # the app never started: release the store ourselves
             node.close_unstarted()
     if node.failed is not None:
         return 1

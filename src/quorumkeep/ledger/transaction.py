@@ -23,6 +23,8 @@ import nacl.signing
 
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import element_decode
+from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
+from quorumkeep.encoding.fields import decode_hex as hex_field
 from quorumkeep.ledger.canonical import MAX_SAFE_INTEGER, NotCanonical, canonical_json, check_ijson
 from quorumkeep.ledger.errors import LedgerError
 
@@ -30,9 +32,7 @@ TX_DOMAIN = b"quorumkeep-tx-v1\x00"
 MAX_ACTIONS = 16
 MAX_PERMISSION_METHODS = 64
 
-ACCOUNT_RE = re.compile(r"^[a-z0-9_\-.]{2,64}$")
 METHOD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_HEX_RE = re.compile(r"^[0-9a-f]*$")
 
 
 def _invalid(message: str) -> LedgerError:
@@ -40,8 +40,8 @@ def _invalid(message: str) -> LedgerError:
 
 
 def check_account(name: object, what: str = "signer_account") -> str:
-    if not isinstance(name, str) or not ACCOUNT_RE.match(name):
-        raise _invalid(f"{what} must be an account name matching {ACCOUNT_RE.pattern}")
+    if not is_account_name(name):
+        raise _invalid(f"{what} must be an account name matching {ACCOUNT_PATTERN.pattern}")
     return name
 
 
@@ -53,9 +53,10 @@ def check_method(name: object, what: str = "method") -> str:
 
 def decode_hex(value: object, size: int, what: str) -> bytes:
     """Lowercase hex of exactly ``size`` bytes: one spelling per value, so equal keys compare."""
-    if not isinstance(value, str) or len(value) != 2 * size or not _HEX_RE.match(value):
-        raise _invalid(f"{what} must be {2 * size} lowercase hex characters")
-    return bytes.fromhex(value)
+    try:
+        return hex_field(value, size, size)
+    except ValueError:
+        raise _invalid(f"{what} must be {2 * size} lowercase hex characters") from None
 
 
 def decode_public_key(value: object, what: str = "public_key") -> bytes:

@@ -38,6 +38,13 @@ VERIFY_INTERVAL = 60.0
 """Seconds between two ``verify_attestations`` calls of this node."""
 
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
+Evidence = Callable[[ContractState | None], Awaitable[dict[str, Any]]]
+"""``{"attestation": …}`` to merge into a call that carries one, or ``{}``."""
+
+
+async def no_evidence(state: ContractState | None) -> dict[str, Any]:
+    """The :data:`Evidence` of a node that does not attest."""
+    return {}
 
 
 def known_signer(state: ContractState, account: str, tls_key: bytes) -> bool:

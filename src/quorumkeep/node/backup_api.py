@@ -16,7 +16,6 @@ error codes: docs/backup-protocol.md; the protocol itself lives in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -31,10 +30,24 @@ from fastapi.responses import JSONResponse
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
+from quorumkeep.daemon.logs import RefusalLog
+from quorumkeep.encoding.fields import parse_decimal
+from quorumkeep.node.backup_openapi import (
+    BACKUP_RESPONSE,
+    RECOVERY_ACK,
+    RECOVERY_PUSH,
+    RECOVERY_SESSION,
+    operation,
+)
+from quorumkeep.node.backup_registration import (
+    Registration,
+    RegistrationCache,
+    registration_from_json,
+)
+from quorumkeep.node.calls import ViewReader
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 from quorumkeep.wire.backup import (
-    KEY_SIZE,
     MAX_BODY_BYTES,
     PATH_KEYSHARES,
     PATH_RECOVERY_SESSION,
@@ -52,6 +65,7 @@ from quorumkeep.wire.backup import (
     make_recovery_ack,
     make_recovery_session,
     open_recovery,
+    read_keyset,
     seal_backup,
     verify_shares,
 )
@@ -59,7 +73,6 @@ from quorumkeep.wire.tls import TLSCredentials, load_encrypted_private_key
 
 log = logging.getLogger("quorumkeep.node.backup")
 
-ViewReader = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
 """Reads a contract view: ``await read_view("keyset", {})`` (the ledger client's ``view``)."""
 SharesSource = Callable[[Keyset], Awaitable[Sequence[KeyShare]]]
 """The node's shares of every domain of the keyset; LookupError (or fewer shares) if it
@@ -76,6 +89,10 @@ def _ignore_served(_epoch: int, _timestamp: float) -> None:
     return None
 
 
+def _always_ready() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class BackupNodeDeps:
     """What the backup endpoints need from the node."""
@@ -87,10 +104,16 @@ class BackupNodeDeps:
     current_shares: SharesSource
     import_shares: ShareImporter
     on_backup_served: BackupServedHook = _ignore_served
+    ready: Callable[[], bool] = _always_ready
+    """Whether the node applied the contract's first state; until then every endpoint
+    answers ``contract_unavailable`` (503) before reading anything."""
     clock: Callable[[], float] = time.time
     random_bytes: RandomBytes = field(default=os.urandom, repr=False)
     max_sessions: int = 16
     replay_capacity: int = 4096
+    registrations: RegistrationCache | None = None
+    """The registration cache (node/backup_registration.py), kept on a separate ledger
+    client; None: one reading through ``read_view`` (rate-limited, no event follower)."""
 
 
 @dataclass(frozen=True)
@@ -100,23 +123,6 @@ class _Session:
     service_ephemeral_public_key: bytes
     migration_started_height: int
     expires_at_ms: int
-
-
-@dataclass(frozen=True)
-class _Registered:
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-
-def _key(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * KEY_SIZE:
-        raise BackupProtocolError("contract_unavailable", f"the contract's {what} is malformed")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise BackupProtocolError(
-            "contract_unavailable", f"the contract's {what} is malformed"
-        ) from None
 
 
 def backup_service_attestation_problem(view: Any, identity_public_key: bytes) -> str | None:
@@ -141,6 +147,7 @@ class BackupEndpoints:
 
     def __init__(self, deps: BackupNodeDeps) -> None:
         self.deps = deps
+        self.registrations = deps.registrations or RegistrationCache(deps.account, deps.read_view)
         self.replays = ReplayGuard(deps.replay_capacity)
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
         self._consumed: OrderedDict[bytes, int] = OrderedDict()
@@ -166,24 +173,22 @@ class BackupEndpoints:
                 "contract_unavailable", f"cannot read the contract's {method} view ({code})"
             ) from None
 
-    async def _registered(self) -> _Registered:
+    async def _registered(self) -> Registration:
+        """The registration as the contract says now (the node's own client: only called
+        once a request's signature verified)."""
         info = await self._view("backup_service_info", {"account": self.deps.account})
-        if info is None:
+        registration = registration_from_json(info)
+        if registration is None:
             raise BackupProtocolError(
                 "unregistered_caller",
                 f"no backup service is registered in the contract for {self.deps.account}",
             )
-        if not isinstance(info, Mapping):
-            raise BackupProtocolError("contract_unavailable", "backup_service_info is malformed")
-        return _Registered(
-            _key(info.get("identity_public_key"), "identity_public_key"),
-            _key(info.get("encryption_public_key"), "encryption_public_key"),
-        )
+        return registration
 
     async def _keyset(self) -> Keyset:
         value = await self._view("keyset", {})
         try:
-            return Keyset.from_json(value, "contract keyset")
+            return read_keyset(value, "contract keyset")
         except BackupProtocolError:
             raise BackupProtocolError(
                 "contract_unavailable", "the keyset view is malformed"
@@ -241,17 +246,21 @@ class BackupEndpoints:
 
     async def _authenticate_hello(
         self, headers: Mapping[str, str], purpose: str
-    ) -> tuple[Hello, _Registered]:
+    ) -> tuple[Hello, Registration]:
+        """Everything checked without I/O first (docs/backup-protocol.md §8): the signature
+        against the registered key cached from the contract's events; only then is the
+        registration confirmed on the node's own ledger client."""
         hello = Hello.from_headers(headers)
         if hello.purpose != purpose:
             raise BackupProtocolError("malformed_request", f"this endpoint takes a {purpose} hello")
         self._check_addressee(hello.account, hello.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(hello.timestamp_ms, now)
+        cached = await self.registrations.lookup(hello.service_identity_public_key)
+        hello.verify(cached.identity_public_key)
+        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, hello.service_identity_public_key)
-        hello.verify(registered.identity_public_key)
-        self.replays.check_and_record(hello.nonce, hello.timestamp_ms, now)
         return hello, registered
 
     def _check_addressee(self, account: str, node_tls_public_key: bytes) -> None:
@@ -264,14 +273,14 @@ class BackupEndpoints:
                 "wrong_node", f"this node serves account {self.deps.account}, not {account}"
             )
 
-    def _check_caller(self, registered: _Registered, identity_public_key: bytes) -> None:
+    def _check_caller(self, registered: Registration, identity_public_key: bytes) -> None:
         if identity_public_key != registered.identity_public_key:
             raise BackupProtocolError(
                 "unregistered_caller",
                 f"the caller's key is not the backup service registered for {self.deps.account}",
             )
 
-    async def _check_attested(self, registered: _Registered) -> None:
+    async def _check_attested(self, registered: Registration) -> None:
         """When the contract requires TEE backup services, shares go only to a service
         whose attestation is valid now (``attestations`` view)."""
         view = await self._view("attestations", {"at": int(self.deps.clock())})
@@ -362,18 +371,15 @@ class BackupEndpoints:
     # -- PUT /backup/keyshares
 
     async def recover(self, body: bytes) -> dict[str, Any]:
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise BackupProtocolError("malformed_request", "the body is not UTF-8 JSON") from None
-        push = RecoveryPush.from_json(document)
+        push = RecoveryPush.from_body(body)
         self._check_addressee(push.account, push.node_tls_public_key)
         now = self._now_ms()
         check_timestamp(push.timestamp_ms, now)
+        cached = await self.registrations.lookup(push.service_identity_public_key)
+        push.verify(cached.identity_public_key)
+        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         registered = await self._registered()
         self._check_caller(registered, push.service_identity_public_key)
-        push.verify(registered.identity_public_key)
-        self.replays.check_and_record(push.nonce, push.timestamp_ms, now)
         session = self._take_session(push, now)
         participant_id, started_height = await self._open_migration()
         if started_height != session.migration_started_height:
@@ -444,18 +450,47 @@ class BackupEndpoints:
         return session
 
 
-def _error(exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+def _error(refusals: RefusalLog, exc: BackupProtocolError, account: str, what: str) -> JSONResponse:
+    # Anyone who reaches the port can provoke a refusal: at most 10 lines a minute per kind.
     level = logging.ERROR if exc.status >= 500 else logging.WARNING
-    log.log(level, "%s refused account=%s code=%s: %s", what, account, exc.code, exc.message)
+    refusals.log(
+        level,
+        f"{what}:{exc.code}",
+        "%s refused account=%s code=%s: %s",
+        what,
+        account,
+        exc.code,
+        exc.message,
+    )
     return JSONResponse(exc.to_json(), status_code=exc.status)
+
+
+async def _answer(
+    refusals: RefusalLog,
+    account: str,
+    what: str,
+    handle: Callable[[], Awaitable[dict[str, Any]]],
+) -> JSONResponse:
+    """The handler's JSON, or its refusal as the protocol's typed error answer."""
+    try:
+        return JSONResponse(await handle())
+    except BackupProtocolError as exc:
+        return _error(refusals, exc, account, what)
 
 
 async def _read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        raise BackupProtocolError(
-            "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
-        )
+    if length is not None:
+        try:
+            declared = parse_decimal(length, 20, leading_zeros=True)
+        except ValueError:
+            raise BackupProtocolError(
+                "malformed_request", "content-length: expected a byte count"
+            ) from None
+        if declared > MAX_BODY_BYTES:
+            raise BackupProtocolError(
+                "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+            )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -466,58 +501,78 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+RETRY_AFTER = {"Retry-After": "1"}
+"""Sent with the 503 of a node that has not applied the contract's first state yet."""
+
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed_request, stale_timestamp or decryption_failed"},
     401: {"description": "bad_signature"},
-    403: {"description": "unregistered_caller"},
+    403: {"description": "unregistered_caller or service_not_attested"},
     404: {"description": "no_shares or unknown_session"},
     409: {"description": "replay, wrong_epoch, wrong_keyset, no_open_migration or not_participant"},
     413: {"description": "body_too_large"},
     421: {"description": "wrong_node"},
     422: {"description": "shares_mismatch"},
     429: {"description": "too_many_requests"},
-    503: {"description": "contract_unavailable"},
+    503: {"description": "contract_unavailable (also while the node starts)"},
 }
 
 
 def backup_router(deps: BackupNodeDeps) -> APIRouter:
     """The ``/backup`` endpoints, bound to one node's dependencies."""
     endpoints = BackupEndpoints(deps)
+    refusals = RefusalLog(log)
     router = APIRouter(tags=["backup"])
+
+    def not_ready(what: str) -> JSONResponse | None:
+        if deps.ready():
+            return None
+        refusal = BackupProtocolError(
+            "contract_unavailable", "the node has not applied the contract's state yet"
+        )
+        log.info("%s refused account=%s code=%s: starting", what, deps.account, refusal.code)
+        return JSONResponse(refusal.to_json(), status_code=refusal.status, headers=RETRY_AFTER)
 
     @router.get(
         PATH_KEYSHARES,
         summary="The node's current key shares, sealed to its registered backup service",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("backup", None, BACKUP_RESPONSE, _ERROR_RESPONSES),
     )
     async def get_keyshares(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await endpoints.backup(request.headers))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "backup")
+        if (refused := not_ready("backup")) is not None:
+            return refused
+        return await _answer(
+            refusals, deps.account, "backup", lambda: endpoints.backup(request.headers)
+        )
 
     @router.post(
         PATH_RECOVERY_SESSION,
         summary="Open a recovery session (only while a migration to this node is open)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation("recovery", None, RECOVERY_SESSION, _ERROR_RESPONSES),
     )
     async def post_recovery_session(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await endpoints.recovery_session(request.headers))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery session")
+        if (refused := not_ready("recovery session")) is not None:
+            return refused
+        return await _answer(
+            refusals,
+            deps.account,
+            "recovery session",
+            lambda: endpoints.recovery_session(request.headers),
+        )
 
     @router.put(
         PATH_KEYSHARES,
         summary="Deliver the shares of a migration to this node (sealed to a session)",
-        responses=_ERROR_RESPONSES,
+        openapi_extra=operation(None, RECOVERY_PUSH, RECOVERY_ACK, _ERROR_RESPONSES),
     )
     async def put_keyshares(request: Request) -> JSONResponse:
-        try:
-            body = await _read_body(request)
-            return JSONResponse(await endpoints.recover(body))
-        except BackupProtocolError as exc:
-            return _error(exc, deps.account, "recovery")
+        if (refused := not_ready("recovery")) is not None:
+            return refused
+
+        async def recover() -> dict[str, Any]:
+            return await endpoints.recover(await _read_body(request))
+
+        return await _answer(refusals, deps.account, "recovery", recover)
 
     return router
 

@@ -23,15 +23,19 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from quorumkeep.contract.state import ContractState
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy, retry
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.transaction import FunctionCall, Transaction
+from quorumkeep.node.metrics import NodeMetrics
 
 log = logging.getLogger("quorumkeep.node.calls")
+T = TypeVar("T")
 
 HEIGHT_MAX_AGE = 1.0
 """Seconds a learnt block height is used before it is refreshed (a transaction must name
@@ -43,6 +47,14 @@ against a local ledger: 4 per round, no refusal and twice the rate of one at a t
 round, every second transaction refused)."""
 TRANSIENT = frozenset({"LedgerUnavailable", "ShuttingDown"})
 _CURRENT_NONCE = re.compile(r"current nonce (\d+)")
+
+ContractCall = Callable[[str, dict[str, Any]], Awaitable[TxOutcome]]
+"""A contract call signed by the node's signer key (``ContractCallFailed`` if rejected):
+the narrow interface the coordinator's components take instead of the ledger."""
+ViewReader = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
+"""A view of the contract (method, args) → its JSON value."""
+StateReader = Callable[[], Awaitable[ContractState]]
+"""A fresh read of the contract's ``state`` view (transient ledger errors retried)."""
 
 
 def transient(exc: LedgerError) -> bool:
@@ -135,7 +147,7 @@ class ContractCaller:
                 )
 
     async def _send_rounds(self) -> None:
-        delay = self.backoff
+        backoff = Backoff(BackoffPolicy(initial=self.backoff, maximum=max(self.backoff, 5.0)))
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -148,12 +160,11 @@ class ContractCaller:
                 if retry:
                     self._queue[:0] = retry  # ahead of newer calls: they keep their order
                     if any(c.errors and c.errors[-1] == "transient" for c in retry):
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 5.0)
+                        await backoff.wait()
                     else:
-                        delay = self.backoff
+                        backoff.reset()
                 else:
-                    delay = self.backoff
+                    backoff.reset()
 
     def _fail(self, pending: _Call, exc: BaseException) -> None:
         if not pending.future.done():
@@ -224,3 +235,73 @@ class ContractCaller:
             else:
                 self._fail(pending, result)
         return retry
+
+
+class ContractPort(Protocol):
+    """The coordinator's access to the contract (:class:`ContractAccess`; tests: a fake)."""
+
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T: ...
+
+    async def read_state(self) -> ContractState: ...
+
+    async def call(self, method: str, args: dict[str, Any]) -> TxOutcome: ...
+
+    def saw_height(self, height: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ContractAccess:
+    """The node's reads and calls of the contract: transient ledger errors retried with
+    bounded backoff, every failure counted in the node's ``ledger_errors`` metric."""
+
+    def __init__(
+        self,
+        ledger: AsyncLedgerClient,
+        caller: ContractCaller,
+        metrics: NodeMetrics,
+        policy: BackoffPolicy,
+        attempts: int,
+    ) -> None:
+        self._ledger = ledger
+        self._caller = caller
+        self._metrics = metrics
+        self._policy = policy
+        self._attempts = attempts
+
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation()`` with transient ledger errors retried (``what`` names it in logs)."""
+
+        def count(exc: Exception, delay: float) -> None:
+            self._metrics.ledger_errors.labels(operation=what).inc()
+            code = exc.code if isinstance(exc, LedgerError) else type(exc).__name__
+            log.info("ledger %s failed (%s); retrying in %.2fs", what, code, delay)
+
+        return await retry(
+            operation,
+            policy=self._policy,
+            retryable=lambda exc: isinstance(exc, LedgerError) and transient(exc),
+            attempts=self._attempts,
+            on_retry=count,
+        )
+
+    async def read_state(self) -> ContractState:
+        """A fresh read of the contract's ``state`` view."""
+        value = await self.retried("view state", lambda: self._ledger.view("state"))
+        return ContractState.from_json(value)
+
+    async def call(self, method: str, args: dict[str, Any]) -> TxOutcome:
+        """A contract call signed by the node's signer key; ContractCallFailed if rejected."""
+        try:
+            return await self._caller.call(method, args)
+        except LedgerError as exc:
+            if not isinstance(exc, ContractCallFailed):
+                self._metrics.ledger_errors.labels(operation=method).inc()
+            raise
+
+    def saw_height(self, height: int) -> None:
+        """A block height seen on the event stream (fresh enough to sign with)."""
+        self._caller.saw_height(height)
+
+    async def close(self) -> None:
+        await self._caller.close()

@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import tomllib
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
+from quorumkeep.net.server import parse_host_port
 
 CONFIG_FILE_NAME = "node.toml"
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
@@ -44,36 +44,6 @@ class ConfigError(Exception):
     def __init__(self, message: str, *, code: str = "invalid_config") -> None:
         super().__init__(message)
         self.code = code
-
-
-def parse_host_port(value: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port); port 1..65535."""
-    if not isinstance(value, str) or not value:
-        raise ValueError("address must be a non-empty 'host:port' string")
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"bad address {value!r}: expected '[v6-address]:port'")
-        port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"bad address {value!r}: {host!r} is not an IPv6 address") from None
-    else:
-        host, sep, port_text = value.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"bad address {value!r}: expected 'host:port'")
-        if ":" in host:
-            raise ValueError(f"bad address {value!r}: write IPv6 addresses as '[addr]:port'")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad address {value!r}: port must be 1..65535")
-    if any(c.isspace() for c in host):
-        raise ValueError(f"bad address {value!r}: host contains whitespace")
-    return host, int(port_text)
-
-
-def format_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class PassphraseKeyConfig(BaseModel):

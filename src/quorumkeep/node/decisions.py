@@ -10,7 +10,7 @@ import enum
 import hashlib
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quorumkeep.contract.state import (
@@ -128,7 +128,7 @@ def migration_to_me(state: ContractState, account: str, tls_public_key: bytes) -
     return migration
 
 
-class MigrationProgress(enum.StrEnum):
+class ConclusionProgress(enum.StrEnum):
     """Where a migration to this node stands, for a node holding the shares it imported."""
 
     CONCLUDED = "concluded"
@@ -146,7 +146,7 @@ def migration_progress(
     tls_public_key: bytes,
     signer_public_key: bytes,
     keyset: Mapping[str, Any],
-) -> MigrationProgress:
+) -> ConclusionProgress:
     """Decide from a fresh state what a node that imported shares of ``keyset`` (the
     contract's keyset JSON: epoch and each domain's key) does next.
 
@@ -158,7 +158,7 @@ def migration_progress(
     if serving is not None:
         info = serving.parameters.get(account)
         if info is not None and info.tls_public_key == tls_public_key:
-            return MigrationProgress.CONCLUDED
+            return ConclusionProgress.CONCLUDED
     migration = migration_to_me(state, account, tls_public_key)
     if (
         migration is None
@@ -166,8 +166,8 @@ def migration_progress(
         or not isinstance(state.protocol, Running)
         or state.protocol.keyset.to_json() != dict(keyset)
     ):
-        return MigrationProgress.GONE
-    return MigrationProgress.OPEN
+        return ConclusionProgress.GONE
+    return ConclusionProgress.OPEN
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class RecoveredShare:
     domain_id: int
     epoch: int
     participant_id: int
-    signing_share: bytes
+    signing_share: bytes = field(repr=False)
 
 
 def recovered_shares_problem(

@@ -26,6 +26,7 @@ from nacl.signing import SigningKey
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import aead_open, aead_seal
+from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import CONFIG_FILE_NAME, NodeConfig, write_config
 from quorumkeep.node.keystore import (
     KeySource,
@@ -61,16 +62,12 @@ class IdentityError(Exception):
         self.code = code
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def signer_associated_data(account: str, tls_public_key: bytes, signer_public_key: bytes) -> bytes:
     return (
         SIGNER_AD_PREFIX
-        + _field(account.encode("utf-8"))
-        + _field(tls_public_key)
-        + _field(signer_public_key)
+        + len32(account.encode("utf-8"))
+        + len32(tls_public_key)
+        + len32(signer_public_key)
     )
 
 

@@ -46,6 +46,7 @@ from quorumkeep.crypto.seal import (
 )
 from quorumkeep.daemon import config as daemon_config
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import NodeConfig
 
 KEYSTORE_FILE_NAME = "keystore.sqlite3"
@@ -425,10 +426,6 @@ class Presignature:
 # --- encodings (docs/storage.md) ---------------------------------------------------------
 
 
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -454,18 +451,18 @@ def decode_commitments(data: bytes) -> dict[int, tuple[bytes, bytes]]:
 
 
 def _key_share_record(domain_id: int, epoch: int, public: bytes) -> bytes:
-    return _u64(domain_id) + _u64(epoch) + _field(public)
+    return _u64(domain_id) + _u64(epoch) + len32(public)
 
 
 def _presignature_record(
     presignature_id: str, domain_id: int, epoch: int, created_ms: int, commitments: bytes
 ) -> bytes:
     return (
-        _field(presignature_id.encode("ascii"))
+        len32(presignature_id.encode("ascii"))
         + _u64(domain_id)
         + _u64(epoch)
         + _u64(created_ms)
-        + _field(commitments)
+        + len32(commitments)
     )
 
 
@@ -473,10 +470,10 @@ def record_associated_data(kind: str, record: bytes, owner: KeystoreOwner) -> by
     """``AD_PREFIX ‖ field(kind) ‖ field(record) ‖ field(account) ‖ field(tls key)``."""
     return (
         AD_PREFIX
-        + _field(kind.encode("ascii"))
-        + _field(record)
-        + _field(owner.account.encode("utf-8"))
-        + _field(owner.tls_public_key)
+        + len32(kind.encode("ascii"))
+        + len32(record)
+        + len32(owner.account.encode("utf-8"))
+        + len32(owner.tls_public_key)
     )
 
 
@@ -685,7 +682,7 @@ class Keystore(SqliteStore):
         )
 
     def delete_key_share(self, domain_id: int, epoch: int) -> bool:
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute(
                 "DELETE FROM key_shares WHERE domain_id = ? AND epoch = ?", (domain_id, epoch)
             )
@@ -694,7 +691,7 @@ class Keystore(SqliteStore):
     def delete_key_shares_before(self, epoch: int) -> int:
         """Delete every share of an epoch older than ``epoch`` (after a resharing completed)."""
         _check_int(epoch, "epoch")
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM key_shares WHERE epoch < ?", (epoch,))
             return cursor.rowcount
 
@@ -769,7 +766,7 @@ class Keystore(SqliteStore):
         for presignature_id in presignature_ids:
             _check_presignature_id(presignature_id)
         results: list[Presignature | KeystoreError] = []
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             for presignature_id in presignature_ids:
                 row = cursor.execute(
                     "SELECT domain_id, epoch, commitments, sealed_nonces, created_at_ms "
@@ -803,17 +800,20 @@ class Keystore(SqliteStore):
                 )
         return results
 
-    def presignature_count(self, domain_id: int, epoch: int | None = None) -> int:
-        if epoch is None:
-            rows = self._read(
-                "SELECT COUNT(*) FROM presignatures WHERE domain_id = ?", (domain_id,)
-            )
-        else:
-            rows = self._read(
-                "SELECT COUNT(*) FROM presignatures WHERE domain_id = ? AND epoch = ?",
-                (domain_id, epoch),
-            )
-        return int(rows[0][0])
+    def presignature_count(
+        self, domain_id: int, epoch: int | None = None, *, id_prefix: str = ""
+    ) -> int:
+        """How many presignatures are held for a domain (of ``epoch``; whose id starts with
+        ``id_prefix`` — an index range on the id, not a scan)."""
+        sql = "SELECT COUNT(*) FROM presignatures WHERE domain_id = ?"
+        params: list[object] = [domain_id]
+        if epoch is not None:
+            sql += " AND epoch = ?"
+            params.append(epoch)
+        if id_prefix:
+            sql += " AND id >= ? AND id < ?"
+            params += [id_prefix, id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)]
+        return int(self._read(sql, params)[0][0])
 
     def presignature_counts(self) -> dict[int, int]:
         """domain id → number of presignatures held (for the pool and /status)."""
@@ -854,7 +854,7 @@ class Keystore(SqliteStore):
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute(
                 "DELETE FROM presignatures WHERE id IN (SELECT presignature_id FROM "
                 f"presignature_participants WHERE participant_id IN ({marks}))",
@@ -863,7 +863,7 @@ class Keystore(SqliteStore):
             return cursor.rowcount
 
     def purge_all_presignatures(self) -> int:
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM presignatures")
             return cursor.rowcount
 
@@ -873,11 +873,9 @@ class Keystore(SqliteStore):
         ``secure_delete`` has already zeroed the freed pages; the checkpoint truncates the WAL
         so no old frame lingers beside the database either.
         """
-        with self._write() as cursor:
+        with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM presignatures")
             cursor.execute("DELETE FROM key_shares")
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- metadata (public, unsealed)
 

@@ -35,7 +35,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from quorumkeep.node.config import parse_host_port
+from quorumkeep.daemon.logs import RefusalLog
+from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
+from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,
     TLSError,
@@ -137,6 +139,8 @@ class MeshStats:
     connections_rejected: int = 0
     certificate_fetches_served: int = 0
     frames_rejected: int = 0
+    handshakes_in_progress: int = 0
+    handshakes_refused: int = 0
 
 
 # --- frames (docs/mesh.md) ---------------------------------------------------------------
@@ -304,6 +308,8 @@ class Mesh:
         send_timeout: float = 10.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
+        uniform: Uniform = random.random,
+        max_handshakes: int = 64,
     ) -> None:
         self._credentials = identity if isinstance(identity, TLSCredentials) else identity.tls
         self._host = host
@@ -312,9 +318,12 @@ class Mesh:
             raise MeshError("max_frame_size must be in [16, 2^32)")
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
+        self._max_handshakes = max_handshakes
+        self._refusals = RefusalLog(log)
         self._send_timeout = send_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._uniform = uniform
         self._server: asyncio.Server | None = None
         self._participants: dict[int, PeerInfo] = {}
         self._by_key: dict[bytes, int] = {}
@@ -630,6 +639,14 @@ class Mesh:
         if self._closed:
             transport.abort()
             return
+        if self.stats.handshakes_in_progress >= self._max_handshakes:
+            # Each handshake in progress costs memory and, when the bytes arrive, CPU: an
+            # unauthenticated client may not hold more than max_handshakes of them. Refused
+            # at once and counted, not logged (a flood would otherwise fill the log).
+            self.stats.handshakes_refused += 1
+            transport.abort()
+            return
+        self.stats.handshakes_in_progress += 1
         task = asyncio.get_running_loop().create_task(self._serve_inbound(transport))
         self._pending[task] = transport
         task.add_done_callback(lambda done: self._pending.pop(done, None))
@@ -648,13 +665,22 @@ class Mesh:
                 ssl_handshake_timeout=self._handshake_timeout,
             )
         except asyncio.CancelledError:
+            self.stats.handshakes_in_progress -= 1
             transport.abort()
             raise
         except Exception as exc:
+            self.stats.handshakes_in_progress -= 1
             transport.abort()
             self.stats.connections_rejected += 1
-            log.info("TLS handshake from %s failed: %s", peer_address, type(exc).__name__)
+            self._refusals.log(
+                logging.INFO,
+                "handshake",
+                "TLS handshake from %s failed: %s",
+                peer_address,
+                type(exc).__name__,
+            )
             return
+        self.stats.handshakes_in_progress -= 1
         if ssl_transport is None:  # the connection went away during the handshake
             transport.abort()
             return
@@ -681,7 +707,13 @@ class Mesh:
         pid = self._by_key.get(key)
         if pid is None or self._my_id is None or pid == self._my_id:
             self.stats.connections_rejected += 1
-            log.warning("refused %s: key %s… is not a peer", peer_address, key.hex()[:16])
+            self._refusals.log(
+                logging.WARNING,
+                "not_a_peer",
+                "refused %s: key %s… is not a peer",
+                peer_address,
+                key.hex()[:16],
+            )
             return
         info = self._participants[pid]
         _keepalive(writer.transport)
@@ -730,7 +762,11 @@ class Mesh:
         self._outbound[info.participant_id] = link
 
     async def _run_outbound(self, link: _Outbound) -> None:
-        delay = self._backoff_initial
+        # Jitter keeps n nodes restarted together from retrying in lockstep.
+        backoff = Backoff(
+            BackoffPolicy(self._backoff_initial, self._backoff_max, jitter=0.5),
+            uniform=self._uniform,
+        )
         while not self._closed and self._outbound.get(link.info.participant_id) is link:
             try:
                 await self._connect_once(link)
@@ -749,10 +785,8 @@ class Mesh:
                 link.connection_id = None
                 link.connected.clear()
             if established:
-                delay = self._backoff_initial
-            # Jitter keeps n nodes restarted together from retrying in lockstep.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._backoff_max)
+                backoff.reset()
+            await backoff.wait()
 
     async def _connect_once(self, link: _Outbound) -> None:
         info = link.info

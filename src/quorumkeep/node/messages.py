@@ -40,6 +40,9 @@ from quorumkeep.crypto.group import (
 )
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.crypto.reshare import ResharePublicPackage, SubShare
+from quorumkeep.encoding.fields import decode_hex, key_diff
+from quorumkeep.encoding.json import JsonError, parse_json
+from quorumkeep.encoding.records import kind, layout
 
 CHANNEL_DKG = "dkg"
 CHANNEL_RESHARE = "reshare"
@@ -113,7 +116,7 @@ def _hex(value: object, what: str, size: int | None = None, *, maximum: int = 0)
     if value != value.lower():
         raise MessageError(f"{what}: hex must be lowercase")
     try:
-        return bytes.fromhex(value)
+        return decode_hex(value)
     except ValueError:
         raise MessageError(f"{what}: not a hex string") from None
 
@@ -254,6 +257,100 @@ def key_package_from_share(
     )
 
 
+# --- field kinds ---------------------------------------------------------------------------
+#
+# A message declares its fields once, as dataclass fields in wire order whose metadata names
+# their kind (quorumkeep.encoding.records, the codec of the contract's records and the backup
+# protocol too); its JSON members and its strict reader are derived from that declaration.
+
+
+def _reader(read: Any, *args: Any, **kwargs: Any) -> Any:
+    return lambda value, what: read(value, what, *args, **kwargs)
+
+
+def _crypto_reader(decode: Any) -> Any:
+    return lambda value, what: _crypto(decode, value, what)
+
+
+def _culprit(value: object, what: str) -> int | None:
+    return None if value is None else _participant(value, what)
+
+
+def _code(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise MessageError(f"{what}: expected a lowercase identifier")
+    return value
+
+
+def _secret_hex(decode: Any) -> Any:
+    """A 32-byte secret (share, sub-share) as hex, decoded by crypto's validating decoder."""
+    return lambda value, what: _crypto(decode, _hex(value, what, 32), what)
+
+
+def _presign_confirm(value: object, what: str) -> dict[int, tuple[frost.SigningCommitments, ...]]:
+    raw = _id_map(value, what, None, MAX_BATCH * NONCE_PAIR_SIZE)
+    out: dict[int, tuple[frost.SigningCommitments, ...]] = {}
+    for participant, data in raw.items():
+        if not data or len(data) % NONCE_PAIR_SIZE:
+            raise MessageError(f"{what}: expected pairs of 32-byte commitments")
+        out[participant] = split_commitments(data)
+    if len({len(v) for v in out.values()}) > 1:
+        raise MessageError(f"{what}: participants carry different counts")
+    return out
+
+
+def _commitment_list(value: object, what: str) -> tuple[frost.CommitmentListEntry, ...]:
+    entries: list[frost.CommitmentListEntry] = []
+    previous = 0
+    for k, entry in enumerate(_list(value, what, 1024)):
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise MessageError(f"{what}[{k}]: expected [identifier, hiding, binding]")
+        identifier = _participant(entry[0], f"{what}[{k}] identifier")
+        if identifier <= previous:
+            raise MessageError(f"{what}: identifiers must be strictly ascending")
+        entries.append(
+            (
+                identifier,
+                _hex(entry[1], f"{what}[{k}] hiding", ELEMENT_SIZE),
+                _hex(entry[2], f"{what}[{k}] binding", ELEMENT_SIZE),
+            )
+        )
+        previous = identifier
+    if not entries:
+        raise MessageError(f"{what}: empty")
+    return tuple(entries)
+
+
+def _commitments_to_hex(commitments: Sequence[frost.SigningCommitments]) -> str:
+    return b"".join(c.hiding + c.binding for c in commitments).hex()
+
+
+def split_commitments(data: bytes) -> tuple[frost.SigningCommitments, ...]:
+    return tuple(
+        frost.SigningCommitments(
+            data[k : k + ELEMENT_SIZE], data[k + ELEMENT_SIZE : k + NONCE_PAIR_SIZE]
+        )
+        for k in range(0, len(data), NONCE_PAIR_SIZE)
+    )
+
+
+def _commitment_run(value: object, what: str) -> tuple[frost.SigningCommitments, ...]:
+    data = _hex(value, what, maximum=MAX_BATCH * NONCE_PAIR_SIZE)
+    if not data or len(data) % NONCE_PAIR_SIZE:
+        raise MessageError(f"{what}: expected 1..{MAX_BATCH} pairs of 32-byte commitments")
+    return split_commitments(data)
+
+
+def _to_dict(value: Any) -> Any:
+    return value.to_dict()
+
+
+INT = kind(_int)
+HASH = kind(_reader(_hex, HASH_SIZE))
+HASHES = kind(_reader(_id_map, HASH_SIZE), _id_map_to_json)
+REASON = kind(_reader(_str, MAX_REASON), lambda reason: reason[:MAX_REASON])
+
+
 # --- messages --------------------------------------------------------------------------
 
 
@@ -264,15 +361,16 @@ class Message:
     TYPE: ClassVar[str] = ""
     CHANNELS: ClassVar[frozenset[str]] = frozenset()
     FIELDS: ClassVar[tuple[str, ...]] = ()
+    """The JSON members besides ``type`` and ``session``, in order (from the declaration)."""
 
     session: str
 
     def fields(self) -> dict[str, object]:
-        return {}
+        return {name: k.write(getattr(self, name)) for name, k in layout(type(self))}
 
     @classmethod
     def from_fields(cls, session: str, obj: Mapping[str, object]) -> Message:
-        return cls(session)
+        return cls(session, **{name: k.read(obj[name], name) for name, k in layout(cls)})
 
 
 _M = TypeVar("_M", bound=type[Message])
@@ -283,6 +381,7 @@ def _register(cls: _M) -> _M:
     if cls.TYPE in _REGISTRY:
         raise RuntimeError(f"duplicate message type {cls.TYPE}")
     _REGISTRY[cls.TYPE] = cls
+    cls.FIELDS = tuple(name for name, _ in layout(cls))
     return cls
 
 
@@ -296,22 +395,9 @@ class SessionAbort(Message):
 
     TYPE = "abort"
     CHANNELS = frozenset({CHANNEL_DKG, CHANNEL_RESHARE})
-    FIELDS = ("culprit", "reason")
 
-    culprit: int | None
-    reason: str
-
-    def fields(self) -> dict[str, object]:
-        return {"culprit": self.culprit, "reason": self.reason[:MAX_REASON]}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> SessionAbort:
-        culprit = obj["culprit"]
-        return cls(
-            session,
-            None if culprit is None else _participant(culprit, "culprit"),
-            _str(obj["reason"], "reason", MAX_REASON),
-        )
+    culprit: int | None = field(metadata=kind(_culprit))
+    reason: str = field(metadata=REASON)
 
 
 @_register
@@ -321,20 +407,9 @@ class Refusal(Message):
 
     TYPE = "refusal"
     CHANNELS = frozenset({CHANNEL_PRESIGN, CHANNEL_SIGN})
-    FIELDS = ("code", "reason")
 
-    code: str
-    reason: str
-
-    def fields(self) -> dict[str, object]:
-        return {"code": self.code, "reason": self.reason[:MAX_REASON]}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> Refusal:
-        code = obj["code"]
-        if not isinstance(code, str) or not _CODE.fullmatch(code):
-            raise MessageError("code: expected a lowercase identifier")
-        return cls(session, code, _str(obj["reason"], "reason", MAX_REASON))
+    code: str = field(metadata=kind(_code))
+    reason: str = field(metadata=REASON)
 
 
 # -- key generation (protocols/dkg.py)
@@ -345,16 +420,8 @@ class Refusal(Message):
 class DkgRound1(Message):
     TYPE = "dkg_round1"
     CHANNELS = frozenset({CHANNEL_DKG})
-    FIELDS = ("package",)
 
-    package: Round1Package
-
-    def fields(self) -> dict[str, object]:
-        return {"package": self.package.to_dict()}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> DkgRound1:
-        return cls(session, _crypto(Round1Package.from_dict, obj["package"], "package"))
+    package: Round1Package = field(metadata=kind(_crypto_reader(Round1Package.from_dict), _to_dict))
 
 
 @_register
@@ -364,16 +431,8 @@ class DkgEcho(Message):
 
     TYPE = "dkg_echo"
     CHANNELS = frozenset({CHANNEL_DKG})
-    FIELDS = ("hashes",)
 
-    hashes: Mapping[int, bytes]
-
-    def fields(self) -> dict[str, object]:
-        return {"hashes": _id_map_to_json(self.hashes)}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> DkgEcho:
-        return cls(session, _id_map(obj["hashes"], "hashes", HASH_SIZE))
+    hashes: Mapping[int, bytes] = field(metadata=HASHES)
 
 
 @_register
@@ -383,18 +442,11 @@ class DkgRound2(Message):
 
     TYPE = "dkg_round2"
     CHANNELS = frozenset({CHANNEL_DKG})
-    FIELDS = ("share",)
 
-    share: Round2Package = field(repr=False)
-
-    def fields(self) -> dict[str, object]:
-        return {"share": self.share.signing_share.hex()}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> DkgRound2:
-        return cls(
-            session, _crypto(Round2Package.from_bytes, _hex(obj["share"], "share", 32), "share")
-        )
+    share: Round2Package = field(
+        repr=False,
+        metadata=kind(_secret_hex(Round2Package.from_bytes), lambda p: p.signing_share.hex()),
+    )
 
 
 @_register
@@ -402,18 +454,8 @@ class DkgRound2(Message):
 class DkgConfirm(Message):
     TYPE = "dkg_confirm"
     CHANNELS = frozenset({CHANNEL_DKG})
-    FIELDS = ("public_key_package_hash",)
 
-    public_key_package_hash: bytes
-
-    def fields(self) -> dict[str, object]:
-        return {"public_key_package_hash": self.public_key_package_hash.hex()}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> DkgConfirm:
-        return cls(
-            session, _hex(obj["public_key_package_hash"], "public_key_package_hash", HASH_SIZE)
-        )
+    public_key_package_hash: bytes = field(metadata=HASH)
 
 
 # -- resharing (protocols/reshare.py)
@@ -435,24 +477,11 @@ class ReshareDealers(Message):
 
     TYPE = "reshare_dealers"
     CHANNELS = frozenset({CHANNEL_RESHARE})
-    FIELDS = ("dealers", "old_public")
 
-    dealers: tuple[int, ...]
-    old_public: PublicKeyPackage
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "dealers": list(self.dealers),
-            "old_public": public_key_package_to_dict(self.old_public),
-        }
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> ReshareDealers:
-        return cls(
-            session,
-            _ascending_ids(obj["dealers"], "dealers"),
-            public_key_package_from_dict(obj["old_public"], "old_public"),
-        )
+    dealers: tuple[int, ...] = field(metadata=kind(_ascending_ids, list))
+    old_public: PublicKeyPackage = field(
+        metadata=kind(public_key_package_from_dict, public_key_package_to_dict)
+    )
 
 
 @_register
@@ -462,21 +491,13 @@ class ReshareDeal(Message):
 
     TYPE = "reshare_deal"
     CHANNELS = frozenset({CHANNEL_RESHARE})
-    FIELDS = ("package", "sub_share")
 
-    package: ResharePublicPackage
-    sub_share: SubShare = field(repr=False)
-
-    def fields(self) -> dict[str, object]:
-        return {"package": self.package.to_dict(), "sub_share": self.sub_share.value.hex()}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> ReshareDeal:
-        return cls(
-            session,
-            _crypto(ResharePublicPackage.from_dict, obj["package"], "package"),
-            _crypto(SubShare.from_bytes, _hex(obj["sub_share"], "sub_share", 32), "sub_share"),
-        )
+    package: ResharePublicPackage = field(
+        metadata=kind(_crypto_reader(ResharePublicPackage.from_dict), _to_dict)
+    )
+    sub_share: SubShare = field(
+        repr=False, metadata=kind(_secret_hex(SubShare.from_bytes), lambda s: s.value.hex())
+    )
 
 
 @_register
@@ -486,24 +507,9 @@ class ReshareConfirm(Message):
 
     TYPE = "reshare_confirm"
     CHANNELS = frozenset({CHANNEL_RESHARE})
-    FIELDS = ("public_key_package_hash", "packages")
 
-    public_key_package_hash: bytes
-    packages: Mapping[int, bytes]
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "public_key_package_hash": self.public_key_package_hash.hex(),
-            "packages": _id_map_to_json(self.packages),
-        }
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> ReshareConfirm:
-        return cls(
-            session,
-            _hex(obj["public_key_package_hash"], "public_key_package_hash", HASH_SIZE),
-            _id_map(obj["packages"], "packages", HASH_SIZE),
-        )
+    public_key_package_hash: bytes = field(metadata=HASH)
+    packages: Mapping[int, bytes] = field(metadata=HASHES)
 
 
 # -- presignatures (protocols/presign.py)
@@ -516,51 +522,11 @@ class PresignRequest(Message):
 
     TYPE = "presign_request"
     CHANNELS = frozenset({CHANNEL_PRESIGN})
-    FIELDS = ("domain_id", "epoch", "participants", "count")
 
-    domain_id: int
-    epoch: int
-    participants: tuple[int, ...]
-    count: int
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "domain_id": self.domain_id,
-            "epoch": self.epoch,
-            "participants": list(self.participants),
-            "count": self.count,
-        }
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> PresignRequest:
-        return cls(
-            session,
-            _int(obj["domain_id"], "domain_id"),
-            _int(obj["epoch"], "epoch"),
-            _ascending_ids(obj["participants"], "participants", 1024),
-            _int(obj["count"], "count", 1, MAX_BATCH),
-        )
-
-
-def _commitments_to_hex(commitments: Sequence[frost.SigningCommitments]) -> str:
-    return b"".join(c.hiding + c.binding for c in commitments).hex()
-
-
-def split_commitments(data: bytes) -> tuple[frost.SigningCommitments, ...]:
-    """count × (hiding ‖ binding) → SigningCommitments (sizes only; frost validates points)."""
-    return tuple(
-        frost.SigningCommitments(
-            data[k : k + ELEMENT_SIZE], data[k + ELEMENT_SIZE : k + NONCE_PAIR_SIZE]
-        )
-        for k in range(0, len(data), NONCE_PAIR_SIZE)
-    )
-
-
-def _commitment_run(value: object, what: str) -> tuple[frost.SigningCommitments, ...]:
-    data = _hex(value, what, maximum=MAX_BATCH * NONCE_PAIR_SIZE)
-    if not data or len(data) % NONCE_PAIR_SIZE:
-        raise MessageError(f"{what}: expected 1..{MAX_BATCH} pairs of 32-byte commitments")
-    return split_commitments(data)
+    domain_id: int = field(metadata=INT)
+    epoch: int = field(metadata=INT)
+    participants: tuple[int, ...] = field(metadata=kind(_reader(_ascending_ids, 1024), list))
+    count: int = field(metadata=kind(_reader(_int, 1, MAX_BATCH)))
 
 
 @_register
@@ -570,16 +536,10 @@ class PresignCommitments(Message):
 
     TYPE = "presign_commitments"
     CHANNELS = frozenset({CHANNEL_PRESIGN})
-    FIELDS = ("commitments",)
 
-    commitments: tuple[frost.SigningCommitments, ...]
-
-    def fields(self) -> dict[str, object]:
-        return {"commitments": _commitments_to_hex(self.commitments)}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> PresignCommitments:
-        return cls(session, _commitment_run(obj["commitments"], "commitments"))
+    commitments: tuple[frost.SigningCommitments, ...] = field(
+        metadata=kind(_commitment_run, _commitments_to_hex)
+    )
 
 
 @_register
@@ -589,28 +549,15 @@ class PresignConfirm(Message):
 
     TYPE = "presign_confirm"
     CHANNELS = frozenset({CHANNEL_PRESIGN})
-    FIELDS = ("commitments",)
 
-    commitments: Mapping[int, tuple[frost.SigningCommitments, ...]]
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "commitments": [
-                [p, _commitments_to_hex(self.commitments[p])] for p in sorted(self.commitments)
-            ]
-        }
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> PresignConfirm:
-        raw = _id_map(obj["commitments"], "commitments", None, MAX_BATCH * NONCE_PAIR_SIZE)
-        out: dict[int, tuple[frost.SigningCommitments, ...]] = {}
-        for participant, data in raw.items():
-            if not data or len(data) % NONCE_PAIR_SIZE:
-                raise MessageError("commitments: expected pairs of 32-byte commitments")
-            out[participant] = split_commitments(data)
-        if len({len(v) for v in out.values()}) > 1:
-            raise MessageError("commitments: participants carry different counts")
-        return cls(session, out)
+    commitments: Mapping[int, tuple[frost.SigningCommitments, ...]] = field(
+        metadata=kind(
+            _presign_confirm,
+            lambda commitments: [
+                [p, _commitments_to_hex(commitments[p])] for p in sorted(commitments)
+            ],
+        )
+    )
 
 
 @_register
@@ -627,62 +574,23 @@ class PresignStored(Message):
 
 @_register
 @dataclass(frozen=True, slots=True)
-class SignRequest(Message):
+class SignShareRequest(Message):
     """The leader asks a member for its signature share; ``session`` is the presignature id."""
 
     TYPE = "sign_request"
     CHANNELS = frozenset({CHANNEL_SIGN})
-    FIELDS = ("request_id", "domain_id", "epoch", "payload", "path", "caller", "commitments")
 
-    request_id: int
-    domain_id: int
-    epoch: int
-    payload: bytes
-    path: str
-    caller: str
-    commitments: tuple[frost.CommitmentListEntry, ...]
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "request_id": self.request_id,
-            "domain_id": self.domain_id,
-            "epoch": self.epoch,
-            "payload": self.payload.hex(),
-            "path": self.path,
-            "caller": self.caller,
-            "commitments": [[i, h.hex(), b.hex()] for i, h, b in self.commitments],
-        }
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> SignRequest:
-        entries: list[frost.CommitmentListEntry] = []
-        previous = 0
-        for k, entry in enumerate(_list(obj["commitments"], "commitments", 1024)):
-            if not isinstance(entry, list) or len(entry) != 3:
-                raise MessageError(f"commitments[{k}]: expected [identifier, hiding, binding]")
-            identifier = _participant(entry[0], f"commitments[{k}] identifier")
-            if identifier <= previous:
-                raise MessageError("commitments: identifiers must be strictly ascending")
-            entries.append(
-                (
-                    identifier,
-                    _hex(entry[1], f"commitments[{k}] hiding", ELEMENT_SIZE),
-                    _hex(entry[2], f"commitments[{k}] binding", ELEMENT_SIZE),
-                )
-            )
-            previous = identifier
-        if not entries:
-            raise MessageError("commitments: empty")
-        return cls(
-            session,
-            _int(obj["request_id"], "request_id"),
-            _int(obj["domain_id"], "domain_id"),
-            _int(obj["epoch"], "epoch"),
-            _hex(obj["payload"], "payload", maximum=MAX_PAYLOAD),
-            _str(obj["path"], "path", MAX_PATH),
-            _str(obj["caller"], "caller", MAX_CALLER, allow_empty=False),
-            tuple(entries),
+    request_id: int = field(metadata=INT)
+    domain_id: int = field(metadata=INT)
+    epoch: int = field(metadata=INT)
+    payload: bytes = field(metadata=kind(_reader(_hex, maximum=MAX_PAYLOAD)))
+    path: str = field(metadata=kind(_reader(_str, MAX_PATH)))
+    caller: str = field(metadata=kind(_reader(_str, MAX_CALLER, allow_empty=False)))
+    commitments: tuple[frost.CommitmentListEntry, ...] = field(
+        metadata=kind(
+            _commitment_list, lambda entries: [[i, h.hex(), b.hex()] for i, h, b in entries]
         )
+    )
 
 
 @_register
@@ -690,36 +598,15 @@ class SignRequest(Message):
 class SignShare(Message):
     TYPE = "sign_share"
     CHANNELS = frozenset({CHANNEL_SIGN})
-    FIELDS = ("share",)
 
-    share: Scalar
-
-    def fields(self) -> dict[str, object]:
-        return {"share": self.share.hex()}
-
-    @classmethod
-    def from_fields(cls, session: str, obj: Mapping[str, object]) -> SignShare:
-        # canonicity is checked by frost.aggregate, which names the sender if it fails
-        return cls(session, _hex(obj["share"], "share", SCALAR_SIZE))
+    # canonicity is checked by frost.aggregate, which names the sender if it fails
+    share: Scalar = field(metadata=kind(_reader(_hex, SCALAR_SIZE)))
 
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = dict(_REGISTRY)
 
 
 # --- the codec -------------------------------------------------------------------------
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise MessageError(f"duplicate key {key!r}"[:80])
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> None:
-    raise MessageError("NaN and Infinity are not JSON")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
@@ -737,11 +624,9 @@ def decode(channel: str, payload: bytes) -> Message:
     if len(payload) > MAX_MESSAGE_SIZE:
         raise MessageError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_SIZE}")
     try:
-        obj = json.loads(payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except MessageError:
-        raise
-    except (ValueError, RecursionError):
-        raise MessageError("not a JSON document") from None
+        obj = parse_json(payload)
+    except JsonError as exc:
+        raise MessageError(f"not a JSON document: {exc}"[:120]) from None
     if not isinstance(obj, dict):
         raise MessageError("expected a JSON object")
     kind = obj.get("type")
@@ -750,10 +635,9 @@ def decode(channel: str, payload: bytes) -> Message:
         raise MessageError("unknown message type")
     if channel not in cls.CHANNELS:
         raise MessageError(f"message type {cls.TYPE} is not allowed on channel {channel[:32]!r}")
-    expected = {"type", "session", *cls.FIELDS}
-    if set(obj) != expected:
-        missing = sorted(expected - set(obj))
-        unknown = sorted(str(k)[:32] for k in set(obj) - expected)[:5]
+    missing, unknown = key_diff(obj, sorted({"type", "session", *cls.FIELDS}))
+    if missing or unknown:
+        unknown = [k[:32] for k in unknown][:5]
         raise MessageError(f"{cls.TYPE}: missing keys {missing}, unknown keys {unknown}")
     session = check_session_id(obj["session"])
     try:

@@ -44,6 +44,7 @@ from quorumkeep.node.backup_api import (
     keystore_share_source,
     tls_signer,
 )
+from quorumkeep.node.backup_registration import RegistrationCache, registration_client
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
@@ -123,6 +124,8 @@ class NodeProcess:
         self.coordinator: Coordinator | None = None
         self.attestation: NodeAttestation | None = None
         self._attesting: asyncio.Task[None] | None = None
+        self.registration_ledger: AsyncLedgerClient | None = None
+        self.registrations: RegistrationCache | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -148,6 +151,11 @@ class NodeProcess:
         self.attestation = self._attestation(config, identity, self.coordinator)
         self.coordinator.attestation = self.attestation
         attestation = self.attestation
+        # The backup endpoints' unauthenticated checks read only through their own,
+        # bounded client (node/backup_registration.py), never the coordinator's.
+        self.registration_ledger = registration_client(config.ledger_url)
+        self.registrations = RegistrationCache(config.account, self.registration_ledger.view)
+        await self.registrations.start(self.registration_ledger)
         app = create_app(
             status=lambda: {**self.coordinator_status(), "attestation": attestation.status()},
             metrics=self.metrics,
@@ -195,7 +203,7 @@ class NodeProcess:
             account=config.account,
             tls_public_key=identity.tls_public_key,
             signer_public_key=identity.signer_public_key,
-            call=coordinator.call,
+            call=coordinator.contract.call,
             on_status=self.metrics.attestation.update,
         )
 
@@ -220,9 +228,11 @@ class NodeProcess:
             account=self.config.account,
             tls_signer=signer,
             read_view=ledger.view,
+            registrations=self.registrations,
             current_shares=keystore_share_source(keystore),
             import_shares=coordinator.import_migration_shares,
             on_backup_served=self.metrics.backup_served,
+            ready=lambda: coordinator.ready,
         )
         return backup_router(deps)
 
@@ -236,6 +246,11 @@ class NodeProcess:
             ("coordinator", self.coordinator.close() if self.coordinator else None),
             ("web", self.web.stop() if self.web else None),
             ("mesh", self.mesh.close() if self.mesh else None),
+            ("backup registrations", self.registrations.close() if self.registrations else None),
+            (
+                "registration ledger client",
+                self.registration_ledger.aclose() if self.registration_ledger else None,
+            ),
             ("ledger client", self.ledger.aclose() if self.ledger else None),
         ]
         for name, step in steps:

@@ -293,9 +293,6 @@ class SessionRouter:
                     self.stats.delivered += 1
         return session
 
-    def is_open(self, channel: str, session_id: str) -> bool:
-        return (channel, session_id) in self._sessions
-
     def serve(self, channel: str, handler: ServiceHandler) -> None:
         """Route messages on ``channel`` that no open session takes to ``handler``.
 

@@ -10,8 +10,8 @@ everything else a ``KeyPackage`` and ``PublicKeyPackage`` need::
 where the public key package bytes are ``messages.public_key_package_to_bytes`` (the form
 nodes exchange; docs/node-protocols.md). Decoding validates every element and checks
 share·G against our verifying share: a record that fails is refused
-(:class:`ShareFormatError`) rather than used to sign garbage. The backup service (issue 5)
-moves shares in this same form.
+(:class:`ShareFormatError`) rather than used to sign garbage. The backup protocol
+carries shares in its own sealed JSON document (docs/backup-protocol.md).
 """
 
 from __future__ import annotations

@@ -19,13 +19,15 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from quorumkeep.ledger.http_timeouts import HEADER_TIMEOUT, timeouts
+from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
 
@@ -129,29 +131,6 @@ def create_app(
     return app
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound (not yet listening) TCP socket; ``OSError`` if the address is unavailable."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class WebServer:
     """The HTTPS server of one node, run as a task of the node's event loop."""
 
@@ -161,12 +140,15 @@ class WebServer:
         host: str,
         port: int,
         app: FastAPI,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
     ) -> None:
         self._tls = tls
+        self._header_timeout = header_timeout
         self._host = host
         self._port = port
         self._app = app
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
 
@@ -197,13 +179,14 @@ class WebServer:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            **timeouts(self._header_timeout),
         )
         try:
             config.load()
         except BaseException:
             sock.close()
             raise
-        server = _EmbeddedServer(config)
+        server = EmbeddedServer(config)
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="web-server")
         async with asyncio.timeout(STOP_TIMEOUT):

@@ -1,6 +1,7 @@
 """The operator's contract calls for its node: register the backup service, start and
-cancel a migration. Each is one function taking a ledger client and the operator's
-full-access key, raising :class:`OperatorError` with one line on anything refused.
+cancel a migration, vote the emergency recovery key. Each is one function taking a ledger
+client and the operator's full-access key, raising :class:`OperatorError` with one line on
+anything refused.
 
 ``start_migration`` does everything an operator needs for a new machine in one step: it
 gives the new node's signer key its function-call access key (the node methods only) if
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quorumkeep.contract import NODE_METHODS
+from quorumkeep.crypto.pve import RecoveryPublicKey
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.transaction import Permission
@@ -54,6 +56,14 @@ def existing_key_permission(client: LedgerClient, account: str, public_key: byte
     return None
 
 
+def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
+    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
+    or None if the account already has exactly that key (a second run is a no-op)."""
+    return _add_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
+
+
 def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
     """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
     return _ensure_key(
@@ -66,13 +76,14 @@ def attestation_permission() -> Permission:
     return Permission(("submit_attestation",))
 
 
-def _ensure_key(
+def _add_key(
     client: LedgerClient,
     signer: AccountSigner,
     public_key: bytes,
     permission: Permission,
     what: str,
-) -> str:
+) -> TxOutcome | None:
+    """``add_key`` with ``permission``, or None if the account has exactly that key."""
     existing = existing_key_permission(client, signer.account, public_key)
     if existing is not None:
         if existing != permission.to_json():
@@ -81,11 +92,24 @@ def _ensure_key(
                 f"{public_key.hex()} is already a key of {signer.account} with "
                 "another permission; delete it first (`quorumkeep keys delete`)",
             )
-        return "exists"
+        return None
     try:
-        outcome = client.add_key(signer, public_key, permission)
+        return client.add_key(signer, public_key, permission)
     except LedgerError as exc:
         raise _ledger_failure(f"adding {what}", exc) from None
+
+
+def _ensure_key(
+    client: LedgerClient,
+    signer: AccountSigner,
+    public_key: bytes,
+    permission: Permission,
+    what: str,
+) -> str:
+    """``"added"`` or ``"exists"``; a refusal other than a concurrent add is an error."""
+    outcome = _add_key(client, signer, public_key, permission, what)
+    if outcome is None:
+        return "exists"
     if not outcome.ok and outcome.error_code != "AccessKeyExists":
         raise OperatorError(
             outcome.error_code or "add_key_failed",
@@ -126,6 +150,18 @@ def ensure_attestation_key(
         attestation_permission(),
         "the backup service's identity key",
     )
+
+
+def vote_recovery_key(
+    client: LedgerClient, signer: AccountSigner, domain_id: int, public: RecoveryPublicKey
+) -> TxOutcome:
+    """``vote_recovery_key``: this operator's vote for the domain's offline recovery key."""
+    args = {
+        "domain_id": domain_id,
+        "public_key": public.spki_der.hex(),
+        "fingerprint": public.fingerprint.hex(),
+    }
+    return _call(client, signer, "vote_recovery_key", args)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from quorumkeep.operator.errors import OperatorError
 from quorumkeep.wire.tls import TLSError, client_context, fetch_certificate, pinned
 
 STEPS = ("started", "shares pushed", "imported", "concluded")
+MIGRATION_KINDS = (MIGRATION_STARTED, MIGRATION_CONCLUDED, MIGRATION_CANCELLED)
 OPEN = "open"
 CONCLUDED = "concluded"
 CANCELLED = "cancelled"
@@ -252,13 +253,16 @@ class MigrationWatcher:
                 await self._started(account, dict(value))
         self._keyset = await self._read_keyset()
 
-    async def start_from_height(self, height: int) -> None:
-        """Replay every event from block ``height`` on (e.g. the start transaction's)."""
+    async def start_from_height(self, height: int, *, only_migrations: bool = False) -> None:
+        """Replay every event from block ``height`` on (e.g. the start transaction's);
+        ``only_migrations``: just the migration events (the ledger filters them by kind, so
+        even a replay from block 0 is cheap)."""
         self.cursor = max(-1, height - 1)
         self._keyset = await self._read_keyset()
         head = int((await self.ledger.status())["height"])
+        kinds = MIGRATION_KINDS if only_migrations else None
         while self.cursor < head:
-            events, cursor = await self.ledger.events(self.cursor, timeout=0)
+            events, cursor = await self.ledger.events(self.cursor, timeout=0, kinds=kinds)
             for event in events:
                 await self._apply(event)
             if cursor <= self.cursor:

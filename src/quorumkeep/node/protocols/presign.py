@@ -16,7 +16,10 @@ connected peers (rotating through the peers so each serves equally often) and ru
     owner             stores its own nonces the same way: the presignatures are usable
 
 Presignature ids are ``<owner>:<batch>:<k>`` (batch: 16 random hex digits); the batch's
-session id is ``<owner>:<batch>``. A member accepts a batch only from a participant of that
+session id is ``<owner>:<batch>``. A member holds at most ``max_held_per_owner`` presignatures
+of one owner and key (confirmed, plus those of its open batches): an owner that asks and
+never signs is refused (``too_many_presignatures``) instead of filling the member's disk.
+A member accepts a batch only from a participant of that
 key, naming itself and the sender in a set of exactly t participants of the key, with an id
 that names the sender as owner. A batch that fails anywhere is dropped whole; whatever one
 side stored of it is never usable (the owner never signs with it) and is removed with its
@@ -42,6 +45,7 @@ from quorumkeep.crypto import frost
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import RandomBytes, element_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
+from quorumkeep.encoding.fields import parse_decimal
 from quorumkeep.node.keystore import Keystore, KeystoreError, Presignature, PresignatureInfo
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
@@ -71,9 +75,10 @@ Usable = Callable[[tuple[int, ...]], bool]
 def presignature_owner(presignature_id: str) -> int | None:
     """The owner named by an id ``<owner>:<batch>:<k>``, or None for another shape."""
     head, sep, _ = presignature_id.partition(":")
-    if not sep or not head.isdigit() or (len(head) > 1 and head[0] == "0"):
+    try:
+        return parse_decimal(head, 20) if sep else None
+    except ValueError:
         return None
-    return int(head)
 
 
 def _nonce_bytes(nonces: frost.SigningNonces) -> bytes:
@@ -111,6 +116,7 @@ class _PendingBatch:
     epoch: int
     participants: tuple[int, ...]
     nonces: list[frost.SigningNonces] = field(repr=False)
+    count: int = 0
 
 
 class _BatchFailed(Exception):
@@ -140,6 +146,7 @@ class PresignaturePool:
         request_timeout: float = 5.0,
         retry_delay: float = 0.5,
         max_pending_per_owner: int = 4,
+        max_held_per_owner: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
@@ -154,6 +161,13 @@ class PresignaturePool:
         self.request_timeout = request_timeout
         self.retry_delay = retry_delay
         self.max_pending_per_owner = max_pending_per_owner
+        # An honest owner holds at most its target plus the batches it has in flight; twice
+        # the target leaves room for a peer configured with a larger one.
+        self.max_held_per_owner = (
+            2 * target + max_batches_in_flight * batch_size
+            if max_held_per_owner is None
+            else max_held_per_owner
+        )
         self._clock = clock
         self._keys: dict[KeyId, _Key] = {}
         self._epoch: int | None = None
@@ -581,6 +595,7 @@ class PresignaturePool:
                 message.epoch,
                 message.participants,
                 [],
+                message.count,
             )
             self._pending[(sender, message.session)] = pending
             self._background(self._on_request(sender, message, pending))
@@ -641,8 +656,18 @@ class PresignaturePool:
         self._expire_pending()
         if (sender, sid) in self._pending:
             return "invalid_request", "batch id already in use"
-        if sum(1 for o, _ in self._pending if o == sender) >= self.max_pending_per_owner:
+        open_batches = [p for (o, _), p in self._pending.items() if o == sender]
+        if len(open_batches) >= self.max_pending_per_owner:
             return "busy", "too many open batches"
+        held = self.keystore.presignature_count(
+            message.domain_id, message.epoch, id_prefix=f"{sender}:"
+        )
+        reserved = sum(p.count for p in open_batches)
+        if held + reserved + message.count > self.max_held_per_owner:
+            return "too_many_presignatures", (
+                f"{held} presignatures of participant {sender} held, at most "
+                f"{self.max_held_per_owner}"
+            )
         return None
 
     async def _on_request(

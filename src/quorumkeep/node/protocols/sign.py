@@ -55,8 +55,8 @@ from quorumkeep.node.messages import (
     CHANNEL_SIGN,
     Message,
     Refusal,
-    SignRequest,
     SignShare,
+    SignShareRequest,
     encode,
 )
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
@@ -134,6 +134,7 @@ class SigningService:
         max_attempts: int = 5,
         presignature_wait: float = 2.0,
         max_member_tasks: int = 1024,
+        max_checks_per_leader: int = 32,
     ) -> None:
         self.router = router
         self.keystore = keystore
@@ -144,6 +145,8 @@ class SigningService:
         self.max_attempts = max_attempts
         self.presignature_wait = presignature_wait
         self.max_member_tasks = max_member_tasks
+        self.max_checks_per_leader = max_checks_per_leader
+        self._checks: dict[int, int] = {}
         self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
         self._member_tasks: set[asyncio.Task[None]] = set()
         self._taker = PresignatureTaker(keystore)
@@ -271,7 +274,7 @@ class SigningService:
         members = frozenset(p for p in info.participants if p != me)
         commitment_list = _commitment_list(info)
         with self.router.open(CHANNEL_SIGN, info.id, members) as session:
-            request = SignRequest(
+            request = SignShareRequest(
                 info.id,
                 job.request_id,
                 job.domain_id,
@@ -342,7 +345,7 @@ class SigningService:
     # -- member
 
     def _serve(self, sender: int, message: Message) -> None:
-        if not isinstance(message, SignRequest):
+        if not isinstance(message, SignShareRequest):
             return  # a late reply to a session we closed
         if len(self._member_tasks) >= self.max_member_tasks:
             self._spawn(self._reply(sender, Refusal(message.session, "busy", "too many requests")))
@@ -372,7 +375,7 @@ class SigningService:
         except Exception as exc:
             log.info("could not answer participant %s: %s", to, type(exc).__name__)
 
-    async def _serve_request(self, sender: int, request: SignRequest) -> None:
+    async def _serve_request(self, sender: int, request: SignShareRequest) -> None:
         started = time.monotonic()
         reply = await self.share_for(sender, request)
         if isinstance(reply, SignShare):
@@ -384,7 +387,7 @@ class SigningService:
             )
         await self._reply(sender, reply)
 
-    async def share_for(self, sender: int, request: SignRequest) -> SignShare | Refusal:
+    async def share_for(self, sender: int, request: SignShareRequest) -> SignShare | Refusal:
         """The member's checks and share for one request (module doc); never raises."""
         sid = request.session
 
@@ -406,6 +409,11 @@ class SigningService:
             return refuse("not_participant", f"participant {sender} holds no share of this key")
         if all(entry[0] != me for entry in request.commitments):
             return refuse("invalid_request", "we are not in the commitment list")
+        # A check of a request newer than our state waits for the event stream and may then
+        # read the ledger: one leader may not hold more than max_checks_per_leader of them.
+        if self._checks.get(sender, 0) >= self.max_checks_per_leader:
+            return refuse("busy", "too many requests of this leader being checked")
+        self._checks[sender] = self._checks.get(sender, 0) + 1
         try:
             pending = await self.is_pending(
                 request.request_id, request.payload, request.path, request.domain_id, request.caller
@@ -415,6 +423,12 @@ class SigningService:
         except Exception as exc:
             log.warning("is_pending failed for request %s: %s", request.request_id, exc)
             return refuse("pending_check_failed", "could not check the request on the contract")
+        finally:
+            left = self._checks[sender] - 1
+            if left:
+                self._checks[sender] = left
+            else:
+                del self._checks[sender]
         if not pending:
             return refuse("not_pending", f"request {request.request_id} is not pending as sent")
         try:

@@ -1,5 +1,6 @@
 """Asking the network for signatures: submit ``sign``, follow the ledger's events for the
-answer, verify it locally.
+answer, verify it locally. The client of ``quorumkeep sign``, the devnet and the benchmarks,
+beside the ledger client it drives.
 
 One ``SignClient`` follows the ledger's long-poll event stream once for all its requests
 and hands each ``sign_responded``/``sign_failed`` to the request waiting for it, so any
@@ -14,17 +15,20 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from quorumkeep.contract.events import SIGN_FAILED, SIGN_RESPONDED
-from quorumkeep.devnet.defaults import DEFAULT_SIGN_TIMEOUT
-from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerEvent, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.ledger.transaction import FunctionCall
+
+DEFAULT_SIGN_TIMEOUT = 60.0
+"""Seconds `quorumkeep sign` waits for the signature."""
 
 
 class SignError(Exception):
@@ -166,16 +170,42 @@ class SignClient:
             self._derived[key] = cached
         return cached
 
-    async def submit(self, payload: bytes, path: str, domain_id: int = 0) -> tuple[int, int]:
-        """Submit one ``sign``; returns (request id, block height). Raises SignError."""
+    async def submit(
+        self, payload: bytes, path: str, domain_id: int = 0, *, deadline: float | None = None
+    ) -> tuple[int, int]:
+        """Submit one ``sign``; returns (request id, block height). Raises SignError.
+
+        With a ``deadline`` (``time.monotonic()``), a ledger that cannot be reached (it is
+        restarting) does not end the attempt: preparing the transaction (nothing sent yet)
+        is retried, and the *same* signed transaction is sent again — a transaction is
+        included at most once, and a copy that did land is then found by its hash — with
+        backoff until the deadline (``timeout``).
+        """
         signer, lock = self._keys[next(self._next_key)]
+        actions = [
+            FunctionCall("sign", {"payload": payload.hex(), "path": path, "domain_id": domain_id})
+        ]
         async with lock:
+            signed = await _retrying(
+                deadline, "prepare the sign request", lambda: self.client.prepare(signer, actions)
+            )
+            sent = False
+
+            async def send() -> TxOutcome:
+                nonlocal sent
+                try:
+                    return await self.client.submit_signed(signed)
+                except LedgerError as exc:
+                    if exc.code == "DuplicateTransaction" and sent:
+                        # an earlier copy landed although its answer was lost
+                        return TxOutcome.from_json(await self.client.transaction(signed.hash.hex()))
+                    raise
+                finally:
+                    sent = True
+
             try:
-                outcome = await self.client.call(
-                    signer,
-                    "sign",
-                    {"payload": payload.hex(), "path": path, "domain_id": domain_id},
-                )
+                outcome = await _retrying(deadline, "submit the sign request", send)
+                outcome.raise_for_failure()
             except ContractCallFailed as exc:
                 raise SignError(exc.code, f"{exc.code}: {exc.message}") from None
             except LedgerError as exc:
@@ -212,15 +242,19 @@ class SignClient:
         *,
         timeout: float = DEFAULT_SIGN_TIMEOUT,
     ) -> Signature:
-        """Request a signature and wait for it (at most ``timeout`` s in all)."""
+        """Request a signature and wait for it (at most ``timeout`` s in all); a ledger that
+        is unreachable for part of that time is waited for (see :meth:`submit`)."""
         if self._follower is None:
-            await self.start()
+            await _retrying(time.monotonic() + timeout, "reach the ledger", self.start)
         started = time.perf_counter()
         deadline = time.monotonic() + timeout
-        derived = await self.derived_key(domain_id, path)
+        derived = await _retrying(
+            deadline, "read the derived key", lambda: self.derived_key(domain_id, path)
+        )
         try:
             request_id, height = await asyncio.wait_for(
-                self.submit(payload, path, domain_id), max(0.001, deadline - time.monotonic())
+                self.submit(payload, path, domain_id, deadline=deadline),
+                max(0.001, deadline - time.monotonic()),
             )
         except TimeoutError:
             raise SignError(
@@ -271,7 +305,33 @@ def sign_once(
     """One request, blocking: what ``quorumkeep sign`` does."""
 
     async def run() -> Signature:
-        async with SignClient(ledger_url, [signer]) as client:
+        client = SignClient(ledger_url, [signer])
+        try:  # sign() starts the client, waiting (within timeout) for an unreachable ledger
             return await client.sign(payload, path, domain_id, timeout=timeout)
+        finally:
+            await client.close()
 
     return asyncio.run(run())
+
+
+_T = TypeVar("_T")
+UNREACHABLE = "LedgerUnavailable"
+
+
+async def _retrying(deadline: float | None, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """``attempt()``, again with backoff (50 ms doubling to 1 s) while the ledger cannot be
+    reached and ``deadline`` (monotonic) is ahead; SignError ``timeout`` once it passed."""
+    delay = 0.05
+    while True:
+        try:
+            return await attempt()
+        except (LedgerError, SignError) as exc:
+            if exc.code != UNREACHABLE or deadline is None:
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SignError(
+                    "timeout", f"timeout: could not {what}: the ledger stayed unreachable ({exc})"
+                ) from None
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 1.0)
