@@ -9,7 +9,9 @@ Pure rules (tested without processes) decide; ``NodeAttestation`` acts on them:
   A node also attests once after every start, so a restarted (upgraded) node's record
   shows the code it runs now.
 * ``marked_peers`` — participants the contract marked (attestation lapsed, measurement
-  removed): the mesh drops them from its peer set, so their connections are refused.
+  removed): ``usable_peers`` leaves them out of the peer set the node's participant
+  follower (node/participants.py) gives the mesh, so their connections are refused;
+  ``marked_departing`` names those a resharing removes, left out of its sessions.
 * ``verification_due`` — some participant's attestation has lapsed (by our clock) but is
   not marked yet, or a mark is stale: call ``verify_attestations`` (anyone may).
 """
@@ -201,14 +203,6 @@ class NodeAttestation:
         self._state = state
         self._on_status(self.status())
         self._wake.set()
-
-    def usable_peers(
-        self, state: ContractState, peers: Mapping[int, PeerInfo], me: int | None
-    ) -> dict[int, PeerInfo]:
-        refused = {p.account for pid, p in peers.items() if pid != me} & marked_peers(state)
-        if refused:
-            log.info("refusing mesh connections from marked participants %s", sorted(refused))
-        return usable_peers(state, peers, me)
 
     def status(self) -> dict[str, Any]:
         return attestation_summary(self._state, self.tls_public_key, self.now())
