@@ -7,21 +7,30 @@ rejection of :func:`recovered_shares_problem` and every outcome of
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
+
+from component_helpers import (
+    ALICE_A,
+    ALICE_B,
+    BOB,
+    CAROL,
+    DOMAINS,
+    EPOCH,
+    key,
+    member,
+    migration_to,
+    running,
+    scalar,
+    share_secret,
+)
 
 from quorumkeep.contract.state import (
     ContractState,
-    Destination,
-    DomainKey,
-    Keyset,
-    Migration,
     ParticipantInfo,
     Participants,
     Resharing,
     Running,
 )
-from quorumkeep.crypto.group import base_mul, scalar_from_int
 from quorumkeep.node.decisions import (
     ConclusionProgress,
     RecoveredShare,
@@ -31,62 +40,6 @@ from quorumkeep.node.decisions import (
     onboarding_decision,
     recovered_shares_problem,
 )
-
-
-def scalar(label: str) -> bytes:
-    return scalar_from_int(int.from_bytes(hashlib.sha256(label.encode()).digest()))
-
-
-def key(label: str) -> bytes:
-    return base_mul(scalar(label))
-
-
-def member(account: str, pid: int, generation: int = 0) -> ParticipantInfo:
-    return ParticipantInfo(
-        account=account,
-        participant_id=pid,
-        url=f"127.0.0.1:{7000 + pid + 100 * generation}",
-        web_url=f"https://127.0.0.1:{8000 + pid + 100 * generation}",
-        tls_public_key=key(f"tls/{account}/{generation}"),
-        signer_public_key=key(f"signer/{account}/{generation}"),
-    )
-
-
-ALICE_A, BOB, CAROL = member("alice", 1), member("bob", 2), member("carol", 3)
-ALICE_B = member("alice", 1, generation=1)
-DOMAINS = (0, 1)
-EPOCH = 4
-
-
-def share_secret(domain_id: int, pid: int, epoch: int = EPOCH) -> bytes:
-    return scalar(f"share/{domain_id}/{pid}/{epoch}")
-
-
-def running(alice: ParticipantInfo = ALICE_A, epoch: int = EPOCH) -> Running:
-    members = (alice, BOB, CAROL)
-    domains = tuple(
-        DomainKey(
-            d,
-            "Ed25519",
-            key(f"group/{d}"),
-            tuple(
-                (m.participant_id, base_mul(share_secret(d, m.participant_id, epoch)))
-                for m in members
-            ),
-        )
-        for d in DOMAINS
-    )
-    return Running(Keyset(epoch, domains), epoch + 1, Participants(2, members))
-
-
-def migration_to(destination: ParticipantInfo, started_height: int = 50) -> Migration:
-    return Migration(
-        "alice",
-        1,
-        Destination(destination.url, destination.web_url, destination.tls_public_key),
-        destination.signer_public_key,
-        started_height,
-    )
 
 
 def state(protocol: object = None, *, to: ParticipantInfo | None = ALICE_B) -> ContractState:
