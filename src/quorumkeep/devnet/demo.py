@@ -1,7 +1,8 @@
 """`quorumkeep devnet demo`: the whole recovery story on a fresh devnet, step by step.
 
 A 4-node, 3-of-4 devnet with a backup service per operator is started, the first backups
-are awaited, and a signature is made. Then the scenarios run in this order, each followed by signing:
+are awaited, and a signature is made. Then the scenarios run in this order, each followed
+by signing:
 
 - ``single-node-loss`` — one node is SIGKILLed and its directory deleted; its operator
   starts a fresh node and a migration; the backup service pushes the shares; the new node
