@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from quorumkeep.contract import (
+    backup_gate,
     initialize,
     key_events,
     keygen,
@@ -44,6 +45,7 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
+    "confirm_backup": (_ANY_KEY, backup_gate.confirm_backup),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -63,6 +65,12 @@ NODE_METHODS: frozenset[str] = frozenset(
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""
+
+BACKUP_SERVICE_METHODS: frozenset[str] = frozenset({"confirm_backup"})
+"""The methods a backup service's identity key is given as a function-call key."""
+
+FUNCTION_CALL_METHODS: frozenset[str] = NODE_METHODS | BACKUP_SERVICE_METHODS
+"""Every method a function-call access key may be allowed (the ledger refuses others)."""
 
 VIEW_METHODS: frozenset[str] = frozenset(VIEWS)
 

@@ -36,6 +36,8 @@ SIGN_FAILED = "sign_failed"
 RECOVERY_KEY_VOTED = "recovery_key_voted"
 RECOVERY_KEY_SET = "recovery_key_set"
 RECOVERY_PART_RECORDED = "recovery_part_recorded"
+BACKUP_CONFIRMED = "backup_confirmed"
+BACKUP_POLICY_MET = "backup_policy_met"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -66,6 +68,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         RECOVERY_KEY_VOTED,
         RECOVERY_KEY_SET,
         RECOVERY_PART_RECORDED,
+        BACKUP_CONFIRMED,
+        BACKUP_POLICY_MET,
     }
 )
 

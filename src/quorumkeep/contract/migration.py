@@ -28,6 +28,7 @@ from quorumkeep.contract.args import (
     expect_str,
     expect_web_url,
 )
+from quorumkeep.contract.backup_gate import forget
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     InvalidArguments,
@@ -101,6 +102,8 @@ def register_backup_service(
         raise NotParticipant(f"{account} is neither a participant nor a prospective one")
     require_operator(ctx)
     replaced = account in state.backup_services
+    if state.backup_services.get(account) != info:
+        forget(state.backup_gate, account)  # the new service has confirmed nothing yet
     state.backup_services[account] = info
     data = {"account": account, **info.to_json(), "replaced": replaced}
     return CallResult(None, [Event(BACKUP_SERVICE_REGISTERED, data)])

@@ -7,6 +7,7 @@ from typing import Any
 
 from quorumkeep.contract.access import require_initialized
 from quorumkeep.contract.args import check_fields, expect_account, expect_int, expect_str
+from quorumkeep.contract.backup_gate import backup_status
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
 from quorumkeep.contract.state import (
     PATH_MAX,
@@ -166,4 +167,5 @@ VIEWS: dict[str, View] = {
     "candidates": candidates,
     "recovery_key": recovery_key,
     "recovery_parts": recovery_parts,
+    "backup_status": backup_status,
 }
