@@ -228,10 +228,12 @@ class Driver:
             )
 
     def reshare(self, accounts: list[str], threshold: int) -> None:
-        """A complete resharing to ``accounts``: every old and new account votes, all confirm."""
-        old = self.running_accounts()
-        voters = old + [a for a in accounts if a not in old]
-        self.propose(accounts, threshold, voters)
+        """A complete resharing to ``accounts``: every old and new account votes, all confirm
+        (a resharing already started is completed)."""
+        if self.contract.protocol_state == "Running":
+            old = self.running_accounts()
+            voters = old + [a for a in accounts if a not in old]
+            self.propose(accounts, threshold, voters)
         while self.state["protocol_state"]["state"] == "Resharing":
             event = next(
                 e for e in self.state["protocol_state"]["resharing"] if e["public_key"] is None
