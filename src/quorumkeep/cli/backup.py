@@ -35,7 +35,8 @@ from quorumkeep.crypto.seal import DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT, MIN_MEMLI
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, load_signer, read_passphrase
-from quorumkeep.ledger.transaction import FunctionCall
+from quorumkeep.ledger.transaction import AddKey, FunctionCall
+from quorumkeep.operator.actions import backup_permission
 
 app = typer.Typer(no_args_is_help=True, help="Back up a node's key shares and push them back.")
 
@@ -155,8 +156,14 @@ def init(
         return
     try:
         with LedgerClient(config.ledger_url) as client:
+            # One transaction: the identity key's confirm_backup access key and the
+            # registration take effect together.
             outcome = client.submit(
-                signer, [FunctionCall("register_backup_service", dict(registration))]
+                signer,
+                [
+                    AddKey(identity.signer.public_key, backup_permission()),
+                    FunctionCall("register_backup_service", dict(registration)),
+                ],
             )
     except LedgerError as exc:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))

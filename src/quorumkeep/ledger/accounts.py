@@ -1,10 +1,11 @@
 """Accounts and their access keys: who may sign what.
 
 An account is created in genesis and holds one or more Ed25519 access keys. A full-access key
-(an operator's) may do anything; a function-call key (a node's signer key) may only call the
-contract methods listed in its permission, which must all be node or backup service methods
-(``quorumkeep.contract.FUNCTION_CALL_METHODS``) — an operator-only method (``METHODS[m].full_access_only``)
-always needs a full-access key. Every key has its own nonce, which only grows.
+(an operator's) may do anything; a function-call key (a node's signer key, a backup service's
+identity key) may only call the contract methods listed in its permission, which must all be
+node or backup service methods (``quorumkeep.contract.FUNCTION_CALL_METHODS``) — an
+operator-only method (``METHODS[m].full_access_only``) always needs a full-access key. Every
+key has its own nonce, which only grows.
 """
 
 from __future__ import annotations

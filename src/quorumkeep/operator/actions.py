@@ -1,5 +1,6 @@
-"""The operator's contract calls for its node: register the backup service, start and
-cancel a migration, vote the emergency recovery key. Each is one function taking a ledger
+"""The operator's contract calls for its node: register the backup service (and give its
+identity key the ``confirm_backup`` access key), start and cancel a migration, vote the
+emergency recovery key. Each is one function taking a ledger
 client and the operator's full-access key, raising :class:`OperatorError` with one line on
 anything refused.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorumkeep.contract import NODE_METHODS
+from quorumkeep.contract import BACKUP_SERVICE_METHODS, NODE_METHODS
 from quorumkeep.crypto.pve import RecoveryPublicKey
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
@@ -26,6 +27,11 @@ from quorumkeep.operator.inputs import BackupRegistration, NodeInfo
 def node_permission() -> Permission:
     """A function-call key limited to the contract's node methods."""
     return Permission(tuple(sorted(NODE_METHODS)))
+
+
+def backup_permission() -> Permission:
+    """A function-call key limited to the backup service's method (``confirm_backup``)."""
+    return Permission(tuple(sorted(BACKUP_SERVICE_METHODS)))
 
 
 def _ledger_failure(what: str, exc: LedgerError) -> OperatorError:
@@ -56,36 +62,64 @@ def existing_key_permission(client: LedgerClient, account: str, public_key: byte
     return None
 
 
-def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
-    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
-    or None if the account already has exactly that key (a second run is a no-op)."""
-    permission = node_permission()
-    existing = existing_key_permission(client, signer.account, info.signer_public_key)
+def _add_function_call_key(
+    client: LedgerClient,
+    signer: AccountSigner,
+    public_key: bytes,
+    permission: Permission,
+    what: str,
+) -> TxOutcome | None:
+    """``add_key`` of ``public_key`` with ``permission``, or None if the account already has
+    exactly that key (a second run is a no-op)."""
+    existing = existing_key_permission(client, signer.account, public_key)
     if existing is not None:
         if existing != permission.to_json():
             raise OperatorError(
                 "key_permission_mismatch",
-                f"{info.signer_public_key.hex()} is already a key of {signer.account} with "
+                f"{public_key.hex()} is already a key of {signer.account} with "
                 "another permission; delete it first (`quorumkeep keys delete`)",
             )
         return None
     try:
-        return client.add_key(signer, info.signer_public_key, permission)
+        return client.add_key(signer, public_key, permission)
     except LedgerError as exc:
-        raise _ledger_failure("adding the node's signer key", exc) from None
+        raise _ledger_failure(f"adding {what}", exc) from None
 
 
-def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
-    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
-    outcome = add_node_key(client, signer, info)
+def _ensure(outcome: TxOutcome | None, what: str) -> str:
     if outcome is None:
         return "exists"
     if not outcome.ok and outcome.error_code != "AccessKeyExists":
         raise OperatorError(
             outcome.error_code or "add_key_failed",
-            f"adding the node's signer key: {outcome.error_code}: {outcome.error_message}",
+            f"adding {what}: {outcome.error_code}: {outcome.error_message}",
         )
     return "added"
+
+
+def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
+    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
+    or None if the account already has exactly that key (a second run is a no-op)."""
+    return _add_function_call_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
+
+
+def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
+    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
+    return _ensure(add_node_key(client, signer, info), "the node's signer key")
+
+
+def ensure_backup_key(
+    client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
+) -> str:
+    """Give the backup service's identity key its ``confirm_backup`` access key (so it can
+    confirm its backups); ``"added"`` or ``"exists"``."""
+    what = "the backup service's identity key"
+    outcome = _add_function_call_key(
+        client, signer, registration.identity_public_key, backup_permission(), what
+    )
+    return _ensure(outcome, what)
 
 
 def _check_account(signer: AccountSigner, account: str | None, what: str) -> None:
@@ -98,8 +132,11 @@ def _check_account(signer: AccountSigner, account: str | None, what: str) -> Non
 def register_backup_service(
     client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
 ) -> TxOutcome:
-    """``register_backup_service`` with the service's public keys (replaces any earlier one)."""
+    """Give the service's identity key its ``confirm_backup`` access key (if the account
+    does not have it yet), then ``register_backup_service`` with the service's public keys
+    (replaces any earlier one)."""
     _check_account(signer, registration.account, "the backup service")
+    ensure_backup_key(client, signer, registration)
     return _call(client, signer, "register_backup_service", registration.to_json())
 
 

@@ -74,6 +74,13 @@ class Ed25519Signer:
         signature: bytes = self._key.sign(message).signature
         return signature
 
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        """The key, for signing the ledger transactions of the same identity (a backup
+        service's ``confirm_backup``): transactions and statements carry different
+        domain-separation prefixes, so one can never be taken for the other."""
+        return self._key
+
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """RFC 8032 verification (libsodium ``crypto_sign_verify_detached``)."""
