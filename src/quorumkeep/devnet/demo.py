@@ -481,8 +481,8 @@ class Demo:
                 if entry["current"]
             )
             found(
-                f"{len(domain['confirmed'])} of {domain['required']} operators confirmed "
-                f"(blocks {', '.join(str(h) for h in heights)}); open after {seconds:.2f} s more"
+                f"open: {len(domain['confirmed'])} of {domain['required']} operators confirmed "
+                f"their backup (blocks {', '.join(str(h) for h in heights)})"
             )
         if self.scenario != "setup":
             self.report.backup_gates.append(

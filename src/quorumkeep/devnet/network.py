@@ -1020,7 +1020,7 @@ class Devnet:
                 client, open_gate, timeout=timeout, what=f"backup confirmations of {domain_id}"
             )
         except DevnetError as exc:
-            missing = next(
+            missing: list[str] = next(
                 (d["missing"] for d in seen.get("domains", []) if d["domain_id"] == domain_id), []
             )
             logs = [

@@ -1,4 +1,5 @@
-"""How a migration's progress looks on a terminal (a Rich table, redrawn live while waiting)."""
+"""How operator reports look on a terminal: a migration's progress (a Rich table, redrawn
+live while waiting) and backup freshness."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
+from quorumkeep.operator.backup_status import BackupFreshness
 from quorumkeep.operator.progress import (
     CANCELLED,
     CONCLUDED,
@@ -61,3 +63,41 @@ def progress_table(progresses: Iterable[MigrationProgress], title: str = "migrat
             _outcome(progress),
         )
     return table
+
+
+def backup_freshness_tables(found: BackupFreshness) -> tuple[Table, Table]:
+    """Two tables: every operator's latest backup confirmation beside the epoch in force,
+    and every domain's backup gate."""
+    operators = Table(title=f"backup confirmations (epoch in force: {found.epoch})")
+    for column in (
+        "operator",
+        "id",
+        "backup service",
+        "confirmed epoch",
+        "current",
+        "block",
+        "age",
+    ):
+        operators.add_column(column)
+    for o in found.operators:
+        operators.add_row(
+            o.account,
+            str(o.participant_id),
+            "registered" if o.backup_service else "[red]none[/red]",
+            "-" if o.confirmed_epoch is None else str(o.confirmed_epoch),
+            "[green]yes[/green]" if o.current else "[red]no[/red]",
+            "-" if o.block_height is None else str(o.block_height),
+            "-" if o.age_seconds is None else f"{o.age_seconds:.0f}s",
+        )
+    domains = Table(title="backup gate (sign refused with KeyNotBackedUp until open)")
+    for column in ("domain", "policy", "confirmed", "missing", "signing"):
+        domains.add_column(column)
+    for d in found.domains:
+        domains.add_row(
+            str(d["domain_id"]),
+            str(d["policy"]),
+            f"{len(d['confirmed'])} of {d['required']}",
+            ", ".join(d["missing"]) or "-",
+            "[green]open[/green]" if d["signing_allowed"] else "[red]closed[/red]",
+        )
+    return operators, domains
