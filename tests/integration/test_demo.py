@@ -21,7 +21,7 @@ from quorumkeep.devnet.network import USER, Devnet
 pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT = 420.0
-REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations"}
+REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations", "backup_gates"}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
 MIGRATING = [s for s in SCENARIOS if s != "company-gone" and s not in ETCD_SCENARIOS]
 """Scenarios that migrate nodes (losing a ledger server or the whole company does not)."""
@@ -67,6 +67,11 @@ def check_report(report: dict[str, Any]) -> None:
             assert m["concluded"] is True, m
             assert m["concluded_height"] > m["started_height"]
             assert m["seconds"] >= 0
+    # backup before use: the first signature waited for the confirmations after the DKG,
+    # and the resharing's new epoch waited for its own
+    gates = {(g["scenario"], g["epoch"]) for g in report["backup_gates"]}
+    assert {("setup", 0), ("cancelled-by-resharing", 1)} <= gates, gates
+    assert all(g["seconds"] >= 0 for g in report["backup_gates"])
     counts = {s: sum(m["scenario"] == s for m in report["migrations"]) for s in MIGRATING}
     assert counts == {
         "single-node-loss": 1,
