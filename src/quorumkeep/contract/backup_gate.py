@@ -186,17 +186,19 @@ def backup_status(state: ContractState, args: dict[str, Any]) -> Any:
     serving = require_initialized(state)
     gate = state.backup_gate
     keyset = serving.keyset
+    keyset_hash = keyset.hash
     domains = []
     for d in keyset.domains:
         have = confirmed(gate, serving, d.domain_id)
+        need = required(gate, serving, d.domain_id)
         domains.append(
             {
                 "domain_id": d.domain_id,
                 "policy": policy_json(gate, d.domain_id),
-                "required": required(gate, serving, d.domain_id),
+                "required": need,
                 "confirmed": have,
                 "missing": [m.account for m in serving.parameters.members if m.account not in have],
-                "signing_allowed": len(have) >= required(gate, serving, d.domain_id),
+                "signing_allowed": len(have) >= need,
             }
         )
     operators = {}
@@ -208,12 +210,12 @@ def backup_status(state: ContractState, args: dict[str, Any]) -> Any:
             "confirmation": None if confirmation is None else confirmation.to_json(),
             "current": confirmation is not None
             and confirmation.epoch == keyset.epoch
-            and confirmation.keyset_hash == keyset.hash,
+            and confirmation.keyset_hash == keyset_hash,
         }
     return {
         "protocol_state": state.protocol.name,
         "epoch": keyset.epoch,
-        "keyset_hash": keyset.hash.hex(),
+        "keyset_hash": keyset_hash.hex(),
         "domains": domains,
         "operators": operators,
     }
