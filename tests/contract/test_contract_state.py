@@ -151,6 +151,8 @@ def test_method_table() -> None:
         "register_backup_service",
         "start_node_migration",
         "cancel_node_migration",
+        "vote_measurement",
+        "vote_tcb_policy",
         "vote_recovery_key",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
@@ -161,9 +163,11 @@ def test_method_table() -> None:
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
         "submit_recovery_part",
     }
-    assert set(BACKUP_SERVICE_METHODS) == {"confirm_backup"}
+    assert set(BACKUP_SERVICE_METHODS) == {"confirm_backup", "submit_attestation"}
     assert FUNCTION_CALL_METHODS == NODE_METHODS | BACKUP_SERVICE_METHODS
     assert set(METHODS) == operator_methods | FUNCTION_CALL_METHODS | {"sign"}
     assert not FUNCTION_CALL_METHODS & operator_methods
@@ -178,6 +182,8 @@ def test_method_table() -> None:
         "participants",
         "keyset",
         "candidates",
+        "attestations",
+        "attestation_policy",
         "recovery_key",
         "recovery_parts",
         "backup_status",

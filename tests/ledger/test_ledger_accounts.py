@@ -13,12 +13,13 @@ from quorumkeep.operator.actions import backup_permission, node_permission
 OPERATOR = b"\x01" * 32
 
 
-def test_a_backup_service_key_is_limited_to_confirm_backup() -> None:
-    assert backup_permission() == Permission(("confirm_backup",))
+def test_a_backup_service_key_is_limited_to_its_methods() -> None:
+    assert backup_permission() == Permission(("confirm_backup", "submit_attestation"))
     check_permission_methods(backup_permission())
     accounts = Accounts.genesis({"alice": [OPERATOR]})
     key = AccessKey(backup_permission())
     accounts.authorize("alice", key, [FunctionCall("confirm_backup", {})])
+    accounts.authorize("alice", key, [FunctionCall("submit_attestation", {})])
     for method in ("sign", "vote_pk", "respond"):
         with pytest.raises(LedgerError) as refused:
             accounts.authorize("alice", key, [FunctionCall(method, {})])

@@ -13,7 +13,7 @@ re-reads the contract and pursues three goals, each in a task of its own with bo
   (:func:`verify_backup`) and submit ``confirm_backup(epoch, keyset_hash)`` signed by the
   service's identity key (a function-call key of the account limited to that method):
   the contract's backup gate lets a domain sign only once enough operators' backups of
-  the epoch in force are confirmed (docs/contract.md §6.8);
+  the epoch in force are confirmed (docs/contract.md §6.9);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
   the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
   node acknowledges them, and again for any later migration; the task ends when the
@@ -40,6 +40,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Response
 
+from quorumkeep.backup.attestation import BackupAttester, backup_attester, summary_from_view
 from quorumkeep.backup.client import NodeClient, NodeEndpoint
 from quorumkeep.backup.config import BackupConfig, load_config
 from quorumkeep.backup.errors import BackupServiceError
@@ -55,11 +56,12 @@ from quorumkeep.backup.monitor import (
 from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
+from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-from quorumkeep.ledger.http_timeouts import timeouts
+from quorumkeep.net.http_timeouts import timeouts
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, Keyset, verify_shares
 
@@ -74,6 +76,11 @@ def _code(exc: Exception) -> str:
 
 def _message(exc: Exception) -> str:
     return str(getattr(exc, "message", exc))
+
+
+ATTEST_CHECK_SECONDS = 60.0
+"""How often the service checks whether its attestation needs renewing."""
+ATTEST_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class BackupService:
         settings: ServiceSettings | None = None,
         clock: Callable[[], float] = time.time,
         random_bytes: RandomBytes = os.urandom,
+        attester: BackupAttester | None = None,
     ) -> None:
         self.identity = identity
         self.account = identity.account
@@ -209,6 +217,9 @@ class BackupService:
         """The identity key as a ledger access key: it submits ``confirm_backup``."""
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._registered_logged: bool | None = None
+        self.attestation: dict[str, Any] = {"enforced": False}
+        self.attester = attester
+        self._attest_after = 0.0
         self._update_backup_metrics()
 
     # -- status
@@ -248,6 +259,7 @@ class BackupService:
                 },
                 "confirmed_current": None if snapshot is None else snapshot.confirmed_current,
                 "last_confirm": self.last_confirm,
+                "attestation": self.attestation,
             }
         )
         return document
@@ -312,6 +324,7 @@ class BackupService:
         self.changed.set()
         watcher = asyncio.create_task(watch_events(self.ledger, since, self.changed))
         stopper = asyncio.create_task(stop.wait())
+        attesting = asyncio.create_task(self._attest_periodically(stop))
         backoff = Backoff(self._backoff_policy())
         try:
             while not stop.is_set():
@@ -336,7 +349,7 @@ class BackupService:
                     )
                     self._poke_later(retry_delay)
         finally:
-            for task in (watcher, stopper):
+            for task in (watcher, stopper, attesting):
                 task.cancel()
             await self.close()
 
@@ -370,10 +383,44 @@ class BackupService:
                 task.cancel()
                 del self._tasks[key]
 
+    async def _attestation_step(self) -> None:
+        """Read this service's attestation (status, metrics) and re-attest when due."""
+        view = await self.ledger.view("attestations", {"at": int(self.clock())})
+        self.attestation = summary_from_view(view, self.identity.signer.public_key)
+        self.metrics.attestation.update(self.attestation)
+        if self.attester is None or time.monotonic() < self._attest_after:
+            return
+        try:
+            reason = await self.attester.step(self.ledger, view)
+        except Exception as exc:  # refused, no access key, ledger down: retry later
+            self._attest_after = time.monotonic() + ATTEST_RETRY_SECONDS
+            log.warning(
+                "cannot attest: %s: %s (the operator must grant this service's identity key "
+                "submit_attestation, or submit `quorumkeep backup attest` output)",
+                _code(exc),
+                _message(exc),
+            )
+            return
+        if reason is not None:
+            log.info("attested (%s)", reason)
+            view = await self.ledger.view("attestations", {"at": int(self.clock())})
+            self.attestation = summary_from_view(view, self.identity.signer.public_key)
+            self.metrics.attestation.update(self.attestation)
+
+    async def _attest_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ATTEST_CHECK_SECONDS)
+            if stop.is_set():
+                return
+            with contextlib.suppress(*_ERRORS):
+                await self._attestation_step()
+
     async def reconcile(self) -> None:
         snapshot = await read_snapshot(self.ledger, self.account)
         self.snapshot = snapshot
         self._update_backup_metrics()
+        await self._attestation_step()
         registered = (
             snapshot.registration is not None
             and snapshot.registration.identity_public_key == self.identity.signer.public_key
@@ -672,6 +719,10 @@ async def run_backup_service(
             store = BackupStore.open(config.dir, config.account, public.identity_public_key, key)
         except BackupServiceError as exc:
             raise StartupError(exc.message, exc.code) from None
+        try:
+            attester = backup_attester(config.attestation, identity)
+        except AttestationUnavailable as exc:
+            raise StartupError(f"attestation: {exc}", "attestation_unavailable") from None
         ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
         status = await _wait_for_ledger(ledger, ledger_wait)
         service = BackupService(
@@ -681,6 +732,7 @@ async def run_backup_service(
             settings=ServiceSettings(
                 max_backoff=config.max_backoff, request_timeout=config.request_timeout
             ),
+            attester=attester,
         )
         address = config.listen_address
         if address is not None:

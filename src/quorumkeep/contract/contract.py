@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from quorumkeep.contract import (
+    attestation,
     backup_gate,
     initialize,
     key_events,
@@ -43,6 +44,10 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "start_node_migration": (_OPERATOR, migration.start_node_migration),
     "conclude_node_migration": (_ANY_KEY, migration.conclude_node_migration),
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
+    "submit_attestation": (_ANY_KEY, attestation.submit_attestation),
+    "vote_measurement": (_OPERATOR, attestation.vote_measurement),
+    "vote_tcb_policy": (_OPERATOR, attestation.vote_tcb_policy),
+    "verify_attestations": (_ANY_KEY, attestation.verify_attestations),
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
     "confirm_backup": (_ANY_KEY, backup_gate.confirm_backup),
@@ -61,13 +66,16 @@ NODE_METHODS: frozenset[str] = frozenset(
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
         "submit_recovery_part",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""
 
-BACKUP_SERVICE_METHODS: frozenset[str] = frozenset({"confirm_backup"})
-"""The methods a backup service's identity key is given as a function-call key."""
+BACKUP_SERVICE_METHODS: frozenset[str] = frozenset({"confirm_backup", "submit_attestation"})
+"""The methods a backup service's identity key is given as a function-call key: it confirms
+its backups and renews its own attestation."""
 
 FUNCTION_CALL_METHODS: frozenset[str] = NODE_METHODS | BACKUP_SERVICE_METHODS
 """Every method a function-call access key may be allowed (the ledger refuses others)."""

@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from quorumkeep.ledger.http_timeouts import HEADER_TIMEOUT, timeouts
+from quorumkeep.net.http_timeouts import HEADER_TIMEOUT, timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
@@ -86,6 +86,12 @@ class NodeStatus(BaseModel):
     uptime_seconds: float
     migration: MigrationStatus | None = Field(
         default=None, description="the migration to this node, while one is open or concluding"
+    )
+    attestation: dict[str, Any] | None = Field(
+        default=None,
+        description="this node's attestation in the contract: enforced, "
+        "insecure_dev_attestation, kind, tcb_status, measurement_id, expires_at, expires_in, "
+        "problem, marked (docs/attestation.md)",
     )
 
 

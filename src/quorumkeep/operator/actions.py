@@ -30,7 +30,8 @@ def node_permission() -> Permission:
 
 
 def backup_permission() -> Permission:
-    """A function-call key limited to the backup service's method (``confirm_backup``)."""
+    """A backup service's identity key: limited to ``confirm_backup`` (backup before use)
+    and ``submit_attestation`` (it renews its own attestation)."""
     return Permission(tuple(sorted(BACKUP_SERVICE_METHODS)))
 
 
@@ -62,15 +63,29 @@ def existing_key_permission(client: LedgerClient, account: str, public_key: byte
     return None
 
 
-def _add_function_call_key(
+def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
+    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
+    or None if the account already has exactly that key (a second run is a no-op)."""
+    return _add_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
+
+
+def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
+    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
+    return _ensure_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
+
+
+def _add_key(
     client: LedgerClient,
     signer: AccountSigner,
     public_key: bytes,
     permission: Permission,
     what: str,
 ) -> TxOutcome | None:
-    """``add_key`` of ``public_key`` with ``permission``, or None if the account already has
-    exactly that key (a second run is a no-op)."""
+    """``add_key`` with ``permission``, or None if the account has exactly that key."""
     existing = existing_key_permission(client, signer.account, public_key)
     if existing is not None:
         if existing != permission.to_json():
@@ -86,7 +101,15 @@ def _add_function_call_key(
         raise _ledger_failure(f"adding {what}", exc) from None
 
 
-def _ensure(outcome: TxOutcome | None, what: str) -> str:
+def _ensure_key(
+    client: LedgerClient,
+    signer: AccountSigner,
+    public_key: bytes,
+    permission: Permission,
+    what: str,
+) -> str:
+    """``"added"`` or ``"exists"``; a refusal other than a concurrent add is an error."""
+    outcome = _add_key(client, signer, public_key, permission, what)
     if outcome is None:
         return "exists"
     if not outcome.ok and outcome.error_code != "AccessKeyExists":
@@ -95,31 +118,6 @@ def _ensure(outcome: TxOutcome | None, what: str) -> str:
             f"adding {what}: {outcome.error_code}: {outcome.error_message}",
         )
     return "added"
-
-
-def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
-    """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
-    or None if the account already has exactly that key (a second run is a no-op)."""
-    return _add_function_call_key(
-        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
-    )
-
-
-def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
-    """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
-    return _ensure(add_node_key(client, signer, info), "the node's signer key")
-
-
-def ensure_backup_key(
-    client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
-) -> str:
-    """Give the backup service's identity key its ``confirm_backup`` access key (so it can
-    confirm its backups); ``"added"`` or ``"exists"``."""
-    what = "the backup service's identity key"
-    outcome = _add_function_call_key(
-        client, signer, registration.identity_public_key, backup_permission(), what
-    )
-    return _ensure(outcome, what)
 
 
 def _check_account(signer: AccountSigner, account: str | None, what: str) -> None:
@@ -132,12 +130,30 @@ def _check_account(signer: AccountSigner, account: str | None, what: str) -> Non
 def register_backup_service(
     client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
 ) -> TxOutcome:
-    """Give the service's identity key its ``confirm_backup`` access key (if the account
-    does not have it yet), then ``register_backup_service`` with the service's public keys
-    (replaces any earlier one)."""
+    """Give the service's identity key its backup service access key (if the account does
+    not have it yet), then ``register_backup_service`` with the service's public keys
+    (replaces any earlier one).
+
+    The key is limited to ``BACKUP_SERVICE_METHODS``: ``confirm_backup`` (backup before
+    use) and ``submit_attestation`` (a service that attests renews its attestation by
+    itself, docs/attestation.md)."""
     _check_account(signer, registration.account, "the backup service")
-    ensure_backup_key(client, signer, registration)
+    ensure_backup_key(client, signer, registration.identity_public_key)
     return _call(client, signer, "register_backup_service", registration.to_json())
+
+
+def ensure_backup_key(
+    client: LedgerClient, signer: AccountSigner, identity_public_key: bytes
+) -> str:
+    """The backup service's identity key as an access key limited to the backup service's
+    methods; ``"added"`` or ``"exists"``."""
+    return _ensure_key(
+        client,
+        signer,
+        identity_public_key,
+        backup_permission(),
+        "the backup service's identity key",
+    )
 
 
 def vote_recovery_key(

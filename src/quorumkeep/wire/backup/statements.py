@@ -70,16 +70,17 @@ class Ed25519Signer:
     def public_key(self) -> bytes:
         return self._public
 
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        """The same key, to sign ledger transactions with (an access key of the account the
+        operator granted it: the backup service's ``submit_attestation`` and
+        ``confirm_backup``). Transactions and statements carry different domain-separation
+        prefixes, so a signature of one can never be taken for the other."""
+        return self._key
+
     def sign(self, message: bytes) -> bytes:
         signature: bytes = self._key.sign(message).signature
         return signature
-
-    @property
-    def signing_key(self) -> nacl.signing.SigningKey:
-        """The key, for signing the ledger transactions of the same identity (a backup
-        service's ``confirm_backup``): transactions and statements carry different
-        domain-separation prefixes, so one can never be taken for the other."""
-        return self._key
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
