@@ -853,6 +853,9 @@ class Demo:
         except attestation_story.StoryError as exc:
             raise DemoError(f"{exc}; {self._node_logs()}") from None
         self.narrator.note(f"{laggard} is marked in the contract; its peers refuse its connections")
+        # The resharing made new shares: the remaining operators' backup services back them
+        # up and confirm them before the domain signs again (the laggard's holds nothing).
+        self.wait_backup_gate(watch.epoch(self._state()) or 0)
         self.sign(scenario)
 
     def company_gone(self) -> None:
