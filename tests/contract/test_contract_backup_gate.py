@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from contract_helpers import (
+    HEIGHT,
     Driver,
     backup,
     backup_key,
@@ -46,10 +47,10 @@ def gated(backups_required: int | None = None, accounts: list[str] = ACCOUNTS) -
     return d
 
 
-def confirm(d: Driver, account: str, **override: Any) -> Any:
+def confirm(d: Driver, account: str, height: int = HEIGHT, **override: Any) -> Any:
     status = d.view("backup_status")
     args = {"epoch": status["epoch"], "keyset_hash": status["keyset_hash"], **override}
-    return d.call(backup(account), "confirm_backup", args)
+    return d.call(backup(account, height), "confirm_backup", args)
 
 
 def domain_status(d: Driver, domain_id: int = 0) -> dict[str, Any]:
@@ -65,6 +66,14 @@ def test_a_new_domain_needs_every_operators_backup_by_default() -> None:
         "confirmed": [],
         "missing": ACCOUNTS,
         "signing_allowed": False,
+        "wait": {
+            "epoch": 0,
+            "since_height": HEIGHT,
+            "since_ms": HEIGHT * 1000,
+            "opened_height": None,
+            "opened_ms": None,
+            "waited_ms": None,
+        },
     }
     for i, a in enumerate(ACCOUNTS):
         with pytest.raises(KeyNotBackedUp) as refused:
@@ -146,10 +155,16 @@ def test_a_policy_beyond_the_participants_or_malformed_is_refused(value: Any, er
     assert d.state == before
 
 
-def test_a_state_without_policies_or_confirmations_keeps_its_bytes() -> None:
+def test_a_state_before_any_key_keeps_its_bytes() -> None:
     d = Driver(ACCOUNTS, 2)
+    assert "backup_gate" not in d.state  # no policy, confirmation or key to wait for
     d.add_domain(confirm=False)
-    assert "backup_gate" not in d.state
+    assert d.state["backup_gate"] == {
+        "policies": {},
+        "confirmations": {},
+        "waits": {"0": {"epoch": 0, "since_height": HEIGHT, "since_ms": HEIGHT * 1000,
+                        "opened_height": None, "opened_ms": None}},
+    }  # fmt: skip
     d.register_backup("alice")
     confirm(d, "alice")
     state = d.state
@@ -282,6 +297,62 @@ def test_after_a_resharing_the_new_epoch_waits_for_its_own_confirmations() -> No
     d.call(node("alice"), "respond", {"request_id": pending, "signature": signature.hex()})
     d.confirm_backups()
     d.call(user("u1"), "sign", SIGN)
+
+
+def wait(d: Driver, domain_id: int = 0) -> dict[str, Any]:
+    found: dict[str, Any] = domain_status(d, domain_id)["wait"]
+    return found
+
+
+def test_the_wait_for_backups_is_recorded_from_the_key_to_the_last_confirmation() -> None:
+    d = gated()
+    for i, a in enumerate(ACCOUNTS):
+        confirm(d, a, height=HEIGHT + 3 + i)
+    assert wait(d) == {
+        "epoch": 0,
+        "since_height": HEIGHT,
+        "since_ms": HEIGHT * 1000,
+        "opened_height": HEIGHT + 5,
+        "opened_ms": (HEIGHT + 5) * 1000,
+        "waited_ms": 5000,
+    }
+    d.call(user("u1", HEIGHT + 9), "sign", SIGN)  # an open gate stays as it opened
+    assert wait(d)["opened_height"] == HEIGHT + 5
+    state = d.state
+    assert state["backup_gate"]["waits"]["0"]["opened_height"] == HEIGHT + 5
+    assert Contract.from_json(state).to_json() == state
+
+
+def test_a_domain_without_backups_required_opens_in_the_block_of_its_key() -> None:
+    d = Driver(ACCOUNTS, 2)
+    d.add_domain(0, confirm=False)
+    assert wait(d)["since_height"] == wait(d)["opened_height"] == HEIGHT
+    assert wait(d)["waited_ms"] == 0
+
+
+def test_a_resharing_begins_a_new_wait_and_a_replaced_service_another() -> None:
+    d = Driver(ACCOUNTS, 2)
+    d.add_domain()
+    first = wait(d)
+    assert first["epoch"] == 0 and first["waited_ms"] == 0  # helpers confirm in one block
+    d.reshare(ACCOUNTS, 2)  # completes at HEIGHT
+    assert wait(d) == {
+        "epoch": 1,
+        "since_height": HEIGHT,
+        "since_ms": HEIGHT * 1000,
+        "opened_height": None,
+        "opened_ms": None,
+        "waited_ms": None,
+    }
+    for i, a in enumerate(ACCOUNTS):
+        confirm(d, a, height=HEIGHT + 1 + i)
+    assert wait(d)["opened_height"] == HEIGHT + 3 and wait(d)["waited_ms"] == 3000
+    # a new backup service withdraws its account's confirmation: the domain waits again
+    d.call(operator("bob", HEIGHT + 20), "register_backup_service", backup_registration("bob", 1))
+    assert wait(d)["since_height"] == HEIGHT + 20 and wait(d)["opened_height"] is None
+    d.call(backup("bob", HEIGHT + 22, 1), "confirm_backup", {
+        "epoch": 1, "keyset_hash": d.keyset_hash()})  # fmt: skip
+    assert wait(d)["waited_ms"] == 2000
 
 
 def test_a_policy_above_a_shrunk_set_requires_the_whole_set() -> None:

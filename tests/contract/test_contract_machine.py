@@ -584,7 +584,7 @@ class ContractMachine(RuleBasedStateMachine):
         serving = self.serving()
         if serving is None:
             return
-        gate = self.state.get("backup_gate", {"policies": {}, "confirmations": {}})
+        gate = self.state.get("backup_gate", {"policies": {}, "confirmations": {}, "waits": {}})
         members = [m["account"] for m in serving["participants"]]
         status = self.contract.view("backup_status", {})
         for d, view in zip(serving["domains"], status["domains"], strict=True):
@@ -598,6 +598,12 @@ class ContractMachine(RuleBasedStateMachine):
             need = min(gate["policies"].get(str(d["domain_id"]), len(members)), len(members))
             assert view["confirmed"] == confirmed and view["required"] == need
             assert view["signing_allowed"] == (len(confirmed) >= need)
+            # the recorded wait follows the gate: it is of the serving epoch and has
+            # ended exactly when the domain signs
+            wait = gate["waits"][str(d["domain_id"])]
+            assert wait["epoch"] == serving["epoch"]
+            assert (wait["opened_height"] is not None) == view["signing_allowed"]
+            assert wait["since_height"] <= (wait["opened_height"] or wait["since_height"])
             refused = None
             try:
                 Contract.from_json(self.state).call(

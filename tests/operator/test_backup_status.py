@@ -29,6 +29,7 @@ def test_freshness_names_who_is_behind_and_how_long_ago() -> None:
     d.confirm_backups(["bob"])  # the policy (2) is met: domain 0 signs, carol is still behind
     found = freshness(d.view("backup_status"), now=70.0)
     assert found.domains[0]["signing_allowed"] and not found.healthy
+    assert found.domains[0]["wait_seconds"] == 0.0  # key and confirmations in one block
     d.confirm_backups(["carol"])
     assert freshness(d.view("backup_status"), now=70.0).healthy
 
@@ -37,9 +38,11 @@ def test_freshness_names_who_is_behind_and_how_long_ago() -> None:
     assert found.epoch == 1
     assert [o.epochs_behind for o in found.operators] == [1, 1, 1]
     assert not any(o.current for o in found.operators) and not found.healthy
+    assert found.domains[0]["wait"]["epoch"] == 1 and found.domains[0]["wait_seconds"] == 60.0
 
     out = Console(record=True, width=200)
     for table in backup_freshness_tables(found):
         out.print(table)
     text = out.export_text()
     assert "epoch in force: 1" in text and "alice, bob, carol" in text and "closed" in text
+    assert "waiting 60.0s (since block 10, epoch 1)" in text

@@ -167,6 +167,11 @@ def _render(snapshot: dict[str, Any]) -> None:
             console.print(f"  backup gate: [red]{gate['error']}[/red]")
             continue
         confirmed = f"{len(gate['confirmed'])} of {gate['required']} backups confirmed"
+        wait = gate.get("wait")
+        if wait is not None and wait["opened_height"] is not None:
+            confirmed += f"; opened after {wait['waited_ms'] / 1000:.1f}s at epoch {wait['epoch']}"
+        elif wait is not None:
+            confirmed += f"; since block {wait['since_height']}"
         if gate["signing_allowed"]:
             console.print(f"  domain {gate['domain_id']} backup gate: open ({confirmed})")
         else:

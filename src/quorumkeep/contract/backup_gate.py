@@ -33,6 +33,11 @@ does not sign until they arrive (requests admitted before stay pending and are a
 During the resharing itself the previous epoch keeps signing under its confirmations.
 Registering a new backup service for an account forgets the account's confirmation: the
 confirmation was the old service's, and the new one holds nothing yet.
+
+The wait is recorded: after every successful call, :func:`track` notes for each domain of
+the serving keyset the block at which it began to wait for backups (its key or a new epoch
+came into force, or it stopped signing at the same epoch) and the block at which its
+policy was met again; ``backup_status`` reports both and the delay between them.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any
 
 from quorumkeep.contract.access import require_initialized, require_participant
 from quorumkeep.contract.args import check_fields, expect_hex, expect_int
-from quorumkeep.contract.backup_gate_state import BackupConfirmation, BackupGate
+from quorumkeep.contract.backup_gate_state import BackupConfirmation, BackupGate, GateWait
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     DomainNotFound,
@@ -115,6 +120,35 @@ def signing_problem(gate: BackupGate, serving: Running, domain_id: int) -> str |
 def forget(gate: BackupGate, account: str) -> None:
     """The account's backup service was replaced: its confirmation no longer holds."""
     gate.confirmations.pop(account, None)
+
+
+def track(state: ContractState, ctx: CallContext) -> None:
+    """Record, at the block of ``ctx``, where a domain of the serving keyset began or
+    ended a wait for backups (a pure function of the state before and after a call)."""
+    serving = state.serving()
+    gate = state.backup_gate
+    domain_ids = set() if serving is None else set(serving.keyset.domain_ids)
+    for gone in [d for d in gate.waits if d not in domain_ids]:
+        del gate.waits[gone]
+    if serving is None:
+        return
+    here = (ctx.block_height, ctx.timestamp_ms)
+    for domain_id in serving.keyset.domain_ids:
+        is_open = signing_problem(gate, serving, domain_id) is None
+        wait = gate.waits.get(domain_id)
+        opened = here if is_open else (None, None)
+        if wait is None or wait.epoch != serving.epoch:
+            gate.waits[domain_id] = GateWait(serving.epoch, *here, *opened)
+        elif is_open and wait.opened_height is None:
+            gate.waits[domain_id] = GateWait(wait.epoch, wait.since_height, wait.since_ms, *here)
+        elif not is_open and wait.opened_height is not None:
+            gate.waits[domain_id] = GateWait(serving.epoch, *here, None, None)
+
+
+def wait_json(wait: GateWait | None) -> dict[str, Any] | None:
+    if wait is None:
+        return None
+    return {**wait.to_json(), "waited_ms": wait.waited_ms}
 
 
 # --- confirm_backup ------------------------------------------------------------------------
@@ -199,6 +233,7 @@ def backup_status(state: ContractState, args: dict[str, Any]) -> Any:
                 "confirmed": have,
                 "missing": [m.account for m in serving.parameters.members if m.account not in have],
                 "signing_allowed": len(have) >= need,
+                "wait": wait_json(gate.waits.get(d.domain_id)),
             }
         )
     operators = {}

@@ -9,6 +9,11 @@ backup confirmation.
   its backup service verified, the domain ids that keyset holds, and the block (height
   and time) that recorded it. Confirmations of older epochs stay (they are what backup
   freshness reports) but no longer count.
+- **wait** — per domain, when its current wait for backups began and when it ended: the
+  block at which the domain stopped signing (its key or a new epoch came into force, or a
+  replaced backup service withdrew a confirmation it counted on) and the block at which
+  its policy was met again (null while it waits). It makes the delay that backup before
+  use adds to signing visible (``backup_status``).
 
 The section is written into the state only when non-empty, so a state without a policy
 entry or a confirmation keeps its bytes (and its hash).
@@ -29,7 +34,7 @@ from quorumkeep.contract.args import (
     expect_object,
 )
 from quorumkeep.contract.errors import InvalidArguments
-from quorumkeep.encoding.records import JsonRecord, kind
+from quorumkeep.encoding.records import JsonRecord, kind, nullable
 
 MAX_DOMAINS = 64
 MAX_PARTICIPANTS = 256
@@ -65,6 +70,25 @@ class BackupConfirmation(_GateRecord):
     timestamp_ms: int = field(metadata=kind(expect_int))
 
 
+@dataclass(frozen=True)
+class GateWait(_GateRecord):
+    """A domain's latest wait for backups at ``epoch``: it began at block
+    ``since_height`` (time ``since_ms``) and ended when the policy was met at block
+    ``opened_height`` (``opened_ms``); both null while the domain still waits. A domain
+    whose policy was met in the block that began the wait has equal heights."""
+
+    epoch: int = field(metadata=kind(expect_int))
+    since_height: int = field(metadata=kind(expect_int))
+    since_ms: int = field(metadata=kind(expect_int))
+    opened_height: int | None = field(metadata=kind(*nullable(expect_int)))
+    opened_ms: int | None = field(metadata=kind(*nullable(expect_int)))
+
+    @property
+    def waited_ms(self) -> int | None:
+        """How long signing waited for backups (None while it still waits)."""
+        return None if self.opened_ms is None else self.opened_ms - self.since_ms
+
+
 def _domain_key(key: str, name: str) -> int:
     if not key.isdigit() or key != str(int(key)):
         raise InvalidArguments(f"{name}: domain ids are decimal strings")
@@ -73,26 +97,32 @@ def _domain_key(key: str, name: str) -> int:
 
 @dataclass
 class BackupGate:
-    """Explicit policies by domain id (absent: all) and confirmations by account."""
+    """Explicit policies by domain id (absent: all), confirmations by account, and each
+    domain's latest wait for backups by domain id."""
 
     policies: dict[int, int] = field(default_factory=dict)
     confirmations: dict[str, BackupConfirmation] = field(default_factory=dict)
+    waits: dict[int, GateWait] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not (self.policies or self.confirmations)
+        return not (self.policies or self.confirmations or self.waits)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "policies": {str(d): n for d, n in sorted(self.policies.items())},
             "confirmations": {a: c.to_json() for a, c in sorted(self.confirmations.items())},
         }
+        if self.waits:  # absent until a domain has a key, like the section itself
+            document["waits"] = {str(d): w.to_json() for d, w in sorted(self.waits.items())}
+        return document
 
     @classmethod
     def from_json(cls, value: Any, name: str) -> BackupGate:
         obj = expect_object(value, name)
-        check_fields(obj, name, ["policies", "confirmations"])
+        check_fields(obj, name, ["policies", "confirmations"], ["waits"])
         policies = expect_object(obj["policies"], f"{name}.policies")
         confirmations = expect_object(obj["confirmations"], f"{name}.confirmations")
+        waits = expect_object(obj.get("waits", {}), f"{name}.waits")
         return cls(
             policies={
                 _domain_key(d, f"{name}.policies"): expect_int(
@@ -105,5 +135,9 @@ class BackupGate:
                     c, f"{name}.confirmations[{a}]"
                 )
                 for a, c in sorted(confirmations.items())
+            },
+            waits={
+                _domain_key(d, f"{name}.waits"): GateWait.from_json(w, f"{name}.waits[{d}]")
+                for d, w in sorted(waits.items())
             },
         )

@@ -128,7 +128,9 @@ class Contract:
         if not isinstance(args, dict):
             raise InvalidArguments("args must be a JSON object")
         _, handler = entry
-        return handler(self._state, ctx, args)
+        result = handler(self._state, ctx, args)
+        backup_gate.track(self._state, ctx)  # the call may have closed or opened a domain
+        return result
 
     def on_block(self, height: int, timestamp_ms: int) -> list[Event]:
         """Advance to block ``height`` with block time ``timestamp_ms`` (before its

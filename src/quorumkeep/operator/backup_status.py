@@ -5,7 +5,8 @@ Everything comes from the contract's ``backup_status`` view (docs/contract.md §
 only other input is the current time, so an alert can be written on the rows: an operator
 whose ``current`` is false has no confirmed backup of the epoch in force (its backup
 service is behind, stopped, or not registered), and a domain whose ``signing_allowed`` is
-false refuses `sign` with ``KeyNotBackedUp``.
+false refuses `sign` with ``KeyNotBackedUp``. Each domain also carries the delay backup
+before use puts on signing (``wait_seconds``, see :func:`wait_seconds`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class BackupFreshness:
     operators: list[OperatorFreshness]
     domains: list[dict[str, Any]]
     """The view's domain entries: ``domain_id``, ``policy``, ``required``, ``confirmed``,
-    ``missing``, ``signing_allowed``."""
+    ``missing``, ``signing_allowed``, ``wait``, and ``wait_seconds`` (:func:`wait_seconds`)."""
 
     @property
     def healthy(self) -> bool:
@@ -77,6 +78,19 @@ class BackupFreshness:
             "domains": self.domains,
             "healthy": self.healthy,
         }
+
+
+def wait_seconds(domain: dict[str, Any], now: float) -> float | None:
+    """The delay backup before use put on the domain's signing: for an open domain, how
+    long its latest wait lasted (from the block its key, its epoch or a withdrawn
+    confirmation began it to the block that met the policy); for a closed one, how long
+    it has been waiting at ``now``. None if the view records no wait."""
+    wait = domain.get("wait")
+    if wait is None:
+        return None
+    if wait["opened_ms"] is not None:
+        return round((int(wait["opened_ms"]) - int(wait["since_ms"])) / 1000, 3)
+    return round(max(0.0, now - int(wait["since_ms"]) / 1000), 3)
 
 
 def freshness(view: dict[str, Any], now: float) -> BackupFreshness:
@@ -101,7 +115,8 @@ def freshness(view: dict[str, Any], now: float) -> BackupFreshness:
                 else round(max(0.0, now - int(confirmation["timestamp_ms"]) / 1000), 3),
             )
         )
-    return BackupFreshness(epoch, str(view["protocol_state"]), operators, list(view["domains"]))
+    domains = [{**d, "wait_seconds": wait_seconds(d, now)} for d in view["domains"]]
+    return BackupFreshness(epoch, str(view["protocol_state"]), operators, domains)
 
 
 def read_freshness(client: LedgerClient, now: float) -> BackupFreshness:

@@ -4,6 +4,7 @@ live while waiting) and backup freshness."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.table import Table
 
@@ -90,7 +91,7 @@ def backup_freshness_tables(found: BackupFreshness) -> tuple[Table, Table]:
             "-" if o.age_seconds is None else f"{o.age_seconds:.0f}s",
         )
     domains = Table(title="backup gate (sign refused with KeyNotBackedUp until open)")
-    for column in ("domain", "policy", "confirmed", "missing", "signing"):
+    for column in ("domain", "policy", "confirmed", "missing", "signing", "wait for backups"):
         domains.add_column(column)
     for d in found.domains:
         domains.add_row(
@@ -99,5 +100,18 @@ def backup_freshness_tables(found: BackupFreshness) -> tuple[Table, Table]:
             f"{len(d['confirmed'])} of {d['required']}",
             ", ".join(d["missing"]) or "-",
             "[green]open[/green]" if d["signing_allowed"] else "[red]closed[/red]",
+            gate_wait_text(d.get("wait"), d.get("wait_seconds")),
         )
     return operators, domains
+
+
+def gate_wait_text(wait: dict[str, Any] | None, seconds: float | None) -> str:
+    """A domain's latest wait for backups in words: how long, between which blocks."""
+    if wait is None or seconds is None:
+        return "-"
+    if wait["opened_height"] is None:
+        return f"waiting {seconds:.1f}s (since block {wait['since_height']}, epoch {wait['epoch']})"
+    return (
+        f"{seconds:.1f}s (blocks {wait['since_height']}→{wait['opened_height']}, "
+        f"epoch {wait['epoch']})"
+    )
