@@ -210,6 +210,24 @@ def test_service_backs_up_resumes_refreshes_and_recovers(network: Network, tmp_p
                 assert [b["domains"] for b in status["backups"]] == [[0, 1]]
                 assert len(node.served) == 1
                 assert "quorumkeep_backup_epoch 0.0" in await service.metrics()
+                # ... verifies it and confirms it in the contract with its identity key (the
+                # confirm_backup access key `backup init --register` gave it).
+                status = await service.wait_status(
+                    lambda s: s.get("confirmed_current") is True, 20, "the backup confirmation"
+                )
+                assert status["confirmation"]["epoch"] == 0
+                assert status["last_confirm"]["result"] == "confirmed"
+                gate = network.ledger.view("backup_status")
+                assert gate["operators"]["alice"]["current"] is True
+                assert gate["domains"][0]["confirmed"] == ["alice"]
+                metrics = await service.metrics()
+                assert "quorumkeep_backup_confirmed_epoch 0.0" in metrics
+                assert "quorumkeep_backup_confirmed_current 1.0" in metrics
+                assert 'quorumkeep_backup_operator_confirmed_epoch{account="alice"} 0.0' in metrics
+                assert 'quorumkeep_backup_operator_confirmed_epoch{account="bob"} -1.0' in metrics
+                assert 'quorumkeep_backup_operator_confirmation_age_seconds{account="alice"}' in (
+                    metrics
+                )
                 # 2. `status` and `verify` from the command line, next to the running daemon.
                 code, out, _ = await cli(
                     "status", "--config", str(directory / "backup.toml"), "--json"
@@ -221,8 +239,11 @@ def test_service_backs_up_resumes_refreshes_and_recovers(network: Network, tmp_p
                 # 3. Restarted, it resumes from its store: no new request to the node.
                 assert await service.stop() == 0
                 service = await ServiceProcess(directory, port).start()
-                status = await service.wait_status(current, 20, "the restarted service")
+                status = await service.wait_status(
+                    lambda s: current(s) and s["confirmed_current"], 20, "the restarted service"
+                )
                 assert status["last_fetch"] is None and len(node.served) == 1
+                assert status["last_confirm"] is None  # the contract holds it: nothing to send
                 # 4. A resharing to epoch 1: the new epoch is backed up, the previous deleted.
                 await asyncio.to_thread(reshare, network, 1)
                 status = await service.wait_status(
@@ -230,6 +251,10 @@ def test_service_backs_up_resumes_refreshes_and_recovers(network: Network, tmp_p
                 )
                 assert [b["epoch"] for b in status["backups"]] == [1]
                 assert len(node.served) == 2
+                status = await service.wait_status(
+                    lambda s: s["confirmed_current"], 20, "the epoch-1 confirmation"
+                )
+                assert status["confirmation"]["epoch"] == 1
                 # 5. A migration: the service pushes to the destination by itself.
                 dest = NodeServer(dest_identity, dest_keystore, network.ledger.url)
                 imported: list[VerifiedShares] = dest.imported

@@ -66,6 +66,23 @@ def node(account: str, generation: int = 0, height: int = HEIGHT) -> CallContext
     return CallContext(account, signer_key(account, generation), False, height, height * 1000)
 
 
+def backup_key(account: str, generation: int = 0) -> bytes:
+    """The identity key of ``account``'s backup service."""
+    return point(int.from_bytes(hashlib.sha256(f"bak/{account}/{generation}".encode()).digest()))
+
+
+def backup(account: str, height: int = HEIGHT, generation: int = 0) -> CallContext:
+    """A transaction signed by the backup service's identity key (a function-call key)."""
+    return CallContext(account, backup_key(account, generation), False, height, height * 1000)
+
+
+def backup_registration(account: str, generation: int = 0) -> dict[str, str]:
+    return {
+        "identity_public_key": backup_key(account, generation).hex(),
+        "encryption_public_key": hashlib.sha256(f"enc/{account}/{generation}".encode()).hexdigest(),
+    }
+
+
 def user(account: str, height: int = HEIGHT) -> CallContext:
     return CallContext(account, point(99), True, height, height * 1000)
 
@@ -149,11 +166,16 @@ class Driver:
         ids = [p["participant_id"] for p in following["participants"]]
         return verifying_shares(domain_secret(domain_id), ids, following["threshold"], salt)
 
-    def add_domain(self) -> int:
-        """Vote a new Ed25519 domain with every participant and generate its key."""
+    def add_domain(self, backups_required: int | None = None, *, confirm: bool = True) -> int:
+        """Vote a new Ed25519 domain with every participant and generate its key; with
+        ``confirm`` every participant's backup service then confirms the new keyset (so
+        the domain signs whatever its backup policy)."""
         accounts = self.running_accounts()
+        domain: dict[str, Any] = {"scheme": "Ed25519"}
+        if backups_required is not None:
+            domain["backups_required"] = backups_required
         for a in accounts:
-            self.call(operator(a), "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
+            self.call(operator(a), "vote_add_domains", {"domains": [domain]})
         generating = self.state["protocol_state"]["generating"]
         for event in generating:
             domain_id = event["domain_id"]
@@ -165,7 +187,32 @@ class Driver:
             }
             for a in accounts:
                 self.call(self.node(a), "vote_pk", args)
+        if confirm:
+            self.confirm_backups()
         return int(generating[-1]["domain_id"])
+
+    def keyset_hash(self) -> str:
+        return str(self.view("backup_status")["keyset_hash"])
+
+    def register_backup(self, account: str, generation: int = 0) -> None:
+        self.call(
+            operator(account), "register_backup_service", backup_registration(account, generation)
+        )
+
+    def confirm_backups(self, accounts: list[str] | None = None) -> None:
+        """Each account's backup service (registered here if it has none) confirms the
+        serving keyset."""
+        status = self.view("backup_status")
+        for a in self.running_accounts() if accounts is None else accounts:
+            if self.view("backup_service_info", {"account": a}) is None:
+                self.register_backup(a)
+            if status["operators"][a]["current"]:
+                continue
+            self.call(
+                backup(a),
+                "confirm_backup",
+                {"epoch": status["epoch"], "keyset_hash": status["keyset_hash"]},
+            )
 
     def propose(self, accounts: list[str], threshold: int, voters: list[str]) -> None:
         epoch = self.state["protocol_state"]["next_epoch"]
@@ -181,10 +228,12 @@ class Driver:
             )
 
     def reshare(self, accounts: list[str], threshold: int) -> None:
-        """A complete resharing to ``accounts``: every old and new account votes, all confirm."""
-        old = self.running_accounts()
-        voters = old + [a for a in accounts if a not in old]
-        self.propose(accounts, threshold, voters)
+        """A complete resharing to ``accounts``: every old and new account votes, all confirm
+        (a resharing already started is completed)."""
+        if self.contract.protocol_state == "Running":
+            old = self.running_accounts()
+            voters = old + [a for a in accounts if a not in old]
+            self.propose(accounts, threshold, voters)
         while self.state["protocol_state"]["state"] == "Resharing":
             event = next(
                 e for e in self.state["protocol_state"]["resharing"] if e["public_key"] is None

@@ -171,10 +171,13 @@ class ContractMachine(RuleBasedStateMachine):
             assert self.protocol()["domains"]
 
     @precondition(lambda m: m.protocol()["state"] == "Running")
-    @rule(count=st.integers(1, 2))
-    def everyone_votes_add_domains(self, count: int) -> None:
+    @rule(count=st.integers(1, 2), policy=st.sampled_from([None, 0, 1, 9]))
+    def everyone_votes_add_domains(self, count: int, policy: int | None = 0) -> None:
+        domain: dict[str, Any] = {"scheme": "Ed25519"}
+        if policy is not None:
+            domain["backups_required"] = policy
         for account in self.members():
-            args = {"domains": [{"scheme": "Ed25519"}] * count}
+            args = {"domains": [domain] * count}
             self.attempt(self.ctx(account, "operator"), "vote_add_domains", args)
 
     @precondition(lambda m: m.protocol()["state"] == "Initializing")
@@ -354,6 +357,29 @@ class ContractMachine(RuleBasedStateMachine):
         payload = bytes([size % 251]) * size
         args = {"payload": payload.hex(), "path": path, "domain_id": domain_id}
         self.attempt(CallContext(caller, bytes(32), True, self.height, 0), "sign", args)
+
+    @precondition(lambda m: m.protocol()["state"] != "NotInitialized")
+    @rule(
+        caller=accounts,
+        kind=st.sampled_from(["backup", "backup", "backup", "operator", "node", "other"]),
+        keyset=st.sampled_from(["right", "right", "epoch", "hash"]),
+    )
+    def confirm_backup(self, caller: str, kind: str, keyset: str) -> None:
+        registered = self.state["backup_services"].get(caller)
+        if kind == "backup" and registered is not None:
+            ctx = CallContext(
+                caller, bytes.fromhex(registered["identity_public_key"]), False, self.height, 0
+            )
+        elif kind == "other":
+            ctx = CallContext(caller, base_mul(scalar_from_int(77)), False, self.height, 0)
+        else:
+            ctx = self.ctx(caller, "operator" if kind == "operator" else "node")
+        status = self.contract.view("backup_status", {})
+        args = {
+            "epoch": status["epoch"] + (keyset == "epoch"),
+            "keyset_hash": status["keyset_hash"] if keyset != "hash" else "ab" * 32,
+        }
+        self.attempt(ctx, "confirm_backup", args)
 
     @precondition(lambda m: m.protocol()["state"] != "NotInitialized")
     @rule(
@@ -549,6 +575,45 @@ class ContractMachine(RuleBasedStateMachine):
             assert members[account]["participant_id"] == m["participant_id"]
         tls = [m["destination"]["tls_public_key"] for m in migrations.values()]
         assert len(set(tls)) == len(tls)
+
+    @invariant()
+    def a_domain_signs_exactly_when_its_backup_policy_is_met(self) -> None:
+        """Recomputed from the state's JSON alone: a serving participant's confirmation
+        counts for a domain when it has the serving epoch and names the domain; the
+        domain signs when the counted ones reach min(policy, n) (policy absent: n)."""
+        serving = self.serving()
+        if serving is None:
+            return
+        gate = self.state.get("backup_gate", {"policies": {}, "confirmations": {}, "waits": {}})
+        members = [m["account"] for m in serving["participants"]]
+        status = self.contract.view("backup_status", {})
+        for d, view in zip(serving["domains"], status["domains"], strict=True):
+            confirmed = [
+                a
+                for a in members
+                if (c := gate["confirmations"].get(a)) is not None
+                and c["epoch"] == serving["epoch"]
+                and d["domain_id"] in c["domain_ids"]
+            ]
+            need = min(gate["policies"].get(str(d["domain_id"]), len(members)), len(members))
+            assert view["confirmed"] == confirmed and view["required"] == need
+            assert view["signing_allowed"] == (len(confirmed) >= need)
+            # the recorded wait follows the gate: it is of the serving epoch and has
+            # ended exactly when the domain signs
+            wait = gate["waits"][str(d["domain_id"])]
+            assert wait["epoch"] == serving["epoch"]
+            assert (wait["opened_height"] is not None) == view["signing_allowed"]
+            assert wait["since_height"] <= (wait["opened_height"] or wait["since_height"])
+            refused = None
+            try:
+                Contract.from_json(self.state).call(
+                    CallContext("zed", bytes(32), True, self.height, 0),
+                    "sign",
+                    {"payload": "00" * 32, "path": "", "domain_id": d["domain_id"]},
+                )
+            except ContractError as error:
+                refused = error.code
+            assert (refused == "KeyNotBackedUp") == (len(confirmed) < need), refused
 
     @invariant()
     def requests_are_ordered(self) -> None:

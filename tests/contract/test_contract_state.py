@@ -9,8 +9,10 @@ import pytest
 from contract_helpers import Driver, domain_secret, info, operator, user
 
 from quorumkeep.contract import (
+    BACKUP_SERVICE_METHODS,
     ERRORS,
     EVENT_KINDS,
+    FUNCTION_CALL_METHODS,
     METHODS,
     NODE_METHODS,
     VIEW_METHODS,
@@ -165,8 +167,10 @@ def test_method_table() -> None:
         "verify_attestations",
         "submit_recovery_part",
     }
-    assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
-    assert not NODE_METHODS & operator_methods
+    assert set(BACKUP_SERVICE_METHODS) == {"confirm_backup", "submit_attestation"}
+    assert FUNCTION_CALL_METHODS == NODE_METHODS | BACKUP_SERVICE_METHODS
+    assert set(METHODS) == operator_methods | FUNCTION_CALL_METHODS | {"sign"}
+    assert not FUNCTION_CALL_METHODS & operator_methods
     assert {
         "state",
         "migration_info",
@@ -182,6 +186,7 @@ def test_method_table() -> None:
         "attestation_policy",
         "recovery_key",
         "recovery_parts",
+        "backup_status",
     } == VIEW_METHODS
 
 

@@ -45,4 +45,7 @@ def test_report_lists_scenarios_and_labels_each_signature() -> None:
         {"name": "full-cluster-loss", "passed": False, "seconds": 0.5},
     ]
     assert [s["scenario"] for s in document["signatures"]] == ["setup", "quorum-loss"]
+    assert document["backup_gates"] == []
+    report.backup_gates.append({"scenario": "setup", "epoch": 0, "seconds": 0.5})
+    assert report.to_json()["backup_gates"] == [{"scenario": "setup", "epoch": 0, "seconds": 0.5}]
     assert report.scenario_seconds == {"quorum-loss": 1.23456, "full-cluster-loss": 0.5}

@@ -25,7 +25,7 @@ from quorumkeep.devnet.network import USER, Devnet
 pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT = 420.0
-REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations"}
+REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations", "backup_gates"}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
 NOT_MIGRATING = {"attestation-upgrade", "company-gone", *ETCD_SCENARIOS}
 """Scenarios that migrate no node: an attestation upgrade reshares the laggard out; losing a
@@ -85,6 +85,14 @@ def check_report(report: dict[str, Any], scenarios: list[str]) -> None:
             assert m["concluded"] is True, m
             assert m["concluded_height"] > m["started_height"]
             assert m["seconds"] >= 0
+    # backup before use: the first signature waited for the confirmations after the DKG,
+    # and the resharing's new epoch waited for its own
+    gates = {(g["scenario"], g["epoch"]) for g in report["backup_gates"]}
+    expected = {("setup", 0)}
+    if "cancelled-by-resharing" in scenarios:
+        expected.add(("cancelled-by-resharing", 1))
+    assert expected <= gates, gates
+    assert all(g["seconds"] >= 0 for g in report["backup_gates"])
     counts = {s: sum(m["scenario"] == s for m in report["migrations"]) for s in migrating}
     assert counts == {s: n for s, n in MIGRATIONS.items() if s in scenarios}
 

@@ -315,7 +315,11 @@ def _start_running(directory: Path, config: dict[str, int], idle_block_ms: int |
         with LedgerClient(server.url) as client:
             client.call(alice, "init", {**init_args(["alice", "bob"]), "config": config})
             for operator in (alice, bob):
-                client.call(operator, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
+                client.call(
+                    operator,
+                    "vote_add_domains",
+                    {"domains": [{"scheme": "Ed25519", "backups_required": 0}]},
+                )
             group_key, shares = key_package([1, 2], 2)
             vote = {
                 "key_event_id": {"domain_id": 0, "epoch": 0, "attempt": 0},

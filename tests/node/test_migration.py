@@ -245,7 +245,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         ledger.call("alice", "init", {"participants": [n.info for n in first], "threshold": 2})
         for node in first:
             ledger.call(
-                node.account, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}] * DOMAINS}
+                node.account,
+                "vote_add_domains",
+                {"domains": [{"scheme": "Ed25519", "backups_required": 0}] * DOMAINS},
             )
         wait_state(
             ledger,

@@ -334,7 +334,11 @@ def test_a_network_generates_signs_reshares_and_decommissions(
     # Key generation, then signing under derived keys.
     ledger.call("alice", "init", {"participants": [n.info for n in first], "threshold": 2})
     for node in first:
-        ledger.call(node.account, "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]})
+        ledger.call(
+            node.account,
+            "vote_add_domains",
+            {"domains": [{"scheme": "Ed25519", "backups_required": 0}]},
+        )
     state = wait_state(
         ledger,
         lambda s: s["protocol_state"]["state"] == "Running" and s["protocol_state"]["domains"],

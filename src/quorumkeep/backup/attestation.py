@@ -94,8 +94,9 @@ def reattest_reason(view: Any, identity_public_key: bytes, attested: bool) -> st
 
 class BackupAttester:
     """Submits the service's evidence itself, signed by its identity key — which the
-    operator granted a function-call key for ``submit_attestation`` on its account
-    (``quorumkeep operator register-backup-service`` does when the service attests)."""
+    operator granted a function-call key for the backup service's methods
+    (``submit_attestation``, ``confirm_backup``) on its account (``quorumkeep operator
+    register-backup-service`` does)."""
 
     def __init__(self, source: QuoteSource, identity: BackupIdentity) -> None:
         self.source = source

@@ -53,4 +53,53 @@ class BackupMetrics(MetricsRegistry):
             "1 if the last verification found a valid backup of the current keyset.",
             registry=r,
         )
+        # Backup before use and backup freshness (docs/backup-protocol.md §10).
+        self.contract_epoch = Gauge(
+            "quorumkeep_backup_contract_epoch",
+            "The contract's epoch in force (-1: not initialized or unknown).",
+            registry=r,
+        )
+        self.confirmed_epoch = Gauge(
+            "quorumkeep_backup_confirmed_epoch",
+            "Epoch of this service's latest backup confirmation in the contract (-1: none).",
+            registry=r,
+        )
+        self.confirmed_current = Gauge(
+            "quorumkeep_backup_confirmed_current",
+            "1 if this service's confirmation names the keyset in force, else 0.",
+            registry=r,
+        )
+        self.confirmations = Counter(
+            "quorumkeep_backup_confirmations",
+            "confirm_backup submissions, by result (confirmed, already_confirmed or a code).",
+            ["result"],
+            registry=r,
+        )
+        self.operator_confirmed_epoch = Gauge(
+            "quorumkeep_backup_operator_confirmed_epoch",
+            "Per serving operator: epoch of its latest backup confirmation (-1: none).",
+            ["account"],
+            registry=r,
+        )
+        self.operator_confirmed_current = Gauge(
+            "quorumkeep_backup_operator_confirmed_current",
+            "Per serving operator: 1 if its confirmation names the keyset in force.",
+            ["account"],
+            registry=r,
+        )
+        self.operator_confirmation_age = Gauge(
+            "quorumkeep_backup_operator_confirmation_age_seconds",
+            "Per serving operator: seconds since the block that recorded its latest "
+            "confirmation (absent: none).",
+            ["account"],
+            registry=r,
+        )
+        self.domain_signing_allowed = Gauge(
+            "quorumkeep_backup_domain_signing_allowed",
+            "Per domain: 1 if its backup policy is met (the domain signs), else 0.",
+            ["domain_id"],
+            registry=r,
+        )
         self.backup_epoch.set(-1)
+        self.contract_epoch.set(-1)
+        self.confirmed_epoch.set(-1)

@@ -54,6 +54,16 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """This account's latest backup confirmation in the contract (`confirm_backup`)."""
+
+    epoch: int
+    keyset_hash: bytes
+    block_height: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
 class ContractSnapshot:
     protocol_state: str
     keyset: Keyset | None
@@ -61,6 +71,20 @@ class ContractSnapshot:
     me: Member | None
     migration: OpenMigration | None
     registration: Registration | None
+    confirmation: Confirmation | None = None
+    backup_status: Mapping[str, Any] | None = None
+    """The contract's ``backup_status`` view (every operator's confirmation; None before
+    init)."""
+
+    @property
+    def confirmed_current(self) -> bool:
+        """This account's confirmation names the keyset in force."""
+        return (
+            self.keyset is not None
+            and self.confirmation is not None
+            and self.confirmation.epoch == self.keyset.epoch
+            and self.confirmation.keyset_hash == self.keyset.hash
+        )
 
 
 def _bytes32(value: object, what: str) -> bytes:
@@ -107,8 +131,25 @@ async def read_snapshot(ledger: AsyncLedgerClient, account: str) -> ContractSnap
             _bytes32(info.get("identity_public_key"), "identity_public_key"),
             _bytes32(info.get("encryption_public_key"), "encryption_public_key"),
         )
+    gate = await ledger.view("backup_status", {})
+    confirmation = None
+    entry = gate.get("operators", {}).get(account) if isinstance(gate, Mapping) else None
+    if isinstance(entry, Mapping) and isinstance(entry.get("confirmation"), Mapping):
+        c = entry["confirmation"]
+        confirmation = Confirmation(
+            int(c["epoch"]),
+            _bytes32(c.get("keyset_hash"), "confirmation.keyset_hash"),
+            int(c["block_height"]),
+            int(c["timestamp_ms"]),
+        )
     return ContractSnapshot(
-        str(participants.get("protocol_state")), keyset, me, migration, registration
+        str(participants.get("protocol_state")),
+        keyset,
+        me,
+        migration,
+        registration,
+        confirmation,
+        gate if isinstance(gate, Mapping) else None,
     )
 
 

@@ -1,13 +1,19 @@
 """``quorumkeep backup run``: the backup service daemon.
 
 It follows the contract's events (:mod:`quorumkeep.backup.monitor`) and, after each change,
-re-reads the contract and pursues two goals, each in a task of its own with bounded backoff:
+re-reads the contract and pursues three goals, each in a task of its own with bounded backoff:
 
 - **backup** — whenever the newest stored backup does not cover the serving keyset (its
   epoch and every domain's key), fetch the node's shares (``GET /backup/keyshares`` at the
   participant's ``web_url``, pinned to its ``tls_public_key``), verify them against the
   contract's public key packages, and store them sealed (older epochs' backups are then
   deleted);
+- **confirm** — whenever the newest backup covers the serving keyset but the contract has
+  no confirmation of it from this service, verify the backup against the contract again
+  (:func:`verify_backup`) and submit ``confirm_backup(epoch, keyset_hash)`` signed by the
+  service's identity key (a function-call key of the account limited to that method):
+  the contract's backup gate lets a domain sign only once enough operators' backups of
+  the epoch in force are confirmed (docs/contract.md §6.9);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
   the destination (``POST /backup/recovery-session`` + ``PUT /backup/keyshares``) until the
   node acknowledges them, and again for any later migration; the task ends when the
@@ -52,12 +58,12 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
 from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
-from quorumkeep.ledger.client import AsyncLedgerClient
-from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
+from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.net.server import EmbeddedServer, bind_socket
-from quorumkeep.wire.backup import BackupProtocolError, verify_shares
+from quorumkeep.wire.backup import BackupProtocolError, Keyset, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
 
@@ -166,8 +172,18 @@ def store_status(store: BackupStore, now: float) -> dict[str, Any]:
 # --- the daemon ---------------------------------------------------------------------------------
 
 
+_CONFIRM_HINTS = {
+    "UnknownAccessKey": "the identity key is not an access key of the account: the operator "
+    "gives it one with `quorumkeep operator register-backup-service`",
+    "KeyMethodNotAllowed": "the identity key may not call confirm_backup: the operator gives "
+    "it that access key with `quorumkeep operator register-backup-service`",
+    "SignerKeyMismatch": "this service is not the account's registered backup service",
+}
+"""What an operator does about a refused confirmation, by error code."""
+
+
 class BackupService:
-    """The two goals (backup, recovery) pursued after every contract change."""
+    """The three goals (backup, confirm, recovery) pursued after every contract change."""
 
     def __init__(
         self,
@@ -196,6 +212,9 @@ class BackupService:
         self.pushed: dict[tuple[int, bytes], float] = {}
         self.last_fetch: dict[str, Any] | None = None
         self.last_push: dict[str, Any] | None = None
+        self.last_confirm: dict[str, Any] | None = None
+        self.ledger_signer = AccountSigner(self.account, identity.signer.signing_key)
+        """The identity key as a ledger access key: it submits ``confirm_backup``."""
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._registered_logged: bool | None = None
         self.attestation: dict[str, Any] = {"enforced": False}
@@ -230,6 +249,16 @@ class BackupService:
                 },
                 "last_fetch": self.last_fetch,
                 "last_push": self.last_push,
+                "confirmation": None
+                if snapshot is None or snapshot.confirmation is None
+                else {
+                    "epoch": snapshot.confirmation.epoch,
+                    "keyset_hash": snapshot.confirmation.keyset_hash.hex(),
+                    "block_height": snapshot.confirmation.block_height,
+                    "timestamp_ms": snapshot.confirmation.timestamp_ms,
+                },
+                "confirmed_current": None if snapshot is None else snapshot.confirmed_current,
+                "last_confirm": self.last_confirm,
                 "attestation": self.attestation,
             }
         )
@@ -252,6 +281,41 @@ class BackupService:
         if verification is not None and isinstance(verification.get("checked_at"), int | float):
             m.last_verify_timestamp.set(verification["checked_at"])
             m.last_verify_ok.set(1 if verification.get("valid") else 0)
+        self.update_freshness_metrics()
+
+    def update_freshness_metrics(self) -> None:
+        """Backup freshness from the last contract snapshot: this service's confirmation
+        and every serving operator's (epoch, whether current, age at ``clock()``)."""
+        m = self.metrics
+        snapshot = self.snapshot
+        keyset = None if snapshot is None else snapshot.keyset
+        m.contract_epoch.set(-1 if keyset is None else keyset.epoch)
+        confirmation = None if snapshot is None else snapshot.confirmation
+        m.confirmed_epoch.set(-1 if confirmation is None else confirmation.epoch)
+        m.confirmed_current.set(1 if snapshot is not None and snapshot.confirmed_current else 0)
+        gate = None if snapshot is None else snapshot.backup_status
+        m.operator_confirmed_epoch.clear()
+        m.operator_confirmed_current.clear()
+        m.operator_confirmation_age.clear()
+        m.domain_signing_allowed.clear()
+        if gate is None:
+            return
+        now = self.clock()
+        for account, entry in gate.get("operators", {}).items():
+            confirmed = entry.get("confirmation")
+            m.operator_confirmed_epoch.labels(account=account).set(
+                -1 if confirmed is None else confirmed["epoch"]
+            )
+            m.operator_confirmed_current.labels(account=account).set(
+                1 if entry.get("current") else 0
+            )
+            if confirmed is not None:
+                age = max(0.0, now - confirmed["timestamp_ms"] / 1000)
+                m.operator_confirmation_age.labels(account=account).set(round(age, 3))
+        for domain in gate.get("domains", []):
+            m.domain_signing_allowed.labels(domain_id=str(domain["domain_id"])).set(
+                1 if domain.get("signing_allowed") else 0
+            )
 
     # -- main loop
 
@@ -384,6 +448,17 @@ class BackupService:
             endpoint = snapshot.me.endpoint
             self._ensure(fetch_key, lambda: self._fetch_until_stored(endpoint))
         self._cancel_except("fetch", fetch_key)
+        confirm_key: Hashable | None = None
+        if (
+            keyset.domains
+            and snapshot.me is not None
+            and latest is not None
+            and latest.covers(keyset)
+            and not snapshot.confirmed_current
+        ):
+            confirm_key = ("confirm", keyset.hash)
+            self._ensure(confirm_key, lambda: self._confirm_until_recorded(keyset))
+        self._cancel_except("confirm", confirm_key)
         push_key: Hashable | None = None
         migration = snapshot.migration
         if migration is not None and migration.goal not in self.pushed:
@@ -458,6 +533,71 @@ class BackupService:
             endpoint.web_url,
         )
         return stored
+
+    # -- confirm
+
+    async def _confirm_until_recorded(self, keyset: Keyset) -> None:
+        backoff = Backoff(self._backoff_policy())
+        while True:
+            try:
+                await self.confirm_once(keyset)
+                self.changed.set()
+                return
+            except _ERRORS as exc:
+                delay = backoff.next_delay()
+                code = _code(exc)
+                self.metrics.confirmations.labels(result=code).inc()
+                hint = _CONFIRM_HINTS.get(code)
+                self.last_confirm = {
+                    "at": self.clock(),
+                    "result": code,
+                    "epoch": keyset.epoch,
+                    "reason": _message(exc) + (f" ({hint})" if hint else ""),
+                }
+                log.warning(
+                    "backup confirmation of epoch %d failed (%s: %s)%s; retrying in %.1fs",
+                    keyset.epoch,
+                    code,
+                    _message(exc),
+                    f"; {hint}" if hint else "",
+                    delay,
+                )
+            await asyncio.sleep(delay)
+
+    async def confirm_once(self, keyset: Keyset) -> str:
+        """Verify the newest backup against the contract, then ``confirm_backup`` it.
+
+        Returns ``"confirmed"``, or ``"already_confirmed"`` if the contract holds this
+        confirmation already (a retry whose first answer was lost)."""
+        outcome = await verify_backup(self.store, self.ledger, self.account, clock=self.clock)
+        if not outcome["valid"] or outcome.get("contract_epoch") != keyset.epoch:
+            raise BackupServiceError(
+                "backup_not_verified", str(outcome.get("reason", "the backup did not verify"))
+            )
+        args = {"epoch": keyset.epoch, "keyset_hash": keyset.hash.hex()}
+        try:
+            tx = await self.ledger.call(self.ledger_signer, "confirm_backup", args)
+            result, height = "confirmed", tx.block_height
+        except ContractCallFailed as exc:
+            if exc.code != "DuplicateVote":
+                raise
+            result, height = "already_confirmed", exc.block_height
+        self.metrics.confirmations.labels(result=result).inc()
+        self.last_confirm = {
+            "at": self.clock(),
+            "result": result,
+            "epoch": keyset.epoch,
+            "block_height": height,
+        }
+        log.info(
+            "backup %s in the contract account=%s epoch=%d domains=%s block=%d",
+            result,
+            self.account,
+            keyset.epoch,
+            list(keyset.domain_ids),
+            height,
+        )
+        return result
 
     # -- recovery
 
@@ -534,6 +674,7 @@ def create_status_app(service: BackupService) -> FastAPI:
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
+        service.update_freshness_metrics()  # ages as of this scrape
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

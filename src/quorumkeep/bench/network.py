@@ -7,6 +7,8 @@ directory and measures:
   time (no queue: what one request costs end to end);
 - ``dkg_seconds``: from the last operator's ``vote_add_domains`` to the contract being
   Running with domain 0's key (every node ran the DKG and voted its key);
+- ``backup_gate_seconds``: from there until domain 0 may sign (backup before use: every
+  operator's backup service fetched, verified and confirmed its shares in the contract);
 - ``signatures_per_second``: ``requests`` sign requests kept ``concurrency`` in flight
   (submitted from as many access keys of the ``user`` account), divided by the wall time
   from the first submission to the last verified answer;
@@ -58,6 +60,7 @@ class NetworkBench:
     ledger_latency_ms: dict[str, float]
     unloaded: dict[str, Any]
     dkg_seconds: float
+    backup_gate_seconds: float | None
     resharing_seconds: float | None
     resharing: str | None
     devnet_up_seconds: float
@@ -74,6 +77,9 @@ class NetworkBench:
             "ledger_latency_ms": {k: round(v, 2) for k, v in self.ledger_latency_ms.items()},
             "unloaded": self.unloaded,
             "dkg_seconds": round(self.dkg_seconds, 3),
+            "backup_gate_seconds": None
+            if self.backup_gate_seconds is None
+            else round(self.backup_gate_seconds, 3),
             "resharing_seconds": None
             if self.resharing_seconds is None
             else round(self.resharing_seconds, 3),
@@ -200,6 +206,7 @@ def run(
                 "ledger_latency_ms": _rounded(spread(_ledger_latencies(single, single_stamps))),
             },
             dkg_seconds=devnet.timings["dkg"],
+            backup_gate_seconds=devnet.timings.get("backup_gate"),
             resharing_seconds=resharing_seconds,
             resharing=resharing,
             devnet_up_seconds=up_seconds,

@@ -37,7 +37,8 @@ from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, load_signer, read_passphrase
-from quorumkeep.ledger.transaction import FunctionCall
+from quorumkeep.ledger.transaction import AddKey, FunctionCall
+from quorumkeep.operator.actions import backup_permission
 
 app = typer.Typer(no_args_is_help=True, help="Back up a node's key shares and push them back.")
 
@@ -180,21 +181,18 @@ def init(
         return
     try:
         with LedgerClient(config.ledger_url) as client:
+            # One transaction: the identity key's access key (confirm_backup and
+            # submit_attestation) and the registration take effect together.
             outcome = client.submit(
-                signer, [FunctionCall("register_backup_service", dict(registration))]
+                signer,
+                [
+                    AddKey(identity.signer.public_key, backup_permission()),
+                    FunctionCall("register_backup_service", dict(registration)),
+                ],
             )
     except LedgerError as exc:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
         fail(f"registration not submitted ({exc.code}: {exc.message})", EXIT_REJECTED)
-    if evidence is not None and outcome.ok:
-        from quorumkeep.operator.actions import ensure_attestation_key
-        from quorumkeep.operator.errors import OperatorError
-
-        try:
-            with LedgerClient(config.ledger_url) as client:
-                ensure_attestation_key(client, signer, identity.signer.public_key)
-        except OperatorError as exc:
-            fail(f"the service's attestation key was not added ({exc.code}: {exc.message})")
     if not as_json:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
     report_outcome(outcome, as_json)

@@ -201,9 +201,15 @@ def network(
         f"p99 {body['ledger_latency_ms']['p99']} ms\n"
         f"one request at a time: p50 {body['unloaded']['latency_ms']['p50']} ms, "
         f"p99 {body['unloaded']['latency_ms']['p99']} ms\n"
-        f"DKG: {body['dkg_seconds']} s; resharing {body['resharing'] or '-'}: "
+        f"DKG: {body['dkg_seconds']} s, then the backup gate: "
+        f"{_or_dash(body.get('backup_gate_seconds'))} s; "
+        f"resharing {body['resharing'] or '-'}: "
         f"{body['resharing_seconds'] if body['resharing_seconds'] is not None else '-'} s"
     )
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 @app.command("recovery")

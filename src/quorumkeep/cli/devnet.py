@@ -162,6 +162,24 @@ def _render(snapshot: dict[str, Any]) -> None:
         console.print("  attestation: [yellow]development quotes allowed (INSECURE)[/yellow]")
     for domain in contract["domains"]:
         console.print(f"  domain {domain['domain_id']}: {domain['public_key']}")
+    for gate in contract.get("backup_gate") or []:
+        if "error" in gate:
+            console.print(f"  backup gate: [red]{gate['error']}[/red]")
+            continue
+        confirmed = f"{len(gate['confirmed'])} of {gate['required']} backups confirmed"
+        wait = gate.get("wait")
+        if wait is not None and wait["opened_height"] is not None:
+            confirmed += f"; opened after {wait['waited_ms'] / 1000:.1f}s at epoch {wait['epoch']}"
+        elif wait is not None:
+            confirmed += f"; since block {wait['since_height']}"
+        if gate["signing_allowed"]:
+            console.print(f"  domain {gate['domain_id']} backup gate: open ({confirmed})")
+        else:
+            console.print(
+                f"  domain {gate['domain_id']} backup gate: [yellow]closed[/yellow] "
+                f"({confirmed}; waiting for {', '.join(gate['missing'])}): sign is refused "
+                "with KeyNotBackedUp"
+            )
     if "resharing_to" in contract:
         target = contract["resharing_to"]
         console.print(
@@ -210,6 +228,17 @@ def _render(snapshot: dict[str, Any]) -> None:
     _render_backups(console, snapshot.get("backups") or {})
 
 
+def _confirmed(seen: dict[str, Any]) -> str:
+    """The service's latest backup confirmation in the contract: its epoch, current or not."""
+    confirmation = seen.get("confirmation")
+    if not isinstance(confirmation, dict):
+        return "[red]no[/red]"
+    epoch = confirmation.get("epoch")
+    if seen.get("confirmed_current"):
+        return f"epoch {epoch}"
+    return f"[yellow]epoch {epoch} (behind)[/yellow]"
+
+
 def _attested(entry: dict[str, Any] | None) -> str:
     """One cell: status, kind and TCB status, time left."""
     if not entry:
@@ -233,13 +262,14 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
         "epoch held",
         "current",
         "age",
+        "confirmed",
         "migration",
         "attested",
     ):
         table.add_column(column)
     for name, seen in sorted(services.items()):
         if "error" in seen:
-            table.add_row(name, "-", "[red]unreachable[/red]", "-", "-", "-", "-", "-")
+            table.add_row(name, "-", "[red]unreachable[/red]", "-", "-", "-", "-", "-", "-")
             continue
         age = seen.get("age_seconds")
         migration = seen.get("migration")
@@ -255,6 +285,7 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
             "-" if held is None else str(held),
             _yes(bool(seen.get("covers_current_keyset"))),
             "-" if age is None else f"{age:.0f}s",
+            _confirmed(seen),
             moving,
             str((seen.get("attestation") or {}).get("status", "-")),
         )

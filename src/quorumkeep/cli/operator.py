@@ -392,3 +392,47 @@ def cancel_migration(
         emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash})
         return
     typer.echo(f"ok: {account}'s migration cancelled at block {outcome.block_height}")
+
+
+@app.command("backup-status")
+def backup_status(
+    ledger: str = LEDGER_OPTION,
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Exit 1 unless every operator confirmed a backup of the keyset in force and "
+        "every domain signs (for alerts).",
+    ),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Backup freshness: each operator's last confirmed backup (epoch, block, age) beside
+    the epoch in force, and each domain's backup gate (who is missing)."""
+    import time
+
+    from quorumkeep.cli.console import console as make_console
+    from quorumkeep.cli.console import print_table
+    from quorumkeep.operator.backup_status import read_freshness
+    from quorumkeep.operator.display import backup_freshness_tables
+    from quorumkeep.operator.errors import OperatorError
+
+    try:
+        with LedgerClient(ledger) as client:
+            found = read_freshness(client, time.time())
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if as_json:
+        emit_json(found.to_json())
+    else:
+        out = make_console()
+        for table in backup_freshness_tables(found):
+            print_table(out, table)
+    if check and not found.healthy:
+        behind = [o.account for o in found.operators if not o.current]
+        closed = [str(d["domain_id"]) for d in found.domains if not d["signing_allowed"]]
+        fail(
+            "backups behind: "
+            + (f"no confirmed backup of epoch {found.epoch} from {', '.join(behind)}" if behind
+               else "every operator current")
+            + (f"; domains {', '.join(closed)} refuse to sign" if closed else ""),
+            EXIT_FAILED,
+        )  # fmt: skip

@@ -6,7 +6,14 @@ describes every method, rule, error code, event and encoding.
 """
 
 from quorumkeep.contract.context import CallContext, CallResult, MethodSpec
-from quorumkeep.contract.contract import METHODS, NODE_METHODS, VIEW_METHODS, Contract
+from quorumkeep.contract.contract import (
+    BACKUP_SERVICE_METHODS,
+    FUNCTION_CALL_METHODS,
+    METHODS,
+    NODE_METHODS,
+    VIEW_METHODS,
+    Contract,
+)
 from quorumkeep.contract.errors import (
     ERRORS,
     AlreadyInitialized,
@@ -24,6 +31,7 @@ from quorumkeep.contract.errors import (
     InvalidState,
     InvalidThreshold,
     KeyInUse,
+    KeyNotBackedUp,
     KeysetMismatch,
     MigrationNotFound,
     NotInitialized,
@@ -41,8 +49,10 @@ from quorumkeep.contract.errors import (
 from quorumkeep.contract.events import EVENT_KINDS, Event
 
 __all__ = [
+    "BACKUP_SERVICE_METHODS",
     "ERRORS",
     "EVENT_KINDS",
+    "FUNCTION_CALL_METHODS",
     "METHODS",
     "NODE_METHODS",
     "VIEW_METHODS",
@@ -65,6 +75,7 @@ __all__ = [
     "InvalidState",
     "InvalidThreshold",
     "KeyInUse",
+    "KeyNotBackedUp",
     "KeysetMismatch",
     "MethodSpec",
     "MigrationNotFound",

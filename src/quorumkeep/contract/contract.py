@@ -8,6 +8,7 @@ from typing import Any
 
 from quorumkeep.contract import (
     attestation,
+    backup_gate,
     initialize,
     key_events,
     keygen,
@@ -49,6 +50,7 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "verify_attestations": (_ANY_KEY, attestation.verify_attestations),
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
+    "confirm_backup": (_ANY_KEY, backup_gate.confirm_backup),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -70,6 +72,13 @@ NODE_METHODS: frozenset[str] = frozenset(
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""
+
+BACKUP_SERVICE_METHODS: frozenset[str] = frozenset({"confirm_backup", "submit_attestation"})
+"""The methods a backup service's identity key is given as a function-call key: it confirms
+its backups and renews its own attestation."""
+
+FUNCTION_CALL_METHODS: frozenset[str] = NODE_METHODS | BACKUP_SERVICE_METHODS
+"""Every method a function-call access key may be allowed (the ledger refuses others)."""
 
 VIEW_METHODS: frozenset[str] = frozenset(VIEWS)
 
@@ -119,7 +128,9 @@ class Contract:
         if not isinstance(args, dict):
             raise InvalidArguments("args must be a JSON object")
         _, handler = entry
-        return handler(self._state, ctx, args)
+        result = handler(self._state, ctx, args)
+        backup_gate.track(self._state, ctx)  # the call may have closed or opened a domain
+        return result
 
     def on_block(self, height: int, timestamp_ms: int) -> list[Event]:
         """Advance to block ``height`` with block time ``timestamp_ms`` (before its

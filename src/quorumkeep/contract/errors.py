@@ -202,6 +202,13 @@ class InvalidRecoveryPart(ContractError):
     code = "InvalidRecoveryPart"
 
 
+class KeyNotBackedUp(ContractError):
+    """The domain's backup policy is not met: not enough operators' backup services have
+    confirmed a backup of the epoch in force (the message names the missing ones)."""
+
+    code = "KeyNotBackedUp"
+
+
 class UnknownMethod(ContractError):
     """No call or view has that name."""
 
@@ -246,6 +253,7 @@ ERRORS: dict[str, type[ContractError]] = {
         RecoveryKeyNotSet,
         InvalidRecoveryKey,
         InvalidRecoveryPart,
+        KeyNotBackedUp,
         UnknownMethod,
         InvalidArguments,
     )

@@ -40,6 +40,8 @@ ATTESTATIONS_VERIFIED = "attestations_verified"
 RECOVERY_KEY_VOTED = "recovery_key_voted"
 RECOVERY_KEY_SET = "recovery_key_set"
 RECOVERY_PART_RECORDED = "recovery_part_recorded"
+BACKUP_CONFIRMED = "backup_confirmed"
+BACKUP_POLICY_MET = "backup_policy_met"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -74,6 +76,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         RECOVERY_KEY_VOTED,
         RECOVERY_KEY_SET,
         RECOVERY_PART_RECORDED,
+        BACKUP_CONFIRMED,
+        BACKUP_POLICY_MET,
     }
 )
 

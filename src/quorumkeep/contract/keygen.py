@@ -27,6 +27,7 @@ from quorumkeep.contract.args import (
     expect_str,
     expect_verifying_shares,
 )
+from quorumkeep.contract.backup_gate import drop_policies, set_policies
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import DuplicateVote, InvalidProposal, InvalidState
 from quorumkeep.contract.events import (
@@ -51,12 +52,12 @@ from quorumkeep.contract.state import (
     MAX_PARTICIPANTS,
     SCHEMES,
     ContractState,
-    Domain,
     DomainKey,
     Initializing,
     KeyEvent,
     KeyEventId,
     Keyset,
+    ProposedDomain,
     Running,
     verifying_shares_json,
 )
@@ -77,21 +78,27 @@ def _require_initializing(state: ContractState, method: str) -> Initializing:
 def vote_add_domains(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallResult:
     check_fields(args, "args", ["domains"])
     items = expect_list(args["domains"], "domains", 1, MAX_DOMAINS_PER_PROPOSAL)
-    parsed: list[tuple[int | None, str]] = []
+    parsed: list[tuple[int | None, str, int | None]] = []
     for i, item in enumerate(items):
         obj = expect_object(item, f"domains[{i}]")
-        check_fields(obj, f"domains[{i}]", ["scheme"], ["domain_id"])
+        check_fields(obj, f"domains[{i}]", ["scheme"], ["domain_id", "backups_required"])
         domain_id = None
         if "domain_id" in obj:
             domain_id = expect_int(obj["domain_id"], f"domains[{i}].domain_id")
-        parsed.append((domain_id, expect_str(obj["scheme"], f"domains[{i}].scheme", 32)))
+        required = None
+        if "backups_required" in obj:
+            required = expect_int(
+                obj["backups_required"], f"domains[{i}].backups_required", 0, MAX_PARTICIPANTS
+            )
+        scheme = expect_str(obj["scheme"], f"domains[{i}].scheme", 32)
+        parsed.append((domain_id, scheme, required))
     running = require_running(state)
     account = ctx.predecessor
     require_participant(running.parameters, account, "a participant")
     require_operator(ctx)
 
-    proposal_list: list[Domain] = []
-    for i, (domain_id, scheme) in enumerate(parsed):
+    proposal_list: list[ProposedDomain] = []
+    for i, (domain_id, scheme, required) in enumerate(parsed):
         expected = state.next_domain_id + i
         if domain_id is not None and domain_id != expected:
             raise InvalidProposal(
@@ -99,7 +106,12 @@ def vote_add_domains(state: ContractState, ctx: CallContext, args: dict[str, Any
             )
         if scheme not in SCHEMES:
             raise InvalidProposal(f"scheme {scheme!r} is not supported (supported: Ed25519)")
-        proposal_list.append(Domain(expected, scheme))
+        if required is not None and required > len(running.parameters):
+            raise InvalidProposal(
+                f"domains[{i}].backups_required is {required}, more than the "
+                f"{len(running.parameters)} participants"
+            )
+        proposal_list.append(ProposedDomain(expected, scheme, required))
     if len(running.keyset.domains) + len(proposal_list) > MAX_DOMAINS:
         raise InvalidProposal(f"the contract holds at most {MAX_DOMAINS} domains")
     proposal = tuple(proposal_list)
@@ -131,12 +143,13 @@ def vote_add_domains(state: ContractState, ctx: CallContext, args: dict[str, Any
 
 
 def _start_keygen(
-    state: ContractState, running: Running, domains: tuple[Domain, ...]
+    state: ContractState, running: Running, domains: tuple[ProposedDomain, ...]
 ) -> list[Event]:
     settled = running.settled()
-    generating = [KeyEvent(d, settled.epoch, 0) for d in domains]
+    generating = [KeyEvent(d.domain, settled.epoch, 0) for d in domains]
     state.protocol = Initializing(settled, generating)
     state.next_domain_id += len(domains)
+    set_policies(state.backup_gate, domains)
     events = [
         protocol_state_changed(Running.name, Initializing.name, settled.epoch),
         Event(
@@ -160,6 +173,10 @@ def _finish_keygen(state: ContractState, initializing: Initializing) -> list[Eve
         if e.public_key is not None and e.verifying_shares is not None
     ]
     domains = tuple(sorted((*running.keyset.domains, *new_keys), key=lambda d: d.domain_id))
+    # Domains dropped by a cancelled key generation never sign: their policies go too.
+    drop_policies(
+        state.backup_gate, [e.domain.domain_id for e in initializing.generating if not e.complete]
+    )
     state.protocol = Running(Keyset(running.epoch, domains), running.next_epoch, running.parameters)
     return [protocol_state_changed(Initializing.name, Running.name, running.epoch)]
 

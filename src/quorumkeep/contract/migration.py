@@ -34,6 +34,7 @@ from quorumkeep.contract.attestation import (
     require_valid_node,
     store_record,
 )
+from quorumkeep.contract.backup_gate import forget
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     InvalidArguments,
@@ -113,6 +114,8 @@ def register_backup_service(
         state, ctx, info.identity_public_key, info.encryption_public_key, evidence
     )
     replaced = account in state.backup_services
+    if state.backup_services.get(account) != info:
+        forget(state.backup_gate, account)  # the new service has confirmed nothing yet
     state.backup_services[account] = info
     data = {"account": account, **info.to_json(), "replaced": replaced}
     events = [Event(BACKUP_SERVICE_REGISTERED, data)]

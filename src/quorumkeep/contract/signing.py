@@ -14,11 +14,13 @@ from nacl.signing import VerifyKey
 
 from quorumkeep.contract.access import require_initialized, require_node_key, require_participant
 from quorumkeep.contract.args import check_fields, expect_hex, expect_int, expect_str
+from quorumkeep.contract.backup_gate import signing_problem
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     DomainNotFound,
     InvalidArguments,
     InvalidSignature,
+    KeyNotBackedUp,
     PayloadSize,
     RequestNotFound,
     TooManyRequests,
@@ -77,6 +79,9 @@ def sign(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
         ):
             raise DomainNotFound(f"domain {domain_id} has no key yet")
         raise DomainNotFound(f"there is no domain {domain_id}")
+    not_backed_up = signing_problem(state.backup_gate, serving, domain_id)
+    if not_backed_up is not None:
+        raise KeyNotBackedUp(not_backed_up)
     if len(state.requests) >= state.config.max_pending_requests:
         raise TooManyRequests(
             f"{len(state.requests)} sign requests are pending, the maximum; try again later"

@@ -32,6 +32,7 @@ from quorumkeep.contract.args import (
     expect_x25519_key,
 )
 from quorumkeep.contract.attestation_state import AttestationState
+from quorumkeep.contract.backup_gate_state import BackupGate
 from quorumkeep.contract.errors import InvalidArguments
 from quorumkeep.contract.recovery_state import RecoveryBook
 from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
@@ -166,6 +167,34 @@ class Domain(_Record):
 
     domain_id: int = field(metadata=INT)
     scheme: str = field(metadata=SCHEME)
+
+
+@dataclass(frozen=True)
+class ProposedDomain(_Record):
+    """A domain as a `vote_add_domains` vote proposes it: the domain and its backup policy
+    (``backups_required``: how many operators' backup services must have confirmed a
+    backup of the epoch in force before it signs; None, the default, means all of them).
+    ``backups_required`` is left out of the JSON when None."""
+
+    domain_id: int = field(metadata=INT)
+    scheme: str = field(metadata=SCHEME)
+    backups_required: int | None = field(
+        default=None,
+        metadata=kind(
+            *nullable(lambda value, name: expect_int(value, name, 0, MAX_PARTICIPANTS)),
+            optional=True,
+        ),
+    )
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.domain_id, self.scheme)
+
+    def to_json(self) -> dict[str, Any]:
+        document = super().to_json()
+        if self.backups_required is None:
+            del document["backups_required"]
+        return document
 
 
 VerifyingShares = tuple[tuple[int, bytes], ...]
@@ -319,7 +348,7 @@ class Running:
     next_epoch: int
     parameters: Participants
     parameters_votes: dict[str, Participants] = field(default_factory=dict)
-    add_domains_votes: dict[str, tuple[Domain, ...]] = field(default_factory=dict)
+    add_domains_votes: dict[str, tuple[ProposedDomain, ...]] = field(default_factory=dict)
 
     name = "Running"
 
@@ -393,7 +422,7 @@ class Running:
             },
             add_domains_votes={
                 expect_account(a, f"{name}.add_domains_votes key"): tuple(
-                    Domain.from_json(d, f"{name}.add_domains_votes[{a}]")
+                    ProposedDomain.from_json(d, f"{name}.add_domains_votes[{a}]")
                     for d in expect_list(ds, f"{name}.add_domains_votes[{a}]", 1, MAX_DOMAINS)
                 )
                 for a, ds in adv.items()
@@ -604,6 +633,7 @@ class ContractState:
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
     attestation: AttestationState | None = None
     recovery: RecoveryBook = field(default_factory=RecoveryBook)
+    backup_gate: BackupGate = field(default_factory=BackupGate)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -639,6 +669,9 @@ class ContractState:
         # Absent until first used, so a state without emergency recovery keeps its bytes.
         if not self.recovery.empty():
             body["emergency_recovery"] = self.recovery.to_json()
+        # Likewise the backup gate: absent while no policy entry or confirmation exists.
+        if not self.backup_gate.empty():
+            body["backup_gate"] = self.backup_gate.to_json()
         return body
 
     @classmethod
@@ -659,7 +692,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
-            ["attestation", "emergency_recovery"],
+            ["attestation", "emergency_recovery", "backup_gate"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -706,4 +739,7 @@ class ContractState:
             recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
             if "emergency_recovery" in obj
             else RecoveryBook(),
+            backup_gate=BackupGate.from_json(obj["backup_gate"], "state.backup_gate")
+            if "backup_gate" in obj
+            else BackupGate(),
         )

@@ -248,18 +248,21 @@ class Devnet:
             for service in services:
                 backups.wait_healthy(self, service.name, timeout=timeout)
             self.progress("voting domain 0 (every operator)")
+            domain = {"domain_id": 0, "scheme": "Ed25519", **self._backup_policy(backup)}
             for name in names:
-                client.call(
-                    self.signer(name),
-                    "vote_add_domains",
-                    {"domains": [{"domain_id": 0, "scheme": "Ed25519"}]},
-                )
+                client.call(self.signer(name), "vote_add_domains", {"domains": [domain]})
             keygen_started = time.monotonic()  # the last vote moved the contract on
             self.progress("waiting for the distributed key generation of domain 0")
             self.wait_contract(
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
             )
             self.timings["dkg"] = time.monotonic() - keygen_started
+            if backup:
+                self.progress(
+                    "backup before use: waiting for every operator's backup service to confirm "
+                    "its backup of domain 0"
+                )
+                self.timings["backup_gate"] = self.wait_backup_gate(client, 0, timeout=timeout)
             self.wait_contract(
                 client, attestation.all_attested, timeout=timeout, what="every node's attestation"
             )
@@ -1011,15 +1014,53 @@ class Devnet:
             parts.append(f"stopped: {', '.join(dead)}")
         return "; ".join(parts)
 
+    @staticmethod
+    def _backup_policy(backup: bool) -> dict[str, int]:
+        """The backup policy a devnet votes for its domains: the contract's default (every
+        operator's backup confirmed before the domain signs) with backup services; without
+        them nothing could ever confirm, so 0 (the domain signs at once)."""
+        return {} if backup else {"backups_required": 0}
+
+    def wait_backup_gate(self, client: LedgerClient, domain_id: int, *, timeout: float) -> float:
+        """Wait until the domain's backup policy is met (it signs); the seconds waited."""
+        started = time.monotonic()
+        seen: dict[str, Any] = {}
+
+        def open_gate(_: dict[str, Any]) -> bool:
+            seen.update(client.view("backup_status"))
+            return any(
+                d["domain_id"] == domain_id and d["signing_allowed"] for d in seen["domains"]
+            )
+
+        try:
+            self.wait_contract(
+                client, open_gate, timeout=timeout, what=f"backup confirmations of {domain_id}"
+            )
+        except DevnetError as exc:
+            missing: list[str] = next(
+                (d["missing"] for d in seen.get("domains", []) if d["domain_id"] == domain_id), []
+            )
+            logs = [
+                str(self.log_path(backups.backup_name(a)))
+                for a in missing
+                if backups.backup_name(a) in self.record.processes
+            ]
+            raise DevnetError(
+                exc.code,
+                f"domain {domain_id} is not backed up: no confirmation from "
+                f"{', '.join(missing) or '?'}" + (f"; read {', '.join(logs)}" if logs else ""),
+            ) from None
+        return time.monotonic() - started
+
     def vote_add_domains(self, accounts: Sequence[str] | None = None) -> None:
-        """Every participant's operator votes one new Ed25519 domain."""
+        """Every participant's operator votes one new Ed25519 domain (with the devnet's
+        backup policy, see :meth:`_backup_policy`)."""
         state = self.contract_state()
         voters = accounts or [m["account"] for m in watch.participants(state)]
+        domain = {"scheme": "Ed25519", **self._backup_policy(bool(self.backup_names()))}
         with self.client() as client:
             for account in voters:
-                client.call(
-                    self.signer(account), "vote_add_domains", {"domains": [{"scheme": "Ed25519"}]}
-                )
+                client.call(self.signer(account), "vote_add_domains", {"domains": [domain]})
 
     def reshare(
         self,

@@ -14,6 +14,14 @@ from quorumkeep.ledger.errors import LedgerError
 NODE_STATUS_TIMEOUT = 2.0
 
 
+def devnet_backup_gate(devnet: Devnet) -> list[dict[str, Any]]:
+    """Each domain's backup gate from the contract's ``backup_status`` view: policy, count
+    in force, who confirmed, who is missing, whether it signs (docs/contract.md §6.9)."""
+    with devnet.client() as client:
+        view: dict[str, Any] = client.view("backup_status")
+    return list(view["domains"])
+
+
 def _attestations(devnet: Devnet) -> dict[str, Any]:
     """The contract's ``attestations`` view now: every entry in short, by attested key."""
     try:
@@ -100,6 +108,11 @@ def gather(devnet: Devnet) -> dict[str, Any]:
             "pending_requests": len(state["sign_requests"]),
             "next_epoch": None if running is None else running.get("next_epoch"),
         }
+        try:
+            gate = devnet_backup_gate(devnet)
+        except (LedgerError, DevnetError) as exc:
+            gate = [{"error": str(exc)}]
+        contract["backup_gate"] = gate
         if p["state"] == "Resharing":
             contract["resharing_to"] = {
                 "epoch": p["epoch"],
@@ -138,6 +151,9 @@ def gather(devnet: Devnet) -> dict[str, Any]:
                 "last_fetch",
                 "last_push",
                 "last_verify",
+                "confirmation",
+                "confirmed_current",
+                "last_confirm",
                 "attestation",
             )
         }

@@ -1,10 +1,11 @@
 """Accounts and their access keys: who may sign what.
 
 An account is created in genesis and holds one or more Ed25519 access keys. A full-access key
-(an operator's) may do anything; a function-call key (a node's signer key) may only call the
-contract methods listed in its permission, which must all be node methods
-(``quorumkeep.contract.NODE_METHODS``) — an operator-only method (``METHODS[m].full_access_only``)
-always needs a full-access key. Every key has its own nonce, which only grows.
+(an operator's) may do anything; a function-call key (a node's signer key, a backup service's
+identity key) may only call the contract methods listed in its permission, which must all be
+node or backup service methods (``quorumkeep.contract.FUNCTION_CALL_METHODS``) — an
+operator-only method (``METHODS[m].full_access_only``) always needs a full-access key. Every
+key has its own nonce, which only grows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quorumkeep.contract import METHODS, NODE_METHODS
+from quorumkeep.contract import FUNCTION_CALL_METHODS, METHODS
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.transaction import (
     FULL_ACCESS,
@@ -37,16 +38,18 @@ class AccessKey:
 
 
 def check_permission_methods(permission: Permission) -> None:
-    """A function-call permission may only list existing, non-operator node methods."""
+    """A function-call permission may only list existing, non-operator methods meant for
+    function-call keys: the node methods and the backup service's ``confirm_backup``."""
     if permission.methods is None:
         return
     for method in permission.methods:
         if method not in METHODS:
             raise LedgerError("InvalidPermission", f"{method!r} is not a contract method")
-        if method not in NODE_METHODS or METHODS[method].full_access_only:
+        if method not in FUNCTION_CALL_METHODS or METHODS[method].full_access_only:
             raise LedgerError(
                 "InvalidPermission",
-                f"{method!r} is not a node method; a function-call key cannot be allowed it",
+                f"{method!r} is not a node or backup service method; a function-call key "
+                "cannot be allowed it",
             )
 
 

@@ -1,5 +1,6 @@
-"""The operator's contract calls for its node: register the backup service, start and
-cancel a migration, vote the emergency recovery key. Each is one function taking a ledger
+"""The operator's contract calls for its node: register the backup service (and give its
+identity key the ``confirm_backup`` access key), start and cancel a migration, vote the
+emergency recovery key. Each is one function taking a ledger
 client and the operator's full-access key, raising :class:`OperatorError` with one line on
 anything refused.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorumkeep.contract import NODE_METHODS
+from quorumkeep.contract import BACKUP_SERVICE_METHODS, NODE_METHODS
 from quorumkeep.crypto.pve import RecoveryPublicKey
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
@@ -26,6 +27,12 @@ from quorumkeep.operator.inputs import BackupRegistration, NodeInfo
 def node_permission() -> Permission:
     """A function-call key limited to the contract's node methods."""
     return Permission(tuple(sorted(NODE_METHODS)))
+
+
+def backup_permission() -> Permission:
+    """A backup service's identity key: limited to ``confirm_backup`` (backup before use)
+    and ``submit_attestation`` (it renews its own attestation)."""
+    return Permission(tuple(sorted(BACKUP_SERVICE_METHODS)))
 
 
 def _ledger_failure(what: str, exc: LedgerError) -> OperatorError:
@@ -69,11 +76,6 @@ def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo)
     return _ensure_key(
         client, signer, info.signer_public_key, node_permission(), "the node's signer key"
     )
-
-
-def attestation_permission() -> Permission:
-    """A backup service's identity key: it may only renew its own attestation."""
-    return Permission(("submit_attestation",))
 
 
 def _add_key(
@@ -128,26 +130,28 @@ def _check_account(signer: AccountSigner, account: str | None, what: str) -> Non
 def register_backup_service(
     client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
 ) -> TxOutcome:
-    """``register_backup_service`` with the service's public keys (replaces any earlier one).
+    """Give the service's identity key its backup service access key (if the account does
+    not have it yet), then ``register_backup_service`` with the service's public keys
+    (replaces any earlier one).
 
-    A service that attests also gets its identity key as an access key limited to
-    ``submit_attestation``, so it renews its attestation by itself (docs/attestation.md)."""
+    The key is limited to ``BACKUP_SERVICE_METHODS``: ``confirm_backup`` (backup before
+    use) and ``submit_attestation`` (a service that attests renews its attestation by
+    itself, docs/attestation.md)."""
     _check_account(signer, registration.account, "the backup service")
-    outcome = _call(client, signer, "register_backup_service", registration.to_json())
-    if registration.attestation is not None:
-        ensure_attestation_key(client, signer, registration.identity_public_key)
-    return outcome
+    ensure_backup_key(client, signer, registration.identity_public_key)
+    return _call(client, signer, "register_backup_service", registration.to_json())
 
 
-def ensure_attestation_key(
+def ensure_backup_key(
     client: LedgerClient, signer: AccountSigner, identity_public_key: bytes
 ) -> str:
-    """The backup service's identity key as a ``submit_attestation``-only access key."""
+    """The backup service's identity key as an access key limited to the backup service's
+    methods; ``"added"`` or ``"exists"``."""
     return _ensure_key(
         client,
         signer,
         identity_public_key,
-        attestation_permission(),
+        backup_permission(),
         "the backup service's identity key",
     )
 

@@ -73,7 +73,9 @@ class Ed25519Signer:
     @property
     def signing_key(self) -> nacl.signing.SigningKey:
         """The same key, to sign ledger transactions with (an access key of the account the
-        operator granted it: the backup service's ``submit_attestation``)."""
+        operator granted it: the backup service's ``submit_attestation`` and
+        ``confirm_backup``). Transactions and statements carry different domain-separation
+        prefixes, so a signature of one can never be taken for the other."""
         return self._key
 
     def sign(self, message: bytes) -> bytes:
