@@ -52,6 +52,8 @@ from quorumkeep.node.keystore import (
     KEYSTORE_FILE_NAME,
     SCHEMA_VERSION,
     STORAGE_KEY_FILE_NAME,
+    KeystoreError,
+    decode_commitments,
     write_atomically,
 )
 from quorumkeep.node.shares import ShareFormatError, decode_public
@@ -498,3 +500,23 @@ def write_restored(contents: Mapping[str, bytes], directory: Path) -> NodeConfig
         config = config.model_copy(update={"data_dir": directory})
         write_config(config, directory / CONFIG_FILE_NAME)
     return config
+
+
+def presignature_commitments(keystore: bytes) -> dict[str, dict[int, tuple[bytes, bytes]]]:
+    """Every presignature in a keystore image (a snapshot's): id → participant id →
+    (hiding, binding) commitments. Public columns only: what an auditor compares the
+    signatures made after a restore with."""
+    with tempfile.TemporaryDirectory(prefix="qk-snapshot-") as tmp:
+        path = Path(tmp) / KEYSTORE_FILE_NAME
+        path.write_bytes(keystore)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT id, commitments FROM presignatures").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise SnapshotInvalid(f"{KEYSTORE_FILE_NAME}: not a keystore ({exc})") from None
+        finally:
+            db.close()
+    try:
+        return {str(i): decode_commitments(bytes(c)) for i, c in rows}
+    except KeystoreError as exc:
+        raise SnapshotInvalid(f"{KEYSTORE_FILE_NAME}: {exc}") from None
