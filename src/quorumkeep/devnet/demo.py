@@ -15,6 +15,12 @@ are awaited, and a signature is made. Then four scenarios run, each followed by 
   resharing adds a spare operator's node (4 → 5): the contract cancels the migration,
   nothing is imported, the resharing completes, and the backup services back up the new
   epoch by themselves;
+- ``restored-from-snapshot`` — a running node is snapshotted (`quorumkeep node snapshot`),
+  signs a few times (with presignatures the snapshot holds), is stopped, and restored from
+  the snapshot into a new directory (`quorumkeep node restore`: same identity, ports and
+  passphrase); it forgets the snapshot's presignatures when it starts and signs again: no
+  signature made after the restore has the R of any presignature in the snapshot (each R
+  recomputed from every commitment list the snapshot holds);
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of an etcd member goes down:
   both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
@@ -37,7 +43,9 @@ group key recorded at the start. The report (``--json``) is::
      "scenarios": [{"name", "passed", "seconds"}…],
      "signatures": [{"payload", "path", "public_key", "signature", "scenario"}…],
      "migrations": [{"account", "scenario", "started_height", "concluded_height",
-                     "seconds", "concluded"}…]}
+                     "seconds", "concluded"}…],
+     "restores": [{"node", "restored", "epoch", "snapshot_presignatures",
+                   "used_before_restore", "signatures_after_restore", "used_after_restore"}…]}
 
 where ``seconds`` runs from the block holding ``start_node_migration`` to the block holding
 ``conclude_node_migration`` (ledger block timestamps).
@@ -68,7 +76,7 @@ from rich.live import Live
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
-from quorumkeep.devnet import backups, processes, recovery_key, watch
+from quorumkeep.devnet import backups, processes, recovery_key, snapshots, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import LEDGER_DIR
 from quorumkeep.devnet.network import USER, Devnet
@@ -77,6 +85,7 @@ from quorumkeep.ers.bundle import write_bundle
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.signing import Signature, SignClient, SignError
+from quorumkeep.node.snapshot import SnapshotError, presignature_commitments, read_snapshot
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError
@@ -95,6 +104,7 @@ SCENARIOS = (
     "quorum-loss",
     "full-cluster-loss",
     "cancelled-by-resharing",
+    "restored-from-snapshot",
     "ledger-machine-lost",
     "company-gone",
 )
@@ -169,6 +179,7 @@ class DemoReport:
     signature_scenarios: list[str] = field(default_factory=list)
     migrations: list[MigrationResult] = field(default_factory=list)
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    restores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def scenario_seconds(self) -> dict[str, float]:
@@ -193,6 +204,7 @@ class DemoReport:
                 for s, scenario in zip(self.signatures, self.signature_scenarios, strict=True)
             ],
             "migrations": [m.to_json() for m in self.migrations],
+            "restores": list(self.restores),
         }
 
     def seconds_by_scenario(self) -> dict[str, list[float]]:
@@ -656,6 +668,80 @@ class Demo:
             raise DemoError("a waiting request was answered before both migrations concluded")
         self.sign(scenario)
 
+    def restored_from_snapshot(self) -> None:
+        scenario = "restored-from-snapshot"
+        self.narrator.section(f"{scenario}: a node comes back from an older copy of its directory")
+        account = watch.participants(self._state())[0]["account"]
+        name = self.current_node(account)
+        with self.narrator.step(f"snapshot {name} while it runs") as found:
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            while not snapshots.held_presignatures(self.devnet, name):
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"{name} made no presignature; read {self.devnet.log_path(name)}"
+                    )
+                time.sleep(0.2)  # bounded: the pool fills in the background, no event for it
+            try:
+                archive, manifest = snapshots.take(self.devnet, name)
+                _, contents = read_snapshot(archive)
+            except (DevnetError, SnapshotError) as exc:
+                raise DemoError(str(exc)) from None
+            held = presignature_commitments(contents["keystore.sqlite3"])
+            found(
+                f"{archive.name}: epoch {manifest['epoch']}, keyset "
+                f"{str(manifest['keyset_hash'])[:16]}…, {len(held)} presignatures, secrets sealed"
+            )
+        before = self.sign(scenario, 3)
+        used_before = snapshots.used_presignatures(before, held)
+        self.narrator.note(
+            f"{len(used_before)} of these signatures used a presignature the snapshot holds"
+        )
+        with self.narrator.step(
+            f"stop {name}, restore the snapshot into a new directory, start it"
+        ) as found:
+            try:
+                self.devnet.stop(name)
+                restored = snapshots.restore(self.devnet, name, archive)
+                status = self.devnet.node_get(restored, "/status")
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            left = set(snapshots.held_presignatures(self.devnet, restored)) & set(held)
+            if left:
+                raise DemoError(
+                    f"{restored} still holds {len(left)} of the snapshot's presignatures"
+                )
+            found(
+                f"{restored}: the same node (TLS key {status['tls_public_key'][:16]}…), new "
+                f"incarnation {status['incarnation'][:16]}…, none of the snapshot's "
+                "presignatures kept"
+            )
+        first = len(self.report.signatures)
+        self.node_took_part(restored, scenario)
+        self.sign(scenario, 2)
+        after = self.report.signatures[first:]
+        used_after = snapshots.used_presignatures(after, held)
+        if used_after:
+            raise DemoError(
+                f"signatures {sorted(used_after)} after the restore used presignatures of the "
+                "snapshot"
+            )
+        self.narrator.note(
+            f"none of the {len(held)} presignatures in the snapshot made any of the "
+            f"{len(after)} signatures since the restore (each R recomputed from every "
+            "commitment list of the snapshot)"
+        )
+        self.report.restores.append(
+            {
+                "node": name,
+                "restored": restored,
+                "epoch": manifest["epoch"],
+                "snapshot_presignatures": len(held),
+                "used_before_restore": len(used_before),
+                "signatures_after_restore": len(after),
+                "used_after_restore": len(used_after),
+            }
+        )
+
     def ledger_machine_lost(self) -> None:
         scenario = "ledger-machine-lost"
         self.narrator.section(f"{scenario}: the proposing ledger server's machine is lost")
@@ -928,6 +1014,7 @@ class Demo:
             "quorum-loss": self.quorum_loss,
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
+            "restored-from-snapshot": self.restored_from_snapshot,
             "ledger-machine-lost": self.ledger_machine_lost,
             "company-gone": self.company_gone,
         }

@@ -10,6 +10,7 @@ directory. The node it replaces is retired (its record and log stay).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from quorumkeep.devnet import processes
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import NODES_DIR
 from quorumkeep.ledger.signing import Signature
+from quorumkeep.node.keystore import KEYSTORE_FILE_NAME
 
 if TYPE_CHECKING:
     from quorumkeep.devnet.network import Devnet
@@ -114,3 +116,18 @@ def used_presignatures(
             if frost.group_commitment(signature.public_key, entries, signature.payload) == r:
                 found[signature.request_id] = presignature_id
     return found
+
+
+def held_presignatures(devnet: Devnet, name: str) -> list[str]:
+    """The presignature ids in a node's keystore now (public column, read-only)."""
+    record = devnet.process(name)
+    if record.directory is None:
+        raise DevnetError("not_a_node", f"{name} is not a node")
+    path = devnet.dir.resolve(record.directory) / KEYSTORE_FILE_NAME
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return [str(row[0]) for row in db.execute("SELECT id FROM presignatures")]
+    except sqlite3.DatabaseError as exc:
+        raise DevnetError("keystore_unreadable", f"{path}: {exc}") from None
+    finally:
+        db.close()
