@@ -21,10 +21,21 @@ from quorumkeep.devnet.network import USER, Devnet
 pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT = 420.0
-REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations"}
+REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations", "restores"}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
-MIGRATING = [s for s in SCENARIOS if s != "company-gone" and s not in ETCD_SCENARIOS]
-"""Scenarios that migrate nodes (losing a ledger server or the whole company does not)."""
+NOT_MIGRATING = {"company-gone", "restored-from-snapshot", *ETCD_SCENARIOS}
+MIGRATING = [s for s in SCENARIOS if s not in NOT_MIGRATING]
+"""Scenarios that migrate nodes (losing a ledger server or the whole company, or restoring
+a node from its snapshot, does not)."""
+RESTORE_KEYS = {
+    "node",
+    "restored",
+    "epoch",
+    "snapshot_presignatures",
+    "used_before_restore",
+    "signatures_after_restore",
+    "used_after_restore",
+}
 MIGRATION_KEYS = {
     "account",
     "scenario",
@@ -73,8 +84,14 @@ def check_report(report: dict[str, Any]) -> None:
         "quorum-loss": 2,
         "full-cluster-loss": 4,
         "cancelled-by-resharing": 1,
-        "ledger-machine-lost": 0,
     }
+    # restored-from-snapshot: the restored node signed again with none of the snapshot's
+    # presignatures (each signature's R recomputed from every one of them)
+    (restore,) = report["restores"]
+    assert set(restore) == RESTORE_KEYS
+    assert restore["snapshot_presignatures"] > 0
+    assert restore["signatures_after_restore"] > 0 and restore["used_after_restore"] == 0
+    assert restore["restored"] != restore["node"]
 
 
 def check_no_secret_outside_its_seal(path: Path, canary: Path) -> None:
