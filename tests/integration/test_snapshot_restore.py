@@ -7,6 +7,7 @@ presignature's commitments). Then the restore refusals against the real contract
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,9 @@ def test_a_restored_snapshot_never_uses_its_presignatures(tmp_path: Path) -> Non
         # A damaged archive.
         damaged = tmp_path / "damaged.snapshot"
         data = bytearray(archive.read_bytes())
-        data[data.find(contents["keystore.sqlite3"][4096:4160]) + 8] ^= 0x01  # in the keystore
+        with tarfile.open(archive) as tar:  # a bit of the keystore's bytes flipped
+            offset = tar.getmember("keystore.sqlite3").offset_data
+        data[offset + 5000] ^= 0x01
         damaged.write_bytes(bytes(data))
         damage = one_line_error(
             cli("node", "restore", str(damaged), "--dir", str(tmp_path / "d")), 2
