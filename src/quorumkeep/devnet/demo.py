@@ -125,6 +125,8 @@ ERS_TIMEOUT = 120.0
 NEW_NODE_SIGNATURES = 8
 """At most this many signatures to see a replacement node in a signing set."""
 RTO_GOAL_SECONDS = 2.0
+RESTORED_OWNED = 16
+"""Presignatures a restored node owns before the demo signs to see it take part."""
 
 
 class DemoError(Exception):
@@ -599,8 +601,9 @@ class Demo:
             )
         return result
 
-    def node_took_part(self, name: str, label: str) -> None:
-        """Sign until ``name`` led or gave a share (bounded): it is in the signing set."""
+    def node_took_part(self, name: str, label: str, *, batch: int = 1) -> None:
+        """Sign (``batch`` requests at a time, at most :data:`NEW_NODE_SIGNATURES` times)
+        until ``name`` led or gave a share: it is in the signing set."""
 
         def count() -> float:
             try:
@@ -617,12 +620,12 @@ class Demo:
 
         before = count()
         for _ in range(NEW_NODE_SIGNATURES):
-            self.sign(label)
+            self.sign(label, batch)
             if count() > before:
                 self.narrator.note(f"{name} took part in signing (led or gave a share)")
                 return
         raise DemoError(
-            f"{name} took part in none of {NEW_NODE_SIGNATURES} signatures; "
+            f"{name} took part in none of {NEW_NODE_SIGNATURES * batch} signatures; "
             f"read {self.devnet.log_path(name)}"
         )
 
@@ -715,8 +718,25 @@ class Demo:
                 f"incarnation {status['incarnation'][:16]}…, none of the snapshot's "
                 "presignatures kept"
             )
+        with self.narrator.step(f"{restored} and its peers make new presignatures") as found:
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            while True:
+                try:
+                    owned = sum(
+                        self.devnet.node_get(restored, "/status")["owned_presignatures"].values()
+                    )
+                except DevnetError as exc:
+                    raise DemoError(str(exc)) from None
+                if owned >= RESTORED_OWNED:
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"{restored} made no presignatures; read {self.devnet.log_path(restored)}"
+                    )
+                time.sleep(0.2)  # bounded: the pool fills in the background, no event for it
+            found(f"{owned} owned by {restored}")
         first = len(self.report.signatures)
-        self.node_took_part(restored, scenario)
+        self.node_took_part(restored, scenario, batch=3)
         self.sign(scenario, 2)
         after = self.report.signatures[first:]
         used_after = snapshots.used_presignatures(after, held)
