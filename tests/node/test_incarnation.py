@@ -27,7 +27,7 @@ def test_a_start_forgets_every_presignature_durably(tmp_path: Path) -> None:
         bytes(row[0]) for row in keystore._read("SELECT sealed_nonces FROM presignatures", ())
     ]
     first = begin_incarnation(keystore)
-    assert first.forgotten == 5 and len(first.value) == INCARNATION_SIZE
+    assert first.forgotten == 5 and len(first.announced) == INCARNATION_SIZE
     assert keystore.presignature_count(0) == 0
     # nothing of the sealed nonces is left in the database or its WAL
     for name in ("keystore.sqlite3", "keystore.sqlite3-wal"):
@@ -35,7 +35,7 @@ def test_a_start_forgets_every_presignature_durably(tmp_path: Path) -> None:
         data = path.read_bytes() if path.exists() else b""
         assert not any(s in data for s in sealed), name
     second = begin_incarnation(keystore)
-    assert second.forgotten == 0 and second.value != first.value
+    assert second.forgotten == 0 and second.announced != first.announced
     keystore.close()
 
 
@@ -43,7 +43,7 @@ def test_a_copy_of_the_directory_forgets_them_too(tmp_path: Path) -> None:
     """A copy opened by another process is a new incarnation: its presignatures go."""
     keystore = open_keystore(tmp_path)
     keystore.add_presignatures(_presignatures(3))
-    assert begin_incarnation(keystore, lambda n: b"\x07" * n).value == b"\x07" * 16
+    assert begin_incarnation(keystore, lambda n: b"\x07" * n).announced == b"\x07" * 16
     keystore.add_presignatures(_presignatures(2))  # made by this process
     assert keystore.presignature_count(0) == 2
     assert begin_incarnation(keystore).forgotten == 2  # the next start forgets them

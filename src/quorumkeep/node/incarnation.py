@@ -31,9 +31,10 @@ log = logging.getLogger("quorumkeep.node")
 
 @dataclass(frozen=True)
 class Incarnation:
-    """One node process: its announced id (public) and how many presignatures it forgot."""
+    """One node process: what it announces to its peers (public) and how many presignatures
+    it forgot at its start."""
 
-    value: bytes
+    announced: bytes
     forgotten: int
 
 
@@ -41,10 +42,10 @@ def begin_incarnation(keystore: Keystore, random_bytes: RandomBytes = os.urandom
     """Delete every presignature in ``keystore`` (committed, WAL truncated) and pick a fresh
     incarnation. Call it once per process, before anything can use a presignature."""
     forgotten = keystore.purge_all_presignatures()
-    value = random_bytes(INCARNATION_SIZE)
+    announced = random_bytes(INCARNATION_SIZE)
     log.info(
         "incarnation %s: forgot %d presignatures stored before this start",
-        value.hex(),
+        announced.hex(),
         forgotten,
     )
-    return Incarnation(value, forgotten)
+    return Incarnation(announced, forgotten)

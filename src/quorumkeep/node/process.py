@@ -134,7 +134,7 @@ class NodeProcess:
         self.ledger = AsyncLedgerClient(config.ledger_url)
         status = await wait_for_ledger(self.ledger, self.ledger_wait)
         host, port = config.p2p_listen_address
-        self.mesh = Mesh(identity, host=host, port=port, incarnation=incarnation.value)
+        self.mesh = Mesh(identity, host=host, port=port, incarnation=incarnation.announced)
         try:
             await self.mesh.start()
         except OSError as exc:
