@@ -91,6 +91,12 @@ class NodeStatus(BaseModel):
     migration: MigrationStatus | None = Field(
         default=None, description="the migration to this node, while one is open or concluding"
     )
+    attestation: dict[str, Any] | None = Field(
+        default=None,
+        description="this node's attestation in the contract: enforced, "
+        "insecure_dev_attestation, kind, tcb_status, measurement_id, expires_at, expires_in, "
+        "problem, marked (docs/attestation.md)",
+    )
 
 
 def create_app(
