@@ -182,6 +182,20 @@ def test_a_damaged_or_foreign_archive_is_refused(node: RunningNode, tmp_path: Pa
     cases.append(
         (archive([(MANIFEST_NAME, json.dumps(other).encode()), *files], "other"), SnapshotInvalid)
     )
+    # a manifest that lies about its keystore (to pass the contract's epoch check): the
+    # keystore's own epoch, keyset hash and presignature count are compared with it
+    for field, value in (("epoch", EPOCH + 1), ("presignatures", 0), ("domains", [0])):
+        lying = json.loads(manifest_bytes)
+        lying[field] = value
+        cases.append(
+            (
+                archive([(MANIFEST_NAME, json.dumps(lying).encode()), *files], f"lie-{field}"),
+                SnapshotInvalid,
+            )
+        )
+    # JSON nested deeper than the parser's recursion limit, within the manifest's size bound
+    nested = b"[" * 60_000
+    cases.append((archive([(MANIFEST_NAME, nested), *files], "nested"), SnapshotInvalid))
     for path, error in cases:
         with pytest.raises(error):
             read_snapshot(path)

@@ -27,7 +27,8 @@ import sqlite3
 import tarfile
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,7 +393,7 @@ def read_snapshot(path: Path) -> tuple[Manifest, dict[str, bytes]]:
         raise SnapshotInvalid(f"{path}: not a snapshot archive ({exc})") from None
     try:
         manifest = Manifest.from_json(json.loads(contents.pop(MANIFEST_NAME)))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise SnapshotInvalid(f"{path}: the manifest is not JSON") from None
     for entry in manifest.files:
         data = contents[entry.name]
@@ -405,7 +406,37 @@ def read_snapshot(path: Path) -> tuple[Manifest, dict[str, bytes]]:
         manifest.signer_public_key,
     ):
         raise SnapshotInvalid(f"{path}: identity.json is not the manifest's node")
+    _check_keystore(path, manifest, contents[KEYSTORE_FILE_NAME])
     return manifest, contents
+
+
+def _check_keystore(path: Path, manifest: Manifest, keystore: bytes) -> None:
+    """The manifest describes its keystore: owner, epoch, domains, keyset hash and number
+    of presignatures are read again from the copy (the contract's check relies on them)."""
+    with _keystore_image(keystore) as image:
+        try:
+            summary = _keystore_summary(image)
+        except NotANodeDirectory as exc:
+            raise SnapshotInvalid(f"{path}: {exc}") from None
+    described = (
+        manifest.account,
+        manifest.tls_public_key,
+        manifest.epoch,
+        manifest.domains,
+        manifest.keyset_hash,
+        manifest.presignatures,
+    )
+    if summary != described:
+        raise SnapshotInvalid(f"{path}: the manifest does not describe its keystore")
+
+
+@contextmanager
+def _keystore_image(keystore: bytes) -> Iterator[Path]:
+    """A keystore image (a snapshot's) as a file of a temporary directory, for SQLite."""
+    with tempfile.TemporaryDirectory(prefix="qk-snapshot-") as tmp:
+        path = Path(tmp) / KEYSTORE_FILE_NAME
+        path.write_bytes(keystore)
+        yield path
 
 
 def _members(path: Path, tar: tarfile.TarFile) -> dict[str, bytes]:
@@ -506,9 +537,7 @@ def presignature_commitments(keystore: bytes) -> dict[str, dict[int, tuple[bytes
     """Every presignature in a keystore image (a snapshot's): id → participant id →
     (hiding, binding) commitments. Public columns only: what an auditor compares the
     signatures made after a restore with."""
-    with tempfile.TemporaryDirectory(prefix="qk-snapshot-") as tmp:
-        path = Path(tmp) / KEYSTORE_FILE_NAME
-        path.write_bytes(keystore)
+    with _keystore_image(keystore) as path:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             rows = db.execute("SELECT id, commitments FROM presignatures").fetchall()
