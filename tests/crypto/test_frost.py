@@ -193,6 +193,12 @@ def test_rfc9591_vector_step_by_step() -> None:
     )
     assert signature.hex() == vector["final_output"]["sig"]
     assert signature[:32] == group_commitment
+    # what tells which presignature a signature used: its R, from the commitments alone
+    assert frost.group_commitment(public.group_public_key, commitment_list, msg) == signature[:32]
+    assert (
+        frost.group_commitment(public.group_public_key, commitment_list, msg + b"!")
+        != (signature[:32])
+    )
     assert_valid_ed25519(public.group_public_key, msg, signature)
 
 

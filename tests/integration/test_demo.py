@@ -25,11 +25,19 @@ from quorumkeep.devnet.network import USER, Devnet
 pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT = 420.0
-REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations", "backup_gates"}
+REPORT_KEYS = {
+    "group_public_key",
+    "scenarios",
+    "signatures",
+    "migrations",
+    "backup_gates",
+    "restores",
+}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
-NOT_MIGRATING = {"attestation-upgrade", "company-gone", *ETCD_SCENARIOS}
-"""Scenarios that migrate no node: an attestation upgrade reshares the laggard out; losing a
-ledger server or the whole company moves no node."""
+NOT_MIGRATING = {"attestation-upgrade", "restored-from-snapshot", "company-gone", *ETCD_SCENARIOS}
+"""Scenarios that migrate no node: an attestation upgrade reshares the laggard out, a node
+restored from its snapshot is the same node; losing a ledger server or the whole company
+moves no node."""
 MIGRATING = [s for s in SCENARIOS if s not in NOT_MIGRATING]
 MIGRATIONS = {
     "single-node-loss": 1,
@@ -38,6 +46,15 @@ MIGRATIONS = {
     "cancelled-by-resharing": 1,
 }
 """How many nodes each migrating scenario moves."""
+RESTORE_KEYS = {
+    "node",
+    "restored",
+    "epoch",
+    "snapshot_presignatures",
+    "used_before_restore",
+    "signatures_after_restore",
+    "used_after_restore",
+}
 MIGRATION_KEYS = {
     "account",
     "scenario",
@@ -95,6 +112,14 @@ def check_report(report: dict[str, Any], scenarios: list[str]) -> None:
     assert all(g["seconds"] >= 0 for g in report["backup_gates"])
     counts = {s: sum(m["scenario"] == s for m in report["migrations"]) for s in migrating}
     assert counts == {s: n for s, n in MIGRATIONS.items() if s in scenarios}
+    if "restored-from-snapshot" in scenarios:
+        # the restored node signed again with none of the snapshot's presignatures (each
+        # signature's R recomputed from every one of them)
+        (restore,) = report["restores"]
+        assert set(restore) == RESTORE_KEYS
+        assert restore["snapshot_presignatures"] > 0
+        assert restore["signatures_after_restore"] > 0 and restore["used_after_restore"] == 0
+        assert restore["restored"] != restore["node"]
 
 
 def check_no_secret_outside_its_seal(path: Path, canary: Path) -> None:

@@ -26,7 +26,9 @@ from quorumkeep.node.mesh import (
     Mesh,
     PeerInfo,
     PeerNotConnected,
+    decode_incarnation,
     decode_message,
+    encode_incarnation,
     encode_message,
     read_frame,
 )
@@ -84,6 +86,8 @@ async def start_cluster(
         await node.mesh.update_participants(participants, pid)
     for node in nodes.values():
         await node.mesh.wait_connected(None, timeout=10)
+    for pid, node in nodes.items():  # and each acceptor admitted its peers' connections
+        await eventually(lambda n=node, p=pid: n.mesh.inbound_peers() == set(nodes) - {p})
     return nodes, participants
 
 
@@ -99,7 +103,14 @@ def test_frame_bytes_are_as_documented() -> None:
     frame = encode_message("sign", b"\x01\x02")
     assert frame == b"\x00\x00\x00\x08" + b"\x02\x04sign" + b"\x01\x02"
     assert decode_message(frame[4:]) == ("sign", b"\x01\x02")
-    assert HELLO_BODY == b"\x01QKM\x01"
+    assert HELLO_BODY == b"\x01QKM\x02"
+    assert encode_incarnation(bytes(range(16))) == b"\x00\x00\x00\x11\x03" + bytes(range(16))
+    assert decode_incarnation(b"\x03" + bytes(range(16))) == bytes(range(16))
+    for body in (b"", b"\x03" + bytes(15), b"\x03" + bytes(17), b"\x02" + bytes(16)):
+        with pytest.raises(FrameError):
+            decode_incarnation(body)
+    with pytest.raises(FrameError):
+        encode_incarnation(bytes(15))
     assert decode_message(encode_message("é", b"")[4:]) == ("é", b"")
     with pytest.raises(FrameError):
         encode_message("", b"x")
@@ -274,6 +285,7 @@ def test_garbage_and_bad_frames_close_only_that_connection(
                 )
                 async with asyncio.timeout(5):
                     assert await read_frame(reader) == HELLO_BODY
+                writer.write(encode_incarnation(os.urandom(16)))
                 writer.write(encode_message("raw", f"before {index}".encode()) + bad)
                 await writer.drain()
                 assert await _closed_by_peer(reader)
@@ -345,6 +357,52 @@ def test_new_tls_key_rebuilds_only_that_peer(identities: dict[str, NodeIdentity]
             assert nodes[1].received(3, "stale") == []
         finally:
             await stop([*nodes.values(), replacement])
+
+    run(scenario())
+
+
+def test_a_restarted_peer_announces_its_new_incarnation_before_its_messages(
+    identities: dict[str, NodeIdentity],
+) -> None:
+    async def scenario() -> None:
+        nodes, participants = await start_cluster(identities, ["a", "b"])
+        a = nodes[1]
+        seen: list[tuple[str, int, bytes]] = []
+        a.mesh.add_peer_handler(lambda pid, incarnation: seen.append(("peer", pid, incarnation)))
+        a.mesh.add_handler(lambda pid, channel, payload: seen.append(("message", pid, payload)))
+        try:
+            old = nodes[2].mesh.incarnation
+            port = nodes[2].mesh.address[1]
+            await nodes[2].mesh.close()
+            b = Node(identities["b"], Mesh(identities["b"], port=port, **FAST_MESH))
+            nodes[2] = b
+            assert b.mesh.incarnation != old
+            await b.mesh.start()
+            await b.mesh.update_participants(participants, 2)
+            await b.mesh.send(1, "first", b"from the new process", wait=10)
+            await eventually(lambda: ("message", 2, b"from the new process") in seen)
+            index = seen.index(("message", 2, b"from the new process"))
+            assert ("peer", 2, b.mesh.incarnation) in seen[:index]
+            # A connection that does not start with INCARNATION is closed, its message unread.
+            host, a_port = a.mesh.address
+            await b.mesh.close()
+            reader, writer = await asyncio.open_connection(
+                host,
+                a_port,
+                ssl=identities["b"].tls.client_context([identities["a"].certificate]),
+                server_hostname="",
+            )
+            async with asyncio.timeout(5):
+                assert await read_frame(reader) == HELLO_BODY
+            rejected = a.mesh.stats.frames_rejected
+            writer.write(encode_message("raw", b"no incarnation"))
+            await writer.drain()
+            assert await _closed_by_peer(reader)
+            await close_writer(writer)
+            assert a.mesh.stats.frames_rejected == rejected + 1
+            assert a.received(2, "raw") == []
+        finally:
+            await stop(nodes)
 
     run(scenario())
 

@@ -228,6 +228,23 @@ def test_the_mesh_is_only_told_about_changes(keystore: Keystore) -> None:
     assert BOB.participant_id in peers.peers
 
 
+def test_a_restarted_peer_has_its_presignatures_purged_before_its_messages(
+    keystore: Keystore,
+) -> None:
+    peers = follower(keystore, FakeMesh())
+    keystore.add_presignatures(
+        [presignature("with-bob", (1, 2)), presignature("with-carol", (1, 3))]
+    )
+    first, again, restarted = b"\x01" * 16, b"\x01" * 16, b"\x02" * 16
+    peers.peer_connected(2, first)  # first sighting: we forgot everything at our own start
+    peers.peer_connected(2, again)  # a reconnection of the same process
+    assert {p.id for p in keystore.presignatures(0)} == {"with-bob", "with-carol"}
+    peers.peer_connected(2, restarted)  # bob's new process forgot its nonces
+    assert [p.id for p in keystore.presignatures(0)] == ["with-carol"]
+    peers.peer_connected(3, restarted)  # another peer's first sighting, same bytes: nothing
+    assert [p.id for p in keystore.presignatures(0)] == ["with-carol"]
+
+
 def test_a_participant_the_contract_marked_is_dropped_from_the_mesh(keystore: Keystore) -> None:
     """A participant marked for its attestation is left out of the peers the mesh follows
     (its connections are refused) and its presignatures go; we keep our own entry."""

@@ -20,6 +20,7 @@ from protocol_cluster import Node, NodeKeys, dkg_all, make_node_keys, start_clus
 from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.crypto.group import ONE, scalar_add
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
+from quorumkeep.node.incarnation import begin_incarnation
 from quorumkeep.node.keystore import Keystore, Presignature, RecordNotFound
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
@@ -377,6 +378,30 @@ def test_bad_signature_share_is_named_and_another_set_signs(
             job2 = cluster.contract.add(2, os.urandom(32), "cheat/test")
             verify(cluster, job2, await cluster.services[1].lead(job2))
             assert cluster.services[1].stats.cheaters_named == 2
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
+def test_a_member_that_forgot_its_nonces_is_avoided_never_named_a_cheater(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    """Participant 3 restarted (its start forgot every presignature) before its peers purged
+    theirs with it: a leader asking it gets unknown_presignature, signs with another set, and
+    names nobody."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path, batch_size=2)
+        try:
+            await fill(cluster, 3)  # leader 1's sets rotate: {1,2,3}, {1,3,4}, {1,2,4}
+            assert begin_incarnation(cluster.keystore(3)).forgotten > 0
+            job = cluster.contract.add(1, os.urandom(32), "forgot/test")
+            verify(cluster, job, await cluster.services[1].lead(job))
+            assert cluster.services[1].stats.cheaters_named == 0
+            assert cluster.services[1].stats.attempts >= 2
+            assert cluster.services[3].stats.shares_served == 0
+            assert cluster.services[3].stats.refusals >= 1
         finally:
             await stop_signing(cluster)
 

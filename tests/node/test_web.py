@@ -29,6 +29,7 @@ def status_document(identity: NodeIdentity, **changes: Any) -> dict[str, Any]:
         "account": identity.account,
         "tls_public_key": identity.tls_public_key.hex(),
         "signer_public_key": identity.signer_public_key.hex(),
+        "incarnation": "00" * 16,
         "role": "participant",
         "participant_id": 2,
         "protocol_state": "Running",

@@ -10,13 +10,15 @@ from typing import Any
 import typer
 from nacl.pwhash import argon2id
 
-from quorumkeep.cli.keys import fail
+from quorumkeep.cli.keys import EXIT_REJECTED, JSON_OUTPUT, emit_json, fail
 from quorumkeep.crypto.seal import (
     DEFAULT_MEMLIMIT,
     DEFAULT_OPSLIMIT,
     MIN_MEMLIMIT,
     MIN_OPSLIMIT,
 )
+from quorumkeep.ledger.client import LedgerClient
+from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.config import ConfigError, NodeConfig, config_from_mapping
 from quorumkeep.node.identity import IdentityError, initialize_node
 from quorumkeep.node.keystore import KeystoreError, key_source_from_config
@@ -187,3 +189,88 @@ def run(
     code = run_process(config, ledger_wait=ledger_wait, log_level=log_level, settings=settings)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("snapshot")
+def snapshot(
+    directory: Path = typer.Option(
+        ...,
+        "--dir",
+        help="The node directory (holding node.toml); the node may be running.",
+        file_okay=False,
+    ),
+    out: Path = typer.Option(..., "--out", help="The archive to write.", dir_okay=False),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Write a consistent snapshot of a node directory (secrets stay sealed) with a manifest."""
+    import time
+
+    from quorumkeep.node.snapshot import SnapshotError, create_snapshot
+
+    try:
+        manifest = create_snapshot(directory, out, now_ms=time.time_ns() // 1_000_000)
+    except SnapshotError as exc:
+        fail(f"{exc.code}: {exc}")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    if as_json:
+        emit_json(manifest.to_json())
+        return
+    typer.echo(
+        f"snapshot of {manifest.account}'s node written to {out}: epoch {manifest.epoch}, "
+        f"{len(manifest.domains)} domain(s), {manifest.presignatures} presignature(s) "
+        "(forgotten when a restored node starts)"
+    )
+
+
+@app.command("restore")
+def restore(
+    archive: Path = typer.Argument(
+        ..., help="A snapshot written by `node snapshot`.", dir_okay=False
+    ),
+    directory: Path = typer.Option(
+        ..., "--dir", help="The directory to create (absent or empty).", file_okay=False
+    ),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Ledger URL to check the epoch against (default: node.toml's)."
+    ),
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Check a snapshot (format, checksums, epoch against the contract) and write NEWDIR."""
+    from quorumkeep.contract.state import ContractState
+    from quorumkeep.node.snapshot import (
+        SnapshotError,
+        read_snapshot,
+        restore_refusal,
+        restored_config,
+        write_restored,
+    )
+
+    try:
+        manifest, contents = read_snapshot(archive)
+        url = ledger or restored_config(contents["node.toml"], directory.resolve()).ledger_url
+    except SnapshotError as exc:
+        fail(f"{exc.code}: {exc}")
+    try:
+        with LedgerClient(url) as client:
+            state = ContractState.from_json(client.view("state"))
+    except LedgerError as exc:
+        fail(f"cannot check the snapshot against the contract at {url}: {exc.code}", EXIT_REJECTED)
+    refusal = restore_refusal(manifest, state)
+    if refusal is not None:
+        fail(f"{refusal.code}: {refusal}", EXIT_REJECTED)
+    try:
+        config = write_restored(contents, directory)
+    except SnapshotError as exc:
+        fail(f"{exc.code}: {exc}")
+    except OSError as exc:
+        fail(f"cannot write {directory}: {exc.strerror or exc}")
+    document = {**manifest.to_json(), "directory": str(config.data_dir)}
+    if as_json:
+        emit_json(document)
+        return
+    typer.echo(
+        f"restored {manifest.account}'s node (epoch {manifest.epoch}) into {config.data_dir}; "
+        f"start it with: quorumkeep node run --config {config.data_dir / 'node.toml'} "
+        f"(it forgets the snapshot's {manifest.presignatures} presignature(s) when it starts)"
+    )

@@ -280,6 +280,16 @@ def compute_group_commitment(
     return group.element_sum(_commitment_shares(commitment_list, factors))
 
 
+def group_commitment(
+    group_public_key: Element, commitment_list: Sequence[CommitmentListEntry], msg: bytes
+) -> Element:
+    """The R a signature over ``msg`` made with ``commitment_list`` has (§4.4 then §4.5):
+    what tells, from a signature alone, which presignature it used."""
+    return compute_group_commitment(
+        commitment_list, compute_binding_factors(group_public_key, commitment_list, msg)
+    )
+
+
 def compute_challenge(group_commitment: Element, group_public_key: Element, msg: bytes) -> Scalar:
     """RFC 9591 §4.6: H2(R || PK || msg), the RFC 8032 challenge."""
     return group.h2(group_commitment + group_public_key + msg)

@@ -20,6 +20,12 @@ by signing:
   vote a new build's measurement onto the allow-list, restart all nodes but one on it,
   vote the old measurement off; the nodes mark the laggard and reshare it out
   (devnet/attestation_story.py); the same group key signs;
+- ``restored-from-snapshot`` — a running node is snapshotted (`quorumkeep node snapshot`),
+  signs a few times (with presignatures the snapshot holds), is stopped, and restored from
+  the snapshot into a new directory (`quorumkeep node restore`: same identity, ports and
+  passphrase); it forgets the snapshot's presignatures when it starts and signs again: no
+  signature made after the restore has the R of any presignature in the snapshot (each R
+  recomputed from every commitment list the snapshot holds);
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of the etcd member that is the
   Raft leader goes down:
@@ -43,7 +49,9 @@ group key recorded at the start. The report (``--json``) is::
      "scenarios": [{"name", "passed", "seconds"}…],
      "signatures": [{"payload", "path", "public_key", "signature", "scenario"}…],
      "migrations": [{"account", "scenario", "started_height", "concluded_height",
-                     "seconds", "concluded"}…]}
+                     "seconds", "concluded"}…],
+     "restores": [{"node", "restored", "epoch", "snapshot_presignatures",
+                   "used_before_restore", "signatures_after_restore", "used_after_restore"}…]}
 
 where ``seconds`` runs from the block holding ``start_node_migration`` to the block holding
 ``conclude_node_migration`` (ledger block timestamps).
@@ -74,7 +82,7 @@ from rich.live import Live
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
-from quorumkeep.devnet import backups, processes, recovery_key, watch
+from quorumkeep.devnet import backups, processes, recovery_key, snapshots, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import LEDGER_DIR
 from quorumkeep.devnet.network import USER, Devnet
@@ -83,6 +91,7 @@ from quorumkeep.ers.bundle import write_bundle
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.signing import Signature, SignClient, SignError
+from quorumkeep.node.snapshot import SnapshotError, presignature_commitments, read_snapshot
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError
@@ -102,6 +111,7 @@ SCENARIOS = (
     "full-cluster-loss",
     "cancelled-by-resharing",
     "attestation-upgrade",
+    "restored-from-snapshot",
     "ledger-machine-lost",
     "company-gone",
 )
@@ -122,6 +132,8 @@ ERS_TIMEOUT = 120.0
 NEW_NODE_SIGNATURES = 8
 """At most this many signatures to see a replacement node in a signing set."""
 RTO_GOAL_SECONDS = 2.0
+RESTORED_OWNED = 16
+"""Presignatures a restored node owns before the demo signs to see it take part."""
 
 
 class DemoError(Exception):
@@ -179,6 +191,7 @@ class DemoReport:
     backup_gates: list[dict[str, Any]] = field(default_factory=list)
     """Each wait for the contract's backup gate: ``{scenario, epoch, seconds}`` (setup's is
     measured from the end of the DKG)."""
+    restores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def scenario_seconds(self) -> dict[str, float]:
@@ -204,6 +217,7 @@ class DemoReport:
             ],
             "migrations": [m.to_json() for m in self.migrations],
             "backup_gates": self.backup_gates,
+            "restores": list(self.restores),
         }
 
     def seconds_by_scenario(self) -> dict[str, list[float]]:
@@ -638,8 +652,9 @@ class Demo:
             )
         return result
 
-    def node_took_part(self, name: str, label: str) -> None:
-        """Sign until ``name`` led or gave a share (bounded): it is in the signing set."""
+    def node_took_part(self, name: str, label: str, *, batch: int = 1) -> None:
+        """Sign (``batch`` requests at a time, at most :data:`NEW_NODE_SIGNATURES` times)
+        until ``name`` led or gave a share: it is in the signing set."""
 
         def count() -> float:
             try:
@@ -656,12 +671,12 @@ class Demo:
 
         before = count()
         for _ in range(NEW_NODE_SIGNATURES):
-            self.sign(label)
+            self.sign(label, batch)
             if count() > before:
                 self.narrator.note(f"{name} took part in signing (led or gave a share)")
                 return
         raise DemoError(
-            f"{name} took part in none of {NEW_NODE_SIGNATURES} signatures; "
+            f"{name} took part in none of {NEW_NODE_SIGNATURES * batch} signatures; "
             f"read {self.devnet.log_path(name)}"
         )
 
@@ -706,6 +721,97 @@ class Demo:
         if any(s.response_height < concluded for s in made):
             raise DemoError("a waiting request was answered before both migrations concluded")
         self.sign(scenario)
+
+    def restored_from_snapshot(self) -> None:
+        scenario = "restored-from-snapshot"
+        self.narrator.section(f"{scenario}: a node comes back from an older copy of its directory")
+        account = watch.participants(self._state())[0]["account"]
+        name = self.current_node(account)
+        with self.narrator.step(f"snapshot {name} while it runs") as found:
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            while not snapshots.held_presignatures(self.devnet, name):
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"{name} made no presignature; read {self.devnet.log_path(name)}"
+                    )
+                time.sleep(0.2)  # bounded: the pool fills in the background, no event for it
+            try:
+                archive, manifest = snapshots.take(self.devnet, name)
+                _, contents = read_snapshot(archive)
+            except (DevnetError, SnapshotError) as exc:
+                raise DemoError(str(exc)) from None
+            held = presignature_commitments(contents["keystore.sqlite3"])
+            found(
+                f"{archive.name}: epoch {manifest['epoch']}, keyset "
+                f"{str(manifest['keyset_hash'])[:16]}…, {len(held)} presignatures, secrets sealed"
+            )
+        before = self.sign(scenario, 3)
+        used_before = snapshots.used_presignatures(before, held)
+        self.narrator.note(
+            f"{len(used_before)} of these signatures used a presignature the snapshot holds"
+        )
+        with self.narrator.step(
+            f"stop {name}, restore the snapshot into a new directory, start it"
+        ) as found:
+            try:
+                self.devnet.stop(name)
+                restored = snapshots.restore(self.devnet, name, archive)
+                status = self.devnet.node_get(restored, "/status")
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            left = set(snapshots.held_presignatures(self.devnet, restored)) & set(held)
+            if left:
+                raise DemoError(
+                    f"{restored} still holds {len(left)} of the snapshot's presignatures"
+                )
+            found(
+                f"{restored}: the same node (TLS key {status['tls_public_key'][:16]}…), new "
+                f"incarnation {status['incarnation'][:16]}…, none of the snapshot's "
+                "presignatures kept"
+            )
+        with self.narrator.step(f"{restored} and its peers make new presignatures") as found:
+            deadline = time.monotonic() + SIGN_TIMEOUT
+            while True:
+                try:
+                    owned = sum(
+                        self.devnet.node_get(restored, "/status")["owned_presignatures"].values()
+                    )
+                except DevnetError as exc:
+                    raise DemoError(str(exc)) from None
+                if owned >= RESTORED_OWNED:
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"{restored} made no presignatures; read {self.devnet.log_path(restored)}"
+                    )
+                time.sleep(0.2)  # bounded: the pool fills in the background, no event for it
+            found(f"{owned} owned by {restored}")
+        first = len(self.report.signatures)
+        self.node_took_part(restored, scenario, batch=3)
+        self.sign(scenario, 2)
+        after = self.report.signatures[first:]
+        used_after = snapshots.used_presignatures(after, held)
+        if used_after:
+            raise DemoError(
+                f"signatures {sorted(used_after)} after the restore used presignatures of the "
+                "snapshot"
+            )
+        self.narrator.note(
+            f"none of the {len(held)} presignatures in the snapshot made any of the "
+            f"{len(after)} signatures since the restore (each R recomputed from every "
+            "commitment list of the snapshot)"
+        )
+        self.report.restores.append(
+            {
+                "node": name,
+                "restored": restored,
+                "epoch": manifest["epoch"],
+                "snapshot_presignatures": len(held),
+                "used_before_restore": len(used_before),
+                "signatures_after_restore": len(after),
+                "used_after_restore": len(used_after),
+            }
+        )
 
     def ledger_machine_lost(self) -> None:
         scenario = "ledger-machine-lost"
@@ -996,6 +1102,7 @@ class Demo:
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
             "attestation-upgrade": self.attestation_upgrade,
+            "restored-from-snapshot": self.restored_from_snapshot,
             "ledger-machine-lost": self.ledger_machine_lost,
             "company-gone": self.company_gone,
         }

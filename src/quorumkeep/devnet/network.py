@@ -954,6 +954,8 @@ class Devnet:
             wanted += [m for m in p["participants"] if m["account"] == account]
         keys = {m["tls_public_key"] for m in wanted}
         for name in self.node_names():
+            if self.process(name).retired:
+                continue  # replaced (a migration, or a restore of the same identity)
             with contextlib.suppress(DevnetError):
                 if self.participant_info(name)["tls_public_key"] in keys:
                     return name

@@ -145,6 +145,7 @@ class Coordinator:
         self.participants = ParticipantFollower(
             mesh=mesh, metadata=keystore, purge=self._purge_presignatures, metrics=metrics
         )
+        mesh.add_peer_handler(self.participants.peer_connected)
         self.key_events = KeyEvents(
             account=self.account,
             protocols=MeshKeyProtocols(self.router, random_bytes),
@@ -399,6 +400,7 @@ class Coordinator:
             "account": self.account,
             "tls_public_key": self.identity.tls_public_key.hex(),
             "signer_public_key": self.identity.signer_public_key.hex(),
+            "incarnation": self.mesh.incarnation.hex(),
             **self.standing.status(),
             "participant_id": self._me,
             "protocol_state": state.protocol.name if state is not None else "Unknown",

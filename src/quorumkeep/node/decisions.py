@@ -274,6 +274,19 @@ def changed_participants(before: Mapping[int, bytes], after: Mapping[int, bytes]
     return frozenset(pid for pid, key in before.items() if after.get(pid) != key)
 
 
+def peer_restarted(last_seen: bytes | None, announced: bytes) -> bool:
+    """Whether a peer's connection announcing ``announced`` comes from a new process of it.
+
+    ``last_seen`` is the incarnation the peer announced on its previous connection to this
+    process (None: the first since this process started). A new incarnation means the peer
+    forgot every presignature when it started (node/incarnation.py): every presignature
+    holding its commitments is void. The first sighting voids nothing: this process forgot
+    all of its own at its start, and everything it stored since with that peer was made
+    from messages that arrived after the peer's announcement.
+    """
+    return last_seen is not None and last_seen != announced
+
+
 def leader_hash(request_id: int) -> int:
     """H(request_id): the first 8 bytes of SHA-256(domain || request_id as u64 BE)."""
     if request_id < 0 or request_id >= 2**64:

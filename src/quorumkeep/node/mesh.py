@@ -18,6 +18,12 @@ the peer as a server and to accept it as a client. The listener accepts plain TC
 upgrades each connection to TLS with the *current* server context, so the trust store follows
 the participant set without restarting the listener.
 
+Every node process has an *incarnation*: 16 random bytes chosen when it starts (a process
+that starts has forgotten every presignature, node/incarnation.py). A dialler announces it in
+the first frame of its connection; the acceptor hands (peer, incarnation) to its peer handlers
+before any message of that connection, so a peer that restarted is known as such before
+anything it sends is read.
+
 A malformed or oversize frame closes the one connection it came on; nothing else changes.
 """
 
@@ -28,6 +34,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import os
 import random
 import socket
 import ssl
@@ -52,13 +59,19 @@ MAX_FRAME_SIZE = 8 * 1024 * 1024
 """Largest frame body accepted or sent (the 4-byte length prefix not included)."""
 FRAME_HELLO = 0x01
 FRAME_MESSAGE = 0x02
-PROTOCOL_VERSION = 1
+FRAME_INCARNATION = 0x03
+PROTOCOL_VERSION = 2
+"""2: the dialler's INCARNATION frame follows the acceptor's HELLO."""
 HELLO_BODY = bytes([FRAME_HELLO]) + b"QKM" + bytes([PROTOCOL_VERSION])
+INCARNATION_SIZE = 16
 MAX_CHANNEL_SIZE = 255
 _LENGTH_SIZE = 4
 
 MessageHandler = Callable[[int, str, bytes], Awaitable[None] | None]
 """Called with (sender participant id, channel, payload) for every message received."""
+PeerHandler = Callable[[int, bytes], None]
+"""Called with (participant id, incarnation) when a peer's connection to us is admitted,
+before any message of that connection is delivered."""
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -175,6 +188,21 @@ def encode_message(channel: str, payload: bytes, max_frame_size: int = MAX_FRAME
 
 def encode_hello() -> bytes:
     return len(HELLO_BODY).to_bytes(_LENGTH_SIZE, "big") + HELLO_BODY
+
+
+def encode_incarnation(incarnation: bytes) -> bytes:
+    """The complete INCARNATION frame (the dialler's first), length prefix included."""
+    if not isinstance(incarnation, bytes) or len(incarnation) != INCARNATION_SIZE:
+        raise FrameError(f"an incarnation is {INCARNATION_SIZE} bytes")
+    body = bytes([FRAME_INCARNATION]) + incarnation
+    return len(body).to_bytes(_LENGTH_SIZE, "big") + body
+
+
+def decode_incarnation(body: bytes) -> bytes:
+    """The incarnation of an INCARNATION frame body; :class:`FrameError` for anything else."""
+    if len(body) != 1 + INCARNATION_SIZE or body[0] != FRAME_INCARNATION:
+        raise FrameError("expected INCARNATION")
+    return bytes(body[1:])
 
 
 def decode_message(body: bytes) -> tuple[str, bytes]:
@@ -310,7 +338,12 @@ class Mesh:
         backoff_max: float = 5.0,
         uniform: Uniform = random.random,
         max_handshakes: int = 64,
+        incarnation: bytes | None = None,
     ) -> None:
+        """``incarnation`` (16 bytes) is announced to every peer; random by default."""
+        self._incarnation = os.urandom(INCARNATION_SIZE) if incarnation is None else incarnation
+        if not isinstance(self._incarnation, bytes) or len(self._incarnation) != INCARNATION_SIZE:
+            raise MeshError(f"an incarnation is {INCARNATION_SIZE} bytes")
         self._credentials = identity if isinstance(identity, TLSCredentials) else identity.tls
         self._host = host
         self._port = port
@@ -337,6 +370,7 @@ class Mesh:
         # before its first step never runs its own cleanup, so close() aborts these itself.
         self._pending: dict[asyncio.Task[None], asyncio.Transport] = {}
         self._handlers: list[MessageHandler] = []
+        self._peer_handlers: list[PeerHandler] = []
         self._local: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1024)
         self._local_task: asyncio.Task[None] | None = None
         self._update_lock = asyncio.Lock()
@@ -368,6 +402,11 @@ class Mesh:
     @property
     def my_id(self) -> int | None:
         return self._my_id
+
+    @property
+    def incarnation(self) -> bytes:
+        """What this mesh announces to its peers (not secret)."""
+        return self._incarnation
 
     async def close(self) -> None:
         """Stop listening and close every connection (bounded)."""
@@ -404,6 +443,12 @@ class Mesh:
 
     def remove_handler(self, handler: MessageHandler) -> None:
         self._handlers.remove(handler)
+
+    def add_peer_handler(self, handler: PeerHandler) -> None:
+        """Called (synchronously) with (participant id, incarnation) each time a peer's
+        connection to us is admitted, before any message of that connection is delivered;
+        an exception is logged and the connection stays up."""
+        self._peer_handlers.append(handler)
 
     def connected_peers(self) -> frozenset[int]:
         """Peers we can send to now (outbound connection established)."""
@@ -723,6 +768,17 @@ class Mesh:
                 await writer.drain()
         except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
             return
+        # The dialler's first frame: its incarnation (a peer that restarted says so before
+        # anything else it sends is read).
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                incarnation = decode_incarnation(await read_frame(reader, self._max_frame_size))
+        except FrameError as exc:
+            self.stats.frames_rejected += 1
+            log.warning("closing connection from participant %s: %s", pid, exc)
+            return
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
+            return
         if self._participants.get(pid) != info:  # changed while we said hello
             return
         conn = _Inbound(info, writer, next(self._connection_ids))
@@ -731,6 +787,11 @@ class Mesh:
         self._inbound[pid] = conn
         self.stats.connections_accepted += 1
         log.info("participant %s connected from %s", pid, peer_address)
+        for handler in list(self._peer_handlers):
+            try:
+                handler(pid, incarnation)
+            except Exception:
+                log.exception("peer handler failed (participant %s)", pid)
         try:
             await self._receive(conn, reader)
         finally:
@@ -821,6 +882,9 @@ class Mesh:
                 body = await read_frame(reader, self._max_frame_size)
             if body != HELLO_BODY:
                 raise FrameError("expected HELLO")
+            writer.write(encode_incarnation(self._incarnation))
+            async with asyncio.timeout(self._send_timeout):
+                await writer.drain()
             _keepalive(writer.transport)
             link.writer = writer
             link.connection_id = next(self._connection_ids)

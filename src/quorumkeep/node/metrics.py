@@ -95,7 +95,7 @@ class NodeMetrics(MetricsRegistry):
         )
         self.presignatures_purged = Counter(
             "quorumkeep_presignatures_purged",
-            "Presignatures deleted because a participant in them changed or left.",
+            "Presignatures deleted because a participant in them changed, left or restarted.",
             registry=r,
         )
         self.ledger_errors = Counter(

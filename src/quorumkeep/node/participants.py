@@ -5,6 +5,10 @@ The mesh connects to the serving set, and during a resharing to the new set as w
 TLS key changed (a migration) or who left are purged; the rest are kept. The set seen last is
 kept in the keystore's metadata (:data:`META_PEER_KEYS`), so a participant replaced while
 this node was down still has its presignatures purged after the restart.
+
+Presignatures made with a peer that restarted (restored, copied or merely restarted: its
+connection announces a new incarnation, :func:`~quorumkeep.node.decisions.peer_restarted`)
+are purged too: that peer forgot its nonces of them when it started.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Protocol
 
 from quorumkeep.contract.state import ContractState
 from quorumkeep.node.attestation import marked_peers, usable_peers
-from quorumkeep.node.decisions import changed_participants, peer_map
+from quorumkeep.node.decisions import changed_participants, peer_map, peer_restarted
 from quorumkeep.node.mesh import PeerInfo
 from quorumkeep.node.metrics import NodeMetrics
 
@@ -66,6 +70,7 @@ class ParticipantFollower:
         self._metrics = metrics
         self._peers: dict[int, PeerInfo] = {}
         self._peer_keys: dict[int, bytes] | None = None
+        self._incarnations: dict[int, bytes] = {}
 
     @property
     def peers(self) -> dict[int, PeerInfo]:
@@ -99,6 +104,22 @@ class ParticipantFollower:
         if peers != self._peers or me != self._mesh.my_id:
             await self._mesh.update_participants(peers, me)
             self._peers = peers
+
+    def peer_connected(self, participant_id: int, incarnation: bytes) -> None:
+        """The mesh admitted a connection of ``participant_id`` announcing ``incarnation``
+        (called before any of its messages is read): purge what a restarted peer forgot."""
+        last_seen = self._incarnations.get(participant_id)
+        self._incarnations[participant_id] = incarnation
+        if not peer_restarted(last_seen, incarnation):
+            return
+        purged = self._purge(frozenset({participant_id}))
+        self._metrics.presignatures_purged.inc(purged)
+        log.info(
+            "participant %s restarted (incarnation %s); purged %d presignatures involving it",
+            participant_id,
+            incarnation.hex(),
+            purged,
+        )
 
     def _last_seen(self) -> dict[int, bytes]:
         if self._peer_keys is None:

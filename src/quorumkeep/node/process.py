@@ -1,6 +1,7 @@
 """``quorumkeep node run``: one node process, one event loop, until SIGTERM or SIGINT.
 
-Start order: storage key and identity (Argon2id, in a thread) → ledger reachable (bounded
+Start order: storage key and identity (Argon2id, in a thread) → every stored presignature
+forgotten and a new incarnation picked (node/incarnation.py) → ledger reachable (bounded
 retries) → mesh listener → HTTPS web API → coordinator. Any failure on the way is one
 readable log line and a non-zero exit (:data:`EXIT_STARTUP`); nothing half-started stays
 behind. Stop order is the reverse: coordinator (cancels protocol runs), web server, mesh,
@@ -48,6 +49,7 @@ from quorumkeep.node.backup_registration import RegistrationCache, registration_
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
+from quorumkeep.node.incarnation import begin_incarnation
 from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_config
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics
@@ -128,10 +130,14 @@ class NodeProcess:
         config = self.config
         self.identity, self.keystore = await _load_identity(config)
         identity = self.identity
+        # Before anything could use one: a restored or copied directory may hold
+        # presignatures whose nonces were used since (docs/storage.md).
+        keystore = self.keystore
+        incarnation = await asyncio.to_thread(begin_incarnation, keystore)
         self.ledger = AsyncLedgerClient(config.ledger_url)
         status = await wait_for_ledger(self.ledger, self.ledger_wait)
         host, port = config.p2p_listen_address
-        self.mesh = Mesh(identity, host=host, port=port)
+        self.mesh = Mesh(identity, host=host, port=port, incarnation=incarnation.announced)
         try:
             await self.mesh.start()
         except OSError as exc:

@@ -62,6 +62,10 @@ class NodeStatus(BaseModel):
     account: str
     tls_public_key: str = Field(description="hex; the key the contract must list for us")
     signer_public_key: str
+    incarnation: str = Field(
+        description="This process's incarnation (16 bytes, hex): new at every start; the node "
+        "forgot every presignature stored before it (docs/storage.md)."
+    )
     role: str = Field(
         description="participant | not_participant | wait_for_migration | waiting | "
         "decommissioned | starting"

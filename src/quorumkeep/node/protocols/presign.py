@@ -117,6 +117,8 @@ class _PendingBatch:
     participants: tuple[int, ...]
     nonces: list[frost.SigningNonces] = field(repr=False)
     count: int = 0
+    generation: int = 0
+    """The pool's purge generation when the batch was accepted."""
 
 
 class _BatchFailed(Exception):
@@ -543,8 +545,21 @@ class PresignaturePool:
             for k in range(count)
         ]
         del own
-        await asyncio.to_thread(self.keystore.add_presignatures, records)
+        await self._store(records, participants, generation)
         return [record.info for record in records]
+
+    async def _store(
+        self, records: list[Presignature], participants: Iterable[int], generation: int
+    ) -> None:
+        """Store a batch, unless one of its participants was purged meanwhile — also while
+        it was being written: then the records written are deleted again."""
+        ids = set(participants)
+        await asyncio.to_thread(self.keystore.add_presignatures, records)
+        purged = self._purged_since(generation)
+        if purged & ids or -1 in purged:
+            ids_written = [record.id for record in records]
+            await asyncio.to_thread(self.keystore.take_presignatures, ids_written)  # deleted
+            raise _BatchFailed("a participant was purged while the batch was stored")
 
     async def _collect(
         self, session: Session, members: Sequence[int], expect: type[_M], stage: str
@@ -586,6 +601,7 @@ class PresignaturePool:
                 message.participants,
                 [],
                 message.count,
+                self._purge_generation,
             )
             self._pending[(sender, message.session)] = pending
             self._background(self._on_request(sender, message, pending))
@@ -708,9 +724,12 @@ class PresignaturePool:
         ]
         pending.nonces.clear()
         try:
-            await asyncio.to_thread(self.keystore.add_presignatures, records)
+            await self._store(records, pending.participants, pending.generation)
         except KeystoreError as exc:
             await self._reply(sender, Refusal(sid, "store_failed", exc.code))
+            return
+        except _BatchFailed:
+            await self._reply(sender, Refusal(sid, "unknown_batch", "the batch was dropped"))
             return
         self.stats.member_batches_stored += 1
         await self._reply(sender, PresignStored(sid))
