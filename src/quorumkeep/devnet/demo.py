@@ -71,6 +71,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
@@ -248,7 +249,7 @@ class Narrator:
         suffix: list[str] = []
 
         def found(more: str) -> None:
-            suffix[:] = [more]
+            suffix[:] = [escape(more)]
 
         try:
             if self.quiet:

@@ -266,6 +266,7 @@ def seal_export(
     """Seal ``shares`` (one per domain of ``keyset``, of its epoch and ``participant_id``)
     to the destination's wrapping key and sign the export with ``source`` (the node's TLS
     key). The caller has decided the destination may receive them (allow and whitelist)."""
+    keyset = read_keyset(keyset.to_json())  # what the document carries: no verifying shares
     by_domain = {s.domain_id: s for s in shares}
     if sorted(by_domain) != list(keyset.domain_ids) or len(by_domain) != len(shares):
         raise WrappedExportError("no_shares", "the shares do not cover the keyset's domains")
