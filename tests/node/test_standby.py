@@ -438,3 +438,18 @@ def test_failover_needs_a_fresh_standby() -> None:
     active = {"warm_standby": {"active": True, "fresh": True}}
     assert standby_problem(active)[0] == "not_standby"  # type: ignore[index]
     assert standby_problem({"warm_standby": {"active": False, "fresh": True}}) is None
+
+
+def test_the_wrapping_key_vector_of_docs_storage() -> None:
+    from quorumkeep.node.identity import wrapping_key_pair
+    from quorumkeep.node.keystore import StorageKey
+
+    storage_key = StorageKey(bytes(32))
+    assert storage_key.subkey("wrapping key").hex() == (
+        "ece500bab3a826a852df7ea115b072be4f2a6ec50c8f7f72f1e4544b7713fc8d"
+    )
+    pair = wrapping_key_pair(storage_key)
+    assert pair.public_key.hex() == (
+        "e1c4a3238ca799f0c128de662556fc505fd9d790ca978d1296a5f35e711dc813"
+    )
+    assert pair.secret_key.hex() not in repr(pair)
