@@ -49,11 +49,11 @@ from quorumkeep.backup.monitor import (
 from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.ledger.http_timeouts import timeouts
+from quorumkeep.net.http_timeouts import timeouts
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 

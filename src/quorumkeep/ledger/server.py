@@ -29,10 +29,10 @@ from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import NotCanonical, check_ijson, parse_json
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, EventFilter
-from quorumkeep.ledger.http_timeouts import timeouts
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
+from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.server import bind_socket, format_address
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ state and takes narrow dependencies (a contract call, a state reader, the keysto
   pushes of every keyset to its warm standby.
 
 Contract calls are signed by the node's signer key (a function-call key on the operator's
-account); transient ledger errors are retried with bounded backoff (:mod:`quorumkeep.daemon.retry`).
+account); transient ledger errors are retried with bounded backoff (:mod:`quorumkeep.net.retry`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import nacl.signing
 from quorumkeep.contract.state import ContractState, Initializing, Resharing, Running
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.node.backup_api import tls_signer
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig

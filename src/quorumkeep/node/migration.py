@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from quorumkeep.contract.state import ContractState, Running
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.node.calls import ContractCall, StateReader
 from quorumkeep.node.decisions import (
     ConclusionProgress,

@@ -33,7 +33,7 @@ from prometheus_client import Counter, Gauge
 from quorumkeep.contract.state import ContractState, Running
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
+from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.node.config import ExportConfig
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.metrics import NodeMetrics

@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from quorumkeep.ledger.http_timeouts import HEADER_TIMEOUT, timeouts
+from quorumkeep.net.http_timeouts import HEADER_TIMEOUT, timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
