@@ -20,7 +20,7 @@ from quorumkeep.devnet.network import USER, Devnet
 
 pytestmark = pytest.mark.slow
 
-DEMO_TIMEOUT = 420.0
+DEMO_TIMEOUT = 480.0
 REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations"}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
 MIGRATING = [s for s in SCENARIOS if s != "company-gone" and s not in ETCD_SCENARIOS]
@@ -73,8 +73,11 @@ def check_report(report: dict[str, Any]) -> None:
         "quorum-loss": 2,
         "full-cluster-loss": 4,
         "cancelled-by-resharing": 1,
+        "failover-to-standby": 1,
         "ledger-machine-lost": 0,
     }
+    failover = [m for m in report["migrations"] if m["scenario"] == "failover-to-standby"]
+    assert failover[0]["concluded"] is True
 
 
 def check_no_secret_outside_its_seal(path: Path, canary: Path) -> None:

@@ -351,6 +351,10 @@ class Coordinator:
                 self.held.delete_departed(state)
                 if not self.standby.enabled:  # a warm standby is no candidate
                     await self.standing.offer_info(state)
+            elif decision.role is Role.WAITING and await asyncio.to_thread(
+                self.standby.keep, state
+            ):
+                pass  # a warm standby whose shares fit the keyset in force: nothing to settle
             else:
                 await self.migration.settle_held_shares()
             return
