@@ -453,3 +453,55 @@ def test_the_wrapping_key_vector_of_docs_storage() -> None:
         "e1c4a3238ca799f0c128de662556fc505fd9d790ca978d1296a5f35e711dc813"
     )
     assert pair.secret_key.hex() not in repr(pair)
+
+
+def test_golden_wrapped_export() -> None:
+    """The vector of docs/wrapped-export.md §7."""
+    import hashlib
+
+    from quorumkeep.contract.state import DomainKey, Keyset
+    from quorumkeep.crypto.group import base_mul, scalar_from_int
+    from quorumkeep.crypto.seal import associated_data
+    from quorumkeep.wire.wrapped import WRAP_LABEL, share_binding
+
+    source = Ed25519Signer(b"\x11" * 32)
+    source_wrapping = KxKeyPair.from_seed(b"\x33" * 32)
+    destination = KxKeyPair.from_seed(b"\x44" * 32)
+    keyset = Keyset(4, (DomainKey(0, "Ed25519", base_mul(scalar_from_int(5))),))
+    wrapped = seal_export(
+        account="op1",
+        participant_id=2,
+        keyset=keyset,
+        shares=[KeyShare(0, 4, 2, scalar_from_int(7))],
+        source=source,
+        source_wrapping=source_wrapping,
+        destination_wrapping_public_key=destination.public_key,
+        now_ms=1733400000000,
+        random_bytes=lambda n: b"\x55" * n,
+    )
+    assert keyset.hash.hex() == "dd871fd093b995e2e483c537ed35d67903cfcbc405d7dc6c428003128e02186a"
+    assert wrapped.sealed[0][1].hex() == (
+        "555555555555555555555555555555555555555555555555d8256e64aa1b4362"
+        "7d2e9a504499330d1fcacc939b02f3eec574e92b91780ffa0801ec547fc7d8fd"
+        "695ba806fa73a8ae"
+    )
+    assert hashlib.sha256(wrapped.statement()).hexdigest() == (
+        "63c3b90b11d0419e0f9ec1ccfb9a6b931e9fa5a9f7177cd653c506c36a880875"
+    )
+    assert wrapped.signature.hex() == (
+        "0cbc9955f67b87b34b26c6f223b30b9e6d2ba62ea12565352f3fb570fdac02c0"
+        "9ee097343f0e332150a3f39134b807619307a92e440b38e924d8ace66585f00a"
+    )
+    assert hashlib.sha256(wrapped.to_bytes()).hexdigest() == (
+        "e1eb74d889962ce9a1c659318eb0d352d9cd2b0cf4e91a52a6974cfbf2637c90"
+    )
+    binding = share_binding("op1", 0, keyset, 2, source.public_key)
+    ad = associated_data(
+        WRAP_LABEL,
+        sender=source_wrapping.public_key,
+        receiver=destination.public_key,
+        binding=binding,
+    )
+    assert len(ad) == 368
+    [opened] = open_export(WrappedExport.from_bytes(wrapped.to_bytes()), destination, "op1")
+    assert opened.signing_share == scalar_from_int(7)
