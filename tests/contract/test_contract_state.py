@@ -149,6 +149,8 @@ def test_method_table() -> None:
         "register_backup_service",
         "start_node_migration",
         "cancel_node_migration",
+        "vote_measurement",
+        "vote_tcb_policy",
         "vote_recovery_key",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
@@ -159,6 +161,8 @@ def test_method_table() -> None:
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
         "submit_recovery_part",
     }
     assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
@@ -174,6 +178,8 @@ def test_method_table() -> None:
         "participants",
         "keyset",
         "candidates",
+        "attestations",
+        "attestation_policy",
         "recovery_key",
         "recovery_parts",
     } == VIEW_METHODS

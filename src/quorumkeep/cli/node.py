@@ -44,6 +44,7 @@ def build_config(
     passphrase_env: str | None,
     passphrase_file: Path | None,
     warm_standby: bool = False,
+    attestation: dict[str, Any] | None = None,
 ) -> NodeConfig:
     storage: dict[str, Any] = {"source": "passphrase"}
     if passphrase_file is not None:
@@ -60,6 +61,8 @@ def build_config(
     }
     if warm_standby:
         document["warm_standby"] = True
+    if attestation is not None:
+        document["attestation"] = attestation
     if p2p_advertise is not None:
         document["p2p_advertise"] = p2p_advertise
     if web_advertise is not None:
@@ -103,6 +106,16 @@ def init(
         help="A warm standby for ACCOUNT: keeps the shares its primary pushes, takes no part "
         "until a fail-over migration to it (node.toml warm_standby = true).",
     ),
+    attestation: str = typer.Option(
+        "none", "--attestation", help="How the node obtains its quote: none, dev or tdx."
+    ),
+    dev_platform_key_file: Path | None = typer.Option(
+        None, "--dev-platform-key-file", help="dev: the development platform key (hex seed)."
+    ),
+    app_name: str | None = typer.Option(
+        None, "--attestation-app", help="dev: the app the guest reports (its compose hash)."
+    ),
+    pccs_url: str | None = typer.Option(None, "--pccs-url", help="tdx: collateral source."),
 ) -> None:
     """Create the node's keys and DIR/node.toml; print the participant info to register."""
     if passphrase_env is not None and passphrase_file is not None:
@@ -122,6 +135,20 @@ def init(
             passphrase_env=passphrase_env,
             passphrase_file=passphrase_file,
             warm_standby=warm_standby,
+            attestation=None
+            if attestation == "none"
+            else {
+                k: v
+                for k, v in {
+                    "kind": attestation,
+                    "dev_platform_key_file": None
+                    if dev_platform_key_file is None
+                    else str(dev_platform_key_file.resolve()),
+                    "app": app_name,
+                    "pccs_url": pccs_url,
+                }.items()
+                if v is not None
+            },
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
 from quorumkeep.net.server import parse_host_port
 
@@ -162,6 +163,8 @@ class NodeConfig(BaseModel):
     p2p_advertise: str | None = None
     web_advertise: str | None = None
     storage_key: StorageKeyConfig
+    attestation: AttestationConfig | None = None
+    """How this node obtains its TEE quote (docs/attestation.md); None: it has none."""
     exit_on_decommission: bool = Field(default=False, strict=True)
     """Exit (code 0) once a migration replaced this node and it wiped itself, instead of
     standing by for a migration back to it (docs/node.md)."""

@@ -45,6 +45,7 @@ from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
+from quorumkeep.node.attestation import NodeAttestation, marked_departing
 from quorumkeep.node.backup_api import tls_signer
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
@@ -137,6 +138,7 @@ class Coordinator:
         self.pool: PresignaturePool | None = None
         self.signing: SigningService | None = None
         self.held = HeldKeys(keystore)
+        self.attestation: NodeAttestation | None = None  # set by the node process
         self.standing = NodeStanding(
             account=self.account,
             tls_public_key=identity.tls_public_key,
@@ -146,6 +148,7 @@ class Coordinator:
             call=self.contract.call,
             metrics=metrics,
             exit_on_decommission=settings.exit_on_decommission,
+            evidence=self._evidence,
         )
         self.participants = ParticipantFollower(
             mesh=mesh, metadata=keystore, purge=self._purge_presignatures, metrics=metrics
@@ -178,6 +181,7 @@ class Coordinator:
             backoff=settings.ledger_backoff,
             on_settled=self._wake,
             keep_held=lambda state: self.standby.keep(state),
+            evidence=self._evidence,
         )
         wrapping_key = identity.wrapping_key or KxKeyPair.generate(random_bytes)
         self.standby = WarmStandby(
@@ -329,8 +333,14 @@ class Coordinator:
 
     # -- the dispatcher -------------------------------------------------------------------
 
+    async def _evidence(self, state: ContractState | None) -> dict[str, Any]:
+        """This node's attestation for a call that carries one (none without a source)."""
+        return {} if self.attestation is None else await self.attestation.call_fields(state)
+
     async def _apply(self, state: ContractState) -> None:
         self._state = state
+        if self.attestation is not None:
+            self.attestation.observe(state)
         self.sign_requests.on_state(state)
         self.migration.contract_moved()  # a migration being concluded re-reads at once
         decision = self.standing.decide(state)
@@ -362,7 +372,8 @@ class Coordinator:
         if isinstance(protocol, Initializing):
             self.key_events.on_initializing(protocol, me)
         elif isinstance(protocol, Resharing):
-            self.key_events.on_resharing(protocol, me)
+            absent = marked_departing(state, protocol.previous.parameters, protocol.parameters)
+            self.key_events.on_resharing(protocol, me, absent)
         else:
             self.key_events.cancel_all()
             if isinstance(protocol, Running):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, MetricsRegistry
+from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, AttestationGauges, MetricsRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "PROTOCOL_STATES", "MetricsSnapshot", "NodeMetrics"]
 
@@ -63,6 +63,7 @@ class NodeMetrics(MetricsRegistry):
         super().__init__()
         self._shares_seen = 0
         r = self.registry
+        self.attestation = AttestationGauges(r)
         self.signatures = Counter(
             "quorumkeep_signatures",
             "Signatures this node produced as leader and got accepted by `respond`.",

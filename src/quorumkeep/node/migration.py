@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from quorumkeep.contract.state import ContractState, Running
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
+from quorumkeep.node.attestation import Evidence, no_evidence
 from quorumkeep.node.calls import ContractCall, StateReader
 from quorumkeep.node.decisions import (
     ConclusionProgress,
@@ -92,11 +93,13 @@ class MigrationImports:
         on_settled: Callable[[], None],
         uniform: Uniform = random.random,
         keep_held: Callable[[ContractState], bool] | None = None,
+        evidence: Evidence = no_evidence,
     ) -> None:
         """``keep_held(state)`` (run in a thread: it reads the keystore) says whether the
         shares held are a warm standby's that still fit ``state``: they are then kept when
         no migration to us can use them."""
         self._account = account
+        self._evidence = evidence
         self._tls = tls_public_key
         self._signer = signer_public_key
         self._read_state = read_state
@@ -216,7 +219,8 @@ class MigrationImports:
                 return
             attempt += 1
             try:
-                await self._call("conclude_node_migration", {"keyset": keyset})
+                attested = await self._evidence(state)
+                await self._call("conclude_node_migration", {"keyset": keyset, **attested})
             except ContractCallFailed as exc:
                 log.info(
                     "conclude_node_migration not applied (call %d): %s: %s; re-reading",

@@ -123,6 +123,12 @@ class NodeStatus(BaseModel):
     standby_push: StandbyPushStatus | None = Field(
         default=None, description="pushes to this node's warm standby, if it has one"
     )
+    attestation: dict[str, Any] | None = Field(
+        default=None,
+        description="this node's attestation in the contract: enforced, "
+        "insecure_dev_attestation, kind, tcb_status, measurement_id, expires_at, expires_in, "
+        "problem, marked (docs/attestation.md)",
+    )
 
 
 def create_app(
