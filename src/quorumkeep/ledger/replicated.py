@@ -401,10 +401,6 @@ class EtcdLedgerNode(LedgerNode):
                 if self.is_proposer and loop.time() - last_ok > LEASE_TTL_S / 2:
                     self._step_down(f"etcd unreachable ({exc})")
                     self._lease = 0
-                elif loop.time() - last_ok > LEASE_TTL_S:
-                    # Not refreshed for a whole TTL (etcd failed over meanwhile): the lease
-                    # is gone, and campaigning with it fails ("lease not found") forever.
-                    self._lease = 0
             await asyncio.sleep(LEASE_TTL_S / 4)
 
     async def _become_proposer(self) -> None:
