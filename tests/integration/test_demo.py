@@ -24,7 +24,7 @@ from quorumkeep.devnet.network import USER, Devnet
 
 pytestmark = pytest.mark.slow
 
-DEMO_TIMEOUT = 420.0
+DEMO_TIMEOUT = 480.0
 REPORT_KEYS = {
     "group_public_key",
     "scenarios",
@@ -44,6 +44,7 @@ MIGRATIONS = {
     "quorum-loss": 2,
     "full-cluster-loss": 4,
     "cancelled-by-resharing": 1,
+    "failover-to-standby": 1,
 }
 """How many nodes each migrating scenario moves."""
 RESTORE_KEYS = {
@@ -120,6 +121,9 @@ def check_report(report: dict[str, Any], scenarios: list[str]) -> None:
         assert restore["snapshot_presignatures"] > 0
         assert restore["signatures_after_restore"] > 0 and restore["used_after_restore"] == 0
         assert restore["restored"] != restore["node"]
+    if "failover-to-standby" in scenarios:
+        (failover,) = [m for m in report["migrations"] if m["scenario"] == "failover-to-standby"]
+        assert failover["concluded"] is True
 
 
 def check_no_secret_outside_its_seal(path: Path, canary: Path) -> None:

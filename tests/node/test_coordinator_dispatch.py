@@ -178,3 +178,36 @@ def test_a_node_replaced_while_down_wipes_before_it_imports_the_migration_back(
         assert len(ledger.called("conclude_node_migration")) == 1
 
     run(alice.running(ledger, test), timeout=60)
+
+
+def test_a_warm_standby_keeps_its_shares_and_fails_over_without_an_import(
+    tmp_path: Path,
+) -> None:
+    """Alice's node as a warm standby (it holds her shares of EPOCH, as after a push): while
+    her participant runs elsewhere it keeps them and asks to be no candidate; a migration to
+    it concludes from them, with no import."""
+    alice = Alice(tmp_path)
+    alice.config = alice.config.model_copy(update={"warm_standby": True})
+    primary = running(member("alice", 1, generation=1))
+    ledger = FakeLedger(contract(primary))
+    ledger.effects["conclude_node_migration"] = lambda state, args: contract(running(alice.me))
+
+    async def test(coordinator: Coordinator, feed: EventFeed) -> None:
+        await until(lambda: coordinator.ready)
+        status = coordinator.status()
+        assert status["role"] == "waiting"
+        assert status["warm_standby"]["fresh"] is True
+        assert status["warm_standby"]["held_epoch"] == EPOCH
+        await feed.events.put(LedgerEvent(11, 0, None, "participants_changed", {}))
+        await until(lambda: ledger.reads >= 2)
+        assert alice.slots() == [(0, EPOCH), (1, EPOCH)]
+        ledger.state = contract(primary, to=alice.me)
+        await feed.events.put(LedgerEvent(12, 0, None, "migration_started", {}))
+        await until(lambda: coordinator.status()["role"] == "participant")
+        assert len(ledger.called("conclude_node_migration")) == 1
+        assert ledger.called("submit_participant_info") == []
+        registry = coordinator.metrics.registry
+        assert registry.get_sample_value("quorumkeep_migration_imports_total") == 0
+        assert coordinator.status()["warm_standby"]["active"] is True
+
+    run(alice.running(ledger, test), timeout=60)

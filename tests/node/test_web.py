@@ -217,6 +217,16 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
         served.close()
 
 
+def wrapping_public_key(directory: Path) -> str:
+    """The wrapping key the node's storage key derives (docs/storage.md), computed apart."""
+    from process_helpers import NODE_PASSPHRASE
+    from quorumkeep.node.identity import wrapping_key_pair
+    from quorumkeep.node.keystore import PassphraseKeySource
+
+    source = PassphraseKeySource(directory, NODE_PASSPHRASE.encode)
+    return wrapping_key_pair(source.load()).public_key.hex()
+
+
 @pytest.mark.slow
 def test_a_node_process_serves_status_and_metrics_over_pinned_https(
     ledger: Ledger, tmp_path: Path
@@ -242,7 +252,9 @@ def test_a_node_process_serves_status_and_metrics_over_pinned_https(
         assert status["ledger_height"] >= 0
         # Public keys are the only 32-byte hex values in it: nothing secret rides along.
         hex_values = set(re.findall(r"[0-9a-f]{64}", json.dumps(status)))
-        assert hex_values == {identity["tls_public_key"], identity["signer_public_key"]}
+        wrapping = wrapping_public_key(node.directory)
+        assert status["wrapping_public_key"] == wrapping
+        assert hex_values == {identity["tls_public_key"], identity["signer_public_key"], wrapping}
 
         text = node.get("/metrics").text
         assert 'quorumkeep_protocol_state{state="NotInitialized"} 1.0' in text

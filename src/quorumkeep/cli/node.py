@@ -45,6 +45,7 @@ def build_config(
     web_advertise: str | None,
     passphrase_env: str | None,
     passphrase_file: Path | None,
+    warm_standby: bool = False,
     attestation: dict[str, Any] | None = None,
 ) -> NodeConfig:
     storage: dict[str, Any] = {"source": "passphrase"}
@@ -60,6 +61,8 @@ def build_config(
         "web_listen": web,
         "storage_key": storage,
     }
+    if warm_standby:
+        document["warm_standby"] = True
     if attestation is not None:
         document["attestation"] = attestation
     if p2p_advertise is not None:
@@ -99,6 +102,12 @@ def init(
         "--kdf-cost",
         help="Argon2id cost of the storage key: moderate, interactive or minimum (tests only).",
     ),
+    warm_standby: bool = typer.Option(
+        False,
+        "--warm-standby",
+        help="A warm standby for ACCOUNT: keeps the shares its primary pushes, takes no part "
+        "until a fail-over migration to it (node.toml warm_standby = true).",
+    ),
     attestation: str = typer.Option(
         "none", "--attestation", help="How the node obtains its quote: none, dev or tdx."
     ),
@@ -127,6 +136,7 @@ def init(
             web_advertise=web_advertise,
             passphrase_env=passphrase_env,
             passphrase_file=passphrase_file,
+            warm_standby=warm_standby,
             attestation=None
             if attestation == "none"
             else {
@@ -274,3 +284,160 @@ def restore(
         f"start it with: quorumkeep node run --config {config.data_dir / 'node.toml'} "
         f"(it forgets the snapshot's {manifest.presignatures} presignature(s) when it starts)"
     )
+
+
+# --- wrapped export and import (docs/wrapped-export.md) -----------------------------------
+
+NODE_DIR = typer.Option(..., "--dir", help="The node directory (holds node.toml).", file_okay=False)
+
+
+def _node_config(directory: Path) -> NodeConfig:
+    from quorumkeep.node.config import CONFIG_FILE_NAME, load_config
+
+    try:
+        return load_config(directory / CONFIG_FILE_NAME)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _wrapping_key_arg(value: str, option: str) -> bytes:
+    text = value.strip()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        fail(f"{option}: expected a wrapping key, 64 lowercase hex digits")
+    return bytes.fromhex(text)
+
+
+@app.command("wrapping-key")
+def wrapping_key(
+    directory: Path = NODE_DIR,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the standby info a primary's `node export-config --standby` takes.",
+    ),
+) -> None:
+    """Print the node's wrapping public key (X25519, hex): what exports to it are sealed to."""
+    from quorumkeep.node.wrapped_export import load_wrapping_key, standby_info
+    from quorumkeep.wire.wrapped import WrappedExportError
+
+    config = _node_config(directory)
+    try:
+        pair = load_wrapping_key(config)
+        info = standby_info(config, pair) if as_json else None
+    except (KeystoreError, WrappedExportError) as exc:
+        fail(str(exc))
+    if info is not None:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        typer.echo(pair.public_key.hex())
+
+
+@app.command("export-config")
+def export_config(
+    directory: Path = NODE_DIR,
+    allow: bool | None = typer.Option(
+        None, "--allow/--deny", help="Set [export] allow (exports refused while false)."
+    ),
+    whitelist: list[str] = typer.Option(
+        [], "--whitelist", help="Add a wrapping key (hex) to [export] whitelist; repeatable."
+    ),
+    standby: str | None = typer.Option(
+        None,
+        "--standby",
+        help="Push every keyset to this warm standby: the JSON `node wrapping-key --json` "
+        "printed on it (a file or the JSON itself); its wrapping key is whitelisted.",
+    ),
+) -> None:
+    """Change the node's [export] settings in node.toml (a running node reads them at start)."""
+    from quorumkeep.node.wrapped_export import update_export_config
+
+    keys = [_wrapping_key_arg(k, "--whitelist").hex() for k in whitelist]
+    info: dict[str, Any] | None = None
+    if standby is not None:
+        text = standby if standby.lstrip().startswith("{") else None
+        if text is None:
+            try:
+                text = Path(standby).read_text(encoding="utf-8")
+            except OSError as exc:
+                fail(f"--standby: cannot read {standby} ({exc.strerror})")
+        try:
+            info = json.loads(text)
+        except ValueError:
+            fail("--standby: not JSON")
+        if not isinstance(info, dict):
+            fail("--standby: expected a JSON object")
+    try:
+        config = update_export_config(directory, allow=allow, whitelist=keys, standby=info)
+    except (ConfigError, ValueError) as exc:
+        fail(" ".join(str(exc).split()))
+    export = config.export
+    typer.echo(
+        json.dumps(export.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True)
+    )
+    if export.pushes and not export.allow:
+        typer.echo(
+            "warning: [export] allow = false: the node will not push (add --allow)", err=True
+        )
+    typer.echo("restart the node for the change to take effect", err=True)
+
+
+@app.command("export")
+def export(
+    directory: Path = NODE_DIR,
+    to: str = typer.Option(..., "--to", help="The destination's wrapping key (hex, whitelisted)."),
+    out: Path = typer.Option(
+        ..., "--out", help="File to write the wrapped export to.", dir_okay=False
+    ),
+) -> None:
+    """Seal the node's shares of the keyset in force to a whitelisted wrapping key."""
+    from quorumkeep.node.identity import IdentityError
+    from quorumkeep.node.keystore import write_atomically
+    from quorumkeep.node.wrapped_export import export_shares
+    from quorumkeep.wire.wrapped import WrappedExportError
+
+    config = _node_config(directory)
+    destination = _wrapping_key_arg(to, "--to")
+    try:
+        wrapped = export_shares(config, destination)
+    except WrappedExportError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    except (KeystoreError, IdentityError) as exc:
+        fail(str(exc))
+    write_atomically(out, wrapped.to_bytes())
+    typer.echo(
+        json.dumps(
+            {
+                "account": wrapped.account,
+                "participant_id": wrapped.participant_id,
+                "epoch": wrapped.epoch,
+                "domains": list(wrapped.keyset.domain_ids),
+                "destination": destination.hex(),
+                "file": str(out),
+            },
+            sort_keys=True,
+        )
+    )
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(
+        ..., help="A wrapped export (`node export --out`).", dir_okay=False
+    ),
+    directory: Path = NODE_DIR,
+) -> None:
+    """Hand a wrapped export to the running node: checked against the contract, then stored
+    (a warm standby keeps it; a migration to the node concludes with it)."""
+    from quorumkeep.node.wrapped_export import import_file
+    from quorumkeep.wire.wrapped import WrappedExportError
+
+    config = _node_config(directory)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file} ({exc.strerror})")
+    try:
+        answer = import_file(config, data)
+    except WrappedExportError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    typer.echo(json.dumps(answer, sort_keys=True))

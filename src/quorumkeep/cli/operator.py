@@ -287,6 +287,62 @@ def start_migration(
                     extra=started.to_json() if as_json else None)  # fmt: skip
 
 
+@app.command("failover")
+def failover(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    standby: str = typer.Option(
+        ...,
+        "--standby",
+        help="The warm standby's directory, or the participant info its `node init` printed.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Start the migration even if the standby does not hold the epoch."
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Follow the migration until it concludes (default)."
+    ),
+    timeout: float = WAIT_TIMEOUT,
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Switch the account's participant to its warm standby: checks the standby holds the
+    epoch in force, then migrates to it; it concludes from the shares it holds."""
+    from quorumkeep.operator import failover as failing_over
+    from quorumkeep.operator.errors import OperatorError
+    from quorumkeep.operator.inputs import read_node_info
+
+    try:
+        info = read_node_info(standby, "--standby")
+    except OperatorError as exc:
+        fail(exc.message)
+    if info.account != account:
+        fail(f"the standby is for account {info.account!r}, not {account!r}")
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            started, status = failing_over.failover(client, signer, info, force=force)
+    except (OperatorError, LedgerError) as exc:
+        _operator_failed(exc)
+    if not as_json:
+        held = (status or {}).get("warm_standby") or {}
+        typer.echo(
+            f"standby {info.web_url} holds epoch {held.get('held_epoch', '?')}"
+            + (" (not checked: --force)" if status is None else "")
+        )
+        typer.echo(
+            f"ok: fail-over of {account} to {info.web_url} started at block "
+            f"{started.started_height}"
+        )
+    if not wait:
+        if as_json:
+            emit_json(started.to_json())
+        return
+    _status_outcome(ledger, account, started.started_height, True, timeout, as_json,
+                    extra=started.to_json() if as_json else None)  # fmt: skip
+
+
 def _status_outcome(
     ledger: str,
     account: str,

@@ -26,6 +26,12 @@ by signing:
   passphrase); it forgets the snapshot's presignatures when it starts and signs again: no
   signature made after the restore has the R of any presignature in the snapshot (each R
   recomputed from every commitment list the snapshot holds);
+- ``failover-to-standby`` — an operator runs a warm standby beside its node: the standby's
+  wrapping key is whitelisted in the primary's ``[export]`` and the primary (restarted to
+  read it) pushes a wrapped export of the keyset in force by itself; an export to a key
+  that is not whitelisted is refused. The primary's machine is lost; ``operator failover``
+  checks the standby holds the epoch in force and migrates to it, and the standby concludes
+  from the shares it holds (goal: ≤ 1 s of ledger time), then signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of the etcd member that is the
   Raft leader goes down:
@@ -79,6 +85,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
@@ -91,11 +98,13 @@ from quorumkeep.ers.bundle import write_bundle
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.signing import Signature, SignClient, SignError
+from quorumkeep.node.config import CONFIG_FILE_NAME, ConfigError, load_config, write_config
 from quorumkeep.node.snapshot import SnapshotError, presignature_commitments, read_snapshot
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError
 from quorumkeep.operator.ers_collect import CollectError, collect
+from quorumkeep.operator.failover import failover
 from quorumkeep.operator.inputs import read_node_info
 from quorumkeep.operator.progress import (
     CANCELLED,
@@ -112,6 +121,7 @@ SCENARIOS = (
     "cancelled-by-resharing",
     "attestation-upgrade",
     "restored-from-snapshot",
+    "failover-to-standby",
     "ledger-machine-lost",
     "company-gone",
 )
@@ -134,6 +144,14 @@ NEW_NODE_SIGNATURES = 8
 RTO_GOAL_SECONDS = 2.0
 RESTORED_OWNED = 16
 """Presignatures a restored node owns before the demo signs to see it take part."""
+FAILOVER_GOAL_SECONDS = 1.0
+"""A warm standby concludes from the shares it holds: no backup service round trip."""
+STANDBY_TIMEOUT = 60.0
+
+
+def goal_seconds(scenario: str) -> float:
+    """The recovery time goal of a scenario's migrations."""
+    return FAILOVER_GOAL_SECONDS if scenario == "failover-to-standby" else RTO_GOAL_SECONDS
 
 
 class DemoError(Exception):
@@ -256,7 +274,7 @@ class Narrator:
         suffix: list[str] = []
 
         def found(more: str) -> None:
-            suffix[:] = [more]
+            suffix[:] = [escape(more)]
 
         try:
             if self.quiet:
@@ -581,7 +599,11 @@ class Demo:
         return heights
 
     def follow(
-        self, accounts: Sequence[str], since: int, scenario: str
+        self,
+        accounts: Sequence[str],
+        since: int,
+        scenario: str,
+        what: str = "backup services push the shares; the new nodes conclude",
     ) -> dict[str, MigrationProgress]:
         """Follow the migrations on the contract's events (and the new nodes' /status),
         live, until each ended; record them in the report."""
@@ -615,11 +637,9 @@ class Demo:
             try:
                 progress = asyncio.run(run(update))
             except (OperatorError, LedgerError) as exc:
-                self.narrator.failed("backup services push the shares; the new nodes conclude")
+                self.narrator.failed(what)
                 raise DemoError(str(exc)) from None
-        self.narrator.done(
-            "backup services push the shares; the new nodes conclude", time.monotonic() - started
-        )
+        self.narrator.done(what, time.monotonic() - started)
         self.narrator.print(progress_table([progress[a] for a in accounts], "migrations"))
         for account in accounts:
             self.record(progress[account], scenario)
@@ -812,6 +832,108 @@ class Demo:
                 "used_after_restore": len(used_after),
             }
         )
+
+    def _node_dir(self, name: str) -> Path:
+        return self.devnet.dir.resolve(self.devnet.process(name).directory or "")
+
+    def _node_cli(self, name: str, args: Sequence[str]) -> Any:
+        """``quorumkeep ARGS`` as its own process with node ``name``'s passphrase."""
+        record = self.devnet.process(name)
+        env = {v: self.devnet.secrets.get(s).decode() for v, s in record.env_secrets.items()}
+        return cli_json(args, SIGN_TIMEOUT, env=env)
+
+    def _standby_status(self, name: str, fresh_epoch: int) -> dict[str, Any]:
+        """The standby's ``warm_standby`` status once it holds ``fresh_epoch`` (bounded)."""
+        deadline = time.monotonic() + STANDBY_TIMEOUT
+        while True:
+            with contextlib.suppress(DevnetError):
+                status = self.devnet.node_get(name, "/status")
+                standby = status.get("warm_standby") or {}
+                if standby.get("fresh") and standby.get("held_epoch") == fresh_epoch:
+                    return dict(standby)
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"{name} does not hold epoch {fresh_epoch}; read {self.devnet.log_path(name)}"
+                )
+            time.sleep(0.2)  # bounded: the push is the primary's, nothing to follow here
+
+    def failover_to_standby(self) -> None:
+        scenario = "failover-to-standby"
+        self.narrator.section(f"{scenario}: a warm standby takes over from its primary")
+        state = self._state()
+        account = watch.participants(state)[0]["account"]
+        epoch = watch.epoch(state) or 0
+        primary = self.current_node(account)
+        with self.narrator.step(f"{account}'s operator starts a warm standby") as found:
+            try:
+                (standby,) = self.devnet.add_nodes([account], start=False)
+                # the standby runs its primary's build (what it attests to, if it does)
+                running = load_config(self._node_dir(primary) / CONFIG_FILE_NAME)
+                path = self._node_dir(standby) / CONFIG_FILE_NAME
+                config = load_config(path).model_copy(
+                    update={"warm_standby": True, "attestation": running.attestation}
+                )
+                write_config(config, path)
+                self.devnet.start(standby)
+            except (DevnetError, ConfigError) as exc:
+                raise DemoError(str(exc)) from None
+            found(f"{standby} (warm_standby = true; its signer key is a node key already)")
+        with self.narrator.step(f"whitelist {standby}'s wrapping key on {primary}") as found:
+            info = self._node_cli(
+                standby, ["node", "wrapping-key", "--dir", str(self._node_dir(standby)), "--json"]
+            )
+            cli_json(
+                ["node", "export-config", "--dir", str(self._node_dir(primary)), "--allow",
+                 "--standby", json.dumps(info)],
+                SIGN_TIMEOUT,
+            )  # fmt: skip
+            found(f"wrapping key {info['wrapping_public_key'][:16]}…, [export] allow = true")
+        with self.narrator.step("an export to a key not whitelisted is refused") as found:
+            refusal = cli_error(
+                ["node", "export", "--dir", str(self._node_dir(primary)), "--to",
+                 os.urandom(32).hex(), "--out", str(self._node_dir(primary) / "refused.export")],
+                SIGN_TIMEOUT,
+            )  # fmt: skip
+            if "not_whitelisted" not in refusal:
+                raise DemoError(f"the export was not refused as not whitelisted: {refusal}")
+            found(refusal)
+        with self.narrator.step(f"restart {primary}: it pushes the keyset in force") as found:
+            try:
+                self.devnet.stop(primary)
+                self.devnet.start(primary)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            held = self._standby_status(standby, epoch)
+            found(f"{standby} holds epoch {held['held_epoch']} (fresh)")
+        self.lose([primary])
+        with self.narrator.step("operator failover: the standby holds the epoch; migrate") as found:
+            with self.devnet.client() as client:
+                try:
+                    standby_info = read_node_info(str(self._node_dir(standby)))
+                    started, _ = failover(client, self.devnet.signer(account), standby_info)
+                except OperatorError as exc:
+                    raise DemoError(f"{account}: {exc.message}") from None
+            found(f"start_node_migration at block {started.started_height}")
+        progress = self.follow(
+            [account],
+            started.started_height,
+            scenario,
+            what="the standby concludes from the shares it holds",
+        )
+        if progress[account].state != CONCLUDED:
+            raise DemoError(
+                f"the fail-over of {account} ended {progress[account].state}; "
+                f"read {self.devnet.log_path(standby)}"
+            )
+        with contextlib.suppress(DevnetError):
+            self.devnet.retire(primary, grace=2.0)
+        metrics = self.devnet.node_metrics(standby)
+        pushed = _metric(metrics, "quorumkeep_migration_imports_total")
+        self.narrator.note(
+            f"{standby} concluded from its wrapped export"
+            + (" (the backup service's push was not needed)" if not pushed else "")
+        )
+        self.node_took_part(standby, scenario)
 
     def ledger_machine_lost(self) -> None:
         scenario = "ledger-machine-lost"
@@ -1103,6 +1225,7 @@ class Demo:
             "cancelled-by-resharing": self.cancelled_by_resharing,
             "attestation-upgrade": self.attestation_upgrade,
             "restored-from-snapshot": self.restored_from_snapshot,
+            "failover-to-standby": self.failover_to_standby,
             "ledger-machine-lost": self.ledger_machine_lost,
             "company-gone": self.company_gone,
         }
@@ -1135,25 +1258,50 @@ def parse_only(text: str) -> tuple[str, ...]:
     return tuple(name for name in SCENARIOS if name in names)
 
 
-def cli_json(args: Sequence[str], timeout: float) -> Any:
-    """Run ``quorumkeep ARGS`` as its own process; its stdout's JSON (DemoError if it fails)."""
+def _cli(
+    args: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(
+        return subprocess.run(
             [sys.executable, "-m", "quorumkeep.cli.main", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:
         raise DemoError(f"quorumkeep {args[0]} {args[1]} ran over {timeout:g} s") from None
+
+
+def cli_json(args: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> Any:
+    """Run ``quorumkeep ARGS`` as its own process; its stdout's JSON (DemoError if it fails)."""
+    done = _cli(args, timeout, env)
     if done.returncode != 0:
         error = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
         raise DemoError(f"quorumkeep {args[0]} {args[1]} failed: {error[0]}")
+    with contextlib.suppress(ValueError):
+        return json.loads(done.stdout)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise DemoError(f"quorumkeep {args[0]} {args[1]} printed no JSON") from None
+
+
+def cli_error(args: Sequence[str], timeout: float) -> str:
+    """Run ``quorumkeep ARGS``, which must fail; its one-line error."""
+    done = _cli(args, timeout)
+    if done.returncode == 0:
+        raise DemoError(f"quorumkeep {args[0]} {args[1]} succeeded where it must refuse")
+    return (done.stderr.strip().splitlines()[-1:] or ["(no output)"])[0]
+
+
+def _metric(text: str, name: str) -> float:
+    """The value of an unlabelled metric in Prometheus text (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rpartition(" ")[2])
+    return 0.0
 
 
 def summary_table(report: DemoReport) -> Table:
@@ -1162,20 +1310,23 @@ def summary_table(report: DemoReport) -> Table:
     table.add_column("concluded", justify="right")
     table.add_column("cancelled", justify="right")
     table.add_column("max seconds", justify="right")
-    table.add_column(f"≤ {RTO_GOAL_SECONDS:g} s", justify="center")
+    table.add_column("goal", justify="center")
     per = report.seconds_by_scenario()
     for scenario in SCENARIOS:
         done = [m for m in report.migrations if m.scenario == scenario]
         if not done and scenario not in report.scenario_seconds:
             continue
         seconds = per.get(scenario, [])
-        met = all(s <= RTO_GOAL_SECONDS for s in seconds)
+        goal = goal_seconds(scenario)
+        met = all(s <= goal for s in seconds)
         table.add_row(
             scenario,
             str(sum(m.concluded for m in done)),
             str(sum(not m.concluded for m in done)),
             f"{max(seconds):.3f}" if seconds else "-",
-            ("[green]yes[/green]" if met else "[red]no[/red]") if seconds else "-",
+            (f"[green]≤ {goal:g} s[/green]" if met else f"[red]> {goal:g} s[/red]")
+            if seconds
+            else "-",
         )
     return table
 

@@ -478,7 +478,8 @@ async def _answer(
         return _error(refusals, exc, account, what)
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
+    """A request body of at most ``MAX_BODY_BYTES`` (``body_too_large`` otherwise)."""
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -570,7 +571,7 @@ def backup_router(deps: BackupNodeDeps) -> APIRouter:
             return refused
 
         async def recover() -> dict[str, Any]:
-            return await endpoints.recover(await _read_body(request))
+            return await endpoints.recover(await read_body(request))
 
         return await _answer(refusals, deps.account, "recovery", recover)
 

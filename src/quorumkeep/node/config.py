@@ -61,6 +61,90 @@ class PassphraseKeyConfig(BaseModel):
         return self
 
 
+def _wrapping_key(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError("a wrapping key is 64 lowercase hex digits (an X25519 public key)")
+    if value == "0" * 64:
+        raise ValueError("the all-zero X25519 key is not a wrapping key")
+    return value
+
+
+class ExportConfig(BaseModel):
+    """``[export]``: whether this node exports its shares, to which wrapping keys, and the
+    warm standby it feeds by itself (docs/wrapped-export.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: bool = Field(default=False, strict=True)
+    """Off by default: a node exports nothing unless its operator says so."""
+    whitelist: tuple[str, ...] = ()
+    """Wrapping public keys (hex) an export may be sealed to."""
+    standby_web_url: str | None = None
+    """The warm standby's web API (``https://HOST:PORT``) the node pushes every keyset to."""
+    standby_tls_public_key: str | None = None
+    """The standby's TLS key (hex): its certificate is pinned to it."""
+    standby_wrapping_key: str | None = None
+    """The standby's wrapping key (hex); must be in ``whitelist``."""
+
+    @field_validator("whitelist")
+    @classmethod
+    def _whitelist(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            _wrapping_key(key)
+        if len(set(value)) != len(value):
+            raise ValueError("the whitelist names a key twice")
+        return value
+
+    @field_validator("standby_wrapping_key", "standby_tls_public_key")
+    @classmethod
+    def _standby_key(cls, value: str | None) -> str | None:
+        return None if value is None else _wrapping_key(value)
+
+    @field_validator("standby_web_url")
+    @classmethod
+    def _standby_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme != "https" or not sep:
+            raise ValueError("standby_web_url must be an https:// URL")
+        parse_host_port(rest.rstrip("/"))
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _standby_complete(self) -> ExportConfig:
+        given = [
+            self.standby_web_url is not None,
+            self.standby_tls_public_key is not None,
+            self.standby_wrapping_key is not None,
+        ]
+        if any(given) and not all(given):
+            raise ValueError(
+                "a warm standby needs standby_web_url, standby_tls_public_key and "
+                "standby_wrapping_key together"
+            )
+        return self
+
+    @property
+    def pushes(self) -> bool:
+        """Whether a warm standby is configured (whether exports are allowed is separate)."""
+        return self.standby_web_url is not None
+
+    def refusal(self, destination: bytes) -> tuple[str, str] | None:
+        """Why this node may not seal its shares to ``destination`` (code, message), or None."""
+        if not self.allow:
+            return (
+                "export_disabled",
+                "this node does not export its shares ([export] allow = false)",
+            )
+        if destination.hex() not in self.whitelist:
+            return (
+                "not_whitelisted",
+                f"wrapping key {destination.hex()[:16]}… is not in this node's [export] whitelist",
+            )
+        return None
+
+
 # Later issues add a TEE-sealing and a peer key-provider source; this becomes a union
 # discriminated by `source` then.
 StorageKeyConfig = PassphraseKeyConfig
@@ -84,6 +168,10 @@ class NodeConfig(BaseModel):
     exit_on_decommission: bool = Field(default=False, strict=True)
     """Exit (code 0) once a migration replaced this node and it wiped itself, instead of
     standing by for a migration back to it (docs/node.md)."""
+    warm_standby: bool = Field(default=False, strict=True)
+    """A warm standby for ``account``: keeps the shares its primary pushes (wrapped exports)
+    while it takes no part, so a fail-over migration to it concludes at once."""
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @field_validator("account")
     @classmethod

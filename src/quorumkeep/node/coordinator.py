@@ -18,7 +18,10 @@ state and takes narrow dependencies (a contract call, a state reader, the keysto
 - :class:`~quorumkeep.node.sign_requests.SignRequests` — the pending sign requests, their
   leaders, and ``is_pending`` for members;
 - :class:`~quorumkeep.node.migration.MigrationImports` — shares imported for a migration to
-  this node, and its conclusion.
+  this node, and its conclusion;
+- :class:`~quorumkeep.node.standby.WarmStandby` — wrapped exports taken by this node (a warm
+  standby keeps them); :class:`~quorumkeep.node.standby_feed.StandbyFeed` — a primary's
+  pushes of every keyset to its warm standby.
 
 Contract calls are signed by the node's signer key (a function-call key on the operator's
 account); transient ledger errors are retried with bounded backoff (:mod:`quorumkeep.net.retry`).
@@ -38,10 +41,12 @@ import nacl.signing
 
 from quorumkeep.contract.state import ContractState, Initializing, Resharing, Running
 from quorumkeep.crypto.group import RandomBytes
+from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.node.attestation import NodeAttestation, marked_departing
+from quorumkeep.node.backup_api import tls_signer
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
@@ -59,7 +64,10 @@ from quorumkeep.node.protocols.presign import PresignaturePool
 from quorumkeep.node.protocols.sign import SigningService
 from quorumkeep.node.sessions import SessionRouter
 from quorumkeep.node.sign_requests import SignRequests
+from quorumkeep.node.standby import WarmStandby
+from quorumkeep.node.standby_feed import StandbyFeed
 from quorumkeep.wire.backup import VerifiedShares
+from quorumkeep.wire.wrapped import WrappedExport
 
 log = logging.getLogger("quorumkeep.node.coordinator")
 
@@ -173,8 +181,31 @@ class Coordinator:
             metrics=metrics,
             backoff=settings.ledger_backoff,
             on_settled=self._wake,
+            keep_held=lambda state: self.standby.keep(state),
             evidence=self._evidence,
         )
+        wrapping_key = identity.wrapping_key or KxKeyPair.generate(random_bytes)
+        self.standby = WarmStandby(
+            account=self.account,
+            tls_public_key=identity.tls_public_key,
+            wrapping_key=wrapping_key,
+            enabled=config.warm_standby,
+            read_state=self.contract.read_state,
+            held=self.held,
+            migration=self.migration,
+            metrics=metrics,
+        )
+        self.feed: StandbyFeed | None = None
+        if config.export.pushes:
+            self.feed = StandbyFeed(
+                account=self.account,
+                export=config.export,
+                source=lambda: tls_signer(identity.tls),
+                wrapping_key=wrapping_key,
+                held=self.held,
+                metrics=metrics,
+                random_bytes=random_bytes,
+            )
         self._state: ContractState | None = None
         self._me: int | None = None
         self._height = -1
@@ -247,6 +278,7 @@ class Coordinator:
             *self.key_events.tasks(),
             *self.sign_requests.tasks(),
             *self.migration.tasks(),
+            *(self.feed.tasks() if self.feed is not None else []),
         ]
         if self._follower is not None:
             tasks.append(self._follower)
@@ -259,6 +291,8 @@ class Coordinator:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await self.emergency.close()
+        if self.feed is not None:
+            await self.feed.close()
         await self.contract.close()
         self.router.close()
 
@@ -319,12 +353,19 @@ class Coordinator:
         self._me = me
         await self.participants.follow(state, me)
         self._configure_services(state, me)
+        if self.feed is not None:
+            self.feed.update(state, me)
         if me is None:
             self._cancel_all()
             if decision.role is Role.NOT_PARTICIPANT:
                 self.standing.left()
                 self.held.delete_departed(state)
-                await self.standing.offer_info(state)
+                if not self.standby.enabled:  # a warm standby is no candidate
+                    await self.standing.offer_info(state)
+            elif decision.role is Role.WAITING and await asyncio.to_thread(
+                self.standby.keep, state
+            ):
+                pass  # a warm standby whose shares fit the keyset in force: nothing to settle
             else:
                 await self.migration.settle_held_shares()
             return
@@ -386,6 +427,10 @@ class Coordinator:
             ]
         )
 
+    async def import_wrapped_export(self, export: WrappedExport) -> dict[str, Any]:
+        """The standby endpoint's import (see :meth:`WarmStandby.import_export`)."""
+        return await self.standby.import_export(export)
+
     # -- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -418,12 +463,16 @@ class Coordinator:
             **self.sign_requests.status(),
             "ledger_height": self._height,
             "uptime_seconds": round(time.monotonic() - self._started, 3),
+            "wrapping_public_key": self.standby.wrapping_public_key.hex(),
+            "warm_standby": self.standby.status(state, self.standing.status()["role"]),
+            "standby_push": self.feed.status() if self.feed is not None else None,
         }
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         state = self._state
         serving = state.serving() if state is not None else None
         participants, peers = self.participants.connectivity(self._me)
+        self.standby.status(state, self.standing.status()["role"])  # its freshness gauges
         return MetricsSnapshot(
             protocol_state=state.protocol.name if state is not None else "Unknown",
             epoch=serving.epoch if serving is not None else -1,

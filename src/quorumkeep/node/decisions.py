@@ -15,6 +15,7 @@ from typing import Any
 
 from quorumkeep.contract.state import (
     ContractState,
+    Keyset,
     Migration,
     ParticipantInfo,
     Participants,
@@ -206,8 +207,14 @@ def recovered_shares_problem(
     running = state.protocol
     if not isinstance(running, Running):
         return "no_open_migration", f"the contract is {running.name}, not Running"
-    keyset = running.keyset
-    pid = migration.participant_id
+    return keyset_shares_problem(running.keyset, migration.participant_id, shares)
+
+
+def keyset_shares_problem(
+    keyset: Keyset, pid: int, shares: Sequence[RecoveredShare]
+) -> tuple[str, str] | None:
+    """Why ``shares`` are not participant ``pid``'s of every domain of ``keyset`` (one per
+    domain, of its epoch, each reproducing ``verifying_shares[pid]``), or None."""
     by_domain: dict[int, RecoveredShare] = {}
     for share in shares:
         if share.domain_id in by_domain:
@@ -233,7 +240,7 @@ def recovered_shares_problem(
             return (
                 "shares_mismatch",
                 f"the share of domain {domain.domain_id} is participant "
-                f"{share.participant_id}'s, the migration is participant {pid}'s",
+                f"{share.participant_id}'s, expected participant {pid}'s",
             )
         expected = dict(domain.verifying_shares).get(pid)
         try:

@@ -84,6 +84,10 @@ class HeldKeys:
                 )
         return shares
 
+    def keysets(self) -> dict[int, tuple[int, ...]]:
+        """epoch → the domain ids held for it."""
+        return self._keystore.keysets()
+
     def holds_anything(self) -> bool:
         """Any key share or presignature at all."""
         return bool(self._keystore.key_shares() or self._keystore.presignature_counts())

@@ -10,7 +10,9 @@ Files in the node directory (formats: docs/storage.md):
 - ``signer-key.sealed`` — the signer key's 32-byte seed, XChaCha20-Poly1305-sealed under the
   storage key with the node's public identity as associated data.
 
-No X25519 key is kept: the keys for sealed transfers are ephemeral, one per exchange.
+No X25519 key is kept on disk: the keys for sealed transfers are ephemeral, one per
+exchange, and the node's *wrapping key* (the X25519 key wrapped exports are sealed to) is
+derived from the storage key (:func:`wrapping_key_pair`), so it needs no file of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from nacl.signing import SigningKey
 
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.crypto.seal import aead_open, aead_seal
+from quorumkeep.crypto.seal import KxKeyPair, aead_open, aead_seal
 from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import CONFIG_FILE_NAME, NodeConfig, write_config
 from quorumkeep.node.keystore import (
@@ -71,6 +73,15 @@ def signer_associated_data(account: str, tls_public_key: bytes, signer_public_ke
     )
 
 
+WRAPPING_KEY_PURPOSE = "wrapping key"
+"""The storage sub-key the wrapping key pair is seeded from (docs/storage.md)."""
+
+
+def wrapping_key_pair(storage_key: StorageKey) -> KxKeyPair:
+    """The node's X25519 wrapping key: ``crypto_kx_seed_keypair(subkey("wrapping key"))``."""
+    return KxKeyPair.from_seed(storage_key.subkey(WRAPPING_KEY_PURPOSE))
+
+
 def tls_key_password(storage_key: StorageKey) -> bytes:
     """The PKCS#8 password for ``tls-key.pem``: 64 hex digits of a storage-key subkey."""
     return storage_key.subkey("tls key password").hex().encode("ascii")
@@ -86,6 +97,8 @@ class NodeIdentity:
     certificate: bytes
     signer_public_key: bytes
     signer_seed: bytes = field(repr=False)
+    wrapping_key: KxKeyPair | None = field(default=None, repr=False, compare=False)
+    """The X25519 key wrapped exports to this node are sealed to (None: not loaded)."""
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +252,7 @@ class NodeIdentity:
             certificate=certificate,
             signer_public_key=signer_public_key,
             signer_seed=signer_seed,
+            wrapping_key=wrapping_key_pair(storage_key),
         )
 
 

@@ -15,6 +15,10 @@ Rules (docs/node.md, "Migration"):
 - Held shares of a node that takes no part (a restart between import and conclusion):
   concluded if they still fit the open migration, deleted otherwise — decided on a fresh read
   under the import lock (:meth:`MigrationImports.settle_held_shares`).
+- A warm standby (:mod:`quorumkeep.node.standby`) keeps shares that fit the keyset in force
+  for its account's participant (``keep_held``) instead of deleting them, and stores the
+  shares its primary pushes under the same lock (:meth:`MigrationImports.hold`); a migration
+  to it then concludes from them at once, through :meth:`MigrationImports.settle_held_shares`.
 - Decommissioning runs inside :meth:`MigrationImports.paused`: no import is in progress and the
   conclusion is cancelled before anything is wiped.
 """
@@ -88,8 +92,12 @@ class MigrationImports:
         backoff: float,
         on_settled: Callable[[], None],
         uniform: Uniform = random.random,
+        keep_held: Callable[[ContractState], bool] | None = None,
         evidence: Evidence = no_evidence,
     ) -> None:
+        """``keep_held(state)`` (run in a thread: it reads the keystore) says whether the
+        shares held are a warm standby's that still fit ``state``: they are then kept when
+        no migration to us can use them."""
         self._account = account
         self._evidence = evidence
         self._tls = tls_public_key
@@ -102,6 +110,7 @@ class MigrationImports:
         self._policy = BackoffPolicy(backoff, max(backoff, MIGRATION_RETRY_MAX_DELAY))
         self._on_settled = on_settled
         self._uniform = uniform
+        self._keep_held = keep_held
         self._current: _Concluding | None = None
         self._import_lock = asyncio.Lock()
         self._contract_moved = asyncio.Event()
@@ -193,11 +202,12 @@ class MigrationImports:
             if progress is ConclusionProgress.GONE:
                 async with self._import_lock:
                     # A newer import waiting for the lock cancels us before it stores.
-                    await asyncio.to_thread(
-                        self._discard,
-                        "the migration to this node was cancelled or replaced, or the keyset "
-                        "moved on",
-                    )
+                    if not await self._kept(state):
+                        await asyncio.to_thread(
+                            self._discard,
+                            "the migration to this node was cancelled or replaced, or the "
+                            "keyset moved on",
+                        )
                 self._on_settled()
                 return
             problem = await self._held_shares_problem(state)
@@ -292,7 +302,24 @@ class MigrationImports:
                     self._start_conclude(migration.started_height, running.keyset.to_json())
                     return
                 reason = f"stored shares unusable for the open migration: {problem[1]}"
+            if await self._kept(state):
+                return
             await asyncio.to_thread(self._discard, reason)
+
+    async def _kept(self, state: ContractState) -> bool:
+        """Whether a warm standby keeps the shares it holds (they fit ``state``)."""
+        if self._keep_held is None:
+            return False
+        return await asyncio.to_thread(self._keep_held, state)
+
+    async def hold(
+        self, running: Running, participant_id: int, shares: list[RecoveredShare]
+    ) -> None:
+        """A warm standby's import (checked by the caller against a fresh state): store the
+        shares under the import lock, so no settling or wipe runs meanwhile."""
+        async with self._import_lock:
+            await asyncio.to_thread(self._held.store_recovered, running, participant_id, shares)
+            await asyncio.to_thread(self._held.delete_obsolete, running)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:

@@ -53,6 +53,7 @@ from quorumkeep.node.incarnation import begin_incarnation
 from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_config
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics
+from quorumkeep.node.standby_api import standby_router
 from quorumkeep.node.web import WebServer, create_app
 from quorumkeep.wire.tls import TLSError
 
@@ -142,7 +143,7 @@ class NodeProcess:
             await self.mesh.start()
         except OSError as exc:
             raise _address_problem("p2p", config.p2p_listen, exc) from None
-        self.coordinator = Coordinator(
+        self.coordinator = coordinator = Coordinator(
             config=config,
             identity=identity,
             keystore=self.keystore,
@@ -163,7 +164,12 @@ class NodeProcess:
             status=lambda: {**self.coordinator_status(), "attestation": attestation.status()},
             metrics=self.metrics,
             snapshot=self.coordinator.metrics_snapshot,
-            routers=(self._backup_router(identity, self.keystore, self.ledger, self.coordinator),),
+            routers=(
+                self._backup_router(identity, self.keystore, self.ledger, self.coordinator),
+                standby_router(
+                    config.account, coordinator.import_wrapped_export, lambda: coordinator.ready
+                ),
+            ),
         )
         web_host, web_port = config.web_listen_address
         self.web = WebServer(identity.tls, web_host, web_port, app)

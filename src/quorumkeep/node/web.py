@@ -54,6 +54,33 @@ class MigrationStatus(BaseModel):
     epoch: int | None = Field(description="epoch of the imported shares, while concluding")
 
 
+class WarmStandbyStatus(BaseModel):
+    """A warm standby's freshness (docs/node.md, "Warm standby")."""
+
+    active: bool = Field(description="the standby took over: it is the participant now")
+    held_epoch: int | None = Field(description="newest epoch whose keyset of shares it holds")
+    current_epoch: int | None = Field(description="epoch of the keyset in force")
+    fresh: bool = Field(description="held_epoch == current_epoch")
+    last_import_epoch: int | None
+    last_import_age_seconds: float | None
+
+
+class StandbyPushError(BaseModel):
+    code: str
+    message: str
+
+
+class StandbyPushStatus(BaseModel):
+    """A primary's pushes to its warm standby."""
+
+    web_url: str | None
+    wrapping_key: str | None = Field(description="the standby's wrapping key (hex)")
+    pushed_epoch: int | None = Field(description="epoch of the last export the standby took")
+    last_push_age_seconds: float | None
+    pending: bool = Field(description="a push of the keyset in force is under way or retried")
+    error: StandbyPushError | None = Field(description="why the last attempt failed")
+
+
 class NodeStatus(BaseModel):
     """``GET /status``. Everything here is public: ids, states, counts, public keys."""
 
@@ -90,6 +117,15 @@ class NodeStatus(BaseModel):
     uptime_seconds: float
     migration: MigrationStatus | None = Field(
         default=None, description="the migration to this node, while one is open or concluding"
+    )
+    wrapping_public_key: str | None = Field(
+        default=None, description="hex X25519 key wrapped exports to this node are sealed to"
+    )
+    warm_standby: WarmStandbyStatus | None = Field(
+        default=None, description="freshness, if this node is a warm standby"
+    )
+    standby_push: StandbyPushStatus | None = Field(
+        default=None, description="pushes to this node's warm standby, if it has one"
     )
     attestation: dict[str, Any] | None = Field(
         default=None,
