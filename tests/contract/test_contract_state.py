@@ -150,6 +150,8 @@ def test_method_table() -> None:
         "start_node_migration",
         "cancel_node_migration",
         "vote_recovery_key",
+        "register_key_provider",
+        "deregister_key_provider",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
     assert set(NODE_METHODS) == {
@@ -160,6 +162,7 @@ def test_method_table() -> None:
         "conclude_node_migration",
         "submit_participant_info",
         "submit_recovery_part",
+        "record_key_providers",
     }
     assert set(METHODS) == operator_methods | NODE_METHODS | {"sign"}
     assert not NODE_METHODS & operator_methods
@@ -176,6 +179,8 @@ def test_method_table() -> None:
         "candidates",
         "recovery_key",
         "recovery_parts",
+        "key_providers",
+        "key_provider_deal",
     } == VIEW_METHODS
 
 
@@ -222,7 +227,7 @@ def test_views_change_nothing() -> None:
     before = canonical(d.contract)
     for method in VIEW_METHODS:
         args: dict[str, Any] = {}
-        if method == "backup_service_info":
+        if method in ("backup_service_info", "key_provider_deal"):
             args = {"account": "alice"}
         elif method == "request":
             args = {"request_id": 0}

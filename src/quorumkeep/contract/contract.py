@@ -9,6 +9,7 @@ from typing import Any
 from quorumkeep.contract import (
     initialize,
     key_events,
+    key_providers,
     keygen,
     migration,
     recovery,
@@ -44,6 +45,9 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
+    "register_key_provider": (_OPERATOR, key_providers.register_key_provider),
+    "deregister_key_provider": (_OPERATOR, key_providers.deregister_key_provider),
+    "record_key_providers": (_ANY_KEY, key_providers.record_key_providers),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -60,6 +64,7 @@ NODE_METHODS: frozenset[str] = frozenset(
         "conclude_node_migration",
         "submit_participant_info",
         "submit_recovery_part",
+        "record_key_providers",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""

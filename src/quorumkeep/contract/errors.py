@@ -171,6 +171,18 @@ class InvalidRecoveryPart(ContractError):
     code = "InvalidRecoveryPart"
 
 
+class KeyProviderNotFound(ContractError):
+    """The account has no registered key provider."""
+
+    code = "KeyProviderNotFound"
+
+
+class InvalidKeyProviders(ContractError):
+    """A deal breaks a key-provider rule (own operator, unregistered, duplicate, stale epoch)."""
+
+    code = "InvalidKeyProviders"
+
+
 class UnknownMethod(ContractError):
     """No call or view has that name."""
 
@@ -210,6 +222,8 @@ ERRORS: dict[str, type[ContractError]] = {
         RecoveryKeyNotSet,
         InvalidRecoveryKey,
         InvalidRecoveryPart,
+        KeyProviderNotFound,
+        InvalidKeyProviders,
         UnknownMethod,
         InvalidArguments,
     )

@@ -36,6 +36,9 @@ SIGN_FAILED = "sign_failed"
 RECOVERY_KEY_VOTED = "recovery_key_voted"
 RECOVERY_KEY_SET = "recovery_key_set"
 RECOVERY_PART_RECORDED = "recovery_part_recorded"
+KEY_PROVIDER_REGISTERED = "key_provider_registered"
+KEY_PROVIDER_DEREGISTERED = "key_provider_deregistered"
+KEY_PROVIDERS_RECORDED = "key_providers_recorded"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -66,6 +69,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         RECOVERY_KEY_VOTED,
         RECOVERY_KEY_SET,
         RECOVERY_PART_RECORDED,
+        KEY_PROVIDER_REGISTERED,
+        KEY_PROVIDER_DEREGISTERED,
+        KEY_PROVIDERS_RECORDED,
     }
 )
 

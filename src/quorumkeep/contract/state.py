@@ -32,6 +32,7 @@ from quorumkeep.contract.args import (
     expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.key_provider_state import KeyProviderBook
 from quorumkeep.contract.recovery_state import RecoveryBook
 from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
 
@@ -602,6 +603,7 @@ class ContractState:
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
     recovery: RecoveryBook = field(default_factory=RecoveryBook)
+    key_providers: KeyProviderBook = field(default_factory=KeyProviderBook)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -634,6 +636,8 @@ class ContractState:
         # Absent until first used, so a state without emergency recovery keeps its bytes.
         if not self.recovery.empty():
             body["emergency_recovery"] = self.recovery.to_json()
+        if not self.key_providers.empty():
+            body["key_providers"] = self.key_providers.to_json()
         return body
 
     @classmethod
@@ -654,7 +658,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
-            ["emergency_recovery"],
+            ["emergency_recovery", "key_providers"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -698,4 +702,7 @@ class ContractState:
             recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
             if "emergency_recovery" in obj
             else RecoveryBook(),
+            key_providers=KeyProviderBook.from_json(obj["key_providers"], "state.key_providers")
+            if "key_providers" in obj
+            else KeyProviderBook(),
         )

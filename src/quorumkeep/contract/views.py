@@ -8,6 +8,7 @@ from typing import Any
 from quorumkeep.contract.access import require_initialized
 from quorumkeep.contract.args import check_fields, expect_account, expect_int, expect_str
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
+from quorumkeep.contract.key_providers import key_provider_deal_view, key_providers_view
 from quorumkeep.contract.state import (
     PATH_MAX,
     ContractState,
@@ -166,4 +167,6 @@ VIEWS: dict[str, View] = {
     "candidates": candidates,
     "recovery_key": recovery_key,
     "recovery_parts": recovery_parts,
+    "key_providers": key_providers_view,
+    "key_provider_deal": key_provider_deal_view,
 }
