@@ -146,8 +146,19 @@ def test_a_node_records_its_deal_and_anyone_sees_it() -> None:
     assert event.kind == "key_providers_recorded"
     assert event.data["replaced_epoch"] is None
     view = d.view("key_provider_deal", {"account": "alice"})
-    assert view == {"account": "alice", **args, "recorded_height": 12, "standing": "participant"}
-    assert d.view("key_provider_deal", {"account": "bob"}) is None
+    assert view == {
+        "account": "alice",
+        "deal": {**args, "recorded_height": 12},
+        "standing": "participant",
+        "node_keys": {signer_key("alice").hex(): "participant"},
+    }
+    assert d.view("key_provider_deal", {"account": "bob"})["deal"] is None
+    assert d.view("key_provider_deal", {"account": "erin"}) == {
+        "account": "erin",
+        "deal": None,
+        "standing": None,
+        "node_keys": {},
+    }
     assert d.view("key_providers")["bob"]["holds_for"] == ["alice"]
 
 

@@ -173,10 +173,15 @@ def key_providers_view(state: ContractState, args: dict[str, Any]) -> Any:
 
 
 def key_provider_deal_view(state: ContractState, args: dict[str, Any]) -> Any:
-    """One node's deal (or null), with the standing of the node that recorded it."""
+    """What a provider decides a deposit or a release on: the account's deal (or null), the
+    standing of the node that recorded it (null: the contract no longer lists that signer
+    key), and every signer key the contract lists for the account with its standing."""
     check_fields(args, "args", ["account"])
     account = expect_account(args["account"], "account")
     deal, standing = release_standing(state, account)
-    if deal is None:
-        return None
-    return {"account": account, **deal.to_json(), "standing": standing}
+    return {
+        "account": account,
+        "deal": None if deal is None else deal.to_json(),
+        "standing": standing,
+        "node_keys": {k.hex(): s for k, s in sorted(listed_node_keys(state, account).items())},
+    }
