@@ -26,6 +26,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -44,9 +45,11 @@ from quorumkeep.node.backup_registration import RegistrationCache, registration_
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
-from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_config
+from quorumkeep.node.key_providers import PeersKeySource
+from quorumkeep.node.key_sources import key_source_from_config
+from quorumkeep.node.keystore import KeySource, Keystore, KeystoreError
 from quorumkeep.node.mesh import Mesh
-from quorumkeep.node.metrics import NodeMetrics
+from quorumkeep.node.metrics import NodeMetrics, record_key_source
 from quorumkeep.node.web import WebServer, create_app
 from quorumkeep.wire.tls import TLSError
 
@@ -86,13 +89,16 @@ async def wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, o
         ) from None
 
 
-async def _load_identity(config: NodeConfig) -> tuple[NodeIdentity, Keystore]:
+async def _load_identity(
+    config: NodeConfig,
+) -> tuple[NodeIdentity, Keystore, KeySource]:
     source = key_source_from_config(config)
     try:
-        return await asyncio.to_thread(load_node, config, source)
+        identity, keystore = await asyncio.to_thread(load_node, config, source)
     except (KeystoreError, IdentityError) as exc:
         code = getattr(exc, "code", "identity_invalid")
         raise StartupError(str(exc), str(code)) from None
+    return identity, keystore, source
 
 
 class NodeProcess:
@@ -120,11 +126,14 @@ class NodeProcess:
         self.coordinator: Coordinator | None = None
         self.registration_ledger: AsyncLedgerClient | None = None
         self.registrations: RegistrationCache | None = None
+        self.key_source: KeySource | None = None
 
     async def start(self) -> None:
         config = self.config
-        self.identity, self.keystore = await _load_identity(config)
+        self.identity, self.keystore, self.key_source = await _load_identity(config)
         identity = self.identity
+        if isinstance(self.key_source, PeersKeySource):
+            record_key_source(self.metrics, self.key_source.report.to_json())
         self.ledger = AsyncLedgerClient(config.ledger_url)
         status = await wait_for_ledger(self.ledger, self.ledger_wait)
         host, port = config.p2p_listen_address
@@ -148,7 +157,7 @@ class NodeProcess:
         self.registrations = RegistrationCache(config.account, self.registration_ledger.view)
         await self.registrations.start(self.registration_ledger)
         app = create_app(
-            status=self.coordinator.status,
+            status=self._status,
             metrics=self.metrics,
             snapshot=self.coordinator.metrics_snapshot,
             routers=(self._backup_router(identity, self.keystore, self.ledger, self.coordinator),),
@@ -171,6 +180,14 @@ class NodeProcess:
             config.ledger_url,
             status.get("height"),
         )
+
+    def _status(self) -> dict[str, Any]:
+        """The coordinator's status, and where the storage key came from at this start."""
+        assert self.coordinator is not None
+        body = dict(self.coordinator.status())
+        if self.metrics.key_source is not None:
+            body["key_source"] = self.metrics.key_source
+        return body
 
     def _backup_router(
         self,
