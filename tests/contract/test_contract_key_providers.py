@@ -110,10 +110,23 @@ def test_register_refusals_change_nothing() -> None:
         with pytest.raises(InvalidArguments):
             d.call(operator("alice"), "register_key_provider", bad)
     assert d.state == before
-    fresh = Driver(ACCOUNTS, 3)
-    fresh.contract = Contract()
-    with pytest.raises(NotInitialized):
-        fresh.call(operator("alice"), "register_key_provider", provider("alice"))
+
+
+def test_genesis_registrations_and_init_keeps_only_participants() -> None:
+    c = Contract()
+    for a in ("alice", "bob", "mallory"):
+        c.call(operator(a), "register_key_provider", provider(a))
+    r = c.call(
+        operator("alice"),
+        "init",
+        {"participants": [info(a) for a in ("alice", "bob")], "threshold": 2},
+    )
+    dropped = [e for e in r.events if e.kind == "key_provider_deregistered"]
+    assert [e.data["account"] for e in dropped] == ["mallory"]
+    assert sorted(c.view("key_providers", {})) == ["alice", "bob"]
+    with pytest.raises(NotInitialized):  # deals need the contract
+        c2 = Contract()
+        c2.call(operator("alice"), "record_key_providers", deal_args("alice", ["bob", "carol"]))
 
 
 def test_deregistration_is_an_event_naming_the_affected_nodes() -> None:
@@ -124,7 +137,11 @@ def test_deregistration_is_an_event_naming_the_affected_nodes() -> None:
     r = d.call(operator("carol"), "deregister_key_provider", {})
     assert r.value == {"affected": ["alice", "bob"]}
     assert r.events[0].kind == "key_provider_deregistered"
-    assert r.events[0].data == {"account": "carol", "affected": ["alice", "bob"]}
+    assert r.events[0].data == {
+        "account": "carol",
+        "affected": ["alice", "bob"],
+        "reason": "deregistered",
+    }
     assert "carol" not in d.view("key_providers")
     with pytest.raises(KeyProviderNotFound):
         d.call(operator("carol"), "deregister_key_provider", {})

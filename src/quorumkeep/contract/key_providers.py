@@ -3,8 +3,10 @@
 Rules (docs/contract.md §6.8):
 
 - ``register_key_provider`` — the operator (full-access key) of a current or prospective
-  participant, any initialized state; one provider per operator account, a second call
-  replaces it. Its identity and encryption keys may not be another provider's.
+  participant, in any state; before ``init`` any account's operator (a genesis node deals
+  its storage key before the contract exists), and ``init`` then drops the registrations
+  of accounts it does not make participants. One provider per operator account, a second
+  call replaces it. Its identity and encryption keys may not be another provider's.
 - ``deregister_key_provider`` — the operator; the event names every node whose deal names
   the provider, so their nodes re-deal (rotation) and anyone sees who must.
 - ``record_key_providers`` — the node (its signer key as the contract lists it for the
@@ -79,9 +81,9 @@ def register_key_provider(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
     info = KeyProviderInfo.from_json(args, "args")
-    require_initialized(state)
     account = ctx.predecessor
-    if account not in current_accounts(state) and account not in prospective_accounts(state):
+    genesis = state.serving() is None
+    if not genesis and account not in current_accounts(state) | prospective_accounts(state):
         raise NotParticipant(f"{account} is neither a participant nor a prospective one")
     require_operator(ctx)
     book = state.key_providers
@@ -100,6 +102,20 @@ def register_key_provider(
     return CallResult(None, [Event(KEY_PROVIDER_REGISTERED, data)])
 
 
+def drop_non_participants(state: ContractState) -> list[Event]:
+    """At ``init``: forget providers registered by accounts that did not become participants."""
+    accounts = current_accounts(state)
+    book = state.key_providers
+    dropped = sorted(a for a in book.providers if a not in accounts)
+    events = []
+    for account in dropped:
+        affected = book.holders_of(account)
+        del book.providers[account]
+        data = {"account": account, "affected": affected, "reason": "not a participant at init"}
+        events.append(Event(KEY_PROVIDER_DEREGISTERED, data))
+    return events
+
+
 def deregister_key_provider(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
@@ -112,7 +128,7 @@ def deregister_key_provider(
         raise KeyProviderNotFound(f"{account} has no registered key provider")
     affected = book.holders_of(account)
     del book.providers[account]
-    data = {"account": account, "affected": affected}
+    data = {"account": account, "affected": affected, "reason": "deregistered"}
     return CallResult({"affected": affected}, [Event(KEY_PROVIDER_DEREGISTERED, data)])
 
 
