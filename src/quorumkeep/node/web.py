@@ -54,6 +54,30 @@ class MigrationStatus(BaseModel):
     epoch: int | None = Field(description="epoch of the imported shares, while concluding")
 
 
+class KeyProviderStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    index: int
+    ok: bool
+    code: str | None
+    message: str | None
+
+
+class KeySourceStatus(BaseModel):
+    """Where the storage key came from at this start (``peers``), and each provider's answer
+    at the last attempt (or at the last re-deal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    epoch: int | None
+    threshold: int | None
+    attempts: int
+    seconds: float
+    providers: list[KeyProviderStatus]
+
+
 class NodeStatus(BaseModel):
     """``GET /status``. Everything here is public: ids, states, counts, public keys."""
 
@@ -86,6 +110,10 @@ class NodeStatus(BaseModel):
     uptime_seconds: float
     migration: MigrationStatus | None = Field(
         default=None, description="the migration to this node, while one is open or concluding"
+    )
+    key_source: KeySourceStatus | None = Field(
+        default=None,
+        description="peers storage-key source: how this start got its key, per provider",
     )
 
 
