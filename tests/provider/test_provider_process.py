@@ -6,9 +6,9 @@ no file or log of any of them holds the storage key or a piece of it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +17,12 @@ from typing import Any
 
 import nacl.signing
 import pytest
-from provider_helpers import Provider
+from provider_helpers import PROVIDER_PASSPHRASE, Provider
 
 from process_helpers import Ledger, Node, free_port, run_cli, wait_until
+from quorumkeep.daemon.service_identity import KEY_PROVIDER_IDENTITY, unlock
+from quorumkeep.node.key_providers import PeersKeySource
+from quorumkeep.provider.store import PieceStore
 
 pytestmark = pytest.mark.slow
 
@@ -199,9 +202,6 @@ def test_fewer_than_k_wait_clearly_then_start(setup: Setup) -> None:
 
 def test_no_storage_key_or_piece_in_any_file_or_log(setup: Setup) -> None:
     """Read the secret back the node's way (release key + providers), then scan every file."""
-    from quorumkeep.crypto.storage_split import StorageSecret, deal  # noqa: F401
-    from quorumkeep.node.key_providers import PeersKeySource
-
     node = setup.node
     node.start().wait_healthy(60)
     source = PeersKeySource(node.directory, account="alice", ledger_url=setup.ledger.url)
@@ -209,14 +209,13 @@ def test_no_storage_key_or_piece_in_any_file_or_log(setup: Setup) -> None:
     assert source.secret is not None
     secrets = [key.key, source.secret.value]
     # the pieces, as the providers hold them
-    from quorumkeep.daemon.service_identity import KEY_PROVIDER_IDENTITY, unlock
-    from quorumkeep.provider.store import PieceStore
-
     for provider in setup.providers.values():
         identity, store_key = unlock(
-            provider.directory, b"provider passphrase for the tests", provider.account,
+            provider.directory,
+            PROVIDER_PASSPHRASE.encode(),
+            provider.account,
             KEY_PROVIDER_IDENTITY,
-        )  # fmt: skip
+        )
         store = PieceStore.open(
             provider.directory, provider.account, identity.signer.public_key, store_key
         )
@@ -230,8 +229,6 @@ def test_no_storage_key_or_piece_in_any_file_or_log(setup: Setup) -> None:
     assert len(secrets) == 2 + 3
     forms = []
     for secret in secrets:
-        import base64
-
         forms += [secret, secret.hex().encode(), secret.hex().upper().encode()]
         forms += [base64.b64encode(secret), base64.urlsafe_b64encode(secret)]
     node.close()
@@ -245,4 +242,3 @@ def test_no_storage_key_or_piece_in_any_file_or_log(setup: Setup) -> None:
             for form in forms:
                 assert form not in data, f"a secret is in {path}"
     assert scanned > 20
-    del signal

@@ -28,12 +28,13 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 from fastapi import APIRouter
 
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.daemon import startup
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
-from quorumkeep.ledger.client import AsyncLedgerClient
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.backup_api import (
     BackupNodeDeps,
@@ -45,12 +46,14 @@ from quorumkeep.node.backup_registration import RegistrationCache, registration_
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
-from quorumkeep.node.key_providers import PeersKeySource
+from quorumkeep.node.key_provider_rotation import Rotation
+from quorumkeep.node.key_providers import PeersKeySource, ProviderOutcome
 from quorumkeep.node.key_sources import key_source_from_config
 from quorumkeep.node.keystore import KeySource, Keystore, KeystoreError
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics, record_key_source
 from quorumkeep.node.web import WebServer, create_app
+from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import TLSError
 
 log = logging.getLogger("quorumkeep.node")
@@ -127,6 +130,9 @@ class NodeProcess:
         self.registration_ledger: AsyncLedgerClient | None = None
         self.registrations: RegistrationCache | None = None
         self.key_source: KeySource | None = None
+        self.rotation: Rotation | None = None
+        self._rotation_stop = asyncio.Event()
+        self._rotation_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -171,6 +177,7 @@ class NodeProcess:
         except TLSError as exc:
             raise StartupError(f"web API cannot use the TLS key: {exc}", exc.code) from None
         await self.coordinator.start()
+        self._start_rotation(identity)
         log.info(
             "started account=%s tls_public_key=%s p2p=%s web=%s ledger=%s ledger_height=%s",
             config.account,
@@ -180,6 +187,34 @@ class NodeProcess:
             config.ledger_url,
             status.get("height"),
         )
+
+    def _start_rotation(self, identity: NodeIdentity) -> None:
+        """peers: re-deal the storage secret whenever a key provider of its deal leaves."""
+        source = self.key_source
+        if not isinstance(source, PeersKeySource) or source.secret is None:
+            return
+        assert source.release_signer is not None and self.ledger is not None
+        seed = identity.signer_seed
+        self.rotation = Rotation(
+            account=self.config.account,
+            secret=source.secret,
+            signer=Ed25519Signer(seed),
+            account_signer=AccountSigner(self.config.account, nacl.signing.SigningKey(seed)),
+            release_public_key=source.release_signer.public_key,
+            ledger=self.ledger,
+            on_outcome=self._rotated,
+        )
+        self._rotation_task = asyncio.create_task(
+            self.rotation.run(self._rotation_stop), name="key-provider-rotation"
+        )
+
+    def _rotated(self, outcomes: list[ProviderOutcome]) -> None:
+        report = dict(self.metrics.key_source or {})
+        report.update(
+            providers=[o.to_json() for o in outcomes],
+            epoch=(report.get("epoch") or 0) + 1,
+        )
+        record_key_source(self.metrics, report)
 
     def _status(self) -> dict[str, Any]:
         """The coordinator's status, and where the storage key came from at this start."""
@@ -220,7 +255,9 @@ class NodeProcess:
 
     async def stop(self) -> None:
         """Stop everything that was started, each step bounded; never raises."""
+        self._rotation_stop.set()
         steps: list[tuple[str, Awaitable[None] | None]] = [
+            ("key-provider rotation", self._rotation_task),
             ("coordinator", self.coordinator.close() if self.coordinator else None),
             ("web", self.web.stop() if self.web else None),
             ("mesh", self.mesh.close() if self.mesh else None),
