@@ -43,6 +43,8 @@ PUBLIC = {
     "quorumkeep.ledger.etcd.KeyValue.key": "an etcd key of the public ledger's layout",
     "quorumkeep.ledger.etcd.KeyValue.value": "public ledger data (blocks, snapshots, index)",
     "quorumkeep.contract.context.CallResult.value": "a contract call's public return value",
+    "quorumkeep.contract.attestation_state.AttestationRecord.key": "the attested public key "
+    "(a node's TLS key, a backup service's identity key)",
     "quorumkeep.ledger.blocks.Outcome.value": "a transaction's public outcome",
     "quorumkeep.ledger.client.TxOutcome.value": "a transaction's public outcome",
     "quorumkeep.node.messages.SignShare.share": "a FROST signature share z_i: sent to the "

@@ -69,8 +69,9 @@ def sign_all(
     return results
 
 
-def presignatures(devnet: Devnet, node: str) -> dict[str, frozenset[int]]:
-    """presignature id -> participant ids, from the node's keystore (read-only).
+def presignatures(devnet: Devnet, node: str, epoch: int | None = None) -> dict[str, frozenset[int]]:
+    """presignature id -> participant ids, from the node's keystore (read-only); with
+    ``epoch``, only that epoch's (older ones are deleted whenever the pool gets to them).
 
     The participant lists are public metadata beside the sealed nonces.
     """
@@ -81,7 +82,9 @@ def presignatures(devnet: Devnet, node: str) -> dict[str, frozenset[int]]:
     try:
         rows = db.execute(
             "SELECT p.id, pp.participant_id FROM presignatures p "
-            "JOIN presignature_participants pp ON pp.presignature_id = p.id"
+            "JOIN presignature_participants pp ON pp.presignature_id = p.id "
+            "WHERE ? IS NULL OR p.epoch = ?",
+            (epoch, epoch),
         ).fetchall()
     finally:
         db.close()

@@ -8,6 +8,7 @@ the keystore is real. No mesh, no process.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 
 from component_helpers import (
@@ -41,6 +42,7 @@ from quorumkeep.node.keystore import Keystore
 class FakeProtocols:
     def __init__(self, *, fail: bool = False, block: bool = False) -> None:
         self.sessions: list[str] = []
+        self.absent: list[tuple[int, ...]] = []
         self.fail = fail
         self.block = block
 
@@ -66,8 +68,10 @@ class FakeProtocols:
         group_public_key: Element,
         timeout: float,
         attempt: int,
+        absent: Collection[int] = (),
     ) -> KeyPair | None:
         self.sessions.append(session_id)
+        self.absent.append(tuple(absent))
         if self.fail:
             raise TimeoutError("too few dealers")
         if new.get("alice") is None:
@@ -220,3 +224,19 @@ def test_a_holder_leaving_the_set_deals_once_and_does_not_vote(tmp_path: Path) -
     run(main())
     assert len(protocols.sessions) == 1
     assert ledger.called("vote_reshared") == [] and ledger.called("vote_abort_key_event") == []
+
+
+def test_marked_departing_holders_are_passed_on_as_absent(tmp_path: Path) -> None:
+    """The coordinator names the departing holders the contract marked (attestation); every
+    resharing run leaves them out of its session."""
+    ledger, protocols = FakeLedger(), FakeProtocols()
+    events, _keystore, held = component(tmp_path, ledger, protocols)
+    held.store(0, EPOCH, *key_pair(1, 0))
+
+    async def main() -> None:
+        events.on_resharing(resharing(Participants(2, (ALICE_A, BOB))), me=1, absent=[3])
+        await finished(events)
+
+    run(main())
+    assert protocols.absent == [(3,)]
+    assert len(ledger.called("vote_reshared")) == 1

@@ -288,6 +288,25 @@ def test_presignature_batches_counts_and_purges(store: Keystore) -> None:
     assert store.presignature_counts() == {}
 
 
+def test_presignatures_of_a_key_or_of_older_epochs_go_in_one_call(store: Keystore) -> None:
+    store.add_presignatures(
+        [
+            presig("a", (1, 2), epoch=1),
+            presig("b", (1, 2), epoch=2),
+            presig("c", (1, 2), epoch=3),
+            presig("d", (1, 2), domain=1, epoch=1),
+        ]
+    )
+    assert store.delete_presignatures(0, before_epoch=3) == 2
+    assert [p.id for p in store.presignatures(0)] == ["c"]
+    assert store.delete_presignatures(0, epoch=2) == 0
+    assert store.delete_presignatures(1, epoch=1) == 1
+    assert store.presignature_counts() == {0: 1}
+    for bad in ({}, {"epoch": 1, "before_epoch": 2}):
+        with pytest.raises(ks.InvalidRecord):
+            store.delete_presignatures(0, **bad)
+
+
 def test_presignature_batch_is_all_or_nothing(store: Keystore) -> None:
     store.add_presignatures([presig("x", (1, 2))])
     with pytest.raises(ks.RecordExists):
@@ -544,6 +563,7 @@ def test_deleted_secrets_leave_no_page_image_in_the_wal_or_the_database(
         lambda s: s.take_presignature("a"),
         lambda s: s.take_presignatures(["b"]),
         lambda s: s.purge_presignatures_involving([5]),
+        lambda s: s.delete_presignatures(0, epoch=1),
         lambda s: s.purge_all_presignatures(),
     ]
     with Keystore.open(tmp_path, key, OWNER) as store:

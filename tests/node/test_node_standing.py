@@ -28,6 +28,7 @@ from component_helpers import (
 )
 from node_helpers import run
 
+from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.state import ContractState, Participants, Running
 from quorumkeep.node.decisions import Role
 from quorumkeep.node.held_keys import HeldKeys
@@ -225,3 +226,21 @@ def test_the_mesh_is_only_told_about_changes(keystore: Keystore) -> None:
     run(peers.follow(contract(), None))
     assert mesh.updates == [([1, 2, 3], 1), ([1, 2, 3], None)]
     assert BOB.participant_id in peers.peers
+
+
+def test_a_participant_the_contract_marked_is_dropped_from_the_mesh(keystore: Keystore) -> None:
+    """A participant marked for its attestation is left out of the peers the mesh follows
+    (its connections are refused) and its presignatures go; we keep our own entry."""
+    keystore.add_presignatures(
+        [presignature("with-bob", (1, 2)), presignature("with-carol", (1, 3))]
+    )
+    mesh = FakeMesh()
+    run(follower(keystore, mesh).follow(contract(), 1))
+    assert mesh.updates == [([1, 2, 3], 1)]
+    marked = AttestationState(None, 604800, 3600, False, 0, marked={"bob": "expired"})
+    run(follower(keystore, mesh).follow(contract(attestation=marked), 1))
+    assert mesh.updates[-1] == ([1, 3], 1)
+    assert [p.id for p in keystore.presignatures(0)] == ["with-carol"]
+    mine = FakeMesh()
+    run(follower(keystore, mine).follow(contract(attestation=marked), 2))
+    assert mine.updates[-1] == ([1, 2, 3], 2)  # bob's own node keeps itself

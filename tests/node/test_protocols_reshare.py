@@ -132,6 +132,67 @@ def test_departing_holder_returns_none_and_the_newcomer_joins(
     run(scenario())
 
 
+def test_absent_departing_holder_is_left_out_of_the_session(
+    keys: dict[int, NodeKeys], tmp_path: Path
+) -> None:
+    # Participant 4 was marked by the contract: it is down (peers refuse it anyway); the
+    # others reshare to [1, 2, 3] without waiting for it or sending it anything.
+    async def scenario() -> None:
+        nodes = await start_cluster(keys, tmp_path)
+        try:
+            old = await dkg_all(nodes, "dkg-r-absent", threshold=3, pids=[1, 2, 3, 4])
+            await nodes[4].mesh.close()
+            routers = {pid: node.router for pid, node in nodes.items() if pid != 4}
+            live = {pid: old[pid] for pid in (1, 2, 3)}
+            outcomes = await reshare_all(
+                routers, live, [1, 2, 3], 3, "reshare-absent", timeout=5.0, absent=[4]
+            )
+            alone = await run_reshare(
+                nodes[4].router,
+                session_id="reshare-absent",
+                me=4,
+                old_participants=[1, 2, 3, 4],
+                old_threshold=3,
+                old_public=old[4][1],
+                old_key=old[4][0],
+                new_participants=[1, 2, 3],
+                new_threshold=3,
+                random_bytes=os.urandom,
+                timeout=1.0,
+                absent=[4],
+            )
+        finally:
+            await stop_cluster({pid: n for pid, n in nodes.items() if pid != 4})
+        assert alone is None
+        new = {pid: outcome[0] for pid, outcome in outcomes.items() if isinstance(outcome, tuple)}
+        assert sorted(new) == [1, 2, 3], outcomes
+        message = b"after an absent departure"
+        VerifyKey(old[1][1].group_public_key).verify(message, frost_sign(new, [1, 2, 3], message))
+
+    run(scenario())
+
+
+def test_a_new_holder_cannot_be_absent(keys: dict[int, NodeKeys]) -> None:
+    with pytest.raises(InvalidSessionParameters):
+        run(
+            run_reshare(
+                None,  # type: ignore[arg-type]
+                session_id="x",
+                me=1,
+                old_participants=[1, 2, 3, 4],
+                old_threshold=3,
+                old_public=None,
+                old_key=None,
+                new_participants=[1, 2, 3],
+                new_threshold=3,
+                random_bytes=os.urandom,
+                timeout=1.0,
+                group_public_key=base_mul(ONE),
+                absent=[3],
+            )
+        )
+
+
 def test_dealer_with_a_bad_sub_share_is_named_by_everyone(
     keys: dict[int, NodeKeys], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

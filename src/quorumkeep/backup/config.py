@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quorumkeep.backup.errors import BackupServiceError
+from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import (
     ConfigFileError,
     PassphraseUnavailable,
@@ -69,6 +70,8 @@ class BackupConfig(BaseModel):
     max_backoff: float = Field(default=5.0, ge=0.05, le=300.0)
     """Longest wait between two attempts at fetching a backup or pushing a recovery."""
     request_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
+    attestation: AttestationConfig | None = None
+    """How the service obtains its TEE quote (docs/attestation.md); None: it has none."""
 
     @field_validator("account")
     @classmethod
@@ -178,6 +181,11 @@ def render_config(config: BackupConfig, *, base_dir: Path) -> str:
     else:
         assert source.passphrase_file is not None
         lines.append(f"passphrase_file = {_toml_value(relative(source.passphrase_file))}")
+    if config.attestation is not None:
+        lines.append("")
+        lines.append("[attestation]")
+        for key, value in config.attestation.model_dump(exclude_none=True).items():
+            lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

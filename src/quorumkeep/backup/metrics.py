@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, MetricsRegistry
+from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, AttestationGauges, MetricsRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "BackupMetrics"]
 
@@ -14,6 +14,7 @@ class BackupMetrics(MetricsRegistry):
     def __init__(self) -> None:
         super().__init__()
         r = self.registry
+        self.attestation = AttestationGauges(r)
         self.backup_epoch = Gauge(
             "quorumkeep_backup_epoch", "Epoch of the newest backup held (-1: none).", registry=r
         )

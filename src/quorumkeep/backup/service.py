@@ -34,6 +34,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Response
 
+from quorumkeep.backup.attestation import BackupAttester, backup_attester, summary_from_view
 from quorumkeep.backup.client import NodeClient, NodeEndpoint
 from quorumkeep.backup.config import BackupConfig, load_config
 from quorumkeep.backup.errors import BackupServiceError
@@ -49,11 +50,12 @@ from quorumkeep.backup.monitor import (
 from quorumkeep.backup.store import BackupRecord, BackupStore
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.daemon import startup
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
+from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.ledger.http_timeouts import timeouts
+from quorumkeep.net.http_timeouts import timeouts
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.wire.backup import BackupProtocolError, verify_shares
 
@@ -68,6 +70,11 @@ def _code(exc: Exception) -> str:
 
 def _message(exc: Exception) -> str:
     return str(getattr(exc, "message", exc))
+
+
+ATTEST_CHECK_SECONDS = 60.0
+"""How often the service checks whether its attestation needs renewing."""
+ATTEST_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,7 @@ class BackupService:
         settings: ServiceSettings | None = None,
         clock: Callable[[], float] = time.time,
         random_bytes: RandomBytes = os.urandom,
+        attester: BackupAttester | None = None,
     ) -> None:
         self.identity = identity
         self.account = identity.account
@@ -190,6 +198,9 @@ class BackupService:
         self.last_push: dict[str, Any] | None = None
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._registered_logged: bool | None = None
+        self.attestation: dict[str, Any] = {"enforced": False}
+        self.attester = attester
+        self._attest_after = 0.0
         self._update_backup_metrics()
 
     # -- status
@@ -219,6 +230,7 @@ class BackupService:
                 },
                 "last_fetch": self.last_fetch,
                 "last_push": self.last_push,
+                "attestation": self.attestation,
             }
         )
         return document
@@ -248,6 +260,7 @@ class BackupService:
         self.changed.set()
         watcher = asyncio.create_task(watch_events(self.ledger, since, self.changed))
         stopper = asyncio.create_task(stop.wait())
+        attesting = asyncio.create_task(self._attest_periodically(stop))
         backoff = Backoff(self._backoff_policy())
         try:
             while not stop.is_set():
@@ -272,7 +285,7 @@ class BackupService:
                     )
                     self._poke_later(retry_delay)
         finally:
-            for task in (watcher, stopper):
+            for task in (watcher, stopper, attesting):
                 task.cancel()
             await self.close()
 
@@ -306,10 +319,44 @@ class BackupService:
                 task.cancel()
                 del self._tasks[key]
 
+    async def _attestation_step(self) -> None:
+        """Read this service's attestation (status, metrics) and re-attest when due."""
+        view = await self.ledger.view("attestations", {"at": int(self.clock())})
+        self.attestation = summary_from_view(view, self.identity.signer.public_key)
+        self.metrics.attestation.update(self.attestation)
+        if self.attester is None or time.monotonic() < self._attest_after:
+            return
+        try:
+            reason = await self.attester.step(self.ledger, view)
+        except Exception as exc:  # refused, no access key, ledger down: retry later
+            self._attest_after = time.monotonic() + ATTEST_RETRY_SECONDS
+            log.warning(
+                "cannot attest: %s: %s (the operator must grant this service's identity key "
+                "submit_attestation, or submit `quorumkeep backup attest` output)",
+                _code(exc),
+                _message(exc),
+            )
+            return
+        if reason is not None:
+            log.info("attested (%s)", reason)
+            view = await self.ledger.view("attestations", {"at": int(self.clock())})
+            self.attestation = summary_from_view(view, self.identity.signer.public_key)
+            self.metrics.attestation.update(self.attestation)
+
+    async def _attest_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ATTEST_CHECK_SECONDS)
+            if stop.is_set():
+                return
+            with contextlib.suppress(*_ERRORS):
+                await self._attestation_step()
+
     async def reconcile(self) -> None:
         snapshot = await read_snapshot(self.ledger, self.account)
         self.snapshot = snapshot
         self._update_backup_metrics()
+        await self._attestation_step()
         registered = (
             snapshot.registration is not None
             and snapshot.registration.identity_public_key == self.identity.signer.public_key
@@ -531,6 +578,10 @@ async def run_backup_service(
             store = BackupStore.open(config.dir, config.account, public.identity_public_key, key)
         except BackupServiceError as exc:
             raise StartupError(exc.message, exc.code) from None
+        try:
+            attester = backup_attester(config.attestation, identity)
+        except AttestationUnavailable as exc:
+            raise StartupError(f"attestation: {exc}", "attestation_unavailable") from None
         ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
         status = await _wait_for_ledger(ledger, ledger_wait)
         service = BackupService(
@@ -540,6 +591,7 @@ async def run_backup_service(
             settings=ServiceSettings(
                 max_backoff=config.max_backoff, request_timeout=config.request_timeout
             ),
+            attester=attester,
         )
         address = config.listen_address
         if address is not None:

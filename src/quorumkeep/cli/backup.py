@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from quorumkeep.backup.attestation import backup_evidence
 from quorumkeep.backup.config import (
     CONFIG_FILE_NAME,
     DEFAULT_PASSPHRASE_ENV,
@@ -32,6 +33,7 @@ from quorumkeep.backup.service import run_service, store_status, verify_backup
 from quorumkeep.backup.store import BackupStore
 from quorumkeep.cli.keys import EXIT_REJECTED, emit_json, fail, report_outcome
 from quorumkeep.crypto.seal import DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT, MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.keyfile import KeyFileError, load_signer, read_passphrase
@@ -100,6 +102,12 @@ def init(
         dir_okay=False,
     ),
     as_json: bool = JSON_OPTION,
+    attestation: str = typer.Option(
+        "none", "--attestation", help="How the service obtains its quote: none, dev or tdx."
+    ),
+    dev_platform_key_file: Path | None = typer.Option(
+        None, "--dev-platform-key-file", help="dev: the development platform key (hex seed)."
+    ),
 ) -> None:
     """Create the service's keys, its store and backup.toml; print the registration."""
     if kdf_cost not in KDF_COSTS:
@@ -122,6 +130,20 @@ def init(
                 "ledger_url": ledger,
                 "listen": listen,
                 "passphrase": PassphraseConfig(**source).model_dump(exclude_none=True),
+                **(
+                    {}
+                    if attestation == "none"
+                    else {
+                        "attestation": {
+                            "kind": attestation,
+                            **(
+                                {"dev_platform_key_file": str(dev_platform_key_file.resolve())}
+                                if dev_platform_key_file is not None
+                                else {}
+                            ),
+                        }
+                    }
+                ),
             },
             base_dir=directory,
         )
@@ -148,7 +170,10 @@ def init(
         write_config(config, config_path)
     except BackupServiceError as exc:
         fail(exc.message)
-    registration = identity.public.registration()
+    registration: dict[str, Any] = dict(identity.public.registration())
+    evidence = _evidence(config, directory)
+    if evidence is not None:
+        registration["attestation"] = evidence
     typer.echo(f"backup service initialized in {directory} for account {account}", err=True)
     if signer is None:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
@@ -161,9 +186,40 @@ def init(
     except LedgerError as exc:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
         fail(f"registration not submitted ({exc.code}: {exc.message})", EXIT_REJECTED)
+    if evidence is not None and outcome.ok:
+        from quorumkeep.operator.actions import ensure_attestation_key
+        from quorumkeep.operator.errors import OperatorError
+
+        try:
+            with LedgerClient(config.ledger_url) as client:
+                ensure_attestation_key(client, signer, identity.signer.public_key)
+        except OperatorError as exc:
+            fail(f"the service's attestation key was not added ({exc.code}: {exc.message})")
     if not as_json:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
     report_outcome(outcome, as_json)
+
+
+def _evidence(config: BackupConfig, directory: Path) -> dict[str, Any] | None:
+    try:
+        public = read_public_identity(directory)
+        return asyncio.run(backup_evidence(config.attestation, public))
+    except (BackupServiceError, AttestationUnavailable) as exc:
+        fail(f"attestation: {getattr(exc, 'message', exc)}")
+
+
+@app.command("attest")
+def attest(
+    config: Path = CONFIG_OPTION,
+) -> None:
+    """Print the service's evidence as ``submit_attestation`` arguments (role
+    backup_service): a quote binding its identity and encryption keys. The operator
+    submits it (``quorumkeep contract call submit_attestation --args …``)."""
+    loaded = _load(config)
+    evidence = _evidence(loaded, loaded.dir)
+    if evidence is None:
+        fail("backup.toml has no [attestation] section")
+    typer.echo(json.dumps({"role": "backup_service", "attestation": evidence}))
 
 
 @app.command("run")

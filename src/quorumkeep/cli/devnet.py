@@ -155,6 +155,11 @@ def _render(snapshot: dict[str, Any]) -> None:
         f"contract: [bold]{contract['protocol_state']}[/bold], epoch {contract['epoch']}, "
         f"threshold {contract['threshold']}, {contract['pending_requests']} pending requests"
     )
+    attested = contract.get("attestation") or {}
+    if not attested.get("enforced"):
+        console.print("  attestation: [red]not enforced (insecure)[/red]")
+    elif attested.get("insecure_dev_attestation"):
+        console.print("  attestation: [yellow]development quotes allowed (INSECURE)[/yellow]")
     for domain in contract["domains"]:
         console.print(f"  domain {domain['domain_id']}: {domain['public_key']}")
     if "resharing_to" in contract:
@@ -164,7 +169,18 @@ def _render(snapshot: dict[str, Any]) -> None:
             f"(threshold {target['threshold']})"
         )
     table = Table(title="participants")
-    for column in ("id", "account", "node", "url", "role", "epoch", "peers", "presignatures"):
+    columns = (
+        "id",
+        "account",
+        "node",
+        "url",
+        "role",
+        "epoch",
+        "peers",
+        "presignatures",
+        "attested",
+    )
+    for column in columns:
         table.add_column(column)
     for m in contract["participants"]:
         node = m["node"]
@@ -180,21 +196,50 @@ def _render(snapshot: dict[str, Any]) -> None:
         elif isinstance(seen, dict):
             role = "[red]unreachable[/red]"
         table.add_row(
-            str(m["participant_id"]), m["account"], node or "-", m["url"], role, epoch, peers, pools
+            str(m["participant_id"]),
+            m["account"],
+            node or "-",
+            m["url"],
+            role,
+            epoch,
+            peers,
+            pools,
+            _attested(m.get("attestation")),
         )
     print_table(console, table)
     _render_backups(console, snapshot.get("backups") or {})
+
+
+def _attested(entry: dict[str, Any] | None) -> str:
+    """One cell: status, kind and TCB status, time left."""
+    if not entry:
+        return "-"
+    status = str(entry.get("status"))
+    if status != "valid":
+        return f"[red]{status}[/red]"
+    left = entry.get("expires_in")
+    days = f", {left / 86400:.1f} d left" if isinstance(left, int) else ""
+    return f"valid ({entry.get('kind')}, {entry.get('tcb_status')}{days})"
 
 
 def _render_backups(console: Console, services: dict[str, Any]) -> None:
     if not services:
         return
     table = Table(title="backup services")
-    for column in ("service", "account", "registered", "epoch held", "current", "age", "migration"):
+    for column in (
+        "service",
+        "account",
+        "registered",
+        "epoch held",
+        "current",
+        "age",
+        "migration",
+        "attested",
+    ):
         table.add_column(column)
     for name, seen in sorted(services.items()):
         if "error" in seen:
-            table.add_row(name, "-", "[red]unreachable[/red]", "-", "-", "-", "-")
+            table.add_row(name, "-", "[red]unreachable[/red]", "-", "-", "-", "-", "-")
             continue
         age = seen.get("age_seconds")
         migration = seen.get("migration")
@@ -211,6 +256,7 @@ def _render_backups(console: Console, services: dict[str, Any]) -> None:
             _yes(bool(seen.get("covers_current_keyset"))),
             "-" if age is None else f"{age:.0f}s",
             moving,
+            str((seen.get("attestation") or {}).get("status", "-")),
         )
     print_table(console, table)
 

@@ -10,6 +10,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from quorumkeep.cli import (
+    attest,
     backup,
     bench,
     contract,
@@ -41,6 +42,7 @@ app.add_typer(provider.app, name="provider")
 app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")
+app.add_typer(attest.app, name="attest")
 app.add_typer(ers.app, name="ers")
 
 

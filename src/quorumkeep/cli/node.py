@@ -44,6 +44,7 @@ def build_config(
     web_advertise: str | None,
     passphrase_env: str | None,
     passphrase_file: Path | None,
+    attestation: dict[str, Any] | None = None,
     key_source: str = "passphrase",
     threshold: int = 2,
     providers: list[str] | None = None,
@@ -71,6 +72,8 @@ def build_config(
         "web_listen": web,
         "storage_key": storage,
     }
+    if attestation is not None:
+        document["attestation"] = attestation
     if p2p_advertise is not None:
         document["p2p_advertise"] = p2p_advertise
     if web_advertise is not None:
@@ -126,6 +129,16 @@ def init(
     provider_wait: float | None = typer.Option(
         None, "--provider-wait", help="peers: seconds a start keeps asking providers (600)."
     ),
+    attestation: str = typer.Option(
+        "none", "--attestation", help="How the node obtains its quote: none, dev or tdx."
+    ),
+    dev_platform_key_file: Path | None = typer.Option(
+        None, "--dev-platform-key-file", help="dev: the development platform key (hex seed)."
+    ),
+    app_name: str | None = typer.Option(
+        None, "--attestation-app", help="dev: the app the guest reports (its compose hash)."
+    ),
+    pccs_url: str | None = typer.Option(None, "--pccs-url", help="tdx: collateral source."),
 ) -> None:
     """Create the node's keys and DIR/node.toml; print the participant info to register."""
     if key_source not in ("passphrase", "peers"):
@@ -152,6 +165,20 @@ def init(
             threshold=threshold,
             providers=None if providers is None else providers.split(","),
             provider_wait=provider_wait,
+            attestation=None
+            if attestation == "none"
+            else {
+                k: v
+                for k, v in {
+                    "kind": attestation,
+                    "dev_platform_key_file": None
+                    if dev_platform_key_file is None
+                    else str(dev_platform_key_file.resolve()),
+                    "app": app_name,
+                    "pccs_url": pccs_url,
+                }.items()
+                if v is not None
+            },
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -40,6 +40,12 @@ def check_fields(
         raise InvalidArguments(f"{name} has unknown field(s) {', '.join(unknown)}")
 
 
+def expect_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArguments(f"{name} must be true or false")
+    return value
+
+
 def expect_int(value: Any, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArguments(f"{name} must be an integer")

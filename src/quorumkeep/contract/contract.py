@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from quorumkeep.contract import (
+    attestation,
     initialize,
     key_events,
     key_providers,
@@ -43,6 +44,10 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "start_node_migration": (_OPERATOR, migration.start_node_migration),
     "conclude_node_migration": (_ANY_KEY, migration.conclude_node_migration),
     "cancel_node_migration": (_OPERATOR, migration.cancel_node_migration),
+    "submit_attestation": (_ANY_KEY, attestation.submit_attestation),
+    "vote_measurement": (_OPERATOR, attestation.vote_measurement),
+    "vote_tcb_policy": (_OPERATOR, attestation.vote_tcb_policy),
+    "verify_attestations": (_ANY_KEY, attestation.verify_attestations),
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
     "register_key_provider": (_OPERATOR, key_providers.register_key_provider),
@@ -63,6 +68,8 @@ NODE_METHODS: frozenset[str] = frozenset(
         "respond",
         "conclude_node_migration",
         "submit_participant_info",
+        "submit_attestation",
+        "verify_attestations",
         "submit_recovery_part",
         "record_key_providers",
     }

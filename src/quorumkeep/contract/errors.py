@@ -151,6 +151,37 @@ class RequestNotFound(ContractError):
     code = "RequestNotFound"
 
 
+class AttestationInvalid(ContractError):
+    """The attestation does not verify; the message starts with the attest error code
+    in brackets (``[quote_invalid]``, ``[collateral_expired]``, ``[tcb_outdated]``…)."""
+
+    code = "AttestationInvalid"
+
+
+class AttestationRequired(ContractError):
+    """The call needs a valid attestation (of the caller, a newcomer or a destination)."""
+
+    code = "AttestationRequired"
+
+
+class DevAttestationRefused(ContractError):
+    """A development quote given to a contract that does not allow development attestation."""
+
+    code = "DevAttestationRefused"
+
+
+class MeasurementNotAllowed(ContractError):
+    """The attested measurement is not on the allow-list of the role."""
+
+    code = "MeasurementNotAllowed"
+
+
+class WouldLockOut(ContractError):
+    """An allow-list or TCB policy change would leave fewer than the threshold attested."""
+
+    code = "WouldLockOut"
+
+
 class RecoveryKeyNotSet(ContractError):
     """The domain has no emergency recovery key yet (operators vote one first)."""
 
@@ -219,6 +250,11 @@ ERRORS: dict[str, type[ContractError]] = {
         TooManyRequests,
         DomainNotFound,
         RequestNotFound,
+        AttestationInvalid,
+        AttestationRequired,
+        DevAttestationRefused,
+        MeasurementNotAllowed,
+        WouldLockOut,
         RecoveryKeyNotSet,
         InvalidRecoveryKey,
         InvalidRecoveryPart,

@@ -33,6 +33,10 @@ MIGRATION_CANCELLED = "migration_cancelled"
 SIGN_REQUESTED = "sign_requested"
 SIGN_RESPONDED = "sign_responded"
 SIGN_FAILED = "sign_failed"
+ATTESTATION_SUBMITTED = "attestation_submitted"
+ATTESTATION_POLICY_VOTED = "attestation_policy_voted"
+ATTESTATION_POLICY_CHANGED = "attestation_policy_changed"
+ATTESTATIONS_VERIFIED = "attestations_verified"
 RECOVERY_KEY_VOTED = "recovery_key_voted"
 RECOVERY_KEY_SET = "recovery_key_set"
 RECOVERY_PART_RECORDED = "recovery_part_recorded"
@@ -66,6 +70,10 @@ EVENT_KINDS: frozenset[str] = frozenset(
         SIGN_REQUESTED,
         SIGN_RESPONDED,
         SIGN_FAILED,
+        ATTESTATION_SUBMITTED,
+        ATTESTATION_POLICY_VOTED,
+        ATTESTATION_POLICY_CHANGED,
+        ATTESTATIONS_VERIFIED,
         RECOVERY_KEY_VOTED,
         RECOVERY_KEY_SET,
         RECOVERY_PART_RECORDED,

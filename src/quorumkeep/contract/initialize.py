@@ -11,6 +11,7 @@ from typing import Any
 
 from quorumkeep.contract.access import require_operator
 from quorumkeep.contract.args import check_fields, expect_int, expect_list
+from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     AlreadyInitialized,
@@ -35,7 +36,7 @@ from quorumkeep.contract.state import (
 
 
 def init(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallResult:
-    check_fields(args, "args", ["participants", "threshold"], ["config"])
+    check_fields(args, "args", ["participants", "threshold"], ["config", "attestation"])
     items = expect_list(args["participants"], "participants", 1, MAX_PARTICIPANTS)
     members = [
         ParticipantInfo.from_json(item, f"participants[{i}]", id_required=False)
@@ -43,6 +44,10 @@ def init(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
     ]
     threshold = expect_int(args["threshold"], "threshold")
     config = Config.from_json(args.get("config", {}), "config")
+    attestation = None
+    if args.get("attestation") is not None:
+        now = ctx.timestamp_ms // 1000
+        attestation = AttestationState.genesis_from_json(args["attestation"], "attestation", now)
     if not isinstance(state.protocol, NotInitializedState):
         raise AlreadyInitialized("the contract is already initialized")
     assigned = [m.participant_id != UNASSIGNED_ID for m in members]
@@ -63,6 +68,7 @@ def init(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
     parameters = Participants(threshold, tuple(sorted(members, key=lambda m: m.participant_id)))
     state.protocol = Running(Keyset(0, ()), 1, parameters)
     state.config = config
+    state.attestation = attestation
     state.next_participant_id = max(m.participant_id for m in members) + 1
     events = [
         protocol_state_changed(NotInitializedState.name, Running.name, 0),

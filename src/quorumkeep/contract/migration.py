@@ -28,6 +28,12 @@ from quorumkeep.contract.args import (
     expect_str,
     expect_web_url,
 )
+from quorumkeep.contract.attestation import (
+    backup_service_evidence,
+    node_evidence,
+    require_valid_node,
+    store_record,
+)
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     InvalidArguments,
@@ -94,16 +100,25 @@ def cancel_all_migrations(state: ContractState, reason: str) -> list[Event]:
 def register_backup_service(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
-    info = BackupServiceInfo.from_json(args, "args")
+    evidence = args.get("attestation")
+    info = BackupServiceInfo.from_json(
+        {k: v for k, v in args.items() if k != "attestation"}, "args"
+    )
     require_initialized(state)
     account = ctx.predecessor
     if account not in current_accounts(state) and account not in prospective_accounts(state):
         raise NotParticipant(f"{account} is neither a participant nor a prospective one")
     require_operator(ctx)
+    record = backup_service_evidence(
+        state, ctx, info.identity_public_key, info.encryption_public_key, evidence
+    )
     replaced = account in state.backup_services
     state.backup_services[account] = info
     data = {"account": account, **info.to_json(), "replaced": replaced}
-    return CallResult(None, [Event(BACKUP_SERVICE_REGISTERED, data)])
+    events = [Event(BACKUP_SERVICE_REGISTERED, data)]
+    if record is not None:
+        events.append(store_record(state, record))
+    return CallResult(None, events)
 
 
 def _parse_destination(args: dict[str, Any]) -> tuple[dict[str, Any], Destination, bytes]:
@@ -214,7 +229,7 @@ def keyset_problem(
 def conclude_node_migration(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
-    check_fields(args, "args", ["keyset"])
+    check_fields(args, "args", ["keyset"], ["attestation"])
     epoch, domains = _parse_keyset(args["keyset"])
     running = require_running(state)
     account = ctx.predecessor
@@ -227,6 +242,21 @@ def conclude_node_migration(
     problem = keyset_problem(running.keyset, epoch, domains)
     if problem is not None:
         raise KeysetMismatch(problem)
+    destination = ParticipantInfo(
+        account,
+        info.participant_id,
+        migration.destination.url,
+        migration.destination.web_url,
+        migration.destination.tls_public_key,
+        migration.destination_signer_public_key,
+    )
+    record = None
+    if "attestation" in args:
+        record = node_evidence(state, ctx, destination, args["attestation"])
+    elif state.attestation is not None:
+        require_valid_node(
+            state, ctx, destination.tls_public_key, "the migration's destination node"
+        )
     new_info = ParticipantInfo(
         account=account,
         participant_id=info.participant_id,
@@ -249,6 +279,8 @@ def conclude_node_migration(
         ),
         participants_changed(running.epoch, running.parameters.to_json(), "migration"),
     ]
+    if record is not None:
+        events.append(store_record(state, record))
     return CallResult(new_info.to_json(), events)
 
 

@@ -25,6 +25,11 @@ from quorumkeep.contract.args import (
     expect_object,
     expect_verifying_shares,
 )
+from quorumkeep.contract.attestation import (
+    node_evidence,
+    require_attested_newcomers,
+    store_record,
+)
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
     AlreadyParticipant,
@@ -163,6 +168,7 @@ def vote_new_parameters(state: ContractState, ctx: CallContext, args: dict[str, 
     if epoch != running.next_epoch:
         raise InvalidProposal(f"epoch must be {running.next_epoch}, the next epoch")
     proposal = normalize_proposal(state, running, members, threshold)
+    require_attested_newcomers(state, ctx, running, proposal)
     key = proposal_key(running, proposal)
     previous = running.parameters_votes.get(account)
     if previous is not None and proposal_key(running, previous) == key:
@@ -342,7 +348,9 @@ def vote_cancel_resharing(
 def submit_participant_info(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
-    info = ParticipantInfo.from_json(args, "args", id_required=False)
+    evidence = args.get("attestation")
+    fields = {k: v for k, v in args.items() if k != "attestation"}
+    info = ParticipantInfo.from_json(fields, "args", id_required=False)
     if info.participant_id != UNASSIGNED_ID:
         raise InvalidArguments("participant_id is assigned by the contract when a node joins")
     serving = require_initialized(state)
@@ -359,7 +367,11 @@ def submit_participant_info(
     clash = key_clash(None, info.tls_public_key, info.signer_public_key, others)
     if clash is not None:
         raise KeyInUse(clash)
+    record = node_evidence(state, ctx, info, evidence)
     replaced = account in state.candidates
     state.candidates[account] = info
     data = {"account": account, "participant": candidate_json(info), "replaced": replaced}
-    return CallResult(None, [Event(PARTICIPANT_INFO_SUBMITTED, data)])
+    events = [Event(PARTICIPANT_INFO_SUBMITTED, data)]
+    if record is not None:
+        events.append(store_record(state, record))
+    return CallResult(None, events)

@@ -31,6 +31,7 @@ from quorumkeep.contract.args import (
     expect_web_url,
     expect_x25519_key,
 )
+from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.errors import InvalidArguments
 from quorumkeep.contract.key_provider_state import KeyProviderBook
 from quorumkeep.contract.recovery_state import RecoveryBook
@@ -602,6 +603,7 @@ class ContractState:
     backup_services: dict[str, BackupServiceInfo] = field(default_factory=dict)
     migrations: dict[str, Migration] = field(default_factory=dict)
     candidates: dict[str, ParticipantInfo] = field(default_factory=dict)
+    attestation: AttestationState | None = None
     recovery: RecoveryBook = field(default_factory=RecoveryBook)
     key_providers: KeyProviderBook = field(default_factory=KeyProviderBook)
 
@@ -633,6 +635,9 @@ class ContractState:
         }
         if not requests:
             del body["sign_requests"]
+        # Absent for a contract initialised without attestation (the layout stays as it was).
+        if self.attestation is not None:
+            body["attestation"] = self.attestation.to_json()
         # Absent until first used, so a state without emergency recovery keeps its bytes.
         if not self.recovery.empty():
             body["emergency_recovery"] = self.recovery.to_json()
@@ -658,7 +663,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
-            ["emergency_recovery", "key_providers"],
+            ["attestation", "emergency_recovery", "key_providers"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -699,6 +704,9 @@ class ContractState:
                 )
                 for a, c in sorted(candidates.items())
             },
+            attestation=AttestationState.from_json(obj["attestation"], "state.attestation")
+            if "attestation" in obj
+            else None,
             recovery=RecoveryBook.from_json(obj["emergency_recovery"], "state.emergency_recovery")
             if "emergency_recovery" in obj
             else RecoveryBook(),

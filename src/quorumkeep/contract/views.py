@@ -7,6 +7,7 @@ from typing import Any
 
 from quorumkeep.contract.access import require_initialized
 from quorumkeep.contract.args import check_fields, expect_account, expect_int, expect_str
+from quorumkeep.contract.attestation import attestation_policy_view, attestations_view
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
 from quorumkeep.contract.key_providers import key_provider_deal_view, key_providers_view
 from quorumkeep.contract.state import (
@@ -165,6 +166,8 @@ VIEWS: dict[str, View] = {
     "participants": participants,
     "keyset": keyset,
     "candidates": candidates,
+    "attestations": attestations_view,
+    "attestation_policy": attestation_policy_view,
     "recovery_key": recovery_key,
     "recovery_parts": recovery_parts,
     "key_providers": key_providers_view,

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from quorumkeep.daemon.retry import BackoffPolicy, retry
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.retry import BackoffPolicy, retry
 
 EXIT_OK = 0
 EXIT_FAILED = 1

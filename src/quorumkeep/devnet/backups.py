@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from quorumkeep.devnet import processes
+from quorumkeep.devnet import attestation, processes
 from quorumkeep.devnet.defaults import START_TIMEOUT
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import LOGS_DIR, DevnetDir
@@ -98,6 +98,7 @@ def init_backup_services(devnet: Devnet, accounts: Sequence[str]) -> list[Proces
                 BACKUP_PASSPHRASE_ENV,
                 "--kdf-cost",
                 BACKUP_KDF_COST,
+                *attestation.cli_options(devnet.dev_platform_key),
             )
             child = processes.start_setup(argv, devnet.path, {BACKUP_PASSPHRASE_ENV: passphrase})
             pending.append((record, child))

@@ -1,7 +1,8 @@
 """`quorumkeep devnet demo`: the whole recovery story on a fresh devnet, step by step.
 
 A 4-node, 3-of-4 devnet with a backup service per operator is started, the first backups
-are awaited, and a signature is made. Then four scenarios run, each followed by signing:
+are awaited, and a signature is made. Then the scenarios run in this order, each followed
+by signing:
 
 - ``single-node-loss`` — one node is SIGKILLed and its directory deleted; its operator
   starts a fresh node and a migration; the backup service pushes the shares; the new node
@@ -15,6 +16,10 @@ are awaited, and a signature is made. Then four scenarios run, each followed by 
   resharing adds a spare operator's node (4 → 5): the contract cancels the migration,
   nothing is imported, the resharing completes, and the backup services back up the new
   epoch by themselves;
+- ``attestation-upgrade`` — every node runs with (development) attestation; the operators
+  vote a new build's measurement onto the allow-list, restart all nodes but one on it,
+  vote the old measurement off; the nodes mark the laggard and reshare it out
+  (devnet/attestation_story.py); the same group key signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of an etcd member goes down:
   both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
@@ -95,6 +100,7 @@ SCENARIOS = (
     "quorum-loss",
     "full-cluster-loss",
     "cancelled-by-resharing",
+    "attestation-upgrade",
     "ledger-machine-lost",
     "company-gone",
 )
@@ -793,6 +799,18 @@ class Demo:
         self.wait_backups(epoch, "the backups of the new epoch")
         self.sign(scenario)
 
+    def attestation_upgrade(self) -> None:
+        from quorumkeep.devnet import attestation_story
+
+        scenario = attestation_story.SCENARIO
+        self.narrator.section(f"{scenario}: new node code voted in, a laggard reshared out")
+        try:
+            laggard = attestation_story.run(self.devnet, self.narrator.step, self.current_node)
+        except attestation_story.StoryError as exc:
+            raise DemoError(f"{exc}; {self._node_logs()}") from None
+        self.narrator.note(f"{laggard} is marked in the contract; its peers refuse its connections")
+        self.sign(scenario)
+
     def company_gone(self) -> None:
         scenario = "company-gone"
         self.narrator.section(f"{scenario}: the company and every machine of the network are gone")
@@ -928,6 +946,7 @@ class Demo:
             "quorum-loss": self.quorum_loss,
             "full-cluster-loss": self.full_cluster_loss,
             "cancelled-by-resharing": self.cancelled_by_resharing,
+            "attestation-upgrade": self.attestation_upgrade,
             "ledger-machine-lost": self.ledger_machine_lost,
             "company-gone": self.company_gone,
         }

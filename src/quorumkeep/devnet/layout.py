@@ -9,6 +9,7 @@ Layout (every path in devnet.json is relative to DIR, so a devnet directory can 
     DIR/ledger/              the ledger's data directory (ledger.sqlite)
     DIR/nodes/<name>/        one node's directory (node.toml, identity, keystore)
     DIR/logs/<name>.log      stdout and stderr of each process, appended across restarts
+    DIR/dev-platform.key     0600; the development platform key's seed (devnet/attestation.py)
     DIR/ers/                 the emergency recovery key (offline in production; ers keygen)
 """
 

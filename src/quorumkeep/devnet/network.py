@@ -29,7 +29,7 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import backups, processes, recovery_key, watch
+from quorumkeep.devnet import attestation, backups, processes, recovery_key, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.etcd import EtcdMember, etcd_available, member_argv
@@ -214,6 +214,7 @@ class Devnet:
             self._wait_ledger_healthy(second)
         else:
             ledger = self._start_ledger()
+        attestation.create_platform_key(self.dev_platform_key)
         names = [operator_name(i) for i in range(1, record.nodes + 1)]
         self.progress(f"initializing {len(names)} nodes")
         infos = self.init_nodes([(name, name) for name in names])  # while the ledger starts
@@ -233,6 +234,7 @@ class Devnet:
                     "participants": [infos[n] for n in names],
                     "threshold": record.threshold,
                     "config": {"sign_timeout_blocks": sign_timeout_blocks},
+                    "attestation": attestation.genesis(self.dev_platform_key),
                 },
             )
             for service in services:
@@ -258,6 +260,9 @@ class Devnet:
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
             )
             self.timings["dkg"] = time.monotonic() - keygen_started
+            self.wait_contract(
+                client, attestation.all_attested, timeout=timeout, what="every node's attestation"
+            )
             self.progress("voting domain 0's emergency recovery key (every operator)")
             recovery_key.create_and_vote(self, client, names)
         record.phase = PHASE_READY
@@ -704,6 +709,7 @@ class Devnet:
                     f"127.0.0.1:{web}",
                     "--kdf-cost",
                     NODE_KDF_COST,
+                    *attestation.cli_options(self.dev_platform_key),
                 )
                 child = processes.start_setup(argv, self.path, {NODE_PASSPHRASE_ENV: passphrase})
                 pending.append((record, child))
@@ -722,6 +728,11 @@ class Devnet:
             return infos
         finally:
             processes.kill_unfinished(child for _, child in pending)
+
+    @property
+    def dev_platform_key(self) -> Path:
+        """The development platform key file (docs/attestation.md)."""
+        return self.dir.resolve(attestation.DEV_PLATFORM_KEY_FILE)
 
     def participant_info(self, name: str) -> dict[str, Any]:
         """A node's participant info, from its public identity file and node.toml."""
@@ -1029,6 +1040,19 @@ class Devnet:
             if m["account"] not in remove
         ]
         newcomers = [self.participant_info(name) for name in add]
+        with self.client() as client:
+            for info in newcomers:  # a newcomer must be attested (a node not started is not)
+                evidence = attestation.node_evidence(
+                    self.dev_platform_key,
+                    bytes.fromhex(info["tls_public_key"]),
+                    bytes.fromhex(info["signer_public_key"]),
+                )
+                with contextlib.suppress(ContractCallFailed):  # a participant already
+                    client.call(
+                        self.signer(info["account"]),
+                        "submit_participant_info",
+                        {**info, "attestation": evidence},
+                    )
         new_epoch = int(watch.protocol(state)["next_epoch"])
         proposal = {"participants": current + newcomers, "threshold": threshold}
         if voters is None:

@@ -3,6 +3,7 @@ running node's own ``/status``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from quorumkeep.devnet import backups, watch
@@ -11,6 +12,38 @@ from quorumkeep.devnet.network import Devnet
 from quorumkeep.ledger.errors import LedgerError
 
 NODE_STATUS_TIMEOUT = 2.0
+
+
+def _attestations(devnet: Devnet) -> dict[str, Any]:
+    """The contract's ``attestations`` view now: every entry in short, by attested key."""
+    try:
+        with devnet.client() as client:
+            view = client.view("attestations", {"at": int(time.time())})
+    except LedgerError as exc:
+        return {"error": str(exc), "by_key": {}}
+    entries = []
+    for e in view.get("entries", []):
+        record = e.get("record") or {}
+        entries.append(
+            {
+                "role": e["role"],
+                "account": e["account"],
+                "what": e["what"],
+                "key": e["key"],
+                "status": e.get("status"),
+                "kind": record.get("kind"),
+                "tcb_status": record.get("tcb_status"),
+                "measurement_id": record.get("measurement_id"),
+                "expires_in": e.get("expires_in"),
+                "marked": e.get("marked"),
+            }
+        )
+    return {
+        "enforced": view.get("enforced", False),
+        "insecure_dev_attestation": view.get("insecure_dev_attestation", False),
+        "entries": entries,
+        "by_key": {e["key"]: e for e in entries if e["role"] == "node"},
+    }
 
 
 def gather(devnet: Devnet) -> dict[str, Any]:
@@ -44,7 +77,9 @@ def gather(devnet: Devnet) -> dict[str, Any]:
                 nodes_by_key[devnet.participant_info(name)["tls_public_key"]] = name
             except DevnetError:
                 continue
+        attested = _attestations(devnet)
         contract = {
+            "attestation": attested,
             "protocol_state": p["state"],
             "epoch": watch.epoch(state),
             "threshold": watch.threshold(state),
@@ -54,6 +89,7 @@ def gather(devnet: Devnet) -> dict[str, Any]:
                     "account": m["account"],
                     "url": m["url"],
                     "node": nodes_by_key.get(m["tls_public_key"]),
+                    "attestation": attested["by_key"].get(m["tls_public_key"]),
                 }
                 for m in watch.participants(state)
             ],
@@ -102,6 +138,7 @@ def gather(devnet: Devnet) -> dict[str, Any]:
                 "last_fetch",
                 "last_push",
                 "last_verify",
+                "attestation",
             )
         }
     return {

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import nacl.signing
 
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.event_filter import filter_query, kind_tuple
 from quorumkeep.ledger.failover import AsyncFailoverTransport, FailoverTransport, split_urls
@@ -36,6 +35,7 @@ from quorumkeep.ledger.transaction import (
     SignedTransaction,
     Transaction,
 )
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
     # httpcore tries `import sniffio` on every async request; without a negative entry in

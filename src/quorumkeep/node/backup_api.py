@@ -125,6 +125,23 @@ class _Session:
     expires_at_ms: int
 
 
+def backup_service_attestation_problem(view: Any, identity_public_key: bytes) -> str | None:
+    """Why the contract's ``attestations`` view forbids sending shares to this service."""
+    if not isinstance(view, Mapping) or not view.get("require_tee_backup_services"):
+        return None
+    for entry in view.get("entries", []):
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("role") == "backup_service"
+            and entry.get("key") == identity_public_key.hex()
+        ):
+            status = entry.get("status")
+            if status == "valid":
+                return None
+            return f"the contract requires TEE backup services; this one's attestation: {status}"
+    return "the contract requires TEE backup services; this one has no attestation"
+
+
 class BackupEndpoints:
     """The endpoints' state (replay table, open recovery sessions) and handlers."""
 
@@ -263,10 +280,19 @@ class BackupEndpoints:
                 f"the caller's key is not the backup service registered for {self.deps.account}",
             )
 
+    async def _check_attested(self, registered: Registration) -> None:
+        """When the contract requires TEE backup services, shares go only to a service
+        whose attestation is valid now (``attestations`` view)."""
+        view = await self._view("attestations", {"at": int(self.deps.clock())})
+        problem = backup_service_attestation_problem(view, registered.identity_public_key)
+        if problem is not None:
+            raise BackupProtocolError("service_not_attested", problem)
+
     # -- GET /backup/keyshares
 
     async def backup(self, headers: Mapping[str, str]) -> dict[str, Any]:
         hello, registered = await self._authenticate_hello(headers, "backup")
+        await self._check_attested(registered)
         participant_id = await self._my_participant_id()
         keyset = await self._keyset()
         if not keyset.domains:
@@ -481,7 +507,7 @@ RETRY_AFTER = {"Retry-After": "1"}
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed_request, stale_timestamp or decryption_failed"},
     401: {"description": "bad_signature"},
-    403: {"description": "unregistered_caller"},
+    403: {"description": "unregistered_caller or service_not_attested"},
     404: {"description": "no_shares or unknown_session"},
     409: {"description": "replay, wrong_epoch, wrong_keyset, no_open_migration or not_participant"},
     413: {"description": "body_too_large"},

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from quorumkeep.contract.state import ContractState
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, retry
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.ledger.transaction import FunctionCall, Transaction
+from quorumkeep.net.retry import Backoff, BackoffPolicy, retry
 from quorumkeep.node.metrics import NodeMetrics
 
 log = logging.getLogger("quorumkeep.node.calls")

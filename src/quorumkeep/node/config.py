@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
 from quorumkeep.net.server import parse_host_port
 
@@ -120,6 +121,8 @@ class NodeConfig(BaseModel):
     p2p_advertise: str | None = None
     web_advertise: str | None = None
     storage_key: StorageKeyConfig
+    attestation: AttestationConfig | None = None
+    """How this node obtains its TEE quote (docs/attestation.md); None: it has none."""
     exit_on_decommission: bool = Field(default=False, strict=True)
     """Exit (code 0) once a migration replaced this node and it wiped itself, instead of
     standing by for a migration back to it (docs/node.md)."""

@@ -21,7 +21,7 @@ state and takes narrow dependencies (a contract call, a state reader, the keysto
   this node, and its conclusion.
 
 Contract calls are signed by the node's signer key (a function-call key on the operator's
-account); transient ledger errors are retried with bounded backoff (:mod:`quorumkeep.daemon.retry`).
+account); transient ledger errors are retried with bounded backoff (:mod:`quorumkeep.net.retry`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ import nacl.signing
 
 from quorumkeep.contract.state import ContractState, Initializing, Resharing, Running
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy
+from quorumkeep.node.attestation import NodeAttestation, marked_departing
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
@@ -129,6 +130,7 @@ class Coordinator:
         self.pool: PresignaturePool | None = None
         self.signing: SigningService | None = None
         self.held = HeldKeys(keystore)
+        self.attestation: NodeAttestation | None = None  # set by the node process
         self.standing = NodeStanding(
             account=self.account,
             tls_public_key=identity.tls_public_key,
@@ -138,6 +140,7 @@ class Coordinator:
             call=self.contract.call,
             metrics=metrics,
             exit_on_decommission=settings.exit_on_decommission,
+            evidence=self._evidence,
         )
         self.participants = ParticipantFollower(
             mesh=mesh, metadata=keystore, purge=self._purge_presignatures, metrics=metrics
@@ -169,6 +172,7 @@ class Coordinator:
             metrics=metrics,
             backoff=settings.ledger_backoff,
             on_settled=self._wake,
+            evidence=self._evidence,
         )
         self._state: ContractState | None = None
         self._me: int | None = None
@@ -295,8 +299,14 @@ class Coordinator:
 
     # -- the dispatcher -------------------------------------------------------------------
 
+    async def _evidence(self, state: ContractState | None) -> dict[str, Any]:
+        """This node's attestation for a call that carries one (none without a source)."""
+        return {} if self.attestation is None else await self.attestation.call_fields(state)
+
     async def _apply(self, state: ContractState) -> None:
         self._state = state
+        if self.attestation is not None:
+            self.attestation.observe(state)
         self.sign_requests.on_state(state)
         self.migration.contract_moved()  # a migration being concluded re-reads at once
         decision = self.standing.decide(state)
@@ -321,7 +331,8 @@ class Coordinator:
         if isinstance(protocol, Initializing):
             self.key_events.on_initializing(protocol, me)
         elif isinstance(protocol, Resharing):
-            self.key_events.on_resharing(protocol, me)
+            absent = marked_departing(state, protocol.previous.parameters, protocol.parameters)
+            self.key_events.on_resharing(protocol, me, absent)
         else:
             self.key_events.cancel_all()
             if isinstance(protocol, Running):

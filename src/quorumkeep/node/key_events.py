@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -92,6 +92,7 @@ class KeyProtocols(Protocol):
         group_public_key: Element,
         timeout: float,
         attempt: int,
+        absent: Collection[int] = (),
     ) -> KeyPair | None: ...
 
 
@@ -127,6 +128,7 @@ class MeshKeyProtocols:
         group_public_key: Element,
         timeout: float,
         attempt: int,
+        absent: Collection[int] = (),
     ) -> KeyPair | None:
         return await run_reshare(
             self._router,
@@ -142,6 +144,7 @@ class MeshKeyProtocols:
             random_bytes=self._random_bytes,
             timeout=timeout,
             attempt=attempt,
+            absent=absent,
         )
 
 
@@ -183,7 +186,9 @@ class KeyEvents:
             self._start(key, partial(self._run_dkg, event.id, me, participants, threshold))
         self._cancel(lambda key: key.kind == "dkg" and key not in wanted)
 
-    def on_resharing(self, resharing: Resharing, me: int) -> None:
+    def on_resharing(self, resharing: Resharing, me: int, absent: Collection[int] = ()) -> None:
+        """Run every resharing event we still owe. ``absent`` departing old holders (the
+        contract marked them: their connections are refused) are left out of the sessions."""
         in_new = resharing.parameters.get(self._account) is not None
         wanted = set()
         for event in resharing.resharing:
@@ -195,7 +200,7 @@ class KeyEvents:
                 continue
             key = TaskKey("reshare", event.id)
             wanted.add(key)
-            self._start(key, partial(self._run_reshare, resharing, event.id, me))
+            self._start(key, partial(self._run_reshare, resharing, event.id, me, tuple(absent)))
         self._cancel(lambda key: key.kind == "reshare" and key not in wanted)
 
     def cancel_all(self) -> None:
@@ -295,7 +300,9 @@ class KeyEvents:
 
     # -- resharing ------------------------------------------------------------------------------
 
-    async def _run_reshare(self, resharing: Resharing, event_id: KeyEventId, me: int) -> None:
+    async def _run_reshare(
+        self, resharing: Resharing, event_id: KeyEventId, me: int, absent: tuple[int, ...]
+    ) -> None:
         old, new = resharing.previous.parameters, resharing.parameters
         domain_id, epoch, attempt = event_id.domain_id, event_id.epoch, event_id.attempt
         old_epoch = resharing.previous.epoch
@@ -332,6 +339,7 @@ class KeyEvents:
                 group_public_key=domain.public_key,
                 timeout=self._timeout,
                 attempt=attempt,
+                absent=absent,
             )
         except asyncio.CancelledError:
             raise

@@ -24,9 +24,9 @@ from typing import Any
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.storage_split import MAX_HOLDERS, StorageSecret
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.node.key_providers import (
     ProviderClient,
     ProviderEndpoint,

@@ -49,9 +49,9 @@ from quorumkeep.crypto.storage_split import (
     deal,
     verify_piece,
 )
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.node.keystore import (
     STORAGE_KEY_FILE_FORMAT,
     STORAGE_KEY_FILE_NAME,

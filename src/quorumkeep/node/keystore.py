@@ -862,6 +862,25 @@ class Keystore(SqliteStore):
             )
             return cursor.rowcount
 
+    def delete_presignatures(
+        self, domain_id: int, *, epoch: int | None = None, before_epoch: int | None = None
+    ) -> int:
+        """Delete, in one transaction, the presignatures of ``domain_id`` of ``epoch``, or of
+        every epoch before ``before_epoch``; return how many went."""
+        _check_int(domain_id, "domain id")
+        if (epoch is None) == (before_epoch is None):
+            raise InvalidRecord("give exactly one of epoch and before_epoch")
+        if epoch is not None:
+            where, bound = "epoch = ?", _check_int(epoch, "epoch")
+        else:
+            assert before_epoch is not None
+            where, bound = "epoch < ?", _check_int(before_epoch, "epoch")
+        with self._write(erase=True) as cursor:
+            cursor.execute(
+                f"DELETE FROM presignatures WHERE domain_id = ? AND {where}", (domain_id, bound)
+            )
+            return cursor.rowcount
+
     def purge_all_presignatures(self) -> int:
         with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM presignatures")

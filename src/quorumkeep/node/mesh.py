@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from quorumkeep.daemon.logs import RefusalLog
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
+from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,

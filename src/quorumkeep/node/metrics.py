@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, MetricsRegistry
+from quorumkeep.daemon.metrics import CONTENT_TYPE_LATEST, AttestationGauges, MetricsRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "PROTOCOL_STATES", "MetricsSnapshot", "NodeMetrics"]
 
@@ -65,6 +65,7 @@ class NodeMetrics(MetricsRegistry):
         self._shares_seen = 0
         self.key_source: dict[str, Any] | None = None
         r = self.registry
+        self.attestation = AttestationGauges(r)
         self.signatures = Counter(
             "quorumkeep_signatures",
             "Signatures this node produced as leader and got accepted by `respond`.",

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from quorumkeep.contract.state import ContractState, Running
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
+from quorumkeep.node.attestation import Evidence, no_evidence
 from quorumkeep.node.calls import ContractCall, StateReader
 from quorumkeep.node.decisions import (
     ConclusionProgress,
@@ -87,8 +88,10 @@ class MigrationImports:
         backoff: float,
         on_settled: Callable[[], None],
         uniform: Uniform = random.random,
+        evidence: Evidence = no_evidence,
     ) -> None:
         self._account = account
+        self._evidence = evidence
         self._tls = tls_public_key
         self._signer = signer_public_key
         self._read_state = read_state
@@ -206,7 +209,8 @@ class MigrationImports:
                 return
             attempt += 1
             try:
-                await self._call("conclude_node_migration", {"keyset": keyset})
+                attested = await self._evidence(state)
+                await self._call("conclude_node_migration", {"keyset": keyset, **attested})
             except ContractCallFailed as exc:
                 log.info(
                     "conclude_node_migration not applied (call %d): %s: %s; re-reading",

@@ -23,6 +23,7 @@ from typing import Any
 
 from quorumkeep.contract.state import ContractState
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.node.attestation import Evidence, no_evidence
 from quorumkeep.node.calls import ContractCall
 from quorumkeep.node.decisions import Onboarding, onboarding_decision
 from quorumkeep.node.held_keys import HeldKeys
@@ -57,9 +58,11 @@ class NodeStanding:
         call: ContractCall,
         metrics: NodeMetrics,
         exit_on_decommission: bool,
+        evidence: Evidence = no_evidence,
     ) -> None:
         self._account = account
         self._tls_public_key = tls_public_key
+        self._evidence = evidence
         self._info = participant_info
         self._metadata = metadata
         self._held = held
@@ -164,7 +167,8 @@ class NodeStanding:
             return
         log.info("not a participant; participant info to register: %s", text)
         try:
-            await self._call("submit_participant_info", info)
+            attested = await self._evidence(state)
+            await self._call("submit_participant_info", {**info, **attested})
         except ContractCallFailed as exc:
             self._submitted_info = text
             log.info("participant info not accepted as a candidate (%s: %s)", exc.code, exc.message)

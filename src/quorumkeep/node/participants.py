@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from quorumkeep.contract.state import ContractState
+from quorumkeep.node.attestation import marked_peers, usable_peers
 from quorumkeep.node.decisions import changed_participants, peer_map
 from quorumkeep.node.mesh import PeerInfo
 from quorumkeep.node.metrics import NodeMetrics
@@ -72,7 +73,13 @@ class ParticipantFollower:
         return dict(self._peers)
 
     async def follow(self, state: ContractState, me: int | None) -> None:
-        peers = peer_map(state)
+        """Participants the contract marked (attestation lapsed, measurement removed) are
+        dropped from the peer set, so the mesh refuses their connections."""
+        all_peers = peer_map(state)
+        peers = usable_peers(state, all_peers, me)
+        refused = {p.account for pid, p in all_peers.items() if pid != me} & marked_peers(state)
+        if refused and peers != self._peers:
+            log.info("refusing mesh connections from marked participants %s", sorted(refused))
         before = self._last_seen()
         after = {pid: info.tls_public_key for pid, info in peers.items()}
         if state.serving() is not None:

@@ -31,11 +31,14 @@ from typing import Any
 import nacl.signing
 from fastapi import APIRouter
 
+from quorumkeep import __version__
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.daemon import startup
+from quorumkeep.daemon.attestation import AttestationConfig, AttestationUnavailable, quote_source
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.node.attestation import NodeAttestation
 from quorumkeep.node.backup_api import (
     BackupNodeDeps,
     backup_router,
@@ -127,6 +130,8 @@ class NodeProcess:
         self.mesh: Mesh | None = None
         self.web: WebServer | None = None
         self.coordinator: Coordinator | None = None
+        self.attestation: NodeAttestation | None = None
+        self._attesting: asyncio.Task[None] | None = None
         self.registration_ledger: AsyncLedgerClient | None = None
         self.registrations: RegistrationCache | None = None
         self.key_source: KeySource | None = None
@@ -157,13 +162,16 @@ class NodeProcess:
             metrics=self.metrics,
             settings=self.settings,
         )
+        self.attestation = self._attestation(config, identity, self.coordinator)
+        self.coordinator.attestation = self.attestation
+        attestation = self.attestation
         # The backup endpoints' unauthenticated checks read only through their own,
         # bounded client (node/backup_registration.py), never the coordinator's.
         self.registration_ledger = registration_client(config.ledger_url)
         self.registrations = RegistrationCache(config.account, self.registration_ledger.view)
         await self.registrations.start(self.registration_ledger)
         app = create_app(
-            status=self._status,
+            status=lambda: {**self._status(), "attestation": attestation.status()},
             metrics=self.metrics,
             snapshot=self.coordinator.metrics_snapshot,
             routers=(self._backup_router(identity, self.keystore, self.ledger, self.coordinator),),
@@ -177,6 +185,7 @@ class NodeProcess:
         except TLSError as exc:
             raise StartupError(f"web API cannot use the TLS key: {exc}", exc.code) from None
         await self.coordinator.start()
+        self._attesting = asyncio.create_task(self.attestation.run(), name="attestation")
         self._start_rotation(identity)
         log.info(
             "started account=%s tls_public_key=%s p2p=%s web=%s ledger=%s ledger_height=%s",
@@ -224,6 +233,27 @@ class NodeProcess:
             body["key_source"] = self.metrics.key_source
         return body
 
+    def _attestation(
+        self, config: NodeConfig, identity: NodeIdentity, coordinator: Coordinator
+    ) -> NodeAttestation:
+        """This node's quotes (from node.toml's [attestation]) and their upkeep."""
+        try:
+            source = quote_source(
+                config.attestation or AttestationConfig(), f"quorumkeep-node {__version__}"
+            )
+        except AttestationUnavailable as exc:
+            raise StartupError(f"attestation: {exc}", "attestation_unavailable") from None
+        if source is not None:
+            log.info("attestation: %r", source)
+        return NodeAttestation(
+            source,
+            account=config.account,
+            tls_public_key=identity.tls_public_key,
+            signer_public_key=identity.signer_public_key,
+            call=coordinator.contract.call,
+            on_status=self.metrics.attestation.update,
+        )
+
     def _backup_router(
         self,
         identity: NodeIdentity,
@@ -256,6 +286,10 @@ class NodeProcess:
     async def stop(self) -> None:
         """Stop everything that was started, each step bounded; never raises."""
         self._rotation_stop.set()
+        if self._attesting is not None:
+            self._attesting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._attesting
         steps: list[tuple[str, Awaitable[None] | None]] = [
             ("key-provider rotation", self._rotation_task),
             ("coordinator", self.coordinator.close() if self.coordinator else None),

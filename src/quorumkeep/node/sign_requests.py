@@ -35,9 +35,9 @@ from typing import Any, Protocol
 
 from quorumkeep.contract.errors import ContractError
 from quorumkeep.contract.state import ContractState, Running, SignRequest
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.ledger.client import LedgerEvent
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
 from quorumkeep.node.calls import ContractCall, ViewReader
 from quorumkeep.node.decisions import takeover_delay
 from quorumkeep.node.metrics import NodeMetrics

@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from quorumkeep.ledger.http_timeouts import HEADER_TIMEOUT, timeouts
+from quorumkeep.net.http_timeouts import HEADER_TIMEOUT, timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
@@ -114,6 +114,12 @@ class NodeStatus(BaseModel):
     key_source: KeySourceStatus | None = Field(
         default=None,
         description="peers storage-key source: how this start got its key, per provider",
+    )
+    attestation: dict[str, Any] | None = Field(
+        default=None,
+        description="this node's attestation in the contract: enforced, "
+        "insecure_dev_attestation, kind, tcb_status, measurement_id, expires_at, expires_in, "
+        "problem, marked (docs/attestation.md)",
     )
 
 

@@ -59,31 +59,61 @@ def existing_key_permission(client: LedgerClient, account: str, public_key: byte
 def add_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> TxOutcome | None:
     """Give the node's signer key its node-methods access key: the outcome of ``add_key``,
     or None if the account already has exactly that key (a second run is a no-op)."""
-    permission = node_permission()
-    existing = existing_key_permission(client, signer.account, info.signer_public_key)
-    if existing is not None:
-        if existing != permission.to_json():
-            raise OperatorError(
-                "key_permission_mismatch",
-                f"{info.signer_public_key.hex()} is already a key of {signer.account} with "
-                "another permission; delete it first (`quorumkeep keys delete`)",
-            )
-        return None
-    try:
-        return client.add_key(signer, info.signer_public_key, permission)
-    except LedgerError as exc:
-        raise _ledger_failure("adding the node's signer key", exc) from None
+    return _add_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
 
 
 def ensure_node_key(client: LedgerClient, signer: AccountSigner, info: NodeInfo) -> str:
     """Give the node's signer key its node-methods access key; ``"added"`` or ``"exists"``."""
-    outcome = add_node_key(client, signer, info)
+    return _ensure_key(
+        client, signer, info.signer_public_key, node_permission(), "the node's signer key"
+    )
+
+
+def attestation_permission() -> Permission:
+    """A backup service's identity key: it may only renew its own attestation."""
+    return Permission(("submit_attestation",))
+
+
+def _add_key(
+    client: LedgerClient,
+    signer: AccountSigner,
+    public_key: bytes,
+    permission: Permission,
+    what: str,
+) -> TxOutcome | None:
+    """``add_key`` with ``permission``, or None if the account has exactly that key."""
+    existing = existing_key_permission(client, signer.account, public_key)
+    if existing is not None:
+        if existing != permission.to_json():
+            raise OperatorError(
+                "key_permission_mismatch",
+                f"{public_key.hex()} is already a key of {signer.account} with "
+                "another permission; delete it first (`quorumkeep keys delete`)",
+            )
+        return None
+    try:
+        return client.add_key(signer, public_key, permission)
+    except LedgerError as exc:
+        raise _ledger_failure(f"adding {what}", exc) from None
+
+
+def _ensure_key(
+    client: LedgerClient,
+    signer: AccountSigner,
+    public_key: bytes,
+    permission: Permission,
+    what: str,
+) -> str:
+    """``"added"`` or ``"exists"``; a refusal other than a concurrent add is an error."""
+    outcome = _add_key(client, signer, public_key, permission, what)
     if outcome is None:
         return "exists"
     if not outcome.ok and outcome.error_code != "AccessKeyExists":
         raise OperatorError(
             outcome.error_code or "add_key_failed",
-            f"adding the node's signer key: {outcome.error_code}: {outcome.error_message}",
+            f"adding {what}: {outcome.error_code}: {outcome.error_message}",
         )
     return "added"
 
@@ -98,9 +128,28 @@ def _check_account(signer: AccountSigner, account: str | None, what: str) -> Non
 def register_backup_service(
     client: LedgerClient, signer: AccountSigner, registration: BackupRegistration
 ) -> TxOutcome:
-    """``register_backup_service`` with the service's public keys (replaces any earlier one)."""
+    """``register_backup_service`` with the service's public keys (replaces any earlier one).
+
+    A service that attests also gets its identity key as an access key limited to
+    ``submit_attestation``, so it renews its attestation by itself (docs/attestation.md)."""
     _check_account(signer, registration.account, "the backup service")
-    return _call(client, signer, "register_backup_service", registration.to_json())
+    outcome = _call(client, signer, "register_backup_service", registration.to_json())
+    if registration.attestation is not None:
+        ensure_attestation_key(client, signer, registration.identity_public_key)
+    return outcome
+
+
+def ensure_attestation_key(
+    client: LedgerClient, signer: AccountSigner, identity_public_key: bytes
+) -> str:
+    """The backup service's identity key as a ``submit_attestation``-only access key."""
+    return _ensure_key(
+        client,
+        signer,
+        identity_public_key,
+        attestation_permission(),
+        "the backup service's identity key",
+    )
 
 
 def vote_recovery_key(

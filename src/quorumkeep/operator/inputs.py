@@ -10,17 +10,20 @@ contract accepts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quorumkeep.backup.attestation import backup_evidence
 from quorumkeep.backup.config import CONFIG_FILE_NAME as BACKUP_CONFIG_FILE
 from quorumkeep.backup.config import load_config as load_backup_config
 from quorumkeep.backup.errors import BackupServiceError
 from quorumkeep.backup.identity import read_public_identity
 from quorumkeep.contract import ContractError
 from quorumkeep.contract.state import BackupServiceInfo, ParticipantInfo
+from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.node.config import CONFIG_FILE_NAME as NODE_CONFIG_FILE
 from quorumkeep.node.config import ConfigError
 from quorumkeep.node.config import load_config as load_node_config
@@ -66,12 +69,17 @@ class BackupRegistration:
     identity_public_key: bytes
     encryption_public_key: bytes
     account: str | None = None
+    attestation: dict[str, Any] | None = None
+    """The service's evidence (its quote binding both keys), when it has one."""
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "identity_public_key": self.identity_public_key.hex(),
             "encryption_public_key": self.encryption_public_key.hex(),
         }
+        if self.attestation is not None:
+            data["attestation"] = self.attestation
+        return data
 
 
 def _inline(value: str) -> bool:
@@ -176,17 +184,25 @@ def read_backup_registration(value: str, option: str = "--backup-dir") -> Backup
     path = Path(value)
     if not _inline(value) and (path.is_dir() or path.name == BACKUP_CONFIG_FILE):
         try:
+            config_path = path / BACKUP_CONFIG_FILE if path.is_dir() else path
+            config = load_backup_config(config_path) if config_path.exists() else None
             directory = path if path.is_dir() else load_backup_config(path).dir
             public = read_public_identity(directory)
+            evidence = asyncio.run(
+                backup_evidence(None if config is None else config.attestation, public)
+            )
         except BackupServiceError as exc:
             raise OperatorError("input_invalid", f"{option}: {exc.message}") from None
+        except AttestationUnavailable as exc:
+            raise OperatorError("input_invalid", f"{option}: attestation: {exc}") from None
         return BackupRegistration(
-            public.identity_public_key, public.encryption_public_key, public.account
+            public.identity_public_key, public.encryption_public_key, public.account, evidence
         )
     document = _json_document(value, option)
     if not isinstance(document, dict):
         raise OperatorError("input_invalid", f"{option}: expected a JSON object")
     account = document.get("account")
+    evidence = document.get("attestation")
     keys = {
         k: document[k] for k in ("identity_public_key", "encryption_public_key") if k in document
     }
@@ -198,4 +214,5 @@ def read_backup_registration(value: str, option: str = "--backup-dir") -> Backup
         info.identity_public_key,
         info.encryption_public_key,
         account if isinstance(account, str) else None,
+        evidence if isinstance(evidence, dict) else None,
     )

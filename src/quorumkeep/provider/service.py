@@ -43,7 +43,7 @@ from quorumkeep.daemon.service_identity import (
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.ledger.http_timeouts import timeouts
+from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.server import EmbeddedServer, bind_socket
 from quorumkeep.provider.config import ProviderConfig, load_config
 from quorumkeep.provider.errors import ProviderError

@@ -276,33 +276,23 @@ class PresignaturePool:
         self._cleanup_tasks.add(task)
         task.add_done_callback(self._cleanup_tasks.discard)
 
-    def _delete(self, infos: Iterable[PresignatureInfo], keep: Callable[[], bool]) -> int:
-        """Delete records one by one (the keystore deletes only by id or by participant)."""
-        removed = 0
-        for info in infos:
-            if keep():
-                break
-            with contextlib.suppress(KeystoreError):
-                self.keystore.take_presignature(info.id)
-                removed += 1
-        return removed
-
     async def _delete_key_presignatures(self, domain_id: int, epoch: int) -> None:
-        removed = await asyncio.to_thread(
-            lambda: self._delete(
-                self.keystore.presignatures(domain_id, epoch),
-                lambda: (domain_id, epoch) in self._keys,  # served again meanwhile: keep
-            )
-        )
+        def delete() -> int:
+            if (domain_id, epoch) in self._keys:  # served again meanwhile: keep
+                return 0
+            return self.keystore.delete_presignatures(domain_id, epoch=epoch)
+
+        removed = await asyncio.to_thread(delete)
         log.info("deleted %s presignatures of domain %s epoch %s", removed, domain_id, epoch)
 
     async def _delete_older(self, domain_ids: list[int], epoch: int) -> None:
         def delete() -> int:
-            removed = 0
-            for domain_id in domain_ids:
-                older = [i for i in self.keystore.presignatures(domain_id) if i.epoch < epoch]
-                removed += self._delete(older, lambda: self._epoch != epoch)
-            return removed
+            if self._epoch != epoch:
+                return 0
+            return sum(
+                self.keystore.delete_presignatures(domain_id, before_epoch=epoch)
+                for domain_id in domain_ids
+            )
 
         removed = await asyncio.to_thread(delete)
         if removed:

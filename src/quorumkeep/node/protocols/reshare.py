@@ -102,13 +102,17 @@ async def run_reshare(
     group_public_key: Element | None = None,
     attempt: int = 0,
     excluded_dealers: Collection[int] = (),
+    absent: Collection[int] = (),
 ) -> tuple[KeyPackage, PublicKeyPackage] | None:
     """Take part in one resharing; returns the new key material, or None if ``me`` leaves.
 
     Old holders pass their ``old_key`` and ``old_public`` (an old participant that lost its
     share passes ``old_key=None`` and does not deal). Newcomers pass ``old_public=None`` and
     the contract's ``group_public_key``. ``excluded_dealers`` (say, a dealer named by an
-    earlier attempt) are never chosen by the leader. Errors as ``run_dkg``.
+    earlier attempt) are never chosen by the leader. ``absent`` departing old holders (say,
+    ones the contract marked for a lapsed attestation, whose connections peers refuse) are
+    left out of the session altogether: never a dealer, sent nothing, waited for by no one;
+    an absent participant itself returns None at once. Errors as ``run_dkg``.
     """
     old = check_participants(old_participants, "old participants")
     new = check_participants(new_participants, "new participants")
@@ -142,10 +146,15 @@ async def run_reshare(
         if old_key.identifier != me or old_key.group_public_key != group_public_key:
             raise InvalidSessionParameters("the old key package is not this participant's")
 
+    away = frozenset(absent)
+    if away & set(new):
+        raise InvalidSessionParameters("a new holder cannot be absent from its resharing")
+    if me in away:
+        return None  # reshared out: the others go on without us
     leader = reshare_leader(old, new, attempt)
     if me == leader and old_public is None:
         raise InvalidSessionParameters("the leader must pass the old public key package")
-    everyone = sorted(set(old) | set(new))
+    everyone = sorted((set(old) | set(new)) - away)
     others = [p for p in everyone if p != me]
     if me in old and me not in new and old_key is None:
         return None  # nothing to deal, nothing to receive
@@ -166,7 +175,7 @@ async def run_reshare(
                     new,
                     new_threshold,
                     group_public_key,
-                    frozenset(excluded_dealers),
+                    frozenset(excluded_dealers) | away,
                 ),
                 others,
                 random_bytes,

@@ -15,6 +15,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "decryption_failed": 400,
     "bad_signature": 401,
     "unregistered_caller": 403,
+    "service_not_attested": 403,
     "no_shares": 404,
     "unknown_session": 404,
     "replay": 409,

@@ -70,6 +70,12 @@ class Ed25519Signer:
     def public_key(self) -> bytes:
         return self._public
 
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        """The same key, to sign ledger transactions with (an access key of the account the
+        operator granted it: the backup service's ``submit_attestation``)."""
+        return self._key
+
     def sign(self, message: bytes) -> bytes:
         signature: bytes = self._key.sign(message).signature
         return signature

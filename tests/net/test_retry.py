@@ -1,4 +1,4 @@
-"""The one backoff rule (daemon/retry.py): its delays, its bounds, and ``retry``'s endings.
+"""The one backoff rule (net/retry.py): its delays, its bounds, and ``retry``'s endings.
 
 Time is injected: sleeps are recorded, the clock is a counter, randomness a constant.
 """
@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from quorumkeep.daemon.retry import Backoff, BackoffPolicy, retry
+from quorumkeep.net.retry import Backoff, BackoffPolicy, retry
 
 
 class Sleeps:
