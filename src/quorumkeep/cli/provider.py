@@ -7,15 +7,19 @@ piece, a private key or a passphrase: ``status`` reads public columns only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from quorumkeep import __version__
+from quorumkeep.attest.binding import Role, report_data
 from quorumkeep.backup.config import PassphraseConfig
 from quorumkeep.cli.backup import KDF_COSTS
 from quorumkeep.cli.keys import EXIT_REJECTED, emit_json, fail, report_outcome
+from quorumkeep.daemon.attestation import AttestationConfig, AttestationUnavailable, quote_source
 from quorumkeep.daemon.service_identity import (
     KEY_PROVIDER_IDENTITY,
     ServiceIdentityError,
@@ -86,6 +90,12 @@ def init(
         dir_okay=False,
     ),
     as_json: bool = JSON_OPTION,
+    attestation: str = typer.Option(
+        "none", "--attestation", help="How the provider obtains its quote: none, dev or tdx."
+    ),
+    dev_platform_key_file: Path | None = typer.Option(
+        None, "--dev-platform-key-file", help="dev: the development platform key (hex seed)."
+    ),
 ) -> None:
     """Create the provider's keys, its store and provider.toml; print the registration."""
     if kdf_cost not in KDF_COSTS:
@@ -109,6 +119,20 @@ def init(
                 "listen": listen,
                 "url": url,
                 "passphrase": PassphraseConfig(**source).model_dump(exclude_none=True),
+                **(
+                    {}
+                    if attestation == "none"
+                    else {
+                        "attestation": {
+                            "kind": attestation,
+                            **(
+                                {"dev_platform_key_file": str(dev_platform_key_file.resolve())}
+                                if dev_platform_key_file is not None
+                                else {}
+                            ),
+                        }
+                    }
+                ),
             },
             base_dir=directory,
         )
@@ -140,9 +164,12 @@ def init(
         write_config(config, config_path)
     except (ProviderError, ServiceIdentityError) as exc:
         fail(exc.message)
-    registration = registration_of(
-        config, identity.signer.public_key, identity.encryption.public_key
+    registration: dict[str, Any] = dict(
+        registration_of(config, identity.signer.public_key, identity.encryption.public_key)
     )
+    evidence = _evidence(config, identity.signer.public_key, identity.encryption.public_key)
+    if evidence is not None:
+        registration["attestation"] = evidence
     typer.echo(f"key provider initialized in {directory} for account {account}", err=True)
     if signer is None:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
@@ -158,6 +185,20 @@ def init(
     if not as_json:
         typer.echo(json.dumps(registration, indent=2, sort_keys=True))
     report_outcome(outcome, as_json)
+
+
+def _evidence(config: ProviderConfig, identity: bytes, encryption: bytes) -> dict[str, Any] | None:
+    """Evidence whose report_data binds the provider's identity and encryption keys (role
+    key provider), or None without ``[attestation]``."""
+    try:
+        source = quote_source(
+            config.attestation or AttestationConfig(), f"quorumkeep-provider {__version__}"
+        )
+        if source is None:
+            return None
+        return asyncio.run(source.evidence(report_data(Role.KEY_PROVIDER, identity, encryption)))
+    except AttestationUnavailable as exc:
+        fail(f"attestation: {exc}")
 
 
 @app.command("run")

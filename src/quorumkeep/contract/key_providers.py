@@ -6,7 +6,10 @@ Rules (docs/contract.md §6.8):
   participant, in any state; before ``init`` any account's operator (a genesis node deals
   its storage key before the contract exists), and ``init`` then drops the registrations
   of accounts it does not make participants. One provider per operator account, a second
-  call replaces it. Its identity and encryption keys may not be another provider's.
+  call replaces it. Its identity and encryption keys may not be another provider's. It
+  carries an attestation (role ``key_provider``, report_data binding its identity and
+  encryption keys) when the contract allow-lists key-provider measurements; the provider
+  re-attests with ``submit_attestation`` like a backup service.
 - ``deregister_key_provider`` — the operator; the event names every node whose deal names
   the provider, so their nodes re-deal (rotation) and anyone sees who must.
 - ``record_key_providers`` — the node (its signer key as the contract lists it for the
@@ -24,10 +27,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from quorumkeep.attest import Role
 from quorumkeep.contract.access import require_initialized, require_operator
 from quorumkeep.contract.args import check_fields, expect_account
+from quorumkeep.contract.attestation import (
+    key_provider_evidence,
+    now_seconds,
+    record_problem,
+    store_record,
+)
 from quorumkeep.contract.context import CallContext, CallResult
 from quorumkeep.contract.errors import (
+    AttestationRequired,
     InvalidKeyProviders,
     KeyInUse,
     KeyProviderNotFound,
@@ -80,7 +91,8 @@ def release_standing(state: ContractState, account: str) -> tuple[StorageDeal | 
 def register_key_provider(
     state: ContractState, ctx: CallContext, args: dict[str, Any]
 ) -> CallResult:
-    info = KeyProviderInfo.from_json(args, "args")
+    evidence = args.get("attestation")
+    info = KeyProviderInfo.from_json({k: v for k, v in args.items() if k != "attestation"}, "args")
     account = ctx.predecessor
     genesis = state.serving() is None
     if not genesis and account not in current_accounts(state) | prospective_accounts(state):
@@ -97,9 +109,15 @@ def register_key_provider(
     replaced = account in book.providers
     if not replaced and len(book.providers) >= MAX_PROVIDERS:
         raise InvalidKeyProviders(f"the contract holds at most {MAX_PROVIDERS} key providers")
+    record = key_provider_evidence(
+        state, ctx, info.identity_public_key, info.encryption_public_key, evidence
+    )
     book.providers[account] = info
     data = {"account": account, **info.to_json(), "replaced": replaced}
-    return CallResult(None, [Event(KEY_PROVIDER_REGISTERED, data)])
+    events = [Event(KEY_PROVIDER_REGISTERED, data)]
+    if record is not None:
+        events.append(store_record(state, record))
+    return CallResult(None, events)
 
 
 def drop_non_participants(state: ContractState) -> list[Event]:
@@ -163,6 +181,15 @@ def record_key_providers(
     missing = [p for p in providers if p not in book.providers]
     if missing:
         raise InvalidKeyProviders(f"not registered key providers: {', '.join(missing)}")
+    att = state.attestation
+    if att is not None and att.allowed.get(Role.KEY_PROVIDER.value):
+        for provider in providers:
+            key = book.providers[provider].identity_public_key
+            problem = record_problem(
+                att, att.records.get(key), Role.KEY_PROVIDER.value, now_seconds(ctx)
+            )
+            if problem is not None:
+                raise AttestationRequired(f"key provider {provider}: {problem}")
     previous = book.deals.get(account)
     if previous is not None and deal.epoch <= previous.epoch:
         raise InvalidKeyProviders(

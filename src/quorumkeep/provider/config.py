@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quorumkeep.backup.config import PassphraseConfig
+from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import (
     ConfigFileError,
     PassphraseUnavailable,
@@ -62,6 +63,8 @@ class ProviderConfig(BaseModel):
     """Releases per account and minute; more are refused (``rate_limited``)."""
     require_attestation: bool = Field(default=False, strict=True)
     """Refuse a release that carries no attestation (``attestation_required``)."""
+    attestation: AttestationConfig | None = None
+    """How the provider obtains its own TEE quote (docs/attestation.md); None: it has none."""
 
     @field_validator("account")
     @classmethod
@@ -168,6 +171,10 @@ def render_config(config: ProviderConfig) -> str:
         lines.append(f"passphrase_env = {value(source.passphrase_env)}")
     else:
         lines.append(f"passphrase_file = {value(source.passphrase_file)}")
+    if config.attestation is not None:
+        lines += ["", "[attestation]"]
+        for key, item in config.attestation.model_dump(exclude_none=True).items():
+            lines.append(f"{key} = {value(item)}")
     return "\n".join(lines) + "\n"
 
 
