@@ -20,7 +20,7 @@ from quorumkeep.devnet.network import USER, Devnet
 
 pytestmark = pytest.mark.slow
 
-DEMO_TIMEOUT = 420.0
+DEMO_TIMEOUT = 540.0
 REPORT_KEYS = {"group_public_key", "scenarios", "signatures", "migrations"}
 SIGNATURE_KEYS = {"scenario", "payload", "path", "public_key", "signature"}
 NOT_MIGRATING = {"attestation-upgrade", "company-gone", *ETCD_SCENARIOS}
@@ -75,6 +75,7 @@ def check_report(report: dict[str, Any]) -> None:
         "quorum-loss": 2,
         "full-cluster-loss": 4,
         "cancelled-by-resharing": 1,
+        "every-machine-rebooted": 4,
     }
 
 

@@ -476,12 +476,16 @@ class PeersKeySource:
         try:
             async with AsyncLedgerClient(self.ledger_url) as ledger:
                 registered = await read_providers(ledger)
+                view = await ledger.view("key_provider_deal", {"account": self.account})
+            # A new node of an account whose old node had a deal (a migration) takes the
+            # next epoch: the contract only accepts a growing one.
+            epoch = 1 if view["deal"] is None else int(view["deal"]["epoch"]) + 1
             holders = choose_providers(registered, self.account, self.providers, self.threshold)
             document = await deal_to_providers(
                 client,
                 secret,
                 account=self.account,
-                epoch=1,
+                epoch=epoch,
                 threshold=self.threshold,
                 holders=holders,
                 signer=signer,

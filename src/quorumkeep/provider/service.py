@@ -194,11 +194,6 @@ class ProviderService:
         if not self._deposit_limit.allow(deposit.account, self.clock()):
             raise KeyProviderError("rate_limited", "too many deposits for this account")
         view = await self._view(deposit.account)
-        if view.node_keys and deposit.signer_public_key.hex() not in view.node_keys:
-            raise KeyProviderError(
-                "signer_key_mismatch",
-                f"the contract lists another node (signer key) for {deposit.account}",
-            )
         held = HeldPiece(
             deposit.account,
             deposit.epoch,
@@ -227,7 +222,7 @@ class ProviderService:
             stored = await asyncio.to_thread(self.store.put, held, piece)
         except ProviderError as exc:
             raise KeyProviderError(exc.code, exc.message) from None
-        await asyncio.to_thread(self._trim_unconfirmed, deposit.account, current)
+        await asyncio.to_thread(self._trim_unconfirmed, deposit.account, view)
         if stored:
             self.counts["deposits"] += 1
             log.info(
@@ -244,10 +239,18 @@ class ProviderService:
             "stored": stored,
         }
 
-    def _trim_unconfirmed(self, account: str, current: int | None) -> None:
-        above = [h for h in self.store.held() if h.account == account and h.epoch > (current or 0)]
-        for old in above[:-MAX_UNCONFIRMED]:
-            if self.store.delete(old.account, old.epoch):
+    def _trim_unconfirmed(self, account: str, view: ContractView) -> None:
+        """Keep the newest MAX_UNCONFIRMED deposits of ``account`` no recorded deal names."""
+        pending = [
+            h
+            for h in self.store.held()
+            if h.account == account
+            and not view.matches(h, self.account)
+            and h.epoch > (view.epoch or 0)
+        ]
+        pending.sort(key=lambda h: h.stored_at_ms)
+        for old in pending[:-MAX_UNCONFIRMED]:
+            if self.store.delete(old):
                 self.counts["deletions"] += 1
 
     # --- challenge and release -------------------------------------------------------
@@ -306,8 +309,9 @@ class ProviderService:
             )
         if view.index_of(self.account) is None:
             raise KeyProviderError("not_holder", "the recorded deal does not name this provider")
+        signer = bytes.fromhex(view.deal["signer_public_key"])
         try:
-            found = await asyncio.to_thread(self.store.get, request.account, request.epoch)
+            found = await asyncio.to_thread(self.store.get, request.account, request.epoch, signer)
         except ProviderError as exc:
             raise KeyProviderError("unknown_account", exc.message) from None
         if found is None or not view.matches(found[0], self.account):
@@ -343,7 +347,7 @@ class ProviderService:
                 continue  # not recorded yet: kept (bounded by _trim_unconfirmed)
             if piece.epoch == current and view.matches(piece, self.account):
                 continue
-            if await asyncio.to_thread(self.store.delete, piece.account, piece.epoch):
+            if await asyncio.to_thread(self.store.delete, piece):
                 deleted += 1
                 self.counts["deletions"] += 1
                 log.info(

@@ -4,11 +4,11 @@
 truncate the WAL: daemon/sqlite.py):
 
 - ``owner`` — the account and identity key the store belongs to;
-- ``pieces`` — one row per (account, epoch): the deal's public columns (threshold,
-  commitment, index, the depositing node's signer and release keys, when it was stored) and
-  ``sealed``: the 32-byte piece sealed in the passphrase blob format (docs/sealing.md) under
-  the provider's :class:`StoreKey`, with associated data naming every public column, so a
-  blob moved to another row or another store does not open.
+- ``pieces`` — one row per (account, epoch, depositing signer key): the deal's public
+  columns (threshold, commitment, index, the depositing node's signer and release keys,
+  when it was stored) and ``sealed``: the 32-byte piece sealed in the passphrase blob
+  format (docs/sealing.md) under the provider's :class:`StoreKey`, with associated data
+  naming every public column, so a blob moved to another row or another store does not open.
 
 ``status`` needs no passphrase: only public columns are read. A piece is only ever returned
 after it opened *and* verified against its commitment.
@@ -33,8 +33,8 @@ from quorumkeep.provider.errors import ProviderError
 STORE_FILE_NAME = "pieces.sqlite3"
 SCHEMA_VERSION = 1
 RECORD_AD_PREFIX = b"quorumkeep key piece record v1\x00"
-MAX_UNCONFIRMED = 2
-"""Epochs kept per account above the contract's deal (deposits not yet recorded)."""
+MAX_UNCONFIRMED = 4
+"""Deposits kept per account that no recorded deal names yet (the newest win)."""
 
 _SCHEMA = """
 CREATE TABLE owner (
@@ -52,7 +52,7 @@ CREATE TABLE pieces (
     release_public_key BLOB NOT NULL,
     stored_at_ms INTEGER NOT NULL,
     sealed BLOB NOT NULL,
-    PRIMARY KEY (account, epoch)
+    PRIMARY KEY (account, epoch, signer_public_key)
 )
 """
 
@@ -170,7 +170,7 @@ class PieceStore(SqliteStore):
         key = self._require_key()
         if piece.index != held.index or not verify_piece(piece, held.commitment):
             raise ProviderError("piece_invalid", "the piece does not match its commitment")
-        existing = self.get(held.account, held.epoch)
+        existing = self.get(held.account, held.epoch, held.signer_public_key)
         if existing is not None:
             old_row, old_piece = existing
             if (
@@ -205,7 +205,8 @@ class PieceStore(SqliteStore):
     def _rows(self, where: str = "", parameters: tuple[object, ...] = ()) -> list[HeldPiece]:
         rows = self._read(
             "SELECT account, epoch, piece_index, threshold, commitment, signer_public_key, "
-            f"release_public_key, stored_at_ms FROM pieces {where} ORDER BY account, epoch",
+            f"release_public_key, stored_at_ms FROM pieces {where} "
+            "ORDER BY account, epoch, stored_at_ms",
             parameters,
         )
         out = []
@@ -229,15 +230,19 @@ class PieceStore(SqliteStore):
         """Every piece held (public columns only), by account and epoch."""
         return self._rows()
 
-    def get(self, account: str, epoch: int) -> tuple[HeldPiece, KeyPiece] | None:
-        """The piece of (account, epoch), opened and checked; None if not held."""
-        rows = self._rows("WHERE account = ? AND epoch = ?", (account, epoch))
+    def get(
+        self, account: str, epoch: int, signer_public_key: bytes
+    ) -> tuple[HeldPiece, KeyPiece] | None:
+        """The piece of (account, epoch) deposited by that signer key, opened and checked;
+        None if not held."""
+        where = "WHERE account = ? AND epoch = ? AND signer_public_key = ?"
+        rows = self._rows(where, (account, epoch, signer_public_key))
         if not rows:
             return None
         [row] = rows
         key = self._require_key()
         sealed = self._read(
-            "SELECT sealed FROM pieces WHERE account = ? AND epoch = ?", (account, epoch)
+            f"SELECT sealed FROM pieces {where}", (account, epoch, signer_public_key)
         )[0][0]
         try:
             value = open_with_passphrase_key(
@@ -254,7 +259,10 @@ class PieceStore(SqliteStore):
             )
         return row, piece
 
-    def delete(self, account: str, epoch: int) -> bool:
+    def delete(self, held: HeldPiece) -> bool:
         with self._write(erase=True) as cursor:
-            cursor.execute("DELETE FROM pieces WHERE account = ? AND epoch = ?", (account, epoch))
+            cursor.execute(
+                "DELETE FROM pieces WHERE account = ? AND epoch = ? AND signer_public_key = ?",
+                (held.account, held.epoch, held.signer_public_key),
+            )
             return bool(cursor.rowcount)

@@ -57,7 +57,6 @@ ERROR_STATUS: Mapping[str, int] = {
     "decryption_failed": 400,
     "bad_signature": 401,
     "not_participant": 403,
-    "signer_key_mismatch": 403,
     "wrong_release_key": 403,
     "attestation_required": 403,
     "unknown_account": 404,
