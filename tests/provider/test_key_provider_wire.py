@@ -4,6 +4,7 @@ forged and replayed-elsewhere messages refused with their codes."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quorumkeep.attest.dev import DevMeasurements, dev_platform_public_key, make_dev_quote
+from quorumkeep.attest.eventlog import replay_rtmr3, runtime_event
+from quorumkeep.attest.evidence import Evidence, Measurement
 from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.crypto.storage_split import KeyPiece, StorageSecret, deal, verify_piece
 from quorumkeep.wire.backup.statements import Ed25519Signer
@@ -21,11 +25,13 @@ from quorumkeep.wire.key_provider import (
     Release,
     ReleaseRequest,
     check_deposit_signature,
+    check_release_attestation,
     check_release_signature,
     make_deposit,
     make_release_request,
     open_deposit,
     open_release,
+    release_report_data,
     seal_release,
 )
 
@@ -189,3 +195,51 @@ def test_piece_repr_hidden() -> None:
     release = Release("alice", 1, 1, b"\x01" * 72)
     assert "0101" not in repr(release)
     assert "value=<hidden>" in repr(KeyPiece(1, SPLIT.pieces[1].value))
+
+
+# --- a release's attestation ------------------------------------------------------------------
+
+PLATFORM_SEED = hashlib.sha256(b"key provider tests platform").digest()
+
+
+def dev_quote(report: bytes, build: str = "v1") -> tuple[dict[str, Any], Measurement]:
+    app = hashlib.sha256(f"compose/{build}".encode()).digest()
+    m = Measurement(*(hashlib.sha384(t.encode()).digest() for t in ("a", "b", "c", build)), app)
+    events = (runtime_event("compose-hash", app),)
+    dm = DevMeasurements(m.mrtd, m.rtmr0, m.rtmr1, m.rtmr2, replay_rtmr3(list(events)))
+    quote = make_dev_quote(PLATFORM_SEED, dm, report)
+    return Evidence("dev", quote, None, events).to_json(), m
+
+
+def policy(*measurements: Measurement) -> dict[str, Any]:
+    return {
+        "dev_platform_public_key": dev_platform_public_key(PLATFORM_SEED).hex(),
+        "tcb_policy": {"statuses": ["UpToDate"], "advisory_ids": []},
+        "allowed_measurements": {"node": [m.to_json() for m in measurements]},
+    }
+
+
+def test_a_release_attestation_binds_the_fresh_key_and_the_nonce() -> None:
+    req, _ = request()
+    evidence, m = dev_quote(release_report_data(req))
+    attested = dataclasses.replace(req, attestation=evidence)
+    assert check_release_attestation(attested, policy(m), 1_700_000_000) == m.measurement_id
+    # the same quote for another nonce or another fresh key
+    other, _ = request(nonce=b"\x0a" * 32)
+    with pytest.raises(KeyProviderError) as info:
+        check_release_attestation(dataclasses.replace(other, attestation=evidence), policy(m), 0)
+    assert info.value.code == "attestation_invalid" and "report_data" in info.value.message
+    # a build not on the node allow-list
+    _, other_build = dev_quote(b"\x00" * 64, "v2")
+    with pytest.raises(KeyProviderError, match="not on the node allow-list"):
+        check_release_attestation(attested, policy(other_build), 0)
+    # a contract without attestation, a release without one, garbage
+    with pytest.raises(KeyProviderError) as info:
+        check_release_attestation(attested, None, 0)
+    assert info.value.code == "attestation_required"
+    with pytest.raises(KeyProviderError) as info:
+        check_release_attestation(req, policy(m), 0)
+    assert info.value.code == "attestation_required"
+    with pytest.raises(KeyProviderError) as info:
+        check_release_attestation(dataclasses.replace(req, attestation={"x": 1}), policy(m), 0)
+    assert info.value.code == "attestation_invalid"

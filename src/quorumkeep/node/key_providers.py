@@ -30,8 +30,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ from quorumkeep.wire.key_provider import (
     make_release_request,
     open_release,
     read_hex,
+    release_report_data,
 )
 
 log = logging.getLogger("quorumkeep.node.key_providers")
@@ -85,6 +86,8 @@ REQUEST_TIMEOUT = 10.0
 BACKOFF = BackoffPolicy(initial=0.2, maximum=5.0, jitter=0.3)
 
 Progress = Callable[[str], None]
+Quote = Callable[[bytes], Awaitable[dict[str, Any]]]
+"""Evidence (docs/attestation.md) whose report_data is the given 64 bytes."""
 
 
 # --- providers as the contract lists them ------------------------------------------------
@@ -170,8 +173,9 @@ async def read_providers(ledger: AsyncLedgerClient) -> dict[str, ProviderEndpoin
 class ProviderClient:
     """Deposit and release over HTTP; every failure is a :class:`KeyProviderError`."""
 
-    def __init__(self, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, timeout: float = REQUEST_TIMEOUT, quote: Quote | None = None) -> None:
         self._http = httpx.AsyncClient(timeout=timeout)
+        self._quote = quote
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -252,6 +256,8 @@ class ProviderClient:
             nonce=nonce,
             provider_identity=endpoint.identity_public_key,
         )
+        if self._quote is not None:
+            request = replace(request, attestation=await self._quote(release_report_data(request)))
         release = Release.from_json(await self._post(endpoint, PATH_RELEASE, request.to_json()))
         piece = open_release(release, request, requester, endpoint.encryption_public_key, index)
         if not verify_piece(piece, commitment):
@@ -424,6 +430,7 @@ class PeersKeySource:
         providers: Sequence[str] | None = None,
         wait: float = 600.0,
         progress: Progress | None = None,
+        quote: Quote | None = None,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
         self.directory = Path(directory)
@@ -435,6 +442,9 @@ class PeersKeySource:
         self.providers = None if providers is None else tuple(providers)
         self.wait = wait
         self.progress = progress
+        self.quote = quote
+        """With a TEE (node.toml's [attestation]): every release request carries a quote
+        binding its fresh X25519 key and the provider's nonce."""
         self.random_bytes = random_bytes
         self.secret: StorageSecret | None = None
         """The storage secret once created or loaded (in memory only; rotation re-deals it)."""
@@ -561,7 +571,7 @@ class PeersKeySource:
         deadline = start + self.wait
         backoff = Backoff(BACKOFF)
         report = self.report = StartReport()
-        client = ProviderClient()
+        client = ProviderClient(quote=self.quote)
         try:
             async with AsyncLedgerClient(self.ledger_url) as ledger:
                 while True:

@@ -61,6 +61,7 @@ from quorumkeep.wire.key_provider import (
     ReleaseRequest,
     check_deposit_signature,
     check_keys,
+    check_release_attestation,
     check_release_signature,
     open_deposit,
     read_account,
@@ -288,6 +289,15 @@ class ProviderService:
             raise KeyProviderError(
                 "attestation_required", "this provider releases only against an attestation"
             )
+        measurement = None
+        if request.attestation is not None:
+            try:
+                policy = await self.ledger.view("attestation_policy")
+            except LedgerError as exc:
+                raise KeyProviderError(
+                    "contract_unavailable", f"the contract cannot be read ({exc.code})"
+                ) from None
+            measurement = check_release_attestation(request, policy, int(self.clock()))
         view = await self._view(request.account)
         if view.deal is None:
             raise KeyProviderError(
@@ -322,12 +332,13 @@ class ProviderService:
         release = seal_release(request, found[1], self.identity.encryption, self.random_bytes)
         self.counts["releases"] += 1
         log.info(
-            "released account=%s epoch=%d index=%d to requester key %s (%s)",
+            "released account=%s epoch=%d index=%d to requester key %s (%s, %s)",
             request.account,
             request.epoch,
             release.index,
             request.requester_public_key.hex()[:16],
             view.standing,
+            "no attestation" if measurement is None else f"attested measurement {measurement}",
         )
         return release.to_json()
 

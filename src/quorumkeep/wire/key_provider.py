@@ -24,6 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from quorumkeep.attest import AttestationError, Evidence, Role, verify_evidence
+from quorumkeep.attest.binding import report_data
+from quorumkeep.attest.evidence import Measurement
+from quorumkeep.attest.policy import TcbPolicy
 from quorumkeep.crypto.errors import InvalidEncoding, SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair, open_from, seal_to
@@ -59,6 +63,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "not_participant": 403,
     "wrong_release_key": 403,
     "attestation_required": 403,
+    "attestation_invalid": 403,
     "unknown_account": 404,
     "replay": 409,
     "stale_epoch": 409,
@@ -471,3 +476,66 @@ def open_release(
         raise KeyProviderError(
             "piece_mismatch", "the released piece does not open under the provider's key"
         ) from None
+
+
+# --- attestation of a release -------------------------------------------------------------
+
+RELEASE_BINDING_PREFIX = b"quorumkeep key release v1\x00"
+
+
+def release_binding(request: ReleaseRequest) -> bytes:
+    """The 32-byte second key a release quote binds: SHA-256 of the prefix, the provider's
+    nonce, the release key and the account — so a quote is good for one request only."""
+    return hashlib.sha256(
+        RELEASE_BINDING_PREFIX
+        + request.nonce
+        + request.release_public_key
+        + request.account.encode("utf-8")
+    ).digest()
+
+
+def release_report_data(request: ReleaseRequest) -> bytes:
+    """report_data of a release quote: role node, the requester's fresh X25519 key, and
+    :func:`release_binding` (docs/attestation.md's layout, docs/key-provider-protocol.md §4)."""
+    return report_data(Role.NODE, request.requester_public_key, release_binding(request))
+
+
+def check_release_attestation(request: ReleaseRequest, policy: Any, now: int) -> str:
+    """Verify a release's attestation against the contract's policy (the
+    ``attestation_policy`` view): quote valid at ``now`` under its development key and TCB
+    policy, report_data binding this request, measurement on the node allow-list. Returns
+    the measurement id; ``attestation_required`` / ``attestation_invalid`` otherwise."""
+    if request.attestation is None:
+        raise KeyProviderError("attestation_required", "the release carries no attestation")
+    if not isinstance(policy, dict):
+        raise KeyProviderError(
+            "attestation_required", "the contract has no attestation policy to check it against"
+        )
+    try:
+        dev_key = policy.get("dev_platform_public_key")
+        tcb = policy["tcb_policy"]
+        tcb_policy = TcbPolicy(frozenset(tcb["statuses"]), frozenset(tcb.get("advisory_ids", [])))
+        allowed = {
+            Measurement.from_json(m).measurement_id
+            for m in policy["allowed_measurements"].get(Role.NODE.value, [])
+        }
+        evidence = Evidence.from_json(request.attestation)
+        attested = verify_evidence(
+            evidence,
+            Role.NODE,
+            request.requester_public_key,
+            release_binding(request),
+            now,
+            None if dev_key is None else bytes.fromhex(dev_key),
+            tcb_policy,
+        )
+    except AttestationError as exc:
+        raise KeyProviderError("attestation_invalid", f"[{exc.code}] {exc.message}") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise KeyProviderError("attestation_invalid", "the attestation is malformed") from None
+    measurement_id = attested.measurement.measurement_id
+    if measurement_id not in allowed:
+        raise KeyProviderError(
+            "attestation_invalid", f"measurement {measurement_id} is not on the node allow-list"
+        )
+    return measurement_id
