@@ -21,10 +21,10 @@ by signing:
   vote the old measurement off; the nodes mark the laggard and reshare it out
   (devnet/attestation_story.py); the same group key signs;
 - ``every-machine-rebooted`` — every operator starts a key provider and moves its node to
-  one whose storage key the other operators' providers hold 2-of-3 (`--key-source peers`,
-  a migration each); then every node and every provider is SIGKILLed and all are started
-  again at once: each node asks its providers, gets two pieces, checks them and opens its
-  disk by itself; the same group key signs;
+  one whose storage key the other participants' providers hold k-of-m (`--key-source peers`,
+  k = 2: 2-of-2 after ``attestation-upgrade``; a migration each); then every node and every
+  provider is SIGKILLed and all are started again at once: each node asks its providers,
+  gets two pieces, checks them and opens its disk by itself; the same group key signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of an etcd member goes down:
   both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
@@ -822,6 +822,9 @@ class Demo:
         node with ``--key-source peers``); then every node and every provider is SIGKILLed and
         started again at once: each node gets k pieces back by itself and the network signs
         again under the same group key, with nobody typing a passphrase."""
+        from quorumkeep.devnet import attestation_story
+        from quorumkeep.devnet.attestation import NODE_APP
+
         scenario = "every-machine-rebooted"
         self.narrator.section(f"{scenario}: every node and every key provider restart at once")
         state = self._state()
@@ -837,11 +840,15 @@ class Demo:
                 raise DemoError(str(exc)) from None
             f(", ".join(started) or "already running")
         with self.narrator.step(
-            "each operator starts a node whose storage key the others' providers hold (2-of-3)"
+            "each operator starts a node whose storage key the others' providers hold"
         ) as f:
             try:
                 names = self.devnet.add_nodes(accounts, start=False, key_source="peers")
-            except DevnetError as exc:
+                build = attestation_story.allowed_build(self.devnet)
+                if build != NODE_APP:  # the attestation-upgrade scenario moved the network on
+                    for name in names:
+                        attestation_story.set_build(self.devnet, name, build)
+            except (DevnetError, LedgerError) as exc:
                 raise DemoError(str(exc)) from None
             f(", ".join(names))
         new_nodes = dict(zip(accounts, names, strict=True))
@@ -850,13 +857,23 @@ class Demo:
             try:
                 for name in names:
                     providers.record_deal(self.devnet, name)
+                with self.devnet.client() as client:
+                    deals = {
+                        a: client.view("key_provider_deal", {"account": a})["deal"]
+                        for a in accounts
+                    }
                 for name in names:
                     self.devnet.start(name, wait=False)
                 for name in names:
                     self.devnet.wait_node_healthy(name)
-            except DevnetError as exc:
+            except (DevnetError, LedgerError) as exc:
                 raise DemoError(str(exc)) from None
-            f("each got its storage key from its providers")
+            held = "; ".join(
+                f"{a} {d['threshold']}-of-{len(d['holders'])} "
+                f"({', '.join(h['provider'] for h in d['holders'])})"
+                for a, d in deals.items()
+            )
+            f(f"each got its storage key from its providers: {held}")
         progress = self.follow(accounts, min(heights.values()), scenario)
         for account in accounts:
             if progress[account].state != CONCLUDED:
