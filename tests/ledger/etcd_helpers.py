@@ -15,7 +15,8 @@ from quorumkeep.devnet.etcd import EtcdMember, healthy, member_argv
 START_TIMEOUT = 60.0
 
 
-def _wait(predicate: object, timeout: float, what: str) -> None:
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 0.1 s until it is true; fail after ``timeout`` s."""
     assert callable(predicate)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -47,7 +48,9 @@ class EtcdCluster:
                     stdout=log,
                     stderr=log,
                 )
-        _wait(lambda: any(healthy(u) for u in self.urls), START_TIMEOUT, "etcd to have a leader")
+        wait_until(
+            lambda: any(healthy(u) for u in self.urls), START_TIMEOUT, "etcd to have a leader"
+        )
         return self
 
     def kill(self, name: str) -> None:
@@ -99,13 +102,22 @@ class LedgerServer:
             except httpx.HTTPError:
                 return False
 
-        _wait(up, START_TIMEOUT, "the ledger server")
+        wait_until(up, START_TIMEOUT, "the ledger server")
         return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but runs nothing (a long pause)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

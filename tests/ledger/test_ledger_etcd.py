@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from etcd_helpers import EtcdCluster, LedgerServer
+from etcd_helpers import EtcdCluster, LedgerServer, wait_until
 from ledger_helpers import backup_service_args, init_args, make_ledger
 
 from quorumkeep.devnet.etcd import etcd_available
@@ -89,14 +89,19 @@ def _chain(url: str) -> list[tuple[int, bytes, bytes]]:
     return rows
 
 
-def _proposer(etcd_urls: list[str]) -> str:
+def _proposer_url(etcd_urls: list[str]) -> str | None:
     etcd = EtcdSync(etcd_urls)
     try:
         kvs, _, _ = etcd.range(b"quorumkeep/ledger/proposer")
     finally:
         etcd.close()
-    assert kvs, "no proposer"
-    return str(json.loads(kvs[0].value)["url"])
+    return str(json.loads(kvs[0].value)["url"]) if kvs else None
+
+
+def _proposer(etcd_urls: list[str]) -> str:
+    url = _proposer_url(etcd_urls)
+    assert url is not None, "no proposer"
+    return url
 
 
 def test_acknowledged_transactions_survive_killing_the_proposer_and_an_etcd_member(
@@ -150,6 +155,66 @@ def test_acknowledged_transactions_survive_killing_the_proposer_and_an_etcd_memb
         if stream is not None:
             stream.stop()
         for server in servers:
+            server.kill()
+        cluster.close()
+
+
+def _lease_count(etcd_urls: list[str]) -> int:
+    etcd = EtcdSync(etcd_urls)
+    try:
+        return len(etcd.post("/v3/lease/leases", {}).get("leases", []))
+    finally:
+        etcd.close()
+
+
+def _call_until_accepted(url: str, signer: object, timeout: float = 60.0) -> int:
+    """register_backup_service through ``url``, re-sent while the ledger answers
+    LedgerUnavailable (no proposer yet); the block height it landed in."""
+    deadline = time.monotonic() + timeout
+    with LedgerClient(url, timeout=20.0) as client:
+        while True:
+            try:
+                return client.call(
+                    signer, "register_backup_service", backup_service_args()
+                ).block_height  # type: ignore[arg-type]
+            except LedgerError as exc:
+                assert exc.code == "LedgerUnavailable", exc
+                assert time.monotonic() < deadline, f"not accepted within {timeout:g} s: {exc}"
+                time.sleep(0.2)
+
+
+def test_a_server_paused_past_its_lease_takes_over_when_the_proposer_dies(
+    tmp_path: Path,
+) -> None:
+    """The proposer's machine is lost while the other server runs nothing for longer than
+    the lease TTL (SIGSTOP here; in the demo, a request to an etcd member that waited on
+    the member killed with the proposer). Both leases and the proposer key expire; the
+    survivor's campaign must not go on offering etcd its expired lease (etcd refuses the
+    put: "requested lease not found") but take a new one, and take over."""
+    ledger = make_ledger(tmp_path / "data", ACCOUNTS)
+    cluster = EtcdCluster(tmp_path, 1)
+    servers: list[LedgerServer] = []
+    try:
+        cluster.start()
+        first = LedgerServer(ledger.path, cluster.urls, "first").start()
+        servers.append(first)
+        wait_until(lambda: _proposer_url(cluster.urls) == first.url, 60.0, "a proposer")
+        with LedgerClient(first.url) as client:
+            client.call(ledger.signers["alice"], "init", init_args(list(ACCOUNTS)))
+        second = LedgerServer(ledger.path, cluster.urls, "second").start()
+        servers.append(second)
+        wait_until(lambda: _lease_count(cluster.urls) == 2, 60.0, "the second server's lease")
+        second.pause()
+        first.kill()  # the proposer's machine is lost while the other server is stalled
+        wait_until(lambda: _lease_count(cluster.urls) == 0, 60.0, "both leases to expire")
+        second.resume()
+        height = _call_until_accepted(second.url, ledger.signers["bob"])
+        log = second.log_path.read_text()
+        assert "proposer of the ledger from block" in log, log
+        assert height >= 2
+    finally:
+        for server in servers:
+            server.resume()
             server.kill()
         cluster.close()
 

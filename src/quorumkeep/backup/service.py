@@ -540,7 +540,7 @@ def create_status_app(service: BackupService) -> FastAPI:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    startup.configure_logging(level, ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx"))
+    startup.configure_logging(level, startup.LIBRARY_LOGGERS)
 
 
 async def _wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, Any]:

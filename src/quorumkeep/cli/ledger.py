@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
 from quorumkeep.cli.keys import JSON_OUTPUT, PASSPHRASE_FILE, emit_json, fail, passphrase_or_fail
+from quorumkeep.daemon import startup
 from quorumkeep.ledger.chain import (
     DEFAULT_TX_VALIDITY_BLOCKS,
     DEFAULT_TX_VALIDITY_MS,
@@ -117,6 +117,7 @@ def serve(
     etcd_prefix: str = typer.Option(
         "quorumkeep/ledger/", "--etcd-prefix", help="Key prefix of this ledger in etcd."
     ),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Verify the block log, rebuild the state and serve the HTTP API until stopped."""
     from quorumkeep.ledger.server import ListenError, run_server  # FastAPI only when serving
@@ -129,7 +130,9 @@ def serve(
         fail("--etcd URL,... is needed with --store etcd, and only then")
     if any(not u.startswith(("http://", "https://")) for u in endpoints):
         fail("--etcd takes http(s):// URLs")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if log_level.upper() not in startup.LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(startup.LOG_LEVELS)}")
+    startup.configure_logging(log_level, startup.LIBRARY_LOGGERS)
     try:
         status = run_server(
             data,

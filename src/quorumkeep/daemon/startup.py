@@ -17,6 +17,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_STARTUP = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "asyncio")
+"""Libraries that would log every connection or request: only from WARNING up."""
 STARTUP_BACKOFF = BackoffPolicy(initial=0.1, maximum=2.0, jitter=0.5)
 
 

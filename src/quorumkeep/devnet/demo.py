@@ -26,7 +26,8 @@ by signing:
   provider is SIGKILLed and all are started again at once: each node asks its providers,
   gets two pieces, checks them and opens its disk by itself; the same group key signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
-  servers) the machine of the proposing ledger server and of an etcd member goes down:
+  servers) the machine of the proposing ledger server and of the etcd member that is the
+  Raft leader goes down:
   both are SIGKILLed; the other server takes over proposing, nodes and clients fail over
   to it, signatures go on; the machine comes back, both are restarted, the restarted
   server catches up with the chain and signing goes on;
@@ -675,7 +676,8 @@ class Demo:
         members = self.devnet.etcd_names()
         if proposer is None or not members:
             raise DemoError("this devnet's ledger is not replicated on etcd (--ledger etcd)")
-        lost = [proposer, members[0]]
+        # The Raft leader's machine: the survivor's writes then wait out an election.
+        lost = [proposer, self.devnet.etcd_leader() or members[0]]
         with self.narrator.step(f"SIGKILL {' and '.join(lost)} (one machine)"):
             try:
                 for name in lost:

@@ -90,6 +90,23 @@ def healthy(client_url: str, timeout: float = 1.0) -> bool:
     return response.status_code == 200 and response.json().get("health") == "true"
 
 
+def leader_url(client_urls: list[str], timeout: float = 1.0) -> str | None:
+    """The client URL of the member that is the cluster's Raft leader (None if no member
+    that answers is the leader)."""
+    for url in client_urls:
+        try:
+            response = httpx.post(f"{url}/v3/maintenance/status", json={}, timeout=timeout)
+            status = response.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if not isinstance(status, dict) or response.status_code != 200:
+            continue
+        member = status.get("header", {}).get("member_id")
+        if member is not None and member == status.get("leader"):
+            return url
+    return None
+
+
 class LocalEtcd:
     """A cluster of ``size`` members as child processes (benchmarks; the devnet records
     its members as devnet processes instead)."""

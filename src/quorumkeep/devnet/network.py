@@ -32,7 +32,7 @@ from quorumkeep.crypto.seal import (
 from quorumkeep.devnet import attestation, backups, processes, providers, recovery_key, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
-from quorumkeep.devnet.etcd import EtcdMember, etcd_available, member_argv
+from quorumkeep.devnet.etcd import EtcdMember, etcd_available, leader_url, member_argv
 from quorumkeep.devnet.etcd import healthy as etcd_healthy
 from quorumkeep.devnet.layout import (
     ACCOUNTS_DIR,
@@ -367,6 +367,12 @@ class Devnet:
 
     def etcd_names(self) -> list[str]:
         return [r.name for r in self.record.processes.values() if r.kind == ETCD_KIND]
+
+    def etcd_leader(self) -> str | None:
+        """The etcd member that is the Raft leader (replicated ledger), by its status."""
+        by_url = {_etcd_url(self.process(n)): n for n in self.etcd_names()}
+        url = leader_url(list(by_url))
+        return None if url is None else by_url[url]
 
     def ledger_proposer(self) -> str | None:
         """The ledger server that proposes blocks (replicated ledger), by its etcd key."""

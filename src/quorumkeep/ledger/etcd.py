@@ -27,6 +27,10 @@ class EtcdUnavailable(EtcdError):
     """No endpoint answered."""
 
 
+class EtcdLeaseNotFound(EtcdError):
+    """etcd does not know the lease a request named (it expired or was revoked)."""
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -76,6 +80,8 @@ class _Endpoints:
 
 
 def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 404 and "lease not found" in response.text:
+        raise EtcdLeaseNotFound(f"etcd answered 404: {response.text[:200]}")
     if response.status_code != 200:
         raise EtcdError(f"etcd answered {response.status_code}: {response.text[:200]}")
     body: dict[str, Any] = response.json()

@@ -43,7 +43,14 @@ from quorumkeep.ledger.blocks import Block, block_event_kinds
 from quorumkeep.ledger.canonical import parse_json
 from quorumkeep.ledger.chain import LedgerState
 from quorumkeep.ledger.errors import LedgerCorrupted, LedgerError
-from quorumkeep.ledger.etcd import EtcdAsync, EtcdError, EtcdSync, prefix_end
+from quorumkeep.ledger.etcd import (
+    EtcdAsync,
+    EtcdError,
+    EtcdLeaseNotFound,
+    EtcdSync,
+    KeyValue,
+    prefix_end,
+)
 from quorumkeep.ledger.node import (
     DEFAULT_IDLE_BLOCK_MS,
     BlockBackend,
@@ -52,6 +59,7 @@ from quorumkeep.ledger.node import (
     Receipt,
     _Submission,
 )
+from quorumkeep.ledger.proposer_lease import ProposerLease
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.storage import BlockReader, StorageError
 from quorumkeep.ledger.transaction import SignedTransaction
@@ -60,6 +68,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "quorumkeep/ledger/"
 LEASE_TTL_S = 2
+CAMPAIGN_TIMEOUT_S = LEASE_TTL_S / 2
+"""Each lease and proposer-key request gives up on a member after this long and tries the
+next: a member whose write waits on a dead Raft leader (etcd holds it up to 7 s) must not
+keep the keep-alives back until the lease expires."""
 PAGE = 500
 FORWARD_TIMEOUT_S = 30.0
 APPLY_WAIT_S = 10.0
@@ -258,7 +270,8 @@ class EtcdLedgerNode(LedgerNode):
             snapshot_every_blocks=snapshot_every_blocks,
         )
         self._etcd: EtcdAsync | None = None
-        self._lease = 0
+        self._lease_etcd: EtcdAsync | None = None
+        self._lease = ProposerLease(LEASE_TTL_S)
         self._tasks: list[asyncio.Task[None]] = []
         self._state_lock: asyncio.Lock | None = None
         self._forward: httpx.AsyncClient | None = None
@@ -331,6 +344,7 @@ class EtcdLedgerNode(LedgerNode):
         self._new_block = asyncio.Condition()
         self._state_lock = asyncio.Lock()
         self._etcd = EtcdAsync(self.endpoints)
+        self._lease_etcd = EtcdAsync(self.endpoints, timeout=CAMPAIGN_TIMEOUT_S)
         self._forward = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S)
         self._tasks = [
             asyncio.create_task(self._follow(), name="ledger-etcd-follow"),
@@ -345,10 +359,13 @@ class EtcdLedgerNode(LedgerNode):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await super().stop()
-        if self._etcd is not None:
-            if self._lease:
+        if self._lease_etcd is not None:
+            if self._lease.held:
                 with contextlib.suppress(EtcdError, httpx.HTTPError):
-                    await self._etcd.revoke(self._lease)  # a successor need not wait the TTL
+                    # A successor need not wait the TTL.
+                    await self._lease_etcd.revoke(self._lease.lease_id)
+            await self._lease_etcd.aclose()
+        if self._etcd is not None:
             await self._etcd.aclose()
         if self._forward is not None:
             await self._forward.aclose()
@@ -374,34 +391,57 @@ class EtcdLedgerNode(LedgerNode):
         ).encode()
 
     async def _campaign(self) -> None:
-        assert self._etcd is not None
-        etcd = self._etcd
+        """Hold a lease and try to create the proposer key with it, every quarter TTL
+        (the rules are proposer_lease.py's)."""
+        assert self._lease_etcd is not None
+        etcd = self._lease_etcd
         loop = asyncio.get_running_loop()
-        last_ok = loop.time()
+        lease = self._lease
+        failing = False
         while not self._stopping:
             try:
-                if not self._lease:
-                    self._lease = await etcd.grant(LEASE_TTL_S)
-                    last_ok = loop.time()
-                won = await etcd.create(self._proposer_key, self._proposer_value, lease=self._lease)
+                if lease.held:
+                    sent = loop.time()
+                    if not lease.renewed(await etcd.keepalive(lease.lease_id), sent):
+                        log.info("the proposer lease expired in etcd; taking a new one")
+                        self._step_down("the proposer lease expired")
+                if not lease.held:
+                    sent = loop.time()
+                    lease.granted(await etcd.grant(LEASE_TTL_S), sent)
+                await etcd.create(self._proposer_key, self._proposer_value, lease=lease.lease_id)
                 current = await etcd.get(self._proposer_key)
-                won = current is not None and current.value == self._proposer_value
-                self._proposer_url = None
-                if current is not None:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        self._proposer_url = str(json.loads(current.value)["url"])
+                self._observe_proposer(current)
+                won = current is not None and lease.wins(
+                    current.value, current.lease, self._proposer_value
+                )
                 if won and not self.is_proposer:
                     await self._become_proposer()
-                if await etcd.keepalive(self._lease) <= 0:
-                    self._lease = 0
-                    self._step_down("the proposer lease expired")
-                else:
-                    last_ok = loop.time()
+                elif not won and self.is_proposer:
+                    self._step_down("another server holds the proposer key")
+                if failing:
+                    log.info("etcd answers the proposer campaign again")
+                    failing = False
+            except EtcdLeaseNotFound as exc:
+                log.info("etcd no longer knows the proposer lease (%s); taking a new one", exc)
+                lease.drop()
+                self._step_down("the proposer lease expired")
             except (EtcdError, httpx.HTTPError) as exc:
-                if self.is_proposer and loop.time() - last_ok > LEASE_TTL_S / 2:
-                    self._step_down(f"etcd unreachable ({exc})")
-                    self._lease = 0
+                if not failing:  # the first failure of a run; the rest until it recovers
+                    log.info("proposer campaign: etcd did not answer (%s); retrying", exc)
+                    failing = True
+            if self.is_proposer and lease.must_step_down(loop.time()):
+                self._step_down("etcd did not renew the proposer lease within half its TTL")
             await asyncio.sleep(LEASE_TTL_S / 4)
+
+    def _observe_proposer(self, current: KeyValue | None) -> None:
+        """Remember (and log a change of) the proposer's URL, where submissions go."""
+        url = None
+        if current is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                url = str(json.loads(current.value)["url"])
+        if url != self._proposer_url:
+            log.info("the ledger's proposer is now %s", url or "nobody (the key is free)")
+        self._proposer_url = url
 
     async def _become_proposer(self) -> None:
         """Read every block not applied yet, then produce on top of the newest."""

@@ -63,14 +63,11 @@ log = logging.getLogger("quorumkeep.node")
 
 DEFAULT_LEDGER_WAIT = 30.0
 STOP_TIMEOUT = 10.0
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVELS = startup.LOG_LEVELS
 
 
 def configure_logging(level: str = "INFO") -> None:
-    # uvicorn's own loggers would print every connection; errors are enough.
-    startup.configure_logging(
-        level, ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "asyncio")
-    )
+    startup.configure_logging(level, startup.LIBRARY_LOGGERS)
 
 
 def _address_problem(what: str, address: str, exc: OSError) -> StartupError:
