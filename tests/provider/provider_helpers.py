@@ -121,3 +121,56 @@ class Provider:
             self.proc.wait(15)
 
     close = kill
+
+
+BACKUP_PASSPHRASE = "backup passphrase for the tests"
+
+
+@dataclass
+class HostedProvider(Provider):
+    """The same key provider, run inside its operator's backup service: `backup init
+    --key-provider DIR/provider.toml` writes the one setting, `backup run` runs both."""
+
+    @property
+    def backup_directory(self) -> Path:
+        return self.directory.parent / f"backup-{self.account}"
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "QUORUMKEEP_BACKUP_PASSPHRASE": BACKUP_PASSPHRASE}
+
+    def init(self) -> HostedProvider:
+        super().init()
+        result = run_cli(
+            "backup",
+            "init",
+            "--account",
+            self.account,
+            "--dir",
+            str(self.backup_directory),
+            "--ledger",
+            self.ledger_url,
+            "--kdf-cost",
+            "minimum",
+            "--key-provider",
+            str(self.directory / "provider.toml"),
+            env=self.env(),
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        return self
+
+    def start(self) -> HostedProvider:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cli(
+                    "backup",
+                    "run",
+                    "--config",
+                    str(self.backup_directory / "backup.toml"),
+                    "--log-level",
+                    "DEBUG",
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=self.env(),
+            )
+        return self

@@ -1,5 +1,6 @@
 """Peer key providers end to end, on real processes: a ledger, one provider per operator,
-alice's node with `--key-source peers`. The node starts from its providers, restarts
+alice's node with `--key-source peers` (dave's provider runs inside dave's backup service,
+enabled by `key_provider` in backup.toml). The node starts from its providers, restarts
 after every provider and the node were SIGKILLed at once, waits clearly while fewer than k
 answer and starts when one more returns; `provider status --json` lists what each holds and
 no file or log of any of them holds the storage key or a piece of it."""
@@ -22,7 +23,7 @@ import nacl.signing
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from provider_helpers import PROVIDER_PASSPHRASE, Provider
+from provider_helpers import PROVIDER_PASSPHRASE, HostedProvider, Provider
 
 from process_helpers import Ledger, Node, free_port, run_cli, wait_until
 from quorumkeep.crypto.group import random_scalar
@@ -47,6 +48,7 @@ pytestmark = pytest.mark.slow
 
 OPERATORS = ("alice", "bob", "carol", "dave")
 OUTSIDER = "erin"
+HOSTED = "dave"
 
 
 def random_key() -> str:
@@ -125,7 +127,9 @@ def genesis(tmp: Path) -> Setup:
     try:
         assert ledger.passphrase_file is not None
         for account in OPERATORS:
-            providers[account] = Provider(
+            # dave's provider runs inside dave's backup service (one setting of backup.toml)
+            kind = HostedProvider if account == HOSTED else Provider
+            providers[account] = kind(
                 account,
                 tmp / f"provider-{account}",
                 ledger.url,
@@ -198,7 +202,15 @@ def test_start_every_reboot_and_the_status_of_providers(setup: Setup) -> None:
     assert held["accounts"] == ["alice"]
     assert [(h["account"], h["epoch"]) for h in held["held"]] == [("alice", 1)]
     assert setup.providers["alice"].status()["held"] == []
+    hosted = setup.providers[HOSTED].log()
+    assert "quorumkeep.backup" in hosted and "quorumkeep.provider: started" in hosted
     tls = node.info["tls_public_key"]
+
+    # The node alone restarts: it asks its providers again.
+    node.close()
+    node.start().wait_healthy(60)
+    assert node.status()["tls_public_key"] == tls
+    assert node.log().count("storage key recovered from") == 2
 
     # Every machine at once: the node and every provider SIGKILLed, then started together.
     node.close()
@@ -208,7 +220,14 @@ def test_start_every_reboot_and_the_status_of_providers(setup: Setup) -> None:
         provider.start()
     node.start().wait_healthy(90)
     assert node.status()["tls_public_key"] == tls
-    assert "storage key recovered from" in node.log()
+    assert node.log().count("storage key recovered from") == 3
+
+    # The backup service hosting a provider stops it with itself on SIGTERM.
+    dave = setup.providers[HOSTED]
+    assert dave.proc is not None
+    dave.proc.terminate()
+    assert dave.proc.wait(30) == 0
+    assert "quorumkeep.provider: stopped" in dave.log()
 
 
 def test_fewer_than_k_wait_clearly_then_start(setup: Setup) -> None:
