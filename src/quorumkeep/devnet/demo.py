@@ -22,9 +22,10 @@ by signing:
   (devnet/attestation_story.py); the same group key signs;
 - ``every-machine-rebooted`` — every operator starts a key provider and moves its node to
   one whose storage key the other participants' providers hold k-of-m (`--key-source peers`,
-  k = 2: 2-of-2 after ``attestation-upgrade``; a migration each); then every node and every
-  provider is SIGKILLed and all are started again at once: each node asks its providers,
-  gets two pieces, checks them and opens its disk by itself; the same group key signs;
+  k = 2: 2-of-3 in the whole demo, 2-of-2 when only ``attestation-upgrade`` ran before; a
+  migration each); then every node and every provider is SIGKILLed and all are started
+  again at once: each node asks its providers, gets two pieces, checks them and opens its
+  disk by itself; the same group key signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of the etcd member that is the
   Raft leader goes down:
