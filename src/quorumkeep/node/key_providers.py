@@ -592,7 +592,8 @@ class PeersKeySource:
                         good = [o.provider for o in report.outcomes if o.ok]
                         self._say(
                             f"storage key recovered from {len(good)} key providers "
-                            f"({', '.join(good)}) after {report.attempts} attempt(s)"
+                            f"({', '.join(good)}) after {report.attempts} attempt(s) in "
+                            f"{report.seconds:.2f} s"
                         )
                         return key
                     remaining = deadline - time.monotonic()
