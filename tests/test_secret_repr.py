@@ -34,6 +34,7 @@ PUBLIC = {
     "quorumkeep.wire.backup.messages.BackupResponse.request_nonce": "echoed public nonce",
     "quorumkeep.wire.backup.messages.RecoverySession.request_nonce": "echoed public nonce",
     "quorumkeep.wire.backup.messages.RecoveryPush.nonce": "a replay nonce sent in the clear",
+    "quorumkeep.wire.key_provider.ReleaseRequest.nonce": "the provider's public challenge",
     "quorumkeep.ledger.accounts.AccessKey.nonce": "the access key's transaction counter",
     "quorumkeep.ledger.transaction.Transaction.nonce": "the transaction counter",
     # values that are not secrets

@@ -270,3 +270,32 @@ def test_config_round_trip_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(BackupServiceError) as excinfo:
         load_config(tmp_path / "missing.toml")
     assert excinfo.value.code == "config_not_found"
+
+
+def test_the_key_provider_setting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``key_provider``: a provider.toml, relative to backup.toml, kept through a round trip;
+    a service whose provider.toml is missing does not start (and names the setting)."""
+    import asyncio
+
+    from quorumkeep.backup.service import run_backup_service
+    from quorumkeep.daemon.startup import EXIT_STARTUP
+
+    document = {
+        "account": "alice",
+        "dir": ".",
+        "ledger_url": "http://127.0.0.1:1",
+        "key_provider": "provider/provider.toml",
+    }
+    config = config_from_mapping(document, base_dir=tmp_path)
+    assert config.key_provider == (tmp_path / "provider" / "provider.toml").resolve()
+    path = tmp_path / "backup.toml"
+    write_config(config, path)
+    assert 'key_provider = "provider/provider.toml"' in path.read_text()
+    assert load_config(path) == config
+    assert (
+        config_from_mapping({**document, "key_provider": None}, base_dir=tmp_path).key_provider
+        is None
+    )
+    code = asyncio.run(run_backup_service(config, ledger_wait=0.1, install_signal_handlers=False))
+    assert code == EXIT_STARTUP
+    assert "cannot start (config_not_found): key_provider:" in caplog.text

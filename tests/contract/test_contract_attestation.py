@@ -386,3 +386,80 @@ def test_any_attestation_argument_is_a_contract_error_and_changes_nothing(value:
     with pytest.raises(ContractError):
         d.call(node("erin"), "submit_participant_info", {**info("erin"), "attestation": value})
     assert d.contract.to_json() == before
+
+
+def test_tee_key_providers_once_their_measurements_are_allow_listed() -> None:
+    d = AttestedDriver(ACCOUNTS, 3)
+    keys: dict[str, dict[str, str]] = {}
+    for a in ["bob", "carol"]:
+        identity, encryption = tls_key(f"kp-{a}"), signer_key(f"kp-{a}")
+        keys[a] = {
+            "identity_public_key": identity.hex(),
+            "encryption_public_key": encryption.hex(),
+            "url": f"http://127.0.0.1:9{len(a)}00",
+        }
+    # No key-provider measurement listed: providers register without a quote.
+    d.call(operator("bob"), "register_key_provider", keys["bob"])
+    v = measurement().to_json()
+    for a in ["alice", "bob", "carol"]:
+        d.call(
+            operator(a),
+            "vote_measurement",
+            {"action": "add", "role": "key_provider", "measurement": v},
+        )
+    with pytest.raises(ContractError) as exc:
+        d.call(operator("carol"), "register_key_provider", keys["carol"])
+    assert code_of(exc) == "AttestationRequired"
+
+    def quote(a: str, role: Role = Role.KEY_PROVIDER) -> dict[str, Any]:
+        k = keys[a]
+        return dev_attestation(
+            role, bytes.fromhex(k["identity_public_key"]), bytes.fromhex(k["encryption_public_key"])
+        )
+
+    with pytest.raises(ContractError) as exc:
+        d.call(
+            operator("carol"),
+            "register_key_provider",
+            {**keys["carol"], "attestation": quote("carol", Role.BACKUP_SERVICE)},
+        )
+    assert exc.value.message.startswith("[report_data_mismatch]")
+    d.call(
+        operator("carol"), "register_key_provider", {**keys["carol"], "attestation": quote("carol")}
+    )
+    # A deal needs every holder attested: bob registered before the list existed.
+    deal_args = {
+        "epoch": 1,
+        "threshold": 2,
+        "commitment": [tls_key("c0").hex(), tls_key("c1").hex()],
+        "holders": [{"index": 1, "provider": "bob"}, {"index": 2, "provider": "carol"}],
+        "signer_public_key": signer_key("alice").hex(),
+        "release_public_key": tls_key("release").hex(),
+    }
+    with pytest.raises(ContractError) as exc:
+        d.call(d.node("alice"), "record_key_providers", deal_args)
+    assert code_of(exc) == "AttestationRequired" and "bob" in exc.value.message
+    # bob's provider attests by its identity key; the node's key may not do it for it.
+    with pytest.raises(ContractError) as exc:
+        d.call(
+            d.node("bob"),
+            "submit_attestation",
+            {"role": "key_provider", "attestation": quote("bob")},
+        )
+    assert code_of(exc) == "SignerKeyMismatch"
+    provider_key = CallContext(
+        "bob", bytes.fromhex(keys["bob"]["identity_public_key"]), False, 10, 10_000
+    )
+    d.call(
+        provider_key, "submit_attestation", {"role": "key_provider", "attestation": quote("bob")}
+    )
+    d.call(d.node("alice"), "record_key_providers", deal_args)
+    entries = d.view("attestations", {"at": 20})["entries"]
+    assert {e["account"] for e in entries if e["role"] == "key_provider"} == {"bob", "carol"}
+    with pytest.raises(ContractError) as exc:
+        d.call(
+            operator("dave"),
+            "submit_attestation",
+            {"role": "key_provider", "attestation": quote("bob")},
+        )
+    assert code_of(exc) == "NotParticipant"

@@ -154,6 +154,8 @@ def test_method_table() -> None:
         "vote_measurement",
         "vote_tcb_policy",
         "vote_recovery_key",
+        "register_key_provider",
+        "deregister_key_provider",
     }
     assert {m for m, spec in METHODS.items() if spec.full_access_only} == operator_methods
     assert set(NODE_METHODS) == {
@@ -166,6 +168,7 @@ def test_method_table() -> None:
         "submit_attestation",
         "verify_attestations",
         "submit_recovery_part",
+        "record_key_providers",
     }
     assert set(BACKUP_SERVICE_METHODS) == {"confirm_backup", "submit_attestation"}
     assert FUNCTION_CALL_METHODS == NODE_METHODS | BACKUP_SERVICE_METHODS
@@ -187,6 +190,8 @@ def test_method_table() -> None:
         "recovery_key",
         "recovery_parts",
         "backup_status",
+        "key_providers",
+        "key_provider_deal",
     } == VIEW_METHODS
 
 
@@ -233,7 +238,7 @@ def test_views_change_nothing() -> None:
     before = canonical(d.contract)
     for method in VIEW_METHODS:
         args: dict[str, Any] = {}
-        if method == "backup_service_info":
+        if method in ("backup_service_info", "key_provider_deal"):
             args = {"account": "alice"}
         elif method == "request":
             args = {"request_id": 0}

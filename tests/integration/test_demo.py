@@ -24,7 +24,7 @@ from quorumkeep.devnet.network import USER, Devnet
 
 pytestmark = pytest.mark.slow
 
-DEMO_TIMEOUT = 480.0
+DEMO_TIMEOUT = 600.0
 REPORT_KEYS = {
     "group_public_key",
     "scenarios",
@@ -45,8 +45,10 @@ MIGRATIONS = {
     "full-cluster-loss": 4,
     "cancelled-by-resharing": 1,
     "failover-to-standby": 1,
+    "every-machine-rebooted": 4,
 }
-"""How many nodes each migrating scenario moves."""
+"""How many nodes each migrating scenario moves (every-machine-rebooted: the four
+participants left after attestation-upgrade)."""
 RESTORE_KEYS = {
     "node",
     "restored",

@@ -113,7 +113,7 @@ def test_key_source_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             "storage_key": {"source": "passphrase", "passphrase_env": "QK_PP"},
         }
     )
-    source = ks.key_source_from_config(config, opslimit=MIN_OPSLIMIT, memlimit=MIN_MEMLIMIT)
+    source = ks.passphrase_source_from_config(config, opslimit=MIN_OPSLIMIT, memlimit=MIN_MEMLIMIT)
     key = source.create(os.urandom)
     assert fast_source(tmp_path, b"pp").load() == key
 

@@ -10,6 +10,7 @@ Example::
     dir = "."
     ledger_url = "http://127.0.0.1:7700"
     listen = "127.0.0.1:9401"        # optional: /health, /status, /metrics over plain HTTP
+    key_provider = "provider/provider.toml"   # optional: run this key provider inside too
 
     [passphrase]
     passphrase_env = "QUORUMKEEP_BACKUP_PASSPHRASE"
@@ -72,6 +73,9 @@ class BackupConfig(BaseModel):
     request_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
     attestation: AttestationConfig | None = None
     """How the service obtains its TEE quote (docs/attestation.md); None: it has none."""
+    key_provider: Path | None = None
+    """A key provider's ``provider.toml`` (``quorumkeep provider init``): the backup service
+    also runs that key provider in its process (docs/key-provider-protocol.md). None: not."""
 
     @field_validator("account")
     @classmethod
@@ -129,6 +133,8 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BackupCon
     updates: dict[str, Any] = {}
     if not config.dir.is_absolute():
         updates["dir"] = (base_dir / config.dir).resolve()
+    if config.key_provider is not None and not config.key_provider.is_absolute():
+        updates["key_provider"] = (base_dir / config.key_provider).resolve()
     source = config.passphrase
     if source.passphrase_file is not None and not source.passphrase_file.is_absolute():
         updates["passphrase"] = source.model_copy(
@@ -171,6 +177,8 @@ def render_config(config: BackupConfig, *, base_dir: Path) -> str:
     ]
     if config.listen is not None:
         lines.append(f"listen = {_toml_value(config.listen)}")
+    if config.key_provider is not None:
+        lines.append(f"key_provider = {_toml_value(relative(config.key_provider))}")
     lines.append(f"max_backoff = {_toml_value(config.max_backoff)}")
     lines.append(f"request_timeout = {_toml_value(config.request_timeout)}")
     lines.append("")

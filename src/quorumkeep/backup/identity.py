@@ -1,102 +1,55 @@
-"""The backup service's keys, sealed at rest under the operator's passphrase.
-
-``DIR/identity.json``::
-
-    {"format": "quorumkeep backup identity v1", "account": "alice",
-     "identity_public_key": hex32, "encryption_public_key": hex32,
-     "sealed_secrets": hex(passphrase blob of identity_seed ‖ encryption_seed)}
-
-- the **identity key** (ed25519) signs every request the service sends to a node; the node
-  checks it against the contract's ``identity_public_key`` for the account;
-- the **encryption key** (X25519, a ``crypto_kx`` pair from its seed) is mixed into every
-  transfer's key agreement (docs/backup-protocol.md §4), so a backup can only be opened here.
-
-The blob is the passphrase format of docs/sealing.md (Argon2id13 + XChaCha20-Poly1305), with
-associated data binding it to the account and both public keys written beside it. Argon2id
-runs once per process: the derived :class:`StoreKey` also seals every backup in the store.
+"""The backup service's keys: the service identity of :mod:`quorumkeep.daemon.service_identity`
+in the backup format (``"quorumkeep backup identity v1"``), errors as :class:`BackupServiceError`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from quorumkeep.backup.errors import BackupServiceError
-from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.crypto.seal import (
-    DEFAULT_MEMLIMIT,
-    DEFAULT_OPSLIMIT,
-    KxKeyPair,
-    PassphraseParams,
-    open_with_passphrase_key,
-    passphrase_key,
-    passphrase_params_of,
-    seal_with_passphrase_key,
+from quorumkeep.crypto.seal import DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT
+from quorumkeep.daemon import service_identity as _identity
+from quorumkeep.daemon.service_identity import (
+    IDENTITY_FILE_NAME,
+    SEED_SIZE,
+    IdentityFormat,
+    PublicIdentity,
+    StoreKey,
 )
-from quorumkeep.encoding.fields import len32
-from quorumkeep.wire.backup import Ed25519Signer
+from quorumkeep.daemon.service_identity import ServiceIdentity as BackupIdentity
 
-IDENTITY_FILE_NAME = "identity.json"
-IDENTITY_FORMAT = "quorumkeep backup identity v1"
-IDENTITY_AD_PREFIX = b"quorumkeep backup identity v1\x00"
-SEED_SIZE = 32
+BACKUP_IDENTITY = IdentityFormat(
+    _identity.BACKUP_IDENTITY.format,
+    _identity.BACKUP_IDENTITY.init_command,
+    BackupServiceError,
+    _identity.BACKUP_IDENTITY.role,
+)
+IDENTITY_FORMAT = BACKUP_IDENTITY.format
+IDENTITY_AD_PREFIX = BACKUP_IDENTITY.ad_prefix
+
+__all__ = [
+    "IDENTITY_AD_PREFIX",
+    "IDENTITY_FILE_NAME",
+    "IDENTITY_FORMAT",
+    "SEED_SIZE",
+    "BackupIdentity",
+    "PublicIdentity",
+    "StoreKey",
+    "create_identity",
+    "identity_associated_data",
+    "read_public_identity",
+    "unlock",
+]
 
 
 def identity_associated_data(
     account: str, identity_public_key: bytes, encryption_public_key: bytes
 ) -> bytes:
-    return (
-        IDENTITY_AD_PREFIX
-        + len32(account.encode("utf-8"))
-        + len32(identity_public_key)
-        + len32(encryption_public_key)
+    return _identity.identity_associated_data(
+        account, identity_public_key, encryption_public_key, BACKUP_IDENTITY
     )
-
-
-@dataclass(frozen=True)
-class StoreKey:
-    """The Argon2id key derived from the operator passphrase, and the parameters it was
-    derived under. In memory only."""
-
-    key: bytes = field(repr=False)
-    params: PassphraseParams
-
-    def __repr__(self) -> str:
-        return "StoreKey(<hidden>)"
-
-
-@dataclass(frozen=True)
-class PublicIdentity:
-    """What ``identity.json`` tells without a passphrase."""
-
-    account: str
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-    def registration(self) -> dict[str, str]:
-        """The arguments of the contract's ``register_backup_service``."""
-        return {
-            "identity_public_key": self.identity_public_key.hex(),
-            "encryption_public_key": self.encryption_public_key.hex(),
-        }
-
-
-@dataclass(frozen=True)
-class BackupIdentity:
-    account: str
-    signer: Ed25519Signer
-    encryption: KxKeyPair
-
-    @property
-    def public(self) -> PublicIdentity:
-        return PublicIdentity(self.account, self.signer.public_key, self.encryption.public_key)
-
-
-def _path(directory: Path | str) -> Path:
-    return Path(directory) / IDENTITY_FILE_NAME
 
 
 def create_identity(
@@ -109,110 +62,23 @@ def create_identity(
     random_bytes: RandomBytes = os.urandom,
 ) -> tuple[BackupIdentity, StoreKey]:
     """Generate both keys and write ``identity.json`` (0600); never overwrites one."""
-    path = _path(directory)
-    if path.exists():
-        raise BackupServiceError("identity_exists", f"{path} exists; refusing to replace keys")
-    try:
-        params = PassphraseParams.new(random_bytes, opslimit, memlimit)
-        key = StoreKey(passphrase_key(passphrase, params), params)
-    except SealError as exc:
-        raise BackupServiceError("invalid_kdf", f"cannot derive the storage key: {exc}") from None
-    identity_seed = random_bytes(SEED_SIZE)
-    encryption_seed = random_bytes(SEED_SIZE)
-    identity = BackupIdentity(
-        account, Ed25519Signer(identity_seed), KxKeyPair.from_seed(encryption_seed)
-    )
-    public = identity.public
-    sealed = seal_with_passphrase_key(
-        key.key,
-        key.params,
-        identity_seed + encryption_seed,
-        associated_data=identity_associated_data(
-            account, public.identity_public_key, public.encryption_public_key
-        ),
+    return _identity.create_identity(
+        directory,
+        account,
+        passphrase,
+        opslimit=opslimit,
+        memlimit=memlimit,
         random_bytes=random_bytes,
+        kind=BACKUP_IDENTITY,
     )
-    document = {
-        "format": IDENTITY_FORMAT,
-        "account": account,
-        **public.registration(),
-        "sealed_secrets": sealed.hex(),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(document, indent=2) + "\n").encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise BackupServiceError("identity_exists", f"{path} exists") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return identity, key
-
-
-def _read(directory: Path | str) -> tuple[PublicIdentity, bytes]:
-    path = _path(directory)
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise BackupServiceError(
-            "identity_missing", f"{path} is missing: run `quorumkeep backup init`"
-        ) from None
-    except (OSError, ValueError):
-        raise BackupServiceError("identity_invalid", f"{path} is unreadable or not JSON") from None
-    try:
-        if document["format"] != IDENTITY_FORMAT:
-            raise ValueError("format")
-        public = PublicIdentity(
-            str(document["account"]),
-            bytes.fromhex(document["identity_public_key"]),
-            bytes.fromhex(document["encryption_public_key"]),
-        )
-        sealed = bytes.fromhex(document["sealed_secrets"])
-        if len(public.identity_public_key) != 32 or len(public.encryption_public_key) != 32:
-            raise ValueError("key size")
-    except (KeyError, TypeError, ValueError):
-        raise BackupServiceError("identity_invalid", f"{path}: missing or invalid fields") from None
-    return public, sealed
 
 
 def read_public_identity(directory: Path | str) -> PublicIdentity:
-    return _read(directory)[0]
+    return _identity.read_public_identity(directory, BACKUP_IDENTITY)
 
 
 def unlock(
     directory: Path | str, passphrase: bytes, account: str
 ) -> tuple[BackupIdentity, StoreKey]:
     """Derive the storage key (Argon2id, once) and open the keys with it."""
-    public, sealed = _read(directory)
-    if public.account != account:
-        raise BackupServiceError(
-            "identity_mismatch",
-            f"{_path(directory)} holds the keys of account {public.account!r}, not {account!r}",
-        )
-    try:
-        params = passphrase_params_of(sealed)
-        key = StoreKey(passphrase_key(passphrase, params), params)
-        secrets = open_with_passphrase_key(
-            key.key,
-            params,
-            sealed,
-            associated_data=identity_associated_data(
-                account, public.identity_public_key, public.encryption_public_key
-            ),
-        )
-    except SealError:
-        raise BackupServiceError(
-            "wrong_passphrase", "the passphrase does not open this backup service's keys"
-        ) from None
-    if len(secrets) != 2 * SEED_SIZE:
-        raise BackupServiceError("identity_invalid", "the sealed keys have the wrong size")
-    identity = BackupIdentity(
-        account,
-        Ed25519Signer(secrets[:SEED_SIZE]),
-        KxKeyPair.from_seed(secrets[SEED_SIZE:]),
-    )
-    if identity.public != public:
-        raise BackupServiceError("identity_invalid", "the sealed keys are not the recorded ones")
-    return identity, key
+    return _identity.unlock(directory, passphrase, account, BACKUP_IDENTITY)

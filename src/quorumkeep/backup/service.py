@@ -19,6 +19,10 @@ re-reads the contract and pursues three goals, each in a task of its own with bo
   node acknowledges them, and again for any later migration; the task ends when the
   migration is concluded, cancelled or replaced.
 
+With ``key_provider`` set in ``backup.toml``, the same process also runs that key provider
+(:func:`quorumkeep.provider.service.run_provider`, its own keys, store, passphrase source and
+port): the two stop together, and if either cannot start or fails, the process does.
+
 Exit codes of :func:`run_service`: 0 stopped by a signal, 1 failed while running, 2 could
 not start. Log lines never hold a share, a key or the passphrase.
 """
@@ -63,6 +67,10 @@ from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.net.server import EmbeddedServer, bind_socket
+from quorumkeep.provider.config import ProviderConfig
+from quorumkeep.provider.config import load_config as load_provider_config
+from quorumkeep.provider.errors import ProviderError
+from quorumkeep.provider.service import run_provider
 from quorumkeep.wire.backup import BackupProtocolError, Keyset, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
@@ -710,8 +718,15 @@ async def run_backup_service(
     ledger: AsyncLedgerClient | None = None
     server: EmbeddedServer | None = None
     server_task: asyncio.Task[None] | None = None
+    provider_task: asyncio.Task[int] | None = None
     sock: socket.socket | None = None
     try:
+        provider_config: ProviderConfig | None = None
+        if config.key_provider is not None:
+            try:
+                provider_config = load_provider_config(config.key_provider)
+            except ProviderError as exc:
+                raise StartupError(f"key_provider: {exc.message}", exc.code) from None
         try:
             passphrase = config.read_passphrase()
             public = read_public_identity(config.dir)
@@ -761,17 +776,38 @@ async def run_backup_service(
             config.listen,
             len(store.records()),
         )
+        if provider_config is not None:
+            provider_task = asyncio.create_task(
+                run_provider(
+                    provider_config,
+                    stop=stop,
+                    ledger_wait=ledger_wait,
+                    install_signal_handlers=False,
+                ),
+                name="key-provider",
+            )
+            provider_task.add_done_callback(lambda _task: stop.set())
         try:
             await service.run(stop, int(status["height"]))
         except Exception as exc:
             log.error("failed: %s: %s", type(exc).__name__, _message(exc))
             return EXIT_FAILED
+        if provider_task is not None:
+            code = await provider_task
+            if code != EXIT_OK:
+                log.error("the key provider in this process stopped (exit %d)", code)
+                return code
         log.info("stopped")
         return EXIT_OK
     except StartupError as exc:
         log.error("cannot start (%s): %s", exc.code, exc)
         return EXIT_STARTUP
     finally:
+        if provider_task is not None and not provider_task.done():
+            stop.set()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await provider_task
         if server is not None and server_task is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):

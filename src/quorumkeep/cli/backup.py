@@ -109,6 +109,12 @@ def init(
     dev_platform_key_file: Path | None = typer.Option(
         None, "--dev-platform-key-file", help="dev: the development platform key (hex seed)."
     ),
+    key_provider: Path | None = typer.Option(
+        None,
+        "--key-provider",
+        help="A key provider's provider.toml (provider init) the service also runs.",
+        dir_okay=False,
+    ),
 ) -> None:
     """Create the service's keys, its store and backup.toml; print the registration."""
     if kdf_cost not in KDF_COSTS:
@@ -130,6 +136,7 @@ def init(
                 "dir": str(directory),
                 "ledger_url": ledger,
                 "listen": listen,
+                "key_provider": None if key_provider is None else str(key_provider.resolve()),
                 "passphrase": PassphraseConfig(**source).model_dump(exclude_none=True),
                 **(
                     {}

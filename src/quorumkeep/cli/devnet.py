@@ -62,6 +62,12 @@ def up(
         help="sqlite (one ledger process) or etcd (a 3-member etcd cluster and two ledger "
         "servers; clients fail over between them).",
     ),
+    key_source: str = typer.Option(
+        "passphrase",
+        "--key-source",
+        help="passphrase, or peers: a key provider per operator holds 2-of-m pieces of every "
+        "other operator's node storage key (docs/key-provider-protocol.md).",
+    ),
 ) -> None:
     """Start a ledger and N nodes (and a backup service per operator, registered in the
     contract), initialize the contract, generate domain 0's key.
@@ -84,6 +90,7 @@ def up(
                 timeout=timeout,
                 backup=not no_backup,
                 ledger=ledger,
+                key_source=key_source,
                 progress=lambda what: spinner.update(what),
             )
             state = devnet.contract_state()

@@ -21,6 +21,7 @@ from quorumkeep.cli import (
     ledger,
     node,
     operator,
+    provider,
     sign,
 )
 
@@ -37,6 +38,7 @@ app.add_typer(contract.app, name="contract")
 app.add_typer(node.app, name="node")
 app.add_typer(operator.app, name="operator")
 app.add_typer(backup.app, name="backup")
+app.add_typer(provider.app, name="provider")
 app.add_typer(devnet.app, name="devnet")
 app.command("sign")(sign.sign_command)
 app.add_typer(bench.app, name="bench")

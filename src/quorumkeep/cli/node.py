@@ -21,7 +21,8 @@ from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.config import ConfigError, NodeConfig, config_from_mapping
 from quorumkeep.node.identity import IdentityError, initialize_node
-from quorumkeep.node.keystore import KeystoreError, key_source_from_config
+from quorumkeep.node.key_sources import key_source_from_config
+from quorumkeep.node.keystore import KeystoreError
 
 app = typer.Typer(no_args_is_help=True, help="Set up and run an MPC node.")
 
@@ -47,12 +48,25 @@ def build_config(
     passphrase_file: Path | None,
     warm_standby: bool = False,
     attestation: dict[str, Any] | None = None,
+    key_source: str = "passphrase",
+    threshold: int = 2,
+    providers: list[str] | None = None,
+    provider_wait: float | None = None,
 ) -> NodeConfig:
-    storage: dict[str, Any] = {"source": "passphrase"}
-    if passphrase_file is not None:
-        storage["passphrase_file"] = str(passphrase_file)
+    storage: dict[str, Any]
+    if key_source == "peers":
+        storage = {"source": "peers", "threshold": threshold}
+        if providers:
+            storage["providers"] = providers
+        if provider_wait is not None:
+            storage["wait"] = provider_wait
+    elif passphrase_file is not None:
+        storage = {"source": "passphrase", "passphrase_file": str(passphrase_file)}
     else:
-        storage["passphrase_env"] = passphrase_env or DEFAULT_PASSPHRASE_ENV
+        storage = {
+            "source": "passphrase",
+            "passphrase_env": passphrase_env or DEFAULT_PASSPHRASE_ENV,
+        }
     document: dict[str, Any] = {
         "account": account,
         "data_dir": str(directory),
@@ -108,6 +122,24 @@ def init(
         help="A warm standby for ACCOUNT: keeps the shares its primary pushes, takes no part "
         "until a fail-over migration to it (node.toml warm_standby = true).",
     ),
+    key_source: str = typer.Option(
+        "passphrase",
+        "--key-source",
+        help="Where the storage key comes from: passphrase, or peers (key providers of other "
+        "operators hold it k-of-m).",
+    ),
+    threshold: int = typer.Option(
+        2, "--threshold", help="peers: pieces needed to open the node's disk (k >= 2)."
+    ),
+    providers: str | None = typer.Option(
+        None,
+        "--providers",
+        help="peers: comma-separated provider accounts (default: every registered provider of "
+        "another operator).",
+    ),
+    provider_wait: float | None = typer.Option(
+        None, "--provider-wait", help="peers: seconds a start keeps asking providers (600)."
+    ),
     attestation: str = typer.Option(
         "none", "--attestation", help="How the node obtains its quote: none, dev or tdx."
     ),
@@ -120,8 +152,12 @@ def init(
     pccs_url: str | None = typer.Option(None, "--pccs-url", help="tdx: collateral source."),
 ) -> None:
     """Create the node's keys and DIR/node.toml; print the participant info to register."""
+    if key_source not in ("passphrase", "peers"):
+        fail("--key-source must be passphrase or peers")
     if passphrase_env is not None and passphrase_file is not None:
         fail("give --passphrase-env or --passphrase-file, not both")
+    if key_source == "peers" and (passphrase_env is not None or passphrase_file is not None):
+        fail("--key-source peers takes no passphrase")
     if kdf_cost not in KDF_COSTS:
         fail(f"--kdf-cost must be one of {', '.join(KDF_COSTS)}")
     directory = directory.resolve()
@@ -137,6 +173,10 @@ def init(
             passphrase_env=passphrase_env,
             passphrase_file=passphrase_file,
             warm_standby=warm_standby,
+            key_source=key_source,
+            threshold=threshold,
+            providers=None if providers is None else providers.split(","),
+            provider_wait=provider_wait,
             attestation=None
             if attestation == "none"
             else {
@@ -155,7 +195,12 @@ def init(
     except ConfigError as exc:
         fail(str(exc))
     opslimit, memlimit = KDF_COSTS[kdf_cost]
-    source = key_source_from_config(config, opslimit=opslimit, memlimit=memlimit)
+    source = key_source_from_config(
+        config,
+        opslimit=opslimit,
+        memlimit=memlimit,
+        progress=lambda line: typer.echo(line, err=True),
+    )
     try:
         identity = initialize_node(config, source, random_bytes=os.urandom)
     except (IdentityError, KeystoreError) as exc:

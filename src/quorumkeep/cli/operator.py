@@ -122,6 +122,112 @@ def register_backup_service(
     )
 
 
+@app.command("record-key-providers")
+def record_key_providers(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    node_dir: Path = typer.Option(
+        ...,
+        "--node",
+        help="The node's directory (`node init --key-source peers`).",
+        file_okay=False,
+    ),
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Record in the contract which key providers hold the node's storage key (its deal)."""
+    from quorumkeep.ledger.transaction import FunctionCall
+    from quorumkeep.node.key_providers import PeersKeySource
+    from quorumkeep.node.keystore import KeystoreError
+
+    source = PeersKeySource(node_dir, account=account, ledger_url=ledger)
+    try:
+        deal = source.recorded_deal()
+    except KeystoreError as exc:
+        fail(str(exc))
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = client.submit(signer, [FunctionCall("record_key_providers", deal)])
+    except LedgerError as exc:
+        _operator_failed(exc)
+    if not outcome.ok:
+        report_outcome(outcome, as_json)
+        return
+    if as_json:
+        emit_json({"block_height": outcome.block_height, "tx_hash": outcome.tx_hash, **deal})
+        return
+    holders = ", ".join(h["provider"] for h in deal["holders"])
+    typer.echo(
+        f"ok: {account}'s storage key recorded as {deal['threshold']}-of-"
+        f"{len(deal['holders'])} with {holders} (epoch {deal['epoch']}) at block "
+        f"{outcome.block_height}"
+    )
+
+
+@app.command("register-key-provider")
+def register_key_provider(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    provider_dir: Path = typer.Option(
+        ...,
+        "--provider-dir",
+        help="The key provider's directory (`provider init`).",
+        file_okay=False,
+    ),
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Register (or replace) the account's key provider in the contract."""
+    from quorumkeep.cli.provider import registration_of
+    from quorumkeep.daemon.service_identity import (
+        KEY_PROVIDER_IDENTITY,
+        ServiceIdentityError,
+        read_public_identity,
+    )
+    from quorumkeep.ledger.transaction import FunctionCall
+    from quorumkeep.provider.config import CONFIG_FILE_NAME, load_config
+    from quorumkeep.provider.errors import ProviderError
+
+    try:
+        config = load_config(provider_dir / CONFIG_FILE_NAME)
+        public = read_public_identity(provider_dir, KEY_PROVIDER_IDENTITY)
+    except (ProviderError, ServiceIdentityError) as exc:
+        fail(exc.message)
+    if public.account != account:
+        fail(f"the key provider is for account {public.account!r}, not {account!r}")
+    registration = registration_of(config, public.identity_public_key, public.encryption_public_key)
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = client.submit(signer, [FunctionCall("register_key_provider", registration)])
+    except LedgerError as exc:
+        _operator_failed(exc)
+    report_outcome(outcome, as_json)
+
+
+@app.command("deregister-key-provider")
+def deregister_key_provider(
+    account: str = ACCOUNT_OPTION,
+    key: Path = KEY_OPTION,
+    ledger: str = LEDGER_OPTION,
+    passphrase_file: Path | None = PASSPHRASE_FILE,
+    as_json: bool = JSON_OUTPUT,
+) -> None:
+    """Deregister the account's key provider; the nodes it held pieces for re-deal."""
+    from quorumkeep.ledger.transaction import FunctionCall
+
+    signer = signer_or_fail(key, account, passphrase_file)
+    try:
+        with LedgerClient(ledger) as client:
+            outcome = client.submit(signer, [FunctionCall("deregister_key_provider", {})])
+    except LedgerError as exc:
+        _operator_failed(exc)
+    report_outcome(outcome, as_json)
+
+
 @app.command("vote-recovery-key")
 def vote_recovery_key(
     account: str = ACCOUNT_OPTION,

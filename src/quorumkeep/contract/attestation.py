@@ -162,6 +162,7 @@ def referenced_keys(state: ContractState) -> set[bytes]:
     keys |= {c.tls_public_key for c in state.candidates.values()}
     keys |= {m.destination.tls_public_key for m in state.migrations.values()}
     keys |= {b.identity_public_key for b in state.backup_services.values()}
+    keys |= {p.identity_public_key for p in state.key_providers.providers.values()}
     return keys
 
 
@@ -246,6 +247,38 @@ def backup_service_evidence(
     )
 
 
+def key_provider_evidence(
+    state: ContractState,
+    ctx: CallContext,
+    identity_key: bytes,
+    encryption_key: bytes,
+    evidence_json: Any,
+) -> AttestationRecord | None:
+    """The verified record a provider registration carries. Required when the contract
+    allow-lists key-provider measurements (it then accepts TEE key providers only)."""
+    att = state.attestation
+    if att is None:
+        if evidence_json is not None:
+            raise InvalidArguments("this contract was initialised without attestation")
+        return None
+    if evidence_json is None:
+        if att.allowed.get(Role.KEY_PROVIDER.value):
+            raise AttestationRequired(
+                "this contract allow-lists key-provider measurements: a key provider registers "
+                "with an attestation"
+            )
+        return None
+    return verify_record(
+        att,
+        evidence_json,
+        Role.KEY_PROVIDER,
+        ctx.predecessor,
+        identity_key,
+        encryption_key,
+        now_seconds(ctx),
+    )
+
+
 def _require_attestation(state: ContractState) -> AttestationState:
     require_initialized(state)
     if state.attestation is None:
@@ -274,7 +307,7 @@ def _node_keys(state: ContractState, account: str, tls_key: bytes) -> bytes | No
 
 
 def submit_attestation(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallResult:
-    """Attest (or re-attest) a node's TLS key or the caller's backup service."""
+    """Attest (or re-attest) a node's TLS key, the caller's backup service or key provider."""
     check_fields(args, "args", ["role", "attestation"], ["tls_public_key"])
     role = Role(expect_role(args["role"], "role"))
     att = _require_attestation(state)
@@ -315,7 +348,24 @@ def submit_attestation(state: ContractState, ctx: CallContext, args: dict[str, A
             now,
         )
     else:
-        raise InvalidArguments("key providers are not registered in this contract yet")
+        if "tls_public_key" in args:
+            raise InvalidArguments("a key provider's attestation has no tls_public_key")
+        provider = state.key_providers.providers.get(account)
+        if provider is None:
+            raise NotParticipant(f"{account} has no registered key provider")
+        if not ctx.full_access and ctx.signer_public_key != provider.identity_public_key:
+            raise SignerKeyMismatch(
+                "a key provider attests with its identity key (or the operator's full-access key)"
+            )
+        record = verify_record(
+            att,
+            args["attestation"],
+            role,
+            account,
+            provider.identity_public_key,
+            provider.encryption_public_key,
+            now,
+        )
     event = store_record(state, record)
     return CallResult(record.to_json(), [event])
 
@@ -480,7 +530,8 @@ def verify_attestations(state: ContractState, ctx: CallContext, args: dict[str, 
 
 
 def attestations_view(state: ContractState, args: dict[str, Any]) -> Any:
-    """Everyone's attestation: participants, candidates, destinations, backup services.
+    """Everyone's attestation: participants, candidates, destinations, backup services, key
+    providers.
 
     With ``at`` (Unix seconds) each entry also gets ``status`` ("valid", "pending" during
     the genesis grace time, or the problem) and ``expires_in`` seconds.
@@ -529,6 +580,8 @@ def attestations_view(state: ContractState, args: dict[str, Any]) -> Any:
         entries.append(
             entry("backup_service", account, b.identity_public_key, "backup_service", None)
         )
+    for account, p in sorted(state.key_providers.providers.items()):
+        entries.append(entry("key_provider", account, p.identity_public_key, "key_provider", None))
     return {
         "enforced": True,
         "insecure": att.dev_allowed,

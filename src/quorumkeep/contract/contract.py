@@ -11,6 +11,7 @@ from quorumkeep.contract import (
     backup_gate,
     initialize,
     key_events,
+    key_providers,
     keygen,
     migration,
     recovery,
@@ -51,6 +52,9 @@ _HANDLERS: dict[str, tuple[MethodSpec, Handler]] = {
     "vote_recovery_key": (_OPERATOR, recovery.vote_recovery_key),
     "submit_recovery_part": (_ANY_KEY, recovery.submit_recovery_part),
     "confirm_backup": (_ANY_KEY, backup_gate.confirm_backup),
+    "register_key_provider": (_OPERATOR, key_providers.register_key_provider),
+    "deregister_key_provider": (_OPERATOR, key_providers.deregister_key_provider),
+    "record_key_providers": (_ANY_KEY, key_providers.record_key_providers),
 }
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType(
@@ -69,6 +73,7 @@ NODE_METHODS: frozenset[str] = frozenset(
         "submit_attestation",
         "verify_attestations",
         "submit_recovery_part",
+        "record_key_providers",
     }
 )
 """The methods a node's function-call key is given: its own protocol calls, nothing else."""

@@ -209,6 +209,18 @@ class KeyNotBackedUp(ContractError):
     code = "KeyNotBackedUp"
 
 
+class KeyProviderNotFound(ContractError):
+    """The account has no registered key provider."""
+
+    code = "KeyProviderNotFound"
+
+
+class InvalidKeyProviders(ContractError):
+    """A deal breaks a key-provider rule (own operator, unregistered, duplicate, stale epoch)."""
+
+    code = "InvalidKeyProviders"
+
+
 class UnknownMethod(ContractError):
     """No call or view has that name."""
 
@@ -254,6 +266,8 @@ ERRORS: dict[str, type[ContractError]] = {
         InvalidRecoveryKey,
         InvalidRecoveryPart,
         KeyNotBackedUp,
+        KeyProviderNotFound,
+        InvalidKeyProviders,
         UnknownMethod,
         InvalidArguments,
     )

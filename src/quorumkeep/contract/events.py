@@ -42,6 +42,9 @@ RECOVERY_KEY_SET = "recovery_key_set"
 RECOVERY_PART_RECORDED = "recovery_part_recorded"
 BACKUP_CONFIRMED = "backup_confirmed"
 BACKUP_POLICY_MET = "backup_policy_met"
+KEY_PROVIDER_REGISTERED = "key_provider_registered"
+KEY_PROVIDER_DEREGISTERED = "key_provider_deregistered"
+KEY_PROVIDERS_RECORDED = "key_providers_recorded"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -78,6 +81,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         RECOVERY_PART_RECORDED,
         BACKUP_CONFIRMED,
         BACKUP_POLICY_MET,
+        KEY_PROVIDER_REGISTERED,
+        KEY_PROVIDER_DEREGISTERED,
+        KEY_PROVIDERS_RECORDED,
     }
 )
 

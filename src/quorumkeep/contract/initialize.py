@@ -20,6 +20,7 @@ from quorumkeep.contract.errors import (
     NotParticipant,
 )
 from quorumkeep.contract.events import participants_changed, protocol_state_changed
+from quorumkeep.contract.key_providers import drop_non_participants
 from quorumkeep.contract.rules import duplicate_problem, threshold_problem
 from quorumkeep.contract.state import (
     MAX_PARTICIPANTS,
@@ -72,5 +73,6 @@ def init(state: ContractState, ctx: CallContext, args: dict[str, Any]) -> CallRe
     events = [
         protocol_state_changed(NotInitializedState.name, Running.name, 0),
         participants_changed(0, parameters.to_json(), "init"),
+        *drop_non_participants(state),
     ]
     return CallResult({"epoch": 0, **parameters.to_json()}, events)

@@ -34,6 +34,7 @@ from quorumkeep.contract.args import (
 from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.backup_gate_state import BackupGate
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.key_provider_state import KeyProviderBook
 from quorumkeep.contract.recovery_state import RecoveryBook
 from quorumkeep.encoding.records import Flattened, JsonRecord, kind, nullable, record_kind
 
@@ -634,6 +635,7 @@ class ContractState:
     attestation: AttestationState | None = None
     recovery: RecoveryBook = field(default_factory=RecoveryBook)
     backup_gate: BackupGate = field(default_factory=BackupGate)
+    key_providers: KeyProviderBook = field(default_factory=KeyProviderBook)
 
     def serving(self) -> Running | None:
         """The Running state whose participants and keys currently sign (None before init)."""
@@ -672,6 +674,8 @@ class ContractState:
         # Likewise the backup gate: absent while no policy entry or confirmation exists.
         if not self.backup_gate.empty():
             body["backup_gate"] = self.backup_gate.to_json()
+        if not self.key_providers.empty():
+            body["key_providers"] = self.key_providers.to_json()
         return body
 
     @classmethod
@@ -692,7 +696,7 @@ class ContractState:
                 "migrations",
                 "candidates",
             ],
-            ["attestation", "emergency_recovery", "backup_gate"],
+            ["attestation", "emergency_recovery", "backup_gate", "key_providers"],
         )
         if obj["format"] != STATE_FORMAT:
             raise InvalidArguments(f"state.format must be {STATE_FORMAT}")
@@ -742,4 +746,7 @@ class ContractState:
             backup_gate=BackupGate.from_json(obj["backup_gate"], "state.backup_gate")
             if "backup_gate" in obj
             else BackupGate(),
+            key_providers=KeyProviderBook.from_json(obj["key_providers"], "state.key_providers")
+            if "key_providers" in obj
+            else KeyProviderBook(),
         )

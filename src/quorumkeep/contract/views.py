@@ -10,6 +10,7 @@ from quorumkeep.contract.args import check_fields, expect_account, expect_int, e
 from quorumkeep.contract.attestation import attestation_policy_view, attestations_view
 from quorumkeep.contract.backup_gate import backup_status
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
+from quorumkeep.contract.key_providers import key_provider_deal_view, key_providers_view
 from quorumkeep.contract.state import (
     PATH_MAX,
     ContractState,
@@ -171,4 +172,6 @@ VIEWS: dict[str, View] = {
     "recovery_key": recovery_key,
     "recovery_parts": recovery_parts,
     "backup_status": backup_status,
+    "key_providers": key_providers_view,
+    "key_provider_deal": key_provider_deal_view,
 }

@@ -221,6 +221,15 @@ def lagrange_coefficient(x_i: Scalar, xs: list[Scalar]) -> Scalar:
     return bytes(_s_mul(numerator, _s_inv(denominator)))
 
 
+def interpolate_at_zero(shares: dict[int, Scalar]) -> Scalar:
+    """f(0) = Σ λ_i·f(i) over the given identifiers (RFC 9591 §4.2 coefficients)."""
+    ids = sorted(shares)
+    xs = [identifier_scalar(i) for i in ids]
+    return scalar_sum(
+        scalar_mul(lagrange_coefficient(x, xs), shares[i]) for i, x in zip(ids, xs, strict=True)
+    )
+
+
 def vss_commit(coefficients: list[Scalar]) -> list[Element]:
     """Feldman commitment: [c_i·G] for each coefficient."""
     return [base_mul(c) for c in coefficients]

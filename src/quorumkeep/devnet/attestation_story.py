@@ -50,20 +50,34 @@ def vote(devnet: Devnet, accounts: Sequence[str], action: str, app: str) -> list
     raise StoryError(f"the vote to {action} {app!r} did not reach the threshold")
 
 
-def upgrade(devnet: Devnet, name: str, app: str) -> None:
-    """Restart node ``name`` on the build ``app`` (its node.toml names what it runs)."""
+def set_build(devnet: Devnet, name: str, app: str) -> None:
+    """Make node ``name`` run the build ``app`` from its next start (node.toml names it)."""
     record = devnet.process(name)
     assert record.directory is not None
     path = devnet.dir.resolve(record.directory) / "node.toml"
     config = load_config(path)
     assert config.attestation is not None
-    devnet.stop(name)
     write_config(
         config.model_copy(
             update={"attestation": config.attestation.model_copy(update={"app": app})}
         ),
         path,
     )
+
+
+def allowed_build(devnet: Devnet) -> str:
+    """The devnet's node build the contract's node allow-list admits (after this story:
+    the upgrade), for nodes created later."""
+    with devnet.client() as client:
+        policy = client.view("attestation_policy")
+    listed = [] if policy is None else policy["allowed_measurements"].get("node", [])
+    return UPGRADE_APP if dev_measurement(UPGRADE_APP).to_json() in listed else NODE_APP
+
+
+def upgrade(devnet: Devnet, name: str, app: str) -> None:
+    """Restart node ``name`` on the build ``app`` (its node.toml names what it runs)."""
+    devnet.stop(name)
+    set_build(devnet, name, app)
     devnet.start(name)
 
 

@@ -32,6 +32,12 @@ by signing:
   that is not whitelisted is refused. The primary's machine is lost; ``operator failover``
   checks the standby holds the epoch in force and migrates to it, and the standby concludes
   from the shares it holds (goal: ≤ 1 s of ledger time), then signs;
+- ``every-machine-rebooted`` — every operator starts a key provider and moves its node to
+  one whose storage key the other participants' providers hold k-of-m (`--key-source peers`,
+  k = 2: 2-of-3 in the whole demo, 2-of-2 when only ``attestation-upgrade`` ran before; a
+  migration each); then every node and every provider is SIGKILLed and all are started
+  again at once: each node asks its providers, gets two pieces, checks them and opens its
+  disk by itself; the same group key signs;
 - ``ledger-machine-lost`` — (the ledger runs on a 3-member etcd cluster with two ledger
   servers) the machine of the proposing ledger server and of the etcd member that is the
   Raft leader goes down:
@@ -89,7 +95,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
-from quorumkeep.devnet import backups, processes, recovery_key, snapshots, watch
+from quorumkeep.devnet import backups, processes, providers, recovery_key, snapshots, watch
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import LEDGER_DIR
 from quorumkeep.devnet.network import USER, Devnet
@@ -122,6 +128,7 @@ SCENARIOS = (
     "attestation-upgrade",
     "restored-from-snapshot",
     "failover-to-standby",
+    "every-machine-rebooted",
     "ledger-machine-lost",
     "company-gone",
 )
@@ -1088,6 +1095,93 @@ class Demo:
         self.wait_backup_gate(watch.epoch(self._state()) or 0)
         self.sign(scenario)
 
+    def every_machine_rebooted(self) -> None:
+        """Every node's storage key moves to key providers (a migration per operator to a
+        node with ``--key-source peers``); then every node and every provider is SIGKILLed and
+        started again at once: each node gets k pieces back by itself and the network signs
+        again under the same group key, with nobody typing a passphrase."""
+        from quorumkeep.devnet import attestation_story
+        from quorumkeep.devnet.attestation import NODE_APP
+
+        scenario = "every-machine-rebooted"
+        self.narrator.section(f"{scenario}: every node and every key provider restart at once")
+        state = self._state()
+        accounts = [m["account"] for m in watch.participants(state)]
+        old = {a: self.current_node(a) for a in accounts}
+        with self.narrator.step("a key provider per operator, registered in the contract") as f:
+            have = set(self.devnet.provider_names())
+            try:
+                started = self.devnet.add_providers(
+                    [a for a in accounts if providers.provider_name(a) not in have]
+                )
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            f(", ".join(started) or "already running")
+        with self.narrator.step(
+            "each operator starts a node whose storage key the others' providers hold"
+        ) as f:
+            try:
+                names = self.devnet.add_nodes(accounts, start=False, key_source="peers")
+                build = attestation_story.allowed_build(self.devnet)
+                if build != NODE_APP:  # the attestation-upgrade scenario moved the network on
+                    for name in names:
+                        attestation_story.set_build(self.devnet, name, build)
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(str(exc)) from None
+            f(", ".join(names))
+        new_nodes = dict(zip(accounts, names, strict=True))
+        heights = self.start_migrations(new_nodes)
+        with self.narrator.step("operators record their deals; the new nodes start") as f:
+            try:
+                for name in names:
+                    providers.record_deal(self.devnet, name)
+                with self.devnet.client() as client:
+                    deals = {
+                        a: client.view("key_provider_deal", {"account": a})["deal"]
+                        for a in accounts
+                    }
+                for name in names:
+                    self.devnet.start(name, wait=False)
+                for name in names:
+                    self.devnet.wait_node_healthy(name)
+            except (DevnetError, LedgerError) as exc:
+                raise DemoError(str(exc)) from None
+            held = "; ".join(
+                f"{a} {d['threshold']}-of-{len(d['holders'])} "
+                f"({', '.join(h['provider'] for h in d['holders'])})"
+                for a, d in deals.items()
+            )
+            f(f"each got its storage key from its providers: {held}")
+        progress = self.follow(accounts, min(heights.values()), scenario)
+        for account in accounts:
+            if progress[account].state != CONCLUDED:
+                raise DemoError(f"{account}'s migration ended {progress[account].state}")
+            with contextlib.suppress(DevnetError):
+                self.devnet.retire(old[account], grace=2.0)
+        self.sign(scenario)
+        machines = [*names, *self.devnet.provider_names()]
+        with self.narrator.step(f"SIGKILL all {len(machines)}: every node and every provider"):
+            try:
+                for name in machines:
+                    self.devnet.kill(name)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+        with self.narrator.step("start them all again at once") as f:
+            began = time.monotonic()
+            try:
+                for name in machines:
+                    self.devnet.start(name, wait=False)
+                for name in names:
+                    self.devnet.wait_node_healthy(name, timeout=UP_TIMEOUT)
+            except DevnetError as exc:
+                raise DemoError(str(exc)) from None
+            f(f"every node serves again after {time.monotonic() - began:.1f} s")
+        keys = watch.domain_keys(self._state())
+        if keys.get(0) != self.report.group_public_key:
+            raise DemoError("the contract's group key changed")
+        self.narrator.note(f"group public key unchanged: {keys.get(0)}")
+        self.sign(scenario)
+
     def company_gone(self) -> None:
         scenario = "company-gone"
         self.narrator.section(f"{scenario}: the company and every machine of the network are gone")
@@ -1226,6 +1320,7 @@ class Demo:
             "attestation-upgrade": self.attestation_upgrade,
             "restored-from-snapshot": self.restored_from_snapshot,
             "failover-to-standby": self.failover_to_standby,
+            "every-machine-rebooted": self.every_machine_rebooted,
             "ledger-machine-lost": self.ledger_machine_lost,
             "company-gone": self.company_gone,
         }

@@ -80,9 +80,12 @@ class DevnetRecord:
     ledger_url: str | None = None
     accounts: dict[str, AccountRecord] = field(default_factory=dict)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    key_source: str = "passphrase"
+    """Where new nodes get their storage key: ``passphrase`` or ``peers`` (key providers)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "key_source": self.key_source,
             "format": DEVNET_FORMAT,
             "phase": self.phase,
             "threshold": self.threshold,
@@ -104,6 +107,7 @@ class DevnetRecord:
                 phase=str(value["phase"]),
                 chain_id=value.get("chain_id"),
                 ledger_url=value.get("ledger_url"),
+                key_source=str(value.get("key_source", "passphrase")),
                 accounts={
                     str(n): AccountRecord.from_json(str(n), a)
                     for n, a in dict(value["accounts"]).items()

@@ -29,7 +29,7 @@ from quorumkeep.crypto.seal import (
     MIN_OPSLIMIT,
     PassphraseParams,
 )
-from quorumkeep.devnet import attestation, backups, processes, recovery_key, watch
+from quorumkeep.devnet import attestation, backups, processes, providers, recovery_key, watch
 from quorumkeep.devnet.defaults import DEFAULT_UP_TIMEOUT, START_TIMEOUT, STOP_GRACE
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.etcd import EtcdMember, etcd_available, leader_url, member_argv
@@ -122,6 +122,7 @@ class Devnet:
         sign_timeout_blocks: int = DEFAULT_SIGN_TIMEOUT_BLOCKS,
         backup: bool = True,
         ledger: str = "sqlite",
+        key_source: str = "passphrase",
         progress: Progress | None = None,
     ) -> Devnet:
         """Create a devnet in ``path`` (or, with ``resume``, restart an existing one's
@@ -129,6 +130,10 @@ class Devnet:
 
         With ``backup`` every operator with a node also gets a backup service (its own
         process and directory), registered in the contract by the operator.
+
+        ``key_source="peers"``: every operator with a node also runs a key provider
+        (registered before ``init``), and every node's storage key is dealt 2-of-m to the
+        providers of the other operators (docs/key-provider-protocol.md).
 
         ``ledger="etcd"``: a 3-member etcd cluster and two ledger servers on it instead of
         one SQLite ledger; every client is given both servers' URLs.
@@ -172,13 +177,19 @@ class Devnet:
             raise DevnetError("invalid_arguments", "--spare-operators must be >= 0")
         if ledger not in LEDGER_STORES:
             raise DevnetError("invalid_arguments", "--ledger must be sqlite or etcd")
+        if key_source not in ("passphrase", "peers"):
+            raise DevnetError("invalid_arguments", "--key-source must be passphrase or peers")
+        if key_source == "peers" and nodes < 3:
+            raise DevnetError(
+                "invalid_arguments", "--key-source peers needs at least 3 nodes (k = 2 of others)"
+            )
         if ledger == "etcd" and not etcd_available():
             raise DevnetError(
                 "etcd_missing", "--ledger etcd needs etcd (Debian's etcd-server; make setup)"
             )
         directory.path.mkdir(parents=True, exist_ok=True)
         with directory.locked():
-            record = DevnetRecord(threshold=threshold, nodes=nodes)
+            record = DevnetRecord(threshold=threshold, nodes=nodes, key_source=key_source)
             directory.save(record)
             devnet = cls(path, progress=report)
             try:
@@ -216,6 +227,19 @@ class Devnet:
             ledger = self._start_ledger()
         attestation.create_platform_key(self.dev_platform_key)
         names = [operator_name(i) for i in range(1, record.nodes + 1)]
+        peers = record.key_source == "peers"
+        if peers:
+            # Providers first: a node deals its storage key to them at `node init`, before
+            # the contract exists (they register at genesis).
+            self.progress(f"starting {len(names)} key providers")
+            self._wait_ledger_healthy(ledger)
+            provider_records = providers.init_providers(self, names)
+            for name in names:
+                providers.register(self, name)
+            for provider in provider_records:
+                self._spawn(provider)
+            for provider in provider_records:
+                providers.wait_healthy(self, provider.name)
         self.progress(f"initializing {len(names)} nodes")
         infos = self.init_nodes([(name, name) for name in names])  # while the ledger starts
         services = []
@@ -240,6 +264,10 @@ class Devnet:
             for service in services:
                 assert service.account is not None
                 backups.register(self, service.account)
+            if peers:
+                self.progress("recording where each node's storage key is held")
+                for name in names:
+                    providers.record_deal(self, name)
             self.progress("starting the nodes" + (" and backup services" if services else ""))
             self._spawn_many(names)
             self._spawn_many([service.name for service in services])
@@ -528,6 +556,8 @@ class Devnet:
             record.argv = self._node_argv(record)
         elif record.kind == backups.BACKUP_KIND:
             record.argv = backups.backup_argv(self.dir, record)
+        elif record.kind == providers.PROVIDER_KIND:
+            record.argv = providers.provider_argv(self.dir, record)
         env = {var: self.secrets.get(secret) for var, secret in record.env_secrets.items()}
         processes.spawn(record, self.dir.path, env)
         self.save()
@@ -583,6 +613,8 @@ class Devnet:
                 self.wait_node_healthy(name, timeout=timeout)
             elif record.kind == backups.BACKUP_KIND:
                 backups.wait_healthy(self, name, timeout=timeout)
+            elif record.kind == providers.PROVIDER_KIND:
+                providers.wait_healthy(self, name, timeout=timeout)
         return True
 
     def kill(self, name: str) -> bool:
@@ -666,6 +698,8 @@ class Devnet:
                 self.wait_node_healthy(name, timeout=timeout)
             elif self.process(name).kind == backups.BACKUP_KIND:
                 backups.wait_healthy(self, name, timeout=timeout)
+            elif self.process(name).kind == providers.PROVIDER_KIND:
+                providers.wait_healthy(self, name, timeout=timeout)
         with self.client() as client:
             self.wait_contract(
                 client, watch.running_with_domain(0), timeout=timeout, what="domain 0's key"
@@ -674,11 +708,16 @@ class Devnet:
 
     # --- nodes -----------------------------------------------------------------------------
 
-    def init_nodes(self, nodes: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    def init_nodes(
+        self, nodes: Sequence[tuple[str, str]], key_source: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         """``quorumkeep node init`` for each (node name, operator account), concurrently.
 
         Records each node as a (not yet started) process and returns its participant info.
+        ``key_source`` (default: the devnet's) ``peers`` deals each node's storage key to
+        the registered key providers of the other operators instead of a passphrase.
         """
+        peers = (key_source or self.record.key_source) == "peers"
         pending: list[tuple[ProcessRecord, subprocess.Popen[bytes]]] = []
         try:
             for name, account in nodes:
@@ -697,12 +736,14 @@ class Devnet:
                     argv=[],
                     log=f"{LOGS_DIR}/{name}.log",
                     ports={"p2p": p2p, "web": web},
-                    env_secrets={NODE_PASSPHRASE_ENV: secret},
+                    env_secrets={} if peers else {NODE_PASSPHRASE_ENV: secret},
                     account=account,
                     directory=directory,
                 )
                 self.record.processes[name] = record
-                passphrase = self.secrets.create(secret)
+                env: dict[str, bytes] = {}
+                if not peers:
+                    env[NODE_PASSPHRASE_ENV] = self.secrets.create(secret)
                 argv = processes.cli_argv(
                     "node",
                     "init",
@@ -716,11 +757,10 @@ class Devnet:
                     f"127.0.0.1:{p2p}",
                     "--web",
                     f"127.0.0.1:{web}",
-                    "--kdf-cost",
-                    NODE_KDF_COST,
+                    *(("--key-source", "peers") if peers else ("--kdf-cost", NODE_KDF_COST)),
                     *attestation.cli_options(self.dev_platform_key),
                 )
-                child = processes.start_setup(argv, self.path, {NODE_PASSPHRASE_ENV: passphrase})
+                child = processes.start_setup(argv, self.path, env)
                 pending.append((record, child))
             self.save()
             infos: dict[str, dict[str, Any]] = {}
@@ -789,6 +829,7 @@ class Devnet:
         *,
         names: Sequence[str] | None = None,
         start: bool = True,
+        key_source: str | None = None,
     ) -> list[str]:
         """``add_node`` for several accounts at once (their ``node init`` run concurrently,
         as separate machines would); returns the new nodes' names in ``accounts`` order."""
@@ -804,13 +845,31 @@ class Devnet:
                         name = f"{account}-{suffix}"
                         suffix += 1
                 chosen.append(name)
-            infos = self.init_nodes(list(zip(chosen, accounts, strict=True)))
+            infos = self.init_nodes(list(zip(chosen, accounts, strict=True)), key_source)
             with self.client() as client:
                 for name in chosen:
                     self._authorize(client, name, infos[name])
             if start:
                 self._spawn_many(chosen)
         return chosen
+
+    def provider_names(self) -> list[str]:
+        return [n for n, p in self.record.processes.items() if p.kind == providers.PROVIDER_KIND]
+
+    def add_providers(self, accounts: Sequence[str]) -> list[str]:
+        """A key provider for each account (init, registered by the operator, started);
+        their process names. Each account must be a participant or a candidate."""
+        with self.dir.locked():
+            self.reload()
+            records = providers.init_providers(self, accounts)
+            self.save()
+            for account in accounts:
+                providers.register(self, account)
+            for record in records:
+                self._spawn(record)
+        for record in records:
+            providers.wait_healthy(self, record.name)
+        return [record.name for record in records]
 
     def backup_names(self) -> list[str]:
         return [n for n, p in self.record.processes.items() if p.kind == backups.BACKUP_KIND]

@@ -28,12 +28,9 @@ from quorumkeep.crypto.group import (
     RandomBytes,
     Scalar,
     base_mul,
-    identifier_scalar,
-    lagrange_coefficient,
+    interpolate_at_zero,
     scalar_add,
     scalar_decode,
-    scalar_mul,
-    scalar_sum,
 )
 from quorumkeep.crypto.scalar_sign import sign_with_scalar
 from quorumkeep.crypto.seal import open_with_passphrase, seal_with_passphrase
@@ -127,7 +124,7 @@ def recover(
             "decryption_failed",
             f"only {len(shares)} parts decrypted, {bundle.threshold} needed",
         )
-    secret = interpolate(shares)
+    secret = interpolate_at_zero(shares)
     if base_mul(secret) != bundle.group_public_key:
         raise ErsError("group_key_mismatch", "the rebuilt secret is not the group key's")
     public = bundle.group_public_key
@@ -136,15 +133,6 @@ def recover(
         public = base_mul(secret)
     return RecoveredKey(
         bundle.domain_id, bundle.epoch, account, path, bundle.group_public_key, public, secret
-    )
-
-
-def interpolate(shares: dict[int, Scalar]) -> Scalar:
-    """Σ λ_i·x_i at 0 over the given ids (RFC 9591 §4.2 coefficients)."""
-    xs = [identifier_scalar(i) for i in sorted(shares)]
-    return scalar_sum(
-        scalar_mul(lagrange_coefficient(x, xs), shares[i])
-        for i, x in zip(sorted(shares), xs, strict=True)
     )
 
 

@@ -26,9 +26,18 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
@@ -145,9 +154,42 @@ class ExportConfig(BaseModel):
         return None
 
 
-# Later issues add a TEE-sealing and a peer key-provider source; this becomes a union
-# discriminated by `source` then.
-StorageKeyConfig = PassphraseKeyConfig
+class PeersKeyConfig(BaseModel):
+    """Storage key held k-of-m by other operators' key providers (docs/key-provider-protocol.md).
+
+    ``providers`` names the provider accounts (operators) at ``node init``; absent, every
+    registered provider of another operator is used. The node's own operator's provider is
+    never used (the contract refuses it). ``wait`` bounds how long a start keeps asking
+    providers while fewer than ``threshold`` answer.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["peers"]
+    threshold: int = Field(default=2, ge=2, le=32, strict=True)
+    providers: tuple[str, ...] | None = Field(default=None, min_length=2, max_length=32)
+    wait: float = Field(default=600.0, gt=0.0, le=86_400.0)
+
+    @model_validator(mode="after")
+    def _enough(self) -> PeersKeyConfig:
+        if self.providers is not None:
+            if len(set(self.providers)) != len(self.providers):
+                raise ValueError("providers must be distinct accounts")
+            if self.threshold > len(self.providers):
+                raise ValueError("threshold must not exceed the number of providers")
+        return self
+
+
+def _key_source_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("source", "passphrase"))
+    return str(getattr(value, "source", "passphrase"))
+
+
+StorageKeyConfig = Annotated[
+    Annotated[PassphraseKeyConfig, Tag("passphrase")] | Annotated[PeersKeyConfig, Tag("peers")],
+    Discriminator(_key_source_tag),
+]
 
 
 class NodeConfig(BaseModel):
@@ -242,7 +284,11 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfi
     if not config.data_dir.is_absolute():
         updates["data_dir"] = (base_dir / config.data_dir).resolve()
     key = config.storage_key
-    if key.passphrase_file is not None and not key.passphrase_file.is_absolute():
+    if (
+        isinstance(key, PassphraseKeyConfig)
+        and key.passphrase_file is not None
+        and not key.passphrase_file.is_absolute()
+    ):
         updates["storage_key"] = key.model_copy(
             update={"passphrase_file": (base_dir / key.passphrase_file).resolve()}
         )
@@ -346,8 +392,11 @@ def config_document(config: NodeConfig, *, base_dir: Path | None = None) -> dict
 
     data = config.model_dump(mode="python", exclude_none=True)
     data["data_dir"] = relative(config.data_dir)
-    if config.storage_key.passphrase_file is not None:
-        data["storage_key"]["passphrase_file"] = relative(config.storage_key.passphrase_file)
+    key = config.storage_key
+    if isinstance(key, PassphraseKeyConfig) and key.passphrase_file is not None:
+        data["storage_key"]["passphrase_file"] = relative(key.passphrase_file)
+    if isinstance(key, PeersKeyConfig) and key.providers is not None:
+        data["storage_key"]["providers"] = list(key.providers)
     return data
 
 

@@ -17,6 +17,7 @@ derived from the storage key (:func:`wrapping_key_pair`), so it needs no file of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from quorumkeep.node.keystore import (
     StorageKey,
     write_atomically,
 )
+from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import (
     TLSCredentials,
     TLSError,
@@ -269,8 +271,34 @@ def initialize_node(
         directory, config.account, storage_key, random_bytes=random_bytes
     )
     Keystore.open(directory, storage_key, identity.owner, random_bytes=random_bytes).close()
+    complete = getattr(key_source, "complete", None)
+    if complete is not None:
+        # A source that needs the identity (peers: deposits are signed by the signer key).
+        try:
+            complete(Ed25519Signer(identity.signer_seed))
+        except BaseException:
+            _remove_partial(directory)
+            raise
     write_config(config, directory / CONFIG_FILE_NAME)
     return identity
+
+
+def _remove_partial(directory: Path) -> None:
+    """Undo a ``node init`` that failed after writing its files (it refused to start over a
+    directory holding any of them, so they are all its own)."""
+    for name in (
+        IDENTITY_FILE_NAME,
+        TLS_CERT_FILE_NAME,
+        TLS_KEY_FILE_NAME,
+        SIGNER_KEY_FILE_NAME,
+        "keystore.sqlite3",
+        "keystore.sqlite3-wal",
+        "keystore.sqlite3-shm",
+        "storage-key.json",
+        "release-key.json",
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
 
 
 def load_node(config: NodeConfig, key_source: KeySource) -> tuple[NodeIdentity, Keystore]:

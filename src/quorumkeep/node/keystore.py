@@ -47,7 +47,7 @@ from quorumkeep.crypto.seal import (
 from quorumkeep.daemon import config as daemon_config
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
 from quorumkeep.encoding.fields import len32
-from quorumkeep.node.config import NodeConfig
+from quorumkeep.node.config import NodeConfig, PassphraseKeyConfig
 
 KEYSTORE_FILE_NAME = "keystore.sqlite3"
 STORAGE_KEY_FILE_NAME = "storage-key.json"
@@ -139,11 +139,11 @@ class StorageKey:
         return digest
 
 
-def _key_check(key: StorageKey, random_bytes: RandomBytes) -> bytes:
+def key_check(key: StorageKey, random_bytes: RandomBytes) -> bytes:
     return aead_seal(key.subkey("key check"), _CHECK_PLAINTEXT, b"storage key check", random_bytes)
 
 
-def _verify_key_check(key: StorageKey, sealed: bytes) -> None:
+def verify_key_check(key: StorageKey, sealed: bytes) -> None:
     try:
         plaintext = aead_open(key.subkey("key check"), sealed, b"storage key check")
     except SealError:
@@ -258,7 +258,7 @@ class PassphraseKeySource:
             "salt": params.salt.hex(),
             "opslimit": params.opslimit,
             "memlimit": params.memlimit,
-            "check": _key_check(key, random_bytes).hex(),
+            "check": key_check(key, random_bytes).hex(),
         }
         write_atomically(self.path, (json.dumps(document, indent=2) + "\n").encode())
         return key
@@ -283,7 +283,7 @@ class PassphraseKeySource:
             raise StorageKeyUnavailable(f"{self.path} has missing or invalid fields") from None
         key = self._derive(params)
         try:
-            _verify_key_check(key, check)
+            verify_key_check(key, check)
         except WrongStorageKey:
             raise WrongStorageKey("wrong passphrase (it does not open this node's data)") from None
         return key
@@ -578,7 +578,7 @@ class Keystore(SqliteStore):
                     (
                         self.owner.account,
                         self.owner.tls_public_key,
-                        _key_check(storage_key, self._random_bytes),
+                        key_check(storage_key, self._random_bytes),
                     ),
                 )
                 return
@@ -587,13 +587,13 @@ class Keystore(SqliteStore):
             ).fetchone()
         if row is None:
             raise RecordCorrupted(f"{self.path}: owner record missing")
-        account, tls_public_key, key_check = row
+        account, tls_public_key, stored_check = row
         if account != self.owner.account or bytes(tls_public_key) != self.owner.tls_public_key:
             raise IdentityMismatch(
                 f"{self.path} belongs to account {account!r} with TLS key "
                 f"{bytes(tls_public_key).hex()[:16]}…, not to this node"
             )
-        _verify_key_check(storage_key, bytes(key_check))
+        verify_key_check(storage_key, bytes(stored_check))
 
     def __enter__(self) -> Keystore:
         return self
@@ -914,14 +914,16 @@ class Keystore(SqliteStore):
             return cursor.rowcount > 0
 
 
-def key_source_from_config(
+def passphrase_source_from_config(
     config: NodeConfig,
     *,
     opslimit: int = DEFAULT_OPSLIMIT,
     memlimit: int = DEFAULT_MEMLIMIT,
-) -> KeySource:
-    """The :class:`KeySource` a ``NodeConfig`` names (cost applies when creating)."""
+) -> PassphraseKeySource:
+    """The passphrase :class:`KeySource` a ``NodeConfig`` names (cost applies when creating)."""
     source = config.storage_key
+    if not isinstance(source, PassphraseKeyConfig):
+        raise StorageKeyUnavailable("node.toml's storage key source is not a passphrase")
     if source.passphrase_env is not None:
         read = passphrase_from_env(source.passphrase_env)
     elif source.passphrase_file is not None:

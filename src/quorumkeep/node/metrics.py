@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -62,6 +63,7 @@ class NodeMetrics(MetricsRegistry):
     def __init__(self) -> None:
         super().__init__()
         self._shares_seen = 0
+        self.key_source: dict[str, Any] | None = None
         r = self.registry
         self.attestation = AttestationGauges(r)
         self.signatures = Counter(
@@ -134,6 +136,18 @@ class NodeMetrics(MetricsRegistry):
             registry=r,
         )
         self.epoch = Gauge("quorumkeep_epoch", "Epoch of the keyset in force.", registry=r)
+        self.key_provider_ok = Gauge(
+            "quorumkeep_key_provider_ok",
+            "peers key source: 1 if the provider gave a good piece at the last attempt of "
+            "this start (or of the last re-deal), else 0.",
+            ["provider"],
+            registry=r,
+        )
+        self.key_provider_attempts = Gauge(
+            "quorumkeep_key_provider_attempts",
+            "peers key source: rounds this start needed to get k good pieces.",
+            registry=r,
+        )
         self.protocol_state = Gauge(
             "quorumkeep_protocol_state",
             "1 for the contract's current protocol state, 0 for the others.",
@@ -205,3 +219,11 @@ class NodeMetrics(MetricsRegistry):
             self.protocol_state.labels(state=state).set(value)
         self.key_shares.set(snapshot.key_shares)
         self.pending_requests.set(snapshot.pending_requests)
+
+
+def record_key_source(metrics: NodeMetrics, report: dict[str, Any]) -> None:
+    """Set the key-provider gauges from a start report (``PeersKeySource.report``)."""
+    metrics.key_source = report
+    metrics.key_provider_attempts.set(report.get("attempts", 0))
+    for outcome in report.get("providers", []):
+        metrics.key_provider_ok.labels(provider=outcome["provider"]).set(1 if outcome["ok"] else 0)

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 from fastapi import APIRouter
 
 from quorumkeep import __version__
@@ -36,7 +37,7 @@ from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.daemon import startup
 from quorumkeep.daemon.attestation import AttestationConfig, AttestationUnavailable, quote_source
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
-from quorumkeep.ledger.client import AsyncLedgerClient
+from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.attestation import NodeAttestation
 from quorumkeep.node.backup_api import (
@@ -50,11 +51,15 @@ from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
 from quorumkeep.node.incarnation import begin_incarnation
-from quorumkeep.node.keystore import Keystore, KeystoreError, key_source_from_config
+from quorumkeep.node.key_provider_rotation import Rotation
+from quorumkeep.node.key_providers import PeersKeySource, ProviderOutcome
+from quorumkeep.node.key_sources import key_source_from_config
+from quorumkeep.node.keystore import KeySource, Keystore, KeystoreError
 from quorumkeep.node.mesh import Mesh
-from quorumkeep.node.metrics import NodeMetrics
+from quorumkeep.node.metrics import NodeMetrics, record_key_source
 from quorumkeep.node.standby_api import standby_router
 from quorumkeep.node.web import WebServer, create_app
+from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import TLSError
 
 log = logging.getLogger("quorumkeep.node")
@@ -90,13 +95,16 @@ async def wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, o
         ) from None
 
 
-async def _load_identity(config: NodeConfig) -> tuple[NodeIdentity, Keystore]:
+async def _load_identity(
+    config: NodeConfig,
+) -> tuple[NodeIdentity, Keystore, KeySource]:
     source = key_source_from_config(config)
     try:
-        return await asyncio.to_thread(load_node, config, source)
+        identity, keystore = await asyncio.to_thread(load_node, config, source)
     except (KeystoreError, IdentityError) as exc:
         code = getattr(exc, "code", "identity_invalid")
         raise StartupError(str(exc), str(code)) from None
+    return identity, keystore, source
 
 
 class NodeProcess:
@@ -126,15 +134,21 @@ class NodeProcess:
         self._attesting: asyncio.Task[None] | None = None
         self.registration_ledger: AsyncLedgerClient | None = None
         self.registrations: RegistrationCache | None = None
+        self.key_source: KeySource | None = None
+        self.rotation: Rotation | None = None
+        self._rotation_stop = asyncio.Event()
+        self._rotation_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
-        self.identity, self.keystore = await _load_identity(config)
+        self.identity, self.keystore, self.key_source = await _load_identity(config)
         identity = self.identity
         # Before anything could use one: a restored or copied directory may hold
         # presignatures whose nonces were used since (docs/storage.md).
         keystore = self.keystore
         incarnation = await asyncio.to_thread(begin_incarnation, keystore)
+        if isinstance(self.key_source, PeersKeySource):
+            record_key_source(self.metrics, self.key_source.report.to_json())
         self.ledger = AsyncLedgerClient(config.ledger_url)
         status = await wait_for_ledger(self.ledger, self.ledger_wait)
         host, port = config.p2p_listen_address
@@ -161,7 +175,7 @@ class NodeProcess:
         self.registrations = RegistrationCache(config.account, self.registration_ledger.view)
         await self.registrations.start(self.registration_ledger)
         app = create_app(
-            status=lambda: {**self.coordinator_status(), "attestation": attestation.status()},
+            status=lambda: {**self._status(), "attestation": attestation.status()},
             metrics=self.metrics,
             snapshot=self.coordinator.metrics_snapshot,
             routers=(
@@ -181,6 +195,7 @@ class NodeProcess:
             raise StartupError(f"web API cannot use the TLS key: {exc}", exc.code) from None
         await self.coordinator.start()
         self._attesting = asyncio.create_task(self.attestation.run(), name="attestation")
+        self._start_rotation(identity)
         log.info(
             "started account=%s tls_public_key=%s p2p=%s web=%s ledger=%s ledger_height=%s",
             config.account,
@@ -191,9 +206,41 @@ class NodeProcess:
             status.get("height"),
         )
 
-    def coordinator_status(self) -> dict[str, Any]:
+    def _start_rotation(self, identity: NodeIdentity) -> None:
+        """peers: re-deal the storage secret whenever a key provider of its deal leaves."""
+        source = self.key_source
+        if not isinstance(source, PeersKeySource) or source.secret is None:
+            return
+        assert source.release_signer is not None and self.ledger is not None
+        seed = identity.signer_seed
+        self.rotation = Rotation(
+            account=self.config.account,
+            secret=source.secret,
+            signer=Ed25519Signer(seed),
+            account_signer=AccountSigner(self.config.account, nacl.signing.SigningKey(seed)),
+            release_public_key=source.release_signer.public_key,
+            ledger=self.ledger,
+            on_outcome=self._rotated,
+        )
+        self._rotation_task = asyncio.create_task(
+            self.rotation.run(self._rotation_stop), name="key-provider-rotation"
+        )
+
+    def _rotated(self, outcomes: list[ProviderOutcome]) -> None:
+        report = dict(self.metrics.key_source or {})
+        report.update(
+            providers=[o.to_json() for o in outcomes],
+            epoch=(report.get("epoch") or 0) + 1,
+        )
+        record_key_source(self.metrics, report)
+
+    def _status(self) -> dict[str, Any]:
+        """The coordinator's status, and where the storage key came from at this start."""
         assert self.coordinator is not None
-        return self.coordinator.status()
+        body = dict(self.coordinator.status())
+        if self.metrics.key_source is not None:
+            body["key_source"] = self.metrics.key_source
+        return body
 
     def _attestation(
         self, config: NodeConfig, identity: NodeIdentity, coordinator: Coordinator
@@ -247,11 +294,13 @@ class NodeProcess:
 
     async def stop(self) -> None:
         """Stop everything that was started, each step bounded; never raises."""
+        self._rotation_stop.set()
         if self._attesting is not None:
             self._attesting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._attesting
         steps: list[tuple[str, Awaitable[None] | None]] = [
+            ("key-provider rotation", self._rotation_task),
             ("coordinator", self.coordinator.close() if self.coordinator else None),
             ("web", self.web.stop() if self.web else None),
             ("mesh", self.mesh.close() if self.mesh else None),

@@ -81,6 +81,30 @@ class StandbyPushStatus(BaseModel):
     error: StandbyPushError | None = Field(description="why the last attempt failed")
 
 
+class KeyProviderStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    index: int
+    ok: bool
+    code: str | None
+    message: str | None
+
+
+class KeySourceStatus(BaseModel):
+    """Where the storage key came from at this start (``peers``), and each provider's answer
+    at the last attempt (or at the last re-deal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    epoch: int | None
+    threshold: int | None
+    attempts: int
+    seconds: float
+    providers: list[KeyProviderStatus]
+
+
 class NodeStatus(BaseModel):
     """``GET /status``. Everything here is public: ids, states, counts, public keys."""
 
@@ -126,6 +150,10 @@ class NodeStatus(BaseModel):
     )
     standby_push: StandbyPushStatus | None = Field(
         default=None, description="pushes to this node's warm standby, if it has one"
+    )
+    key_source: KeySourceStatus | None = Field(
+        default=None,
+        description="peers storage-key source: how this start got its key, per provider",
     )
     attestation: dict[str, Any] | None = Field(
         default=None,

@@ -42,7 +42,8 @@ from quorumkeep.node.identity import (
     NodeIdentity,
     wrapping_key_pair,
 )
-from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound, key_source_from_config
+from quorumkeep.node.key_sources import key_source_from_config
+from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
 from quorumkeep.node.shares import ShareFormatError
 from quorumkeep.wire.backup import KeyShare
 from quorumkeep.wire.tls import TLSError, client_context
