@@ -22,18 +22,13 @@ a newer one has been verified and stored, and no share outlives its epoch's repl
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from quorumkeep.backup.errors import BackupServiceError
-from quorumkeep.backup.identity import StoreKey
 from quorumkeep.crypto.errors import SealError
-from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import open_with_passphrase_key, seal_with_passphrase_key
-from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.daemon.owned_store import OwnedStore, StoreKind
 from quorumkeep.encoding.fields import len32
 from quorumkeep.wire.backup import (
     BackupProtocolError,
@@ -53,11 +48,6 @@ KEEP = 2
 """Backups kept of the newest epoch: the newest and the one before it (fewer domains)."""
 
 _SCHEMA = """
-CREATE TABLE owner (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    account TEXT NOT NULL,
-    identity_public_key BLOB NOT NULL
-);
 CREATE TABLE backups (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     account TEXT NOT NULL,
@@ -74,8 +64,14 @@ CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
 
 
-def _store_invalid(message: str) -> BackupServiceError:
-    return BackupServiceError("store_invalid", message)
+STORE_KIND = StoreKind(
+    file_name=STORE_FILE_NAME,
+    schema=_SCHEMA,
+    schema_version=SCHEMA_VERSION,
+    service="backup service",
+    init_command="quorumkeep backup init",
+    error=BackupServiceError,
+)
 
 
 def record_associated_data(
@@ -120,72 +116,10 @@ class BackupRecord:
         }
 
 
-class BackupStore(SqliteStore):
+class BackupStore(OwnedStore):
     """Thread-safe; one per process. ``key=None`` opens it for public reads only."""
 
-    def __init__(
-        self,
-        connection: sqlite3.Connection,
-        path: Path,
-        account: str,
-        key: StoreKey | None,
-        random_bytes: RandomBytes,
-    ) -> None:
-        super().__init__(connection, path)
-        self.account = account
-        self._key = key
-        self._random_bytes = random_bytes
-
-    def __repr__(self) -> str:
-        return f"BackupStore({self.path}, account={self.account!r})"
-
-    @classmethod
-    def open(
-        cls,
-        directory: Path | str,
-        account: str,
-        identity_public_key: bytes,
-        key: StoreKey | None,
-        *,
-        create: bool = False,
-        random_bytes: RandomBytes = os.urandom,
-    ) -> BackupStore:
-        path = Path(directory) / STORE_FILE_NAME
-        if not path.exists():
-            if not create:
-                raise BackupServiceError(
-                    "store_missing", f"{path} is missing: run `quorumkeep backup init`"
-                )
-            create_owner_only(path)
-        connection = connect(path)
-        store = cls(connection, path, account, key, random_bytes)
-        try:
-            store._initialize(identity_public_key)
-        except BaseException:
-            connection.close()
-            raise
-        return store
-
-    def _initialize(self, identity_public_key: bytes) -> None:
-        self._apply_settings()
-        with self._write() as cursor:
-            if self._create_schema(cursor, _SCHEMA, SCHEMA_VERSION, _store_invalid):
-                cursor.execute(
-                    "INSERT INTO owner VALUES (1, ?, ?)", (self.account, identity_public_key)
-                )
-                return
-            row = cursor.execute(
-                "SELECT account, identity_public_key FROM owner WHERE singleton = 1"
-            ).fetchone()
-        if row is None or row[0] != self.account or bytes(row[1]) != identity_public_key:
-            raise BackupServiceError(
-                "store_mismatch", f"{self.path} belongs to another backup service or account"
-            )
-
-    def _require_key(self) -> StoreKey:
-        if self._key is None:
-            raise BackupServiceError("store_locked", "the store was opened without its key")
-        return self._key
+    KIND = STORE_KIND
 
     # -- backups
 

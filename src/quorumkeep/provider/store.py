@@ -16,17 +16,13 @@ after it opened *and* verified against its commitment.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from quorumkeep.crypto.errors import InvalidEncoding, SealError
-from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import open_with_passphrase_key, seal_with_passphrase_key
 from quorumkeep.crypto.storage_split import KeyPiece, verify_piece
-from quorumkeep.daemon.service_identity import StoreKey
-from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
+from quorumkeep.daemon.owned_store import OwnedStore, StoreKind
 from quorumkeep.encoding.fields import len32
 from quorumkeep.provider.errors import ProviderError
 
@@ -37,11 +33,6 @@ MAX_UNCONFIRMED = 4
 """Deposits kept per account that no recorded deal names yet (the newest win)."""
 
 _SCHEMA = """
-CREATE TABLE owner (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    account TEXT NOT NULL,
-    identity_public_key BLOB NOT NULL
-);
 CREATE TABLE pieces (
     account TEXT NOT NULL,
     epoch INTEGER NOT NULL,
@@ -57,8 +48,14 @@ CREATE TABLE pieces (
 """
 
 
-def _invalid(message: str) -> ProviderError:
-    return ProviderError("store_invalid", message)
+STORE_KIND = StoreKind(
+    file_name=STORE_FILE_NAME,
+    schema=_SCHEMA,
+    schema_version=SCHEMA_VERSION,
+    service="key provider",
+    init_command="quorumkeep provider init",
+    error=ProviderError,
+)
 
 
 def record_associated_data(row: HeldPiece) -> bytes:
@@ -99,70 +96,8 @@ class HeldPiece:
         }
 
 
-class PieceStore(SqliteStore):
-    def __init__(
-        self,
-        connection: Any,
-        path: Path,
-        account: str,
-        key: StoreKey | None,
-        random_bytes: RandomBytes,
-    ) -> None:
-        super().__init__(connection, path)
-        self.account = account
-        self._key = key
-        self._random = random_bytes
-
-    def __repr__(self) -> str:
-        return f"PieceStore({self.path})"
-
-    @classmethod
-    def open(
-        cls,
-        directory: Path | str,
-        account: str,
-        identity_public_key: bytes,
-        key: StoreKey | None,
-        *,
-        create: bool = False,
-        random_bytes: RandomBytes = os.urandom,
-    ) -> PieceStore:
-        path = Path(directory) / STORE_FILE_NAME
-        if not path.exists():
-            if not create:
-                raise ProviderError(
-                    "store_missing", f"{path} is missing: run `quorumkeep provider init`"
-                )
-            create_owner_only(path)
-        connection = connect(path)
-        store = cls(connection, path, account, key, random_bytes)
-        try:
-            store._initialize(identity_public_key)
-        except BaseException:
-            connection.close()
-            raise
-        return store
-
-    def _initialize(self, identity_public_key: bytes) -> None:
-        self._apply_settings()
-        with self._write() as cursor:
-            if self._create_schema(cursor, _SCHEMA, SCHEMA_VERSION, _invalid):
-                cursor.execute(
-                    "INSERT INTO owner VALUES (1, ?, ?)", (self.account, identity_public_key)
-                )
-                return
-            row = cursor.execute(
-                "SELECT account, identity_public_key FROM owner WHERE singleton = 1"
-            ).fetchone()
-        if row is None or row[0] != self.account or bytes(row[1]) != identity_public_key:
-            raise ProviderError(
-                "store_mismatch", f"{self.path} belongs to another key provider or account"
-            )
-
-    def _require_key(self) -> StoreKey:
-        if self._key is None:
-            raise ProviderError("store_locked", "the store was opened without its key")
-        return self._key
+class PieceStore(OwnedStore):
+    KIND = STORE_KIND
 
     def put(self, held: HeldPiece, piece: KeyPiece) -> bool:
         """Store (or replace) the piece of (account, epoch). False if the same piece with the
@@ -183,7 +118,7 @@ class PieceStore(SqliteStore):
             key.params,
             piece.value,
             associated_data=record_associated_data(held),
-            random_bytes=self._random,
+            random_bytes=self._random_bytes,
         )
         with self._write(erase=existing is not None) as cursor:
             cursor.execute(
