@@ -18,8 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,9 +31,12 @@ from quorumkeep.daemon.config import (
     ConfigFileError,
     PassphraseUnavailable,
     check_passphrase_source,
+    dump_toml,
     load_toml,
     passphrase_from_env,
     passphrase_from_file,
+    validation_message,
+    write_atomically,
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.net.server import parse_host_port
@@ -119,17 +120,13 @@ class BackupConfig(BaseModel):
         return data
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or CONFIG_FILE_NAME
-    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
-
-
 def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> BackupConfig:
     try:
         config = BackupConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise BackupServiceError("invalid_config", _first_error(exc)) from None
+        raise BackupServiceError(
+            "invalid_config", validation_message(exc, CONFIG_FILE_NAME)
+        ) from None
     updates: dict[str, Any] = {}
     if not config.dir.is_absolute():
         updates["dir"] = (base_dir / config.dir).resolve()
@@ -152,15 +149,6 @@ def load_config(path: Path | str) -> BackupConfig:
     return config_from_mapping(data, base_dir=path.parent.resolve())
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    # A JSON string with ASCII escapes is a valid TOML basic string.
-    return json.dumps(str(value), ensure_ascii=True)
-
-
 def render_config(config: BackupConfig, *, base_dir: Path) -> str:
     """TOML for ``config``; paths under ``base_dir`` are written relative to it."""
 
@@ -170,31 +158,25 @@ def render_config(config: BackupConfig, *, base_dir: Path) -> str:
         except ValueError:
             return str(path)
 
-    lines = [
-        f"account = {_toml_value(config.account)}",
-        f"dir = {_toml_value(relative(config.dir))}",
-        f"ledger_url = {_toml_value(config.ledger_url)}",
-    ]
-    if config.listen is not None:
-        lines.append(f"listen = {_toml_value(config.listen)}")
-    if config.key_provider is not None:
-        lines.append(f"key_provider = {_toml_value(relative(config.key_provider))}")
-    lines.append(f"max_backoff = {_toml_value(config.max_backoff)}")
-    lines.append(f"request_timeout = {_toml_value(config.request_timeout)}")
-    lines.append("")
-    lines.append("[passphrase]")
     source = config.passphrase
-    if source.passphrase_env is not None:
-        lines.append(f"passphrase_env = {_toml_value(source.passphrase_env)}")
-    else:
-        assert source.passphrase_file is not None
-        lines.append(f"passphrase_file = {_toml_value(relative(source.passphrase_file))}")
+    document: dict[str, object] = {
+        "account": config.account,
+        "dir": relative(config.dir),
+        "ledger_url": config.ledger_url,
+        "listen": config.listen,
+        "key_provider": None if config.key_provider is None else relative(config.key_provider),
+        "max_backoff": config.max_backoff,
+        "request_timeout": config.request_timeout,
+        "passphrase": {
+            "passphrase_env": source.passphrase_env,
+            "passphrase_file": None
+            if source.passphrase_file is None
+            else relative(source.passphrase_file),
+        },
+    }
     if config.attestation is not None:
-        lines.append("")
-        lines.append("[attestation]")
-        for key, value in config.attestation.model_dump(exclude_none=True).items():
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+        document["attestation"] = config.attestation.model_dump(exclude_none=True)
+    return dump_toml(document)
 
 
 def write_config(config: BackupConfig, path: Path) -> None:
@@ -204,9 +186,4 @@ def write_config(config: BackupConfig, path: Path) -> None:
         config_from_mapping(config.model_dump(), base_dir=path.parent.resolve())
     ):
         raise BackupServiceError("invalid_config", "configuration does not survive a round trip")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, text)

@@ -1,4 +1,5 @@
-"""Reading ``node.toml`` and ``backup.toml``, and the passphrase source they name.
+"""Reading and writing ``node.toml``, ``backup.toml`` and ``provider.toml``, and the
+passphrase source they name.
 
 Neither file holds a secret: it names where the passphrase comes from, an environment
 variable or a file. Errors here are plain exceptions with the stable codes both processes
@@ -8,10 +9,14 @@ them into its own error type.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 
 class ConfigFileError(Exception):
@@ -69,3 +74,98 @@ def passphrase_from_file(path: Path) -> bytes:
         raise PassphraseUnavailable(f"cannot read passphrase file {path}: {exc.strerror}") from None
     # One trailing newline is what editors and `echo` add; it is not part of the secret.
     return data.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def validation_message(exc: ValidationError, file_name: str) -> str:
+    """One line for a configuration that does not validate: where, what, how many more."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or file_name
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    return f"{where}: {message}" + (f" (and {more} more)" if more else "")
+
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_string(value: str) -> str:
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
+        return key
+    return _toml_string(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("cannot write a non-finite float")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Path):
+        return _toml_string(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise ValueError(f"cannot write a {type(value).__name__} to TOML")
+
+
+def dump_toml(document: Mapping[str, object]) -> str:
+    """TOML for a mapping of scalars, lists of scalars and one level of tables; None is
+    omitted (ValueError for anything else)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, object]]] = []
+    for key, value in document.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{_toml_key(name)}]")
+        for key, value in table.items():
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                raise ValueError("nested tables deeper than one level")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` atomically: a temporary file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -21,8 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import math
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +38,14 @@ from pydantic import (
 )
 
 from quorumkeep.daemon.attestation import AttestationConfig
-from quorumkeep.daemon.config import ConfigFileError, check_passphrase_source, load_toml
+from quorumkeep.daemon.config import (
+    ConfigFileError,
+    check_passphrase_source,
+    dump_toml,
+    load_toml,
+    validation_message,
+    write_atomically,
+)
 from quorumkeep.net.server import parse_host_port
 
 CONFIG_FILE_NAME = "node.toml"
@@ -266,20 +271,12 @@ class NodeConfig(BaseModel):
         return "https://" + (self.web_advertise or self.web_listen)
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "node.toml"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    return f"{where}: {message}" + (f" (and {more} more)" if more else "")
-
-
 def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
     """Validate a parsed TOML document; relative paths are made relative to ``base_dir``."""
     try:
         config = NodeConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
+        raise ConfigError(validation_message(exc, CONFIG_FILE_NAME)) from None
     updates: dict[str, Any] = {}
     if not config.data_dir.is_absolute():
         updates["data_dir"] = (base_dir / config.data_dir).resolve()
@@ -307,78 +304,6 @@ def load_config(path: Path | str) -> NodeConfig:
     return config_from_mapping(data, base_dir=path.parent.resolve())
 
 
-# --- writing ---------------------------------------------------------------------------
-
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_string(value: str) -> str:
-    out = []
-    for char in value:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_key(key: str) -> str:
-    if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
-        return key
-    return _toml_string(key)
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError("cannot write a non-finite float", code="config_unwritable")
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, Path):
-        return _toml_string(str(value))
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise ConfigError(f"cannot write a {type(value).__name__} to TOML", code="config_unwritable")
-
-
-def dump_toml(document: Mapping[str, object]) -> str:
-    """TOML for a mapping of scalars, lists of scalars and one level of tables; None is omitted."""
-    lines: list[str] = []
-    tables: list[tuple[str, Mapping[str, object]]] = []
-    for key, value in document.items():
-        if value is None:
-            continue
-        if isinstance(value, Mapping):
-            tables.append((key, value))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for name, table in tables:
-        lines.append("")
-        lines.append(f"[{_toml_key(name)}]")
-        for key, value in table.items():
-            if value is None:
-                continue
-            if isinstance(value, Mapping):
-                raise ConfigError("nested tables deeper than one level", code="config_unwritable")
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
-
-
 def config_document(config: NodeConfig, *, base_dir: Path | None = None) -> dict[str, object]:
     """The TOML document for ``config``; paths under ``base_dir`` are written relative to it."""
 
@@ -401,24 +326,16 @@ def config_document(config: NodeConfig, *, base_dir: Path | None = None) -> dict
 
 
 def write_config(config: NodeConfig, path: Path | str) -> None:
-    """Write ``config`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``config`` to ``path`` atomically; what is written must read back the same."""
     path = Path(path)
-    text = dump_toml(config_document(config, base_dir=path.parent))
-    # What we write must read back as the same configuration.
+    try:
+        text = dump_toml(config_document(config, base_dir=path.parent))
+    except ValueError as exc:
+        raise ConfigError(str(exc), code="config_unwritable") from None
     base = path.parent.resolve()
     expected = config_from_mapping(config.model_dump(), base_dir=base)
     if config_from_mapping(tomllib.loads(text), base_dir=base) != expected:
         raise ConfigError(
             "configuration does not survive a TOML round trip", code="config_unwritable"
         )
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, text)

@@ -20,8 +20,6 @@ everything. Relative paths are relative to the file's own directory.
 
 from __future__ import annotations
 
-import json
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,9 +32,12 @@ from quorumkeep.daemon.attestation import AttestationConfig
 from quorumkeep.daemon.config import (
     ConfigFileError,
     PassphraseUnavailable,
+    dump_toml,
     load_toml,
     passphrase_from_env,
     passphrase_from_file,
+    validation_message,
+    write_atomically,
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.net.server import parse_host_port
@@ -116,10 +117,7 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> ProviderC
     try:
         config = ProviderConfig.model_validate(dict(data))
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or CONFIG_FILE_NAME
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ProviderError("invalid_config", f"{where}: {message}") from None
+        raise ProviderError("invalid_config", validation_message(exc, CONFIG_FILE_NAME)) from None
     updates: dict[str, Any] = {}
     if not config.dir.is_absolute():
         updates["dir"] = (base_dir / config.dir).resolve()
@@ -143,39 +141,25 @@ def load_config(path: Path | str) -> ProviderConfig:
 def render_config(config: ProviderConfig) -> str:
     """TOML for ``config`` (paths absolute, as resolved)."""
 
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        return json.dumps(str(v), ensure_ascii=True)
-
-    lines = [
-        f"account = {value(config.account)}",
-        f"dir = {value(config.dir)}",
-        f"ledger_url = {value(config.ledger_url)}",
-        f"listen = {value(config.listen)}",
-    ]
-    if config.url is not None:
-        lines.append(f"url = {value(config.url)}")
-    lines += [
-        f"poll_interval = {value(config.poll_interval)}",
-        f"request_timeout = {value(config.request_timeout)}",
-        f"releases_per_minute = {value(config.releases_per_minute)}",
-        f"require_attestation = {value(config.require_attestation)}",
-        "",
-        "[passphrase]",
-    ]
     source = config.passphrase
-    if source.passphrase_env is not None:
-        lines.append(f"passphrase_env = {value(source.passphrase_env)}")
-    else:
-        lines.append(f"passphrase_file = {value(source.passphrase_file)}")
+    document: dict[str, object] = {
+        "account": config.account,
+        "dir": config.dir,
+        "ledger_url": config.ledger_url,
+        "listen": config.listen,
+        "url": config.url,
+        "poll_interval": config.poll_interval,
+        "request_timeout": config.request_timeout,
+        "releases_per_minute": config.releases_per_minute,
+        "require_attestation": config.require_attestation,
+        "passphrase": {
+            "passphrase_env": source.passphrase_env,
+            "passphrase_file": source.passphrase_file,
+        },
+    }
     if config.attestation is not None:
-        lines += ["", "[attestation]"]
-        for key, item in config.attestation.model_dump(exclude_none=True).items():
-            lines.append(f"{key} = {value(item)}")
-    return "\n".join(lines) + "\n"
+        document["attestation"] = config.attestation.model_dump(exclude_none=True)
+    return dump_toml(document)
 
 
 def write_config(config: ProviderConfig, path: Path) -> None:
@@ -183,9 +167,4 @@ def write_config(config: ProviderConfig, path: Path) -> None:
     text = render_config(config)
     if config_from_mapping(tomllib.loads(text), base_dir=path.parent.resolve()) != config:
         raise ProviderError("invalid_config", "configuration does not survive a round trip")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, text)
