@@ -193,6 +193,7 @@ def node_status(network: Network) -> dict[str, Any]:
         "pending_requests": 0,
         "ledger_height": 1,
         "uptime_seconds": 1.0,
+        "incarnation": "00" * 16,
     }
 
 

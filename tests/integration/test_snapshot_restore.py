@@ -79,6 +79,12 @@ def test_a_restored_snapshot_never_uses_its_presignatures(tmp_path: Path) -> Non
                 text, "quorumkeep_signature_shares_total"
             )
 
+        def owned() -> int:
+            return sum(devnet.node_get(restored, "/status")["owned_presignatures"].values())
+
+        # Until the restored node owns presignatures it leads nothing, and its two peers
+        # (threshold 2) can keep signing with the pairs they made without it.
+        wait_until(lambda: owned() >= 8, 90, "presignatures owned by the restored node")
         after: list[Signature] = []
         for round_ in range(10):
             after += sign_all(devnet, [f"snap/after/{round_}/{i}" for i in range(3)])
