@@ -2,7 +2,8 @@
 
 Every node *owns* the presignatures it will later lead signatures with. For a key
 (domain_id, epoch) with threshold t, the owner picks a signer set of itself and t-1
-connected peers (rotating through the peers so each serves equally often) and runs a batch
+connected peers (leaving out the peers its pool already depends on most, so that the loss of
+any one peer leaves usable presignatures; ``_next_batch``) and runs a batch
 (formats: docs/node-protocols.md)::
 
     owner → members   presign_request(domain, epoch, participants, count)
@@ -36,7 +37,7 @@ import contextlib
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -104,6 +105,8 @@ class _Key:
     target: int
     owned: OrderedDict[str, PresignatureInfo] = field(default_factory=OrderedDict)
     in_flight: int = 0
+    flying: Counter[int] = field(default_factory=Counter)
+    """Presignatures in flight per member peer (for :meth:`PresignaturePool._next_batch`)."""
     batches: int = 0
     rotation: int = 0
     retry_at: float = 0.0
@@ -417,17 +420,26 @@ class PresignaturePool:
                     and entry.batches < self.max_batches_in_flight
                     and entry.retry_at <= now
                 ):
-                    members = self._choose_members(entry)
-                    if members is None:
+                    batch = self._next_batch(entry)
+                    if batch is None:
                         entry.retry_at = now + self.retry_delay
                         break
-                    self._spawn(entry, members, self.batch_size)
+                    self._spawn(entry, *batch)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.retry_delay):
                     await self._wake.wait()
 
-    def _choose_members(self, entry: _Key) -> list[int] | None:
-        """t-1 connected peers, rotating through them (peers in backoff skipped)."""
+    def _next_batch(self, entry: _Key) -> tuple[list[int], int] | None:
+        """The next batch's t-1 members among the connected peers (peers in backoff skipped)
+        and its size; None while too few peers are connected.
+
+        The pool should survive the loss of any one peer: a leader whose every presignature
+        involves a peer that is down cannot lead until that peer returns. So a batch leaves
+        out the peers the pool already depends on most (owned and in-flight presignatures
+        that include them; rotation breaks ties), and batches are small enough that
+        ``target`` holds one batch per way of leaving a peer out: with p peers of which t-1
+        take part, ceil(p / (p - t + 1)) batches (at most ``batch_size`` each).
+        """
         now = self._clock()
         connected = self.router.connected_peers()
         peers = [
@@ -438,29 +450,42 @@ class PresignaturePool:
         need = entry.public.threshold - 1
         if len(peers) < need:
             return None
+        load = Counter(entry.flying)
+        for info in entry.owned.values():
+            load.update(p for p in info.participants if p != self.me)
         start = entry.rotation % len(peers)
         entry.rotation += 1
-        return sorted(peers[(start + i) % len(peers)] for i in range(need))
+        order = sorted(peers[start:] + peers[:start], key=lambda p: load[p])  # stable
+        spare = len(peers) - need
+        count = self.batch_size
+        if spare > 0:
+            count = max(1, min(count, entry.target // -(-len(peers) // spare)))
+        return sorted(order[:need]), count
 
     def _spawn(self, entry: _Key, members: list[int], count: int) -> None:
-        entry.in_flight += count
-        entry.batches += 1
+        self._reserve(entry, members, count)
         task = asyncio.create_task(self._run_batch(entry, members, count))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
+
+    @staticmethod
+    def _reserve(entry: _Key, members: list[int], count: int) -> None:
+        entry.in_flight += count
+        entry.batches += 1
+        entry.flying.update(dict.fromkeys(members, count))
 
     async def fill(self, domain_id: int, epoch: int, count: int | None = None) -> int:
         """Run one batch now with the next signer set; return how many presignatures it added."""
         entry = self._keys.get((domain_id, epoch))
         if entry is None:
             raise InvalidSessionParameters(f"no key for domain {domain_id} epoch {epoch}")
-        members = self._choose_members(entry)
-        if members is None:
+        batch = self._next_batch(entry)
+        if batch is None:
             return 0
+        members = batch[0]
         count = self.batch_size if count is None else count
         before = len(entry.owned)
-        entry.in_flight += count
-        entry.batches += 1
+        self._reserve(entry, members, count)
         await self._run_batch(entry, members, count)
         return max(0, len(entry.owned) - before)
 
@@ -495,6 +520,7 @@ class PresignaturePool:
         finally:
             entry.in_flight -= count
             entry.batches -= 1
+            entry.flying.subtract(dict.fromkeys(members, count))
             self._changed.set()
             self._wake.set()
 
