@@ -104,7 +104,6 @@ class Alice:
             settings=CoordinatorSettings(takeover_timeout=60.0, ledger_backoff=0.01),
             contract=ledger,
         )
-        await coordinator.start()
         loop = asyncio.create_task(coordinator.run())
         try:
             await test(coordinator, feed)

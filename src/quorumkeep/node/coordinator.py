@@ -33,11 +33,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import nacl.signing
+from nacl.signing import SigningKey
 
 from quorumkeep.contract.state import ContractState, Initializing, Resharing, Running
 from quorumkeep.crypto.group import RandomBytes
@@ -49,7 +48,7 @@ from quorumkeep.node.attestation import NodeAttestation, marked_departing
 from quorumkeep.node.backup_api import tls_signer
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
-from quorumkeep.node.decisions import Onboarding, RecoveredShare, Role
+from quorumkeep.node.decisions import Onboarding, Role
 from quorumkeep.node.emergency import EmergencyParts
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.identity import NodeIdentity
@@ -62,12 +61,11 @@ from quorumkeep.node.onboarding import Decommissioned, NodeStanding
 from quorumkeep.node.participants import ParticipantFollower
 from quorumkeep.node.protocols.presign import PresignaturePool
 from quorumkeep.node.protocols.sign import SigningService
+from quorumkeep.node.report import NodeReport
 from quorumkeep.node.sessions import SessionRouter
 from quorumkeep.node.sign_requests import SignRequests
 from quorumkeep.node.standby import WarmStandby
 from quorumkeep.node.standby_feed import StandbyFeed
-from quorumkeep.wire.backup import VerifiedShares
-from quorumkeep.wire.wrapped import WrappedExport
 
 log = logging.getLogger("quorumkeep.node.coordinator")
 
@@ -114,30 +112,33 @@ class Coordinator:
     ) -> None:
         """``contract`` defaults to calls signed by the identity's signer key through
         ``ledger`` (:class:`ContractAccess`); ``ledger`` also gives the events and views."""
-        self.config = config
-        self.identity = identity
-        self.keystore = keystore
         self.ledger = ledger
-        self.mesh = mesh
         self.metrics = metrics
         self.settings = settings = settings or CoordinatorSettings()
-        self._random_bytes = random_bytes
         self.account = config.account
         if contract is None:
-            caller = ContractCaller(
-                ledger,
-                AccountSigner(config.account, nacl.signing.SigningKey(identity.signer_seed)),
-                attempts=settings.ledger_attempts,
-                backoff=settings.ledger_backoff,
-            )
-            contract = ContractAccess(
-                ledger, caller, metrics, settings.ledger_policy, settings.ledger_attempts
-            )
+            signer = AccountSigner(config.account, SigningKey(identity.signer_seed))
+            attempts, backoff = settings.ledger_attempts, settings.ledger_backoff
+            caller = ContractCaller(ledger, signer, attempts=attempts, backoff=backoff)
+            contract = ContractAccess(ledger, caller, metrics, settings.ledger_policy, attempts)
         self.contract: ContractPort = contract
         self.router = SessionRouter(mesh)
-        self.pool: PresignaturePool | None = None
-        self.signing: SigningService | None = None
         self.held = HeldKeys(keystore)
+        self.sign_requests = SignRequests(
+            call=self.contract.call,
+            view=ledger.view,
+            connected=mesh.connected_peers,
+            metrics=metrics,
+            takeover_timeout=settings.takeover_timeout,
+        )
+        # Idle until the node takes part: _configure_services hands them its id and keys.
+        self.pool = PresignaturePool(
+            self.router, keystore, None, random_bytes, target=settings.presignature_target
+        )
+        self.signing = SigningService(
+            self.router, keystore, self.pool, None, is_pending=self.sign_requests.is_pending
+        )
+        self.sign_requests.leader = self.signing
         self.attestation: NodeAttestation | None = None  # set by the node process
         self.standing = NodeStanding(
             account=self.account,
@@ -151,7 +152,7 @@ class Coordinator:
             evidence=self._evidence,
         )
         self.participants = ParticipantFollower(
-            mesh=mesh, metadata=keystore, purge=self._purge_presignatures, metrics=metrics
+            mesh=mesh, metadata=keystore, purge=self.pool.purge_involving, metrics=metrics
         )
         mesh.add_peer_handler(self.participants.peer_connected)
         self.key_events = KeyEvents(
@@ -162,13 +163,6 @@ class Coordinator:
             call=self.contract.call,
             metrics=metrics,
             timeout=settings.key_event_timeout,
-        )
-        self.sign_requests = SignRequests(
-            call=self.contract.call,
-            view=ledger.view,
-            connected=mesh.connected_peers,
-            metrics=metrics,
-            takeover_timeout=settings.takeover_timeout,
         )
         self.migration = MigrationImports(
             account=self.account,
@@ -213,27 +207,26 @@ class Coordinator:
         self._needs_state = True
         self._applied = False
         self._follower: asyncio.Task[None] | None = None
-        self._started = time.monotonic()
         self.emergency = EmergencyParts(
             self.account, self.held.load, self.contract.call, random_bytes
         )
+        self.report = NodeReport(
+            account=self.account,
+            identity=identity,
+            mesh=mesh,
+            keystore=keystore,
+            standing=self.standing,
+            participants=self.participants,
+            held=self.held,
+            sign_requests=self.sign_requests,
+            migration=self.migration,
+            standby=self.standby,
+            feed=self.feed,
+            pool=self.pool,
+            signing=self.signing,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Set up the presignature pool and the signing service (idle until we take part:
-        :meth:`_configure_services` hands them our participant id and keys)."""
-        self.pool = PresignaturePool(
-            self.router,
-            self.keystore,
-            None,
-            self._random_bytes,
-            target=self.settings.presignature_target,
-        )
-        self.signing = SigningService(
-            self.router, self.keystore, self.pool, None, is_pending=self.sign_requests.is_pending
-        )
-        self.sign_requests.leader = self.signing
 
     @property
     def ready(self) -> bool:
@@ -284,10 +277,8 @@ class Coordinator:
             tasks.append(self._follower)
         for task in tasks:
             task.cancel()
-        if self.pool is not None:
-            await self.pool.close()
-        if self.signing is not None:
-            await self.signing.close()
+        await self.pool.close()
+        await self.signing.close()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await self.emergency.close()
@@ -393,8 +384,7 @@ class Coordinator:
             self._me = None
             await self.participants.follow(state, None)
             self._configure_services(state, None)
-            if self.pool is not None:
-                await self.pool.stop()
+            await self.pool.stop()
             await self.standing.decommission(decision.reason)
 
     def _cancel_all(self) -> None:
@@ -404,8 +394,6 @@ class Coordinator:
     def _configure_services(self, state: ContractState, me: int | None) -> None:
         """Serve exactly the keys in force (the serving epoch's) in the pool and for signing;
         the pool retires other epochs' keys with their presignatures."""
-        if self.pool is None or self.signing is None:
-            return
         in_force = self.held.select_in_force(state, me)
         serving = state.serving()
         epoch = serving.epoch if serving is not None else -1
@@ -413,77 +401,11 @@ class Coordinator:
         self.pool.configure(me=me, epoch=epoch, keys=keys)
         self.signing.configure(me=me, epoch=epoch, keys=keys)
 
-    def _purge_presignatures(self, gone: frozenset[int]) -> int:
-        if self.pool is not None:
-            return self.pool.purge_involving(gone)
-        return self.keystore.purge_presignatures_involving(sorted(gone))
-
-    async def import_migration_shares(self, verified: VerifiedShares) -> None:
-        """The backup endpoint's import (see :meth:`MigrationImports.import_shares`)."""
-        await self.migration.import_shares(
-            [
-                RecoveredShare(s.domain_id, s.epoch, s.participant_id, s.signing_share)
-                for s in verified.shares
-            ]
-        )
-
-    async def import_wrapped_export(self, export: WrappedExport) -> dict[str, Any]:
-        """The standby endpoint's import (see :meth:`WarmStandby.import_export`)."""
-        return await self.standby.import_export(export)
-
     # -- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """``GET /status``: the node's own part, then each component's."""
-        state = self._state
-        serving = state.serving() if state is not None else None
-        resharing_epoch = None
-        if state is not None and isinstance(state.protocol, Resharing):
-            resharing_epoch = state.protocol.epoch
-        return {
-            "migration": self.migration.status(state),
-            "account": self.account,
-            "tls_public_key": self.identity.tls_public_key.hex(),
-            "signer_public_key": self.identity.signer_public_key.hex(),
-            "incarnation": self.mesh.incarnation.hex(),
-            **self.standing.status(),
-            "participant_id": self._me,
-            "protocol_state": state.protocol.name if state is not None else "Unknown",
-            "epoch": serving.epoch if serving is not None else None,
-            "resharing_epoch": resharing_epoch,
-            "threshold": serving.parameters.threshold if serving is not None else None,
-            **self.participants.status(self._me),
-            "presignatures": {
-                str(d): n for d, n in sorted(self.keystore.presignature_counts().items())
-            },
-            "owned_presignatures": {
-                f"{d}/{e}": n for (d, e), n in (self.pool.sizes() if self.pool else {}).items()
-            },
-            **self.held.status(),
-            **self.sign_requests.status(),
-            "ledger_height": self._height,
-            "uptime_seconds": round(time.monotonic() - self._started, 3),
-            "wrapping_public_key": self.standby.wrapping_public_key.hex(),
-            "warm_standby": self.standby.status(state, self.standing.status()["role"]),
-            "standby_push": self.feed.status() if self.feed is not None else None,
-        }
+        """``GET /status`` (:class:`~quorumkeep.node.report.NodeReport`)."""
+        return self.report.status(self._state, self._me, self._height)
 
     def metrics_snapshot(self) -> MetricsSnapshot:
-        state = self._state
-        serving = state.serving() if state is not None else None
-        participants, peers = self.participants.connectivity(self._me)
-        self.standby.status(state, self.standing.status()["role"])  # its freshness gauges
-        return MetricsSnapshot(
-            protocol_state=state.protocol.name if state is not None else "Unknown",
-            epoch=serving.epoch if serving is not None else -1,
-            participant_id=self._me,
-            participants=participants,
-            peers=peers,
-            presignatures=self.keystore.presignature_counts(),
-            owned_presignatures={
-                d: n for (d, _), n in (self.pool.sizes() if self.pool else {}).items()
-            },
-            signature_shares=self.signing.stats.shares_served if self.signing else 0,
-            key_shares=self.held.count(),
-            pending_requests=self.sign_requests.pending_count,
-        )
+        return self.report.metrics_snapshot(self._state, self._me)

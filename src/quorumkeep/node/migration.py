@@ -50,7 +50,7 @@ from quorumkeep.node.decisions import (
 )
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.metrics import NodeMetrics
-from quorumkeep.wire.backup import BackupProtocolError
+from quorumkeep.wire.backup import BackupProtocolError, VerifiedShares
 
 log = logging.getLogger("quorumkeep.node.coordinator")
 
@@ -130,6 +130,15 @@ class MigrationImports:
         return [self._current.task] if self._current is not None else []
 
     # -- import -------------------------------------------------------------------------------
+
+    async def import_verified(self, verified: VerifiedShares) -> None:
+        """The backup endpoint's import of ``verified`` shares (see :meth:`import_shares`)."""
+        await self.import_shares(
+            [
+                RecoveredShare(s.domain_id, s.epoch, s.participant_id, s.signing_share)
+                for s in verified.shares
+            ]
+        )
 
     async def import_shares(self, shares: list[RecoveredShare]) -> None:
         """Check ``shares`` against a fresh state, store them, start concluding;

@@ -181,7 +181,7 @@ class NodeProcess:
             routers=(
                 self._backup_router(identity, self.keystore, self.ledger, self.coordinator),
                 standby_router(
-                    config.account, coordinator.import_wrapped_export, lambda: coordinator.ready
+                    config.account, coordinator.standby.import_export, lambda: coordinator.ready
                 ),
             ),
         )
@@ -193,7 +193,6 @@ class NodeProcess:
             raise _address_problem("web", config.web_listen, exc) from None
         except TLSError as exc:
             raise StartupError(f"web API cannot use the TLS key: {exc}", exc.code) from None
-        await self.coordinator.start()
         self._attesting = asyncio.create_task(self.attestation.run(), name="attestation")
         self._start_rotation(identity)
         log.info(
@@ -286,7 +285,7 @@ class NodeProcess:
             read_view=ledger.view,
             registrations=self.registrations,
             current_shares=keystore_share_source(keystore),
-            import_shares=coordinator.import_migration_shares,
+            import_shares=coordinator.migration.import_verified,
             on_backup_served=self.metrics.backup_served,
             ready=lambda: coordinator.ready,
         )
