@@ -4,6 +4,8 @@ The fast loop (``make test-fast``: ``pytest -m "not slow"``) must start no proce
 that starts one without the ``slow`` marker fails here with a message saying so: the marker is
 checked, not remembered. Every way the suite starts a process (``subprocess``, asyncio's
 subprocess transports, ``multiprocessing``) goes through ``subprocess.Popen`` or ``os.fork``.
+
+The longest files are collected first, so the workers of ``make test`` finish together.
 """
 
 from __future__ import annotations
@@ -39,6 +41,35 @@ def _fork() -> int:
 
 subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
 os.fork = _fork
+
+LONGEST_FIRST = (
+    "integration/test_demo.py",
+    "integration/test_recovery.py",
+    "provider/test_provider_process.py",
+    "integration/test_chaos.py",
+    "integration/test_devnet_network.py",
+    "integration/test_docs_shell.py",
+    "backup/test_api_fuzz.py",
+    "integration/test_demo_company_gone.py",
+)
+"""The files that take longest (measured with ``--durations``), in that order. pytest-xdist
+hands whole files (``--dist loadfile``) to whichever worker is free, in collection order:
+starting the longest first leaves the short ones to even out the workers' ends, instead of a
+long file starting last on one worker while the other sits idle. Order only: a stale list
+costs time, never a check."""
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.path.as_posix()
+    for rank, suffix in enumerate(LONGEST_FIRST):
+        if path.endswith(suffix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first; every file's tests stay together and in their order."""
+    items.sort(key=_rank)  # stable
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -9,47 +10,49 @@ import typer
 # Typer (>= 0.29, pinned in pyproject.toml) vendors its own copy of click.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-from quorumkeep.cli import (
-    attest,
-    backup,
-    bench,
-    contract,
-    crypto,
-    devnet,
-    ers,
-    keys,
-    ledger,
-    node,
-    operator,
-    provider,
-    sign,
+HELP = "quorumkeep: a threshold-signing network whose operators never lose the signing key."
+GROUPS = (
+    "crypto",
+    "keys",
+    "ledger",
+    "contract",
+    "node",
+    "operator",
+    "backup",
+    "provider",
+    "devnet",
+    "sign",
+    "bench",
+    "attest",
+    "ers",
 )
+"""The sub-commands, in help order; each is the module ``quorumkeep.cli.<name>`` (``sign`` is
+one command, the others are groups)."""
 
-app = typer.Typer(
-    name="quorumkeep",
-    help="quorumkeep: a threshold-signing network whose operators never lose the signing key.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(crypto.app, name="crypto")
-app.add_typer(keys.app, name="keys")
-app.add_typer(ledger.app, name="ledger")
-app.add_typer(contract.app, name="contract")
-app.add_typer(node.app, name="node")
-app.add_typer(operator.app, name="operator")
-app.add_typer(backup.app, name="backup")
-app.add_typer(provider.app, name="provider")
-app.add_typer(devnet.app, name="devnet")
-app.command("sign")(sign.sign_command)
-app.add_typer(bench.app, name="bench")
-app.add_typer(attest.app, name="attest")
-app.add_typer(ers.app, name="ers")
+
+def build_app(argv: list[str]) -> typer.Typer:
+    """The command line for ``argv``: only the sub-command it names is imported (a process
+    of the network starts in a fraction of the time every group's imports take); all of them
+    for the top-level help or an unknown name, so its error lists them."""
+    named = [argv[1]] if len(argv) > 1 and argv[1] in GROUPS else list(GROUPS)
+    app = typer.Typer(
+        name="quorumkeep", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False
+    )
+    # A callback keeps the command a group when only one sub-command is loaded.
+    app.callback()(lambda: None)
+    for name in named:
+        module = importlib.import_module(f"quorumkeep.cli.{name}")
+        if name == "sign":
+            app.command("sign")(module.sign_command)
+        else:
+            app.add_typer(module.app, name=name)
+    return app
 
 
 def main() -> None:
     """Run the command; a usage error is one readable line and exit code 2, not a box."""
     try:
-        result = app(standalone_mode=False)
+        result = build_app(sys.argv)(standalone_mode=False)
     except NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             print(exc.ctx.get_help())
