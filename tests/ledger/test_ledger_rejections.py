@@ -342,6 +342,9 @@ def test_bad_view(env: Env, body: Any, code: str) -> None:
         ("/v1/events?since=0&timeout=-1", 400, "InvalidRequest"),
         ("/v1/events?since=0&timeout=999", 400, "InvalidRequest"),
         ("/v1/nothing-here", 404, "NotFound"),
+        ("/v1/blocks/0/", 404, "NotFound"),  # no redirect to /v1/blocks/0 (found by the fuzz)
+        ("/v1/blocks/0%2F", 404, "NotFound"),
+        ("/v1/status/", 404, "NotFound"),
     ],
 )
 def test_bad_read(env: Env, path: str, status: int, code: str) -> None:

@@ -204,6 +204,21 @@ def test_an_invalid_status_is_a_server_error_not_a_leak(tmp_path: Path) -> None:
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 500
 
 
+def test_a_stray_slash_is_a_404_with_its_code_not_a_redirect(tmp_path: Path) -> None:
+    alice, _ = make_identity(tmp_path / "alice", "alice")
+    app = create_app(
+        status=lambda: status_document(alice), metrics=NodeMetrics(), snapshot=MetricsSnapshot
+    )
+
+    async def replies() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            answers = [await client.get(path) for path in ("/status/", "/health/", "/metrics/")]
+        return [(r.status_code, r.json()["error"]["code"]) for r in answers]
+
+    assert asyncio.run(replies()) == [(404, "not_found")] * 3
+
+
 # --- a real node process -----------------------------------------------------------------
 
 

@@ -66,7 +66,7 @@ from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.retry import Backoff, BackoffPolicy
-from quorumkeep.net.server import EmbeddedServer, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
 from quorumkeep.provider.config import ProviderConfig
 from quorumkeep.provider.config import load_config as load_provider_config
 from quorumkeep.provider.errors import ProviderError
@@ -670,7 +670,8 @@ class BackupService:
 
 
 def create_status_app(service: BackupService) -> FastAPI:
-    app = FastAPI(title="quorumkeep backup service", version="1")
+    app = FastAPI(title="quorumkeep backup service", version="1", redirect_slashes=False)
+    answer_http_errors(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

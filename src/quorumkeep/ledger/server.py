@@ -21,7 +21,6 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from quorumkeep.contract import ContractError
 from quorumkeep.ledger import api_models as m
@@ -33,7 +32,7 @@ from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
 from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import bind_socket, format_address
+from quorumkeep.net.server import answer_http_errors, bind_socket, format_address
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +141,7 @@ def create_app(node: LedgerNode) -> FastAPI:
         version="1",
         description="Hosts the quorumkeep MPC contract. Formats: docs/ledger.md.",
         lifespan=lifespan,
+        redirect_slashes=False,  # a stray "/" is a 404 with its code, not a redirect
     )
 
     @app.exception_handler(LedgerError)
@@ -156,15 +156,9 @@ def create_app(node: LedgerNode) -> FastAPI:
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         return _error("InvalidRequest", "; ".join(parts) or "invalid request")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "NotFound", 405: "HttpMethodNotAllowed", 413: "BodyTooLarge"}
-        code = codes.get(exc.status_code, "InvalidRequest")
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}},
-            status_code=exc.status_code,
-            headers=exc.headers,  # a 405 says which methods are allowed (Allow)
-        )
+    answer_http_errors(
+        app, {404: "NotFound", 405: "HttpMethodNotAllowed", 413: "BodyTooLarge"}, "InvalidRequest"
+    )
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:

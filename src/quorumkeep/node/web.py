@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from quorumkeep.net.http_timeouts import HEADER_TIMEOUT, timeouts
-from quorumkeep.net.server import EmbeddedServer, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
 
@@ -174,7 +174,9 @@ def create_app(
         title="quorumkeep node",
         description="Health, status and metrics of one quorumkeep MPC node.",
         version="1",
+        redirect_slashes=False,  # a stray "/" is a 404 with its code, not a redirect
     )
+    answer_http_errors(app)
 
     @app.get("/health", summary="Liveness: 200 while the process serves requests")
     async def health() -> dict[str, str]:

@@ -44,7 +44,7 @@ from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, Startu
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import EmbeddedServer, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
 from quorumkeep.provider.config import ProviderConfig, load_config
 from quorumkeep.provider.errors import ProviderError
 from quorumkeep.provider.store import MAX_UNCONFIRMED, HeldPiece, PieceStore
@@ -422,7 +422,8 @@ def status_document(
 
 
 def create_app(service: ProviderService) -> FastAPI:
-    app = FastAPI(title="quorumkeep key provider", version="1")
+    app = FastAPI(title="quorumkeep key provider", version="1", redirect_slashes=False)
+    answer_http_errors(app)
 
     async def body_of(request: Request) -> Any:
         raw = await request.body()
