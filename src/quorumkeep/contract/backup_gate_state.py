@@ -21,35 +21,22 @@ entry or a confirmation keeps its bytes (and its hash).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from quorumkeep.contract.args import (
     check_fields,
     expect_account,
-    expect_hex,
     expect_int,
     expect_list,
     expect_object,
 )
 from quorumkeep.contract.errors import InvalidArguments
-from quorumkeep.encoding.records import JsonRecord, kind, nullable
+from quorumkeep.contract.records import HASH32, INT, ContractRecord
+from quorumkeep.encoding.records import kind, nullable
 
 MAX_DOMAINS = 64
 MAX_PARTICIPANTS = 256
-
-
-class _GateRecord(JsonRecord):
-    """A record of the gate: errors are ``InvalidArguments`` naming the field."""
-
-    @classmethod
-    def check_object(
-        cls, value: Any, name: str, required: Sequence[str], optional: Sequence[str]
-    ) -> dict[str, Any]:
-        obj = expect_object(value, name)
-        check_fields(obj, name, required, optional)
-        return obj
 
 
 def _domain_ids(value: Any, name: str) -> tuple[int, ...]:
@@ -60,26 +47,26 @@ def _domain_ids(value: Any, name: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class BackupConfirmation(_GateRecord):
+class BackupConfirmation(ContractRecord):
     """An account's latest confirmed backup: what its backup service verified, and when."""
 
-    epoch: int = field(metadata=kind(expect_int))
-    keyset_hash: bytes = field(metadata=kind(lambda v, n: expect_hex(v, n, 32, 32)))
+    epoch: int = field(metadata=INT)
+    keyset_hash: bytes = field(metadata=HASH32)
     domain_ids: tuple[int, ...] = field(metadata=kind(_domain_ids, list))
-    block_height: int = field(metadata=kind(expect_int))
-    timestamp_ms: int = field(metadata=kind(expect_int))
+    block_height: int = field(metadata=INT)
+    timestamp_ms: int = field(metadata=INT)
 
 
 @dataclass(frozen=True)
-class GateWait(_GateRecord):
+class GateWait(ContractRecord):
     """A domain's latest wait for backups at ``epoch``: it began at block
     ``since_height`` (time ``since_ms``) and ended when the policy was met at block
     ``opened_height`` (``opened_ms``); both null while the domain still waits. A domain
     whose policy was met in the block that began the wait has equal heights."""
 
-    epoch: int = field(metadata=kind(expect_int))
-    since_height: int = field(metadata=kind(expect_int))
-    since_ms: int = field(metadata=kind(expect_int))
+    epoch: int = field(metadata=INT)
+    since_height: int = field(metadata=INT)
+    since_ms: int = field(metadata=INT)
     opened_height: int | None = field(metadata=kind(*nullable(expect_int)))
     opened_ms: int | None = field(metadata=kind(*nullable(expect_int)))
 

@@ -1,0 +1,65 @@
+"""The contract's records: the record codec (:mod:`quorumkeep.encoding.records`) with the
+contract's argument rules.
+
+Every record of the contract's state — the protocol records of ``state.py`` and those of its
+sections (recovery, key providers, attestation, backup gate) — derives from
+:class:`ContractRecord`, so a record refused anywhere in the state is an
+``InvalidArguments`` naming the field (``<what>.<field>``). The kinds below are the field
+rules those records share; each reads through a reader of ``contract/args.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from quorumkeep.contract.args import (
+    check_fields,
+    expect_account,
+    expect_ed25519_key,
+    expect_hex,
+    expect_host_port,
+    expect_int,
+    expect_object,
+    expect_str,
+    expect_web_url,
+    expect_x25519_key,
+)
+from quorumkeep.encoding.records import JsonRecord, Kind, kind
+
+
+class ContractRecord(JsonRecord):
+    """A record of the contract's state: errors are ``InvalidArguments`` naming the field."""
+
+    @classmethod
+    def check_object(
+        cls, value: Any, name: str, required: Sequence[str], optional: Sequence[str]
+    ) -> dict[str, Any]:
+        obj = expect_object(value, name)
+        check_fields(obj, name, required, optional)
+        return obj
+
+
+def int_from(minimum: int) -> Mapping[str, Kind]:
+    """An integer of at least ``minimum`` (and at most ``MAX_INT``)."""
+    return kind(lambda value, name: expect_int(value, name, minimum))
+
+
+def text(max_length: int) -> Mapping[str, Kind]:
+    """A string of at most ``max_length`` characters."""
+    return kind(lambda value, name: expect_str(value, name, max_length))
+
+
+def hex_bytes(min_size: int, max_size: int) -> Mapping[str, Kind]:
+    """Bytes as lowercase hex, ``min_size`` to ``max_size`` of them."""
+    return kind(lambda value, name: expect_hex(value, name, min_size, max_size))
+
+
+INT = kind(expect_int)
+ID = int_from(1)
+ACCOUNT = kind(expect_account)
+HASH32 = hex_bytes(32, 32)
+ED25519_KEY = kind(expect_ed25519_key)
+X25519_KEY = kind(expect_x25519_key)
+HOST_PORT = kind(expect_host_port)
+WEB_URL = kind(expect_web_url)
