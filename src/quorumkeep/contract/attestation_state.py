@@ -25,6 +25,8 @@ from quorumkeep.contract.args import (
     expect_str,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.records import ACCOUNT, HASH32, INT, ContractRecord, text
+from quorumkeep.encoding.records import Kind, kind, nullable
 
 DEFAULT_VALIDITY_SECONDS = 7 * 24 * 3600
 DEFAULT_GRACE_SECONDS = 3600
@@ -59,84 +61,77 @@ def expect_tcb_policy(value: Any, name: str) -> TcbPolicy:
     return policy
 
 
+class _MeasurementWithId(Kind):
+    """A measurement, written with its id in the member after it (``<name>_id``, for
+    readers of the state); the id is derived, so only the measurement is read."""
+
+    def __init__(self) -> None:
+        super().__init__(expect_measurement, lambda m: m.to_json())
+
+    def json_names(self, name: str) -> tuple[str, ...]:
+        return (name, f"{name}_id")
+
+    def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
+        return [(name, value.to_json()), (f"{name}_id", value.measurement_id)]
+
+
+def _advisory_ids(value: Any, name: str) -> tuple[str, ...]:
+    return tuple(expect_str(a, f"{name}[]", 24) for a in expect_list(value, name, 0, 64))
+
+
+# Declared outside AttestationRecord: in its class body, after its field ``kind``, that name is
+# the field, not the function.
+_ROLE = kind(expect_role)
+_MEASUREMENT = _MeasurementWithId().metadata()
+_ADVISORY_IDS = kind(_advisory_ids, list)
+
+
 @dataclass(frozen=True)
-class AttestationRecord:
+class AttestationRecord(ContractRecord):
     """A verified attestation of ``key`` (TLS or identity key) for ``role`` of ``account``."""
 
-    role: str
-    account: str
-    key: bytes
-    bound_key: bytes
-    kind: str
-    measurement: Measurement
-    tcb_status: str
-    advisory_ids: tuple[str, ...]
-    attested_at: int
-    expires_at: int
+    role: str = field(metadata=_ROLE)
+    account: str = field(metadata=ACCOUNT)
+    key: bytes = field(metadata=HASH32)
+    bound_key: bytes = field(metadata=HASH32)
+    kind: str = field(metadata=text(8))
+    measurement: Measurement = field(metadata=_MEASUREMENT)
+    tcb_status: str = field(metadata=text(64))
+    advisory_ids: tuple[str, ...] = field(metadata=_ADVISORY_IDS)
+    attested_at: int = field(metadata=INT)
+    expires_at: int = field(metadata=INT)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "account": self.account,
-            "key": self.key.hex(),
-            "bound_key": self.bound_key.hex(),
-            "kind": self.kind,
-            "measurement": self.measurement.to_json(),
-            "measurement_id": self.measurement.measurement_id,
-            "tcb_status": self.tcb_status,
-            "advisory_ids": list(self.advisory_ids),
-            "attested_at": self.attested_at,
-            "expires_at": self.expires_at,
-        }
 
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> AttestationRecord:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            [
-                "role",
-                "account",
-                "key",
-                "bound_key",
-                "kind",
-                "measurement",
-                "measurement_id",
-                "tcb_status",
-                "advisory_ids",
-                "attested_at",
-                "expires_at",
-            ],
-        )
-        ids = expect_list(obj["advisory_ids"], f"{name}.advisory_ids", 0, 64)
-        return cls(
-            role=expect_role(obj["role"], f"{name}.role"),
-            account=expect_account(obj["account"], f"{name}.account"),
-            key=expect_hex(obj["key"], f"{name}.key", 32, 32),
-            bound_key=expect_hex(obj["bound_key"], f"{name}.bound_key", 32, 32),
-            kind=expect_str(obj["kind"], f"{name}.kind", 8),
-            measurement=expect_measurement(obj["measurement"], f"{name}.measurement"),
-            tcb_status=expect_str(obj["tcb_status"], f"{name}.tcb_status", 64),
-            advisory_ids=tuple(expect_str(a, f"{name}.advisory_ids[]", 24) for a in ids),
-            attested_at=expect_int(obj["attested_at"], f"{name}.attested_at"),
-            expires_at=expect_int(obj["expires_at"], f"{name}.expires_at"),
-        )
+_ACTIONS = ("add", "remove", "tcb_policy")
+
+
+def _action(value: Any, name: str) -> str:
+    if value not in _ACTIONS:
+        raise InvalidArguments(f"{name} is not add, remove or tcb_policy")
+    return str(value)
+
+
+def _voters(value: Any, name: str) -> set[str]:
+    return {expect_account(v, f"{name}[]") for v in expect_list(value, name, 0, 256)}
 
 
 @dataclass
-class PolicyProposal:
+class PolicyProposal(ContractRecord):
     """A pending allow-list or TCB policy change and the operators who voted for it.
 
     ``action`` is ``add`` or ``remove`` (with ``role`` and ``measurement``) or
     ``tcb_policy`` (with ``policy``).
     """
 
-    action: str
-    role: str | None
-    measurement: Measurement | None
-    policy: TcbPolicy | None
-    voters: set[str] = field(default_factory=set)
+    action: str = field(metadata=kind(_action))
+    role: str | None = field(metadata=kind(*nullable(expect_role)))
+    measurement: Measurement | None = field(
+        metadata=kind(*nullable(expect_measurement, lambda m: m.to_json()))
+    )
+    policy: TcbPolicy | None = field(
+        metadata=kind(*nullable(expect_tcb_policy, lambda p: p.to_json()))
+    )
+    voters: set[str] = field(default_factory=set, metadata=kind(_voters, sorted))
 
     def key(self) -> str:
         if self.action == "tcb_policy":
@@ -147,37 +142,13 @@ class PolicyProposal:
         return f"{self.action}:{self.role}:{self.measurement.measurement_id}"
 
     def content_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "role": self.role,
-            "measurement": None if self.measurement is None else self.measurement.to_json(),
-            "policy": None if self.policy is None else self.policy.to_json(),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.content_json(), "voters": sorted(self.voters)}
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> PolicyProposal:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["action", "role", "measurement", "policy", "voters"])
-        voters = expect_list(obj["voters"], f"{name}.voters", 0, 256)
-        action = obj["action"]
-        if action not in ("add", "remove", "tcb_policy"):
-            raise InvalidArguments(f"{name}.action is not add, remove or tcb_policy")
-        return cls(
-            action=action,
-            role=None if obj["role"] is None else expect_role(obj["role"], f"{name}.role"),
-            measurement=None
-            if obj["measurement"] is None
-            else expect_measurement(obj["measurement"], f"{name}.measurement"),
-            policy=None
-            if obj["policy"] is None
-            else expect_tcb_policy(obj["policy"], f"{name}.policy"),
-            voters={expect_account(v, f"{name}.voters[]") for v in voters},
-        )
+        """The proposal without its voters (what its events name)."""
+        document = self.to_json()
+        del document["voters"]
+        return document
 
 
+# Hand-written: insecure_dev_attestation is derived, proposals and records re-keyed by computed keys
 @dataclass
 class AttestationState:
     """Everything attestation-related the contract keeps (see docs/contract.md)."""

@@ -24,41 +24,30 @@ from quorumkeep.contract.args import (
     expect_int,
     expect_list,
     expect_object,
-    expect_web_url,
-    expect_x25519_key,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.records import (
+    ED25519_KEY,
+    WEB_URL,
+    X25519_KEY,
+    ContractRecord,
+    account_map,
+)
 from quorumkeep.crypto.storage_split import MAX_HOLDERS, MIN_THRESHOLD
 
 MAX_PROVIDERS = 256
 
 
 @dataclass(frozen=True)
-class KeyProviderInfo:
+class KeyProviderInfo(ContractRecord):
     """A registered provider: the keys nodes authenticate it by and seal pieces to."""
 
-    identity_public_key: bytes
-    encryption_public_key: bytes
-    url: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "identity_public_key": self.identity_public_key.hex(),
-            "encryption_public_key": self.encryption_public_key.hex(),
-            "url": self.url,
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> KeyProviderInfo:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["identity_public_key", "encryption_public_key", "url"])
-        return cls(
-            expect_ed25519_key(obj["identity_public_key"], f"{name}.identity_public_key"),
-            expect_x25519_key(obj["encryption_public_key"], f"{name}.encryption_public_key"),
-            expect_web_url(obj["url"], f"{name}.url"),
-        )
+    identity_public_key: bytes = field(metadata=ED25519_KEY)
+    encryption_public_key: bytes = field(metadata=X25519_KEY)
+    url: str = field(metadata=WEB_URL)
 
 
+# Hand-written: threshold bounds holders and commitment; an argument must omit recorded_height
 @dataclass(frozen=True)
 class StorageDeal:
     """Who holds the pieces of one node's storage secret, and under which commitment."""
@@ -139,11 +128,13 @@ class StorageDeal:
 
 
 @dataclass
-class KeyProviderBook:
+class KeyProviderBook(ContractRecord):
     """Registered providers by operator account, and the current deal of every node."""
 
-    providers: dict[str, KeyProviderInfo] = field(default_factory=dict)
-    deals: dict[str, StorageDeal] = field(default_factory=dict)
+    providers: dict[str, KeyProviderInfo] = field(
+        default_factory=dict, metadata=account_map(KeyProviderInfo)
+    )
+    deals: dict[str, StorageDeal] = field(default_factory=dict, metadata=account_map(StorageDeal))
 
     def empty(self) -> bool:
         return not (self.providers or self.deals)
@@ -151,30 +142,3 @@ class KeyProviderBook:
     def holders_of(self, provider: str) -> list[str]:
         """Accounts whose current deal names ``provider``, sorted."""
         return sorted(a for a, d in self.deals.items() if provider in d.providers)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "providers": {a: p.to_json() for a, p in sorted(self.providers.items())},
-            "deals": {a: d.to_json() for a, d in sorted(self.deals.items())},
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> KeyProviderBook:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["providers", "deals"])
-        providers = expect_object(obj["providers"], f"{name}.providers")
-        deals = expect_object(obj["deals"], f"{name}.deals")
-        return cls(
-            providers={
-                expect_account(a, f"{name}.providers key"): KeyProviderInfo.from_json(
-                    p, f"{name}.providers[{a}]"
-                )
-                for a, p in sorted(providers.items())
-            },
-            deals={
-                expect_account(a, f"{name}.deals key"): StorageDeal.from_json(
-                    d, f"{name}.deals[{a}]"
-                )
-                for a, d in sorted(deals.items())
-            },
-        )

@@ -11,7 +11,7 @@ rules those records share; each reads through a reader of ``contract/args.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, Self
 
 from quorumkeep.contract.args import (
     check_fields,
@@ -63,3 +63,29 @@ ED25519_KEY = kind(expect_ed25519_key)
 X25519_KEY = kind(expect_x25519_key)
 HOST_PORT = kind(expect_host_port)
 WEB_URL = kind(expect_web_url)
+
+
+class Readable(Protocol):
+    """What :func:`account_map` holds: a value with a JSON object and a strict reader."""
+
+    @classmethod
+    def from_json(cls, value: Any, name: str, /) -> Self: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def account_map(record: type[Readable]) -> Mapping[str, Kind]:
+    """Records by account: an object written and read in account order; errors name an
+    entry ``<field>[<account>]`` and a bad account ``<field> key``."""
+
+    def read(value: Any, name: str) -> dict[str, Readable]:
+        obj = expect_object(value, name)
+        return {
+            expect_account(account, f"{name} key"): record.from_json(item, f"{name}[{account}]")
+            for account, item in sorted(obj.items())
+        }
+
+    def write(records: Mapping[str, Readable]) -> dict[str, Any]:
+        return {account: r.to_json() for account, r in sorted(records.items())}
+
+    return kind(read, write)

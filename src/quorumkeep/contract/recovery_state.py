@@ -15,14 +15,22 @@ from typing import Any
 from quorumkeep.contract.args import (
     check_fields,
     expect_account,
-    expect_ed25519_key,
-    expect_hex,
-    expect_int,
     expect_list,
     expect_object,
     expect_verifying_shares,
 )
 from quorumkeep.contract.errors import InvalidArguments
+from quorumkeep.contract.records import (
+    ED25519_KEY,
+    HASH32,
+    ID,
+    INT,
+    ContractRecord,
+    account_map,
+    hex_bytes,
+    int_from,
+)
+from quorumkeep.encoding.records import kind
 
 MAX_SPKI_BYTES = 1024
 """A SubjectPublicKeyInfo of an RSA key up to 4096 bits fits (550 bytes at 4096)."""
@@ -30,115 +38,48 @@ MAX_PARTICIPANTS = 256
 
 
 @dataclass(frozen=True)
-class RecoveryKey:
+class RecoveryKey(ContractRecord):
     """An RSA recovery public key (SPKI DER) and its fingerprint (SHA-256 of the DER)."""
 
-    public_key: bytes
-    fingerprint: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"public_key": self.public_key.hex(), "fingerprint": self.fingerprint.hex()}
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> RecoveryKey:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["public_key", "fingerprint"])
-        return cls(
-            expect_hex(obj["public_key"], f"{name}.public_key", 1, MAX_SPKI_BYTES),
-            expect_hex(obj["fingerprint"], f"{name}.fingerprint", 32, 32),
-        )
+    public_key: bytes = field(metadata=hex_bytes(1, MAX_SPKI_BYTES))
+    fingerprint: bytes = field(metadata=HASH32)
 
 
 @dataclass(frozen=True)
-class PartRecord:
+class PartRecord(ContractRecord):
     """One participant's part for a (domain, epoch): where it is and what it hashes to."""
 
-    participant_id: int
-    digest: bytes
-    fingerprint: bytes
-    size: int
-    block_height: int
+    participant_id: int = field(metadata=ID)
+    digest: bytes = field(metadata=HASH32)
+    fingerprint: bytes = field(metadata=HASH32)
+    size: int = field(metadata=INT)
+    block_height: int = field(metadata=INT)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "participant_id": self.participant_id,
-            "digest": self.digest.hex(),
-            "fingerprint": self.fingerprint.hex(),
-            "size": self.size,
-            "block_height": self.block_height,
-        }
 
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> PartRecord:
-        obj = expect_object(value, name)
-        check_fields(obj, name, ["participant_id", "digest", "fingerprint", "size", "block_height"])
-        return cls(
-            expect_int(obj["participant_id"], f"{name}.participant_id", 1),
-            expect_hex(obj["digest"], f"{name}.digest", 32, 32),
-            expect_hex(obj["fingerprint"], f"{name}.fingerprint", 32, 32),
-            expect_int(obj["size"], f"{name}.size"),
-            expect_int(obj["block_height"], f"{name}.block_height"),
-        )
+def _verifying_shares(value: Any, name: str) -> tuple[tuple[int, bytes], ...]:
+    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
+
+
+def _verifying_shares_json(shares: tuple[tuple[int, bytes], ...]) -> dict[str, str]:
+    return {str(pid): share.hex() for pid, share in shares}
 
 
 @dataclass
-class RecoveryEpoch:
+class RecoveryEpoch(ContractRecord):
     """The parts recorded for one (domain, epoch) and the package they were checked against."""
 
-    domain_id: int
-    epoch: int
-    public_key: bytes
-    threshold: int
-    verifying_shares: tuple[tuple[int, bytes], ...]
-    keyset_hash: bytes
-    parts: dict[str, PartRecord] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "domain_id": self.domain_id,
-            "epoch": self.epoch,
-            "public_key": self.public_key.hex(),
-            "threshold": self.threshold,
-            "verifying_shares": {str(pid): s.hex() for pid, s in self.verifying_shares},
-            "keyset_hash": self.keyset_hash.hex(),
-            "parts": {a: p.to_json() for a, p in sorted(self.parts.items())},
-        }
-
-    @classmethod
-    def from_json(cls, value: Any, name: str) -> RecoveryEpoch:
-        obj = expect_object(value, name)
-        check_fields(
-            obj,
-            name,
-            [
-                "domain_id",
-                "epoch",
-                "public_key",
-                "threshold",
-                "verifying_shares",
-                "keyset_hash",
-                "parts",
-            ],
-        )
-        parts = expect_object(obj["parts"], f"{name}.parts")
-        return cls(
-            domain_id=expect_int(obj["domain_id"], f"{name}.domain_id"),
-            epoch=expect_int(obj["epoch"], f"{name}.epoch"),
-            public_key=expect_ed25519_key(obj["public_key"], f"{name}.public_key"),
-            threshold=expect_int(obj["threshold"], f"{name}.threshold", 1),
-            verifying_shares=expect_verifying_shares(
-                obj["verifying_shares"], f"{name}.verifying_shares", MAX_PARTICIPANTS
-            ),
-            keyset_hash=expect_hex(obj["keyset_hash"], f"{name}.keyset_hash", 32, 32),
-            parts={
-                expect_account(a, f"{name}.parts key"): PartRecord.from_json(
-                    p, f"{name}.parts[{a}]"
-                )
-                for a, p in sorted(parts.items())
-            },
-        )
+    domain_id: int = field(metadata=INT)
+    epoch: int = field(metadata=INT)
+    public_key: bytes = field(metadata=ED25519_KEY)
+    threshold: int = field(metadata=int_from(1))
+    verifying_shares: tuple[tuple[int, bytes], ...] = field(
+        metadata=kind(_verifying_shares, _verifying_shares_json)
+    )
+    keyset_hash: bytes = field(metadata=HASH32)
+    parts: dict[str, PartRecord] = field(default_factory=dict, metadata=account_map(PartRecord))
 
 
+# Hand-written: epochs are listed, empty vote maps dropped and domain-id errors name the book itself
 @dataclass
 class RecoveryBook:
     """Every recovery key (by domain), the open votes for one, and the recorded parts."""
