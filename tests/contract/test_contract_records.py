@@ -362,7 +362,7 @@ def storage_deals(draw: st.DrawFn) -> StorageDeal:
 key_provider_books = st.builds(
     KeyProviderBook,
     st.dictionaries(accounts, provider_infos, max_size=3),
-    st.dictionaries(accounts, storage_deals(), max_size=2),
+    st.dictionaries(accounts, storage_deals(), max_size=1),
 )
 
 attestation_records = st.builds(
@@ -427,7 +427,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_generated_records_round_trip(name: str) -> None:
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=30, deadline=None)
     @given(STRATEGIES[name])
     def round_trip(record: Any) -> None:
         text = written(record)
