@@ -32,7 +32,7 @@ from quorumkeep.backup.identity import create_identity, read_public_identity, un
 from quorumkeep.backup.service import run_service, store_status, verify_backup
 from quorumkeep.backup.store import BackupStore
 from quorumkeep.cli.keys import EXIT_REJECTED, emit_json, fail, report_outcome
-from quorumkeep.crypto.seal import DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT, MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.crypto.seal import KDF_COSTS
 from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient
 from quorumkeep.ledger.errors import LedgerError
@@ -42,12 +42,6 @@ from quorumkeep.operator.actions import backup_permission
 
 app = typer.Typer(no_args_is_help=True, help="Back up a node's key shares and push them back.")
 
-KDF_COSTS = {
-    # Argon2id cost of the backup passphrase. "minimum" exists for tests and devnets.
-    "moderate": (DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
-    "interactive": (2, 64 * 1024 * 1024),
-    "minimum": (MIN_OPSLIMIT, MIN_MEMLIMIT),
-}
 CONFIG_OPTION = typer.Option(..., "--config", help="Path of backup.toml.", dir_okay=False)
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 

@@ -8,15 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from nacl.pwhash import argon2id
 
 from quorumkeep.cli.keys import EXIT_REJECTED, JSON_OUTPUT, emit_json, fail
-from quorumkeep.crypto.seal import (
-    DEFAULT_MEMLIMIT,
-    DEFAULT_OPSLIMIT,
-    MIN_MEMLIMIT,
-    MIN_OPSLIMIT,
-)
+from quorumkeep.crypto.seal import KDF_COSTS
 from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.config import ConfigError, NodeConfig, config_from_mapping
@@ -27,12 +21,6 @@ from quorumkeep.node.keystore import KeystoreError
 app = typer.Typer(no_args_is_help=True, help="Set up and run an MPC node.")
 
 DEFAULT_PASSPHRASE_ENV = "QUORUMKEEP_PASSPHRASE"
-KDF_COSTS = {
-    # Argon2id cost of the storage key. "minimum" exists for tests and throwaway devnets.
-    "moderate": (DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
-    "interactive": (argon2id.OPSLIMIT_INTERACTIVE, argon2id.MEMLIMIT_INTERACTIVE),
-    "minimum": (MIN_OPSLIMIT, MIN_MEMLIMIT),
-}
 
 
 def build_config(

@@ -17,8 +17,8 @@ import typer
 from quorumkeep import __version__
 from quorumkeep.attest.binding import Role, report_data
 from quorumkeep.backup.config import PassphraseConfig
-from quorumkeep.cli.backup import KDF_COSTS
 from quorumkeep.cli.keys import EXIT_REJECTED, emit_json, fail, report_outcome
+from quorumkeep.crypto.seal import KDF_COSTS
 from quorumkeep.daemon.attestation import AttestationConfig, AttestationUnavailable, quote_source
 from quorumkeep.daemon.service_identity import (
     KEY_PROVIDER_IDENTITY,

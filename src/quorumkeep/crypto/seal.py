@@ -60,6 +60,17 @@ MIN_MEMLIMIT: int = _sodium.crypto_pwhash_argon2id_MEMLIMIT_MIN
 MAX_OPSLIMIT = 16
 MAX_MEMLIMIT: int = _sodium.crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE  # 1 GiB
 
+KDF_COSTS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "moderate": (DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
+        "interactive": (INTERACTIVE_OPSLIMIT, INTERACTIVE_MEMLIMIT),
+        "minimum": (MIN_OPSLIMIT, MIN_MEMLIMIT),
+    }
+)
+"""The Argon2id costs (opslimit, memlimit) an ``init`` command's ``--kdf-cost`` names:
+``moderate`` by default; ``interactive`` and ``minimum`` for tests and devnets, whose
+passphrases lie beside the sealed files anyway."""
+
 _AEAD_FAILED = "authentication failed: wrong key, wrong associated data or tampered bytes"
 _EMPTY_BINDING: Mapping[str, str | int] = MappingProxyType({})
 
