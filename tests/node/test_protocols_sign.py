@@ -31,7 +31,7 @@ from quorumkeep.node.messages import (
 )
 from quorumkeep.node.protocols.errors import SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
-from quorumkeep.node.protocols.presign import PresignaturePool, presignature_owner
+from quorumkeep.node.protocols.presign import PresignaturePool, exposed, presignature_owner
 from quorumkeep.node.protocols.sign import SigningService, SignJob
 
 HOLDERS = [1, 2, 3, 4]
@@ -175,6 +175,54 @@ def test_background_generation_fills_every_pool_consistently(
                 assert any(peer not in s for s in sets[owner]), (owner, peer, sets[owner])
 
     run(scenario())
+
+
+def test_a_pool_whose_every_set_includes_a_peer_makes_more_until_none_does(
+    keys: dict[int, NodeKeys], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches made while peer 4 was away fill owner 1's target with sets that all include
+    peers 2 and 3; once 4 is back the pool makes more (up to twice the target) until the loss
+    of any one peer leaves it presignatures."""
+
+    async def scenario() -> None:
+        cluster = await start_signing(keys, tmp_path, target=16, batch_size=8)
+        try:
+            pool, router = cluster.pools[1], cluster.nodes[1].router
+            everyone = router.connected_peers
+            await eventually(lambda: everyone() >= {2, 3, 4}, timeout=10)
+            monkeypatch.setattr(router, "connected_peers", lambda: everyone() - {4})
+            while sum(pool.sizes().values()) < 16:
+                assert await pool.fill(DOMAIN, EPOCH) > 0
+            owned = owned_sets(cluster.all_stored()[1])
+            assert owned and all({2, 3} <= s for s in owned)  # 2 and 3 are in every set
+            monkeypatch.setattr(router, "connected_peers", everyone)
+            pool.start()
+
+            def covered() -> bool:
+                sets = owned_sets(cluster.all_stored()[1])
+                return all(any(peer not in s for s in sets) for peer in (2, 3, 4))
+
+            await eventually(covered, timeout=20)
+            await asyncio.sleep(0.5)  # and then it stops: no more than twice the target
+            assert 16 < sum(pool.sizes().values()) <= 32
+        finally:
+            await stop_signing(cluster)
+
+    run(scenario())
+
+
+def owned_sets(stored: dict[str, tuple[int, ...]]) -> list[set[int]]:
+    return [set(p) for i, p in stored.items() if presignature_owner(i) == 1]
+
+
+def test_exposed_peers_are_those_in_every_presignature_a_batch_could_leave_out() -> None:
+    # 3 candidates, batches of 2: the peers every held presignature includes
+    assert exposed([2, 3, 4], 2, 16, {2: 16, 3: 16, 4: 0}) == [2, 3]
+    assert exposed([2, 3, 4], 2, 32, {2: 24, 3: 24, 4: 16}) == []
+    # a batch needs every candidate: no set could leave one out
+    assert exposed([2, 3], 2, 16, {2: 16, 3: 16}) == []
+    # in-flight presignatures count in both held and load
+    assert exposed([2, 3, 4], 2, 24, {2: 24, 3: 16, 4: 8}) == [2]
 
 
 def test_signing_uses_each_presignature_exactly_once(

@@ -82,6 +82,15 @@ def presignature_owner(presignature_id: str) -> int | None:
         return None
 
 
+def exposed(peers: Sequence[int], need: int, held: int, load: Mapping[int, int]) -> list[int]:
+    """The ``peers`` every one of an owner's ``held`` presignatures includes (``load``: how
+    many include each), so that losing one would leave the owner none — among peers a batch
+    of ``need`` could leave out (more candidates than it takes); empty otherwise."""
+    if len(peers) <= need:
+        return []
+    return [p for p in peers if load.get(p, 0) >= held]
+
+
 def _nonce_bytes(nonces: frost.SigningNonces) -> bytes:
     return nonces.hiding + nonces.binding
 
@@ -416,7 +425,7 @@ class PresignaturePool:
             now = self._clock()
             for entry in list(self._keys.values()):
                 while (
-                    len(entry.owned) + entry.in_flight < entry.target
+                    self._wants_batch(entry)
                     and entry.batches < self.max_batches_in_flight
                     and entry.retry_at <= now
                 ):
@@ -440,19 +449,11 @@ class PresignaturePool:
         ``target`` holds one batch per way of leaving a peer out: with p peers of which t-1
         take part, ceil(p / (p - t + 1)) batches (at most ``batch_size`` each).
         """
-        now = self._clock()
-        connected = self.router.connected_peers()
-        peers = [
-            p
-            for p in entry.public.identifiers
-            if p != self.me and p in connected and self._member_backoff.get(p, 0.0) <= now
-        ]
+        peers = self._candidates(entry)
         need = entry.public.threshold - 1
         if len(peers) < need:
             return None
-        load = Counter(entry.flying)
-        for info in entry.owned.values():
-            load.update(p for p in info.participants if p != self.me)
+        load = self._load(entry)
         start = entry.rotation % len(peers)
         entry.rotation += 1
         order = sorted(peers[start:] + peers[:start], key=lambda p: load[p])  # stable
@@ -461,6 +462,35 @@ class PresignaturePool:
         if spare > 0:
             count = max(1, min(count, entry.target // -(-len(peers) // spare)))
         return sorted(order[:need]), count
+
+    def _candidates(self, entry: _Key) -> list[int]:
+        """The peers a batch may take now: connected holders of the key, not in back-off."""
+        now = self._clock()
+        connected = self.router.connected_peers()
+        return [
+            p
+            for p in entry.public.identifiers
+            if p != self.me and p in connected and self._member_backoff.get(p, 0.0) <= now
+        ]
+
+    def _load(self, entry: _Key) -> Counter[int]:
+        """Per peer, the owner's presignatures (stored and in flight) that include it."""
+        load = Counter(entry.flying)
+        for info in entry.owned.values():
+            load.update(p for p in info.participants if p != self.me)
+        return load
+
+    def _wants_batch(self, entry: _Key) -> bool:
+        """Below the target; or, up to twice the target, while the loss of a peer a batch
+        could leave out would leave no presignature (``exposed``): batches that failed or
+        ran while a peer was away can fill the target with sets that all include one peer."""
+        held = len(entry.owned) + entry.in_flight
+        if held < entry.target:
+            return True
+        if held + self.batch_size > 2 * entry.target:
+            return False
+        peers = self._candidates(entry)
+        return exposed(peers, entry.public.threshold - 1, held, self._load(entry)) != []
 
     def _spawn(self, entry: _Key, members: list[int], count: int) -> None:
         self._reserve(entry, members, count)
