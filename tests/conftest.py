@@ -5,7 +5,8 @@ that starts one without the ``slow`` marker fails here with a message saying so:
 checked, not remembered. Every way the suite starts a process (``subprocess``, asyncio's
 subprocess transports, ``multiprocessing``) goes through ``subprocess.Popen`` or ``os.fork``.
 
-The longest files are collected first, so the workers of ``make test`` finish together.
+The longest files are collected first, so the workers of ``make test`` finish together, and a
+run with ``-n N`` keeps every file on one worker.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def _rank(item: pytest.Item) -> int:
         if path.endswith(suffix):
             return rank
     return len(LONGEST_FIRST)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``-n N`` alone means ``--dist load`` (tests of one file spread over workers), which
+    breaks the files whose tests share a module-scoped network and run in file order: such a
+    run keeps each file on one worker (``loadfile``), as ``make test`` asks."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
