@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 def test_split_urls() -> None:
     assert split_urls("http://a:1/") == ["http://a:1"]
     assert split_urls(" http://a:1, http://b:2/ ,") == ["http://a:1", "http://b:2"]
-    with pytest.raises(ValueError):
-        split_urls(" , ")
+    for bad in (" , ", "http://[::1", "notaurl", "ftp://a:1", "http://a:1,http://"):
+        with pytest.raises(LedgerError) as refused:
+            split_urls(bad)
+        assert refused.value.code == "InvalidLedgerUrl" and refused.value.status == 400
 
 
 def test_a_dead_first_url_fails_over_to_the_next(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from quorumkeep.daemon.config import (
     write_atomically,
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
+from quorumkeep.ledger.failover import checked_ledger_url
 from quorumkeep.net.server import parse_host_port
 
 CONFIG_FILE_NAME = "backup.toml"
@@ -88,10 +89,7 @@ class BackupConfig(BaseModel):
     @field_validator("ledger_url")
     @classmethod
     def _ledger_url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in ("http", "https") or not rest:
-            raise ValueError("ledger_url must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return checked_ledger_url(value)
 
     @field_validator("listen")
     @classmethod

@@ -43,6 +43,8 @@ ERROR_STATUS: dict[str, int] = {
     "InternalError": 500,
     "LedgerUnavailable": 503,
     "ShuttingDown": 503,
+    # raised by the client before any request: never sent by the ledger
+    "InvalidLedgerUrl": 400,
 }
 
 

@@ -13,13 +13,40 @@ from __future__ import annotations
 
 import httpx
 
+from quorumkeep.ledger.errors import LedgerError
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not an ``http`` or ``https`` URL with a host; None when it is one."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "want http(s)://host:port"
+    return None
+
 
 def split_urls(base_url: str) -> list[str]:
-    """The URLs of a comma-separated ledger URL (one element for a plain URL)."""
+    """The URLs of a comma-separated ledger URL (one element for a plain URL); each must be
+    an ``http`` or ``https`` URL with a host, else ``InvalidLedgerUrl`` (before any request)."""
     urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
     if not urls:
-        raise ValueError("no ledger URL given")
+        raise LedgerError("InvalidLedgerUrl", "no ledger URL given")
+    for url in urls:
+        problem = url_problem(url)
+        if problem is not None:
+            raise LedgerError("InvalidLedgerUrl", f"not a ledger URL: {url!r} ({problem})")
     return urls
+
+
+def checked_ledger_url(value: str) -> str:
+    """A configuration's ``ledger_url`` (one URL or a comma-separated list), normalized;
+    ``ValueError`` saying why when :func:`split_urls` refuses it."""
+    try:
+        return ",".join(split_urls(value))
+    except LedgerError as exc:
+        raise ValueError(exc.message) from None
 
 
 class _Rotation:

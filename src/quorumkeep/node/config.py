@@ -46,6 +46,7 @@ from quorumkeep.daemon.config import (
     validation_message,
     write_atomically,
 )
+from quorumkeep.ledger.failover import checked_ledger_url
 from quorumkeep.net.server import parse_host_port
 
 CONFIG_FILE_NAME = "node.toml"
@@ -230,10 +231,7 @@ class NodeConfig(BaseModel):
     @field_validator("ledger_url")
     @classmethod
     def _ledger_url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in ("http", "https") or not rest:
-            raise ValueError("ledger_url must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return checked_ledger_url(value)
 
     @field_validator("p2p_listen", "web_listen", "p2p_advertise", "web_advertise")
     @classmethod

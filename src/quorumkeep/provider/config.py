@@ -40,6 +40,7 @@ from quorumkeep.daemon.config import (
     write_atomically,
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
+from quorumkeep.ledger.failover import checked_ledger_url, url_problem
 from quorumkeep.net.server import parse_host_port
 from quorumkeep.provider.errors import ProviderError
 
@@ -74,14 +75,19 @@ class ProviderConfig(BaseModel):
             raise ValueError(f"account must match {ACCOUNT_PATTERN.pattern}")
         return value
 
-    @field_validator("ledger_url", "url")
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_url(cls, value: str) -> str:
+        return checked_ledger_url(value)
+
+    @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in ("http", "https") or not rest or " " in rest:
-            raise ValueError("must be an http:// or https:// URL")
+        problem = url_problem(value)
+        if problem is not None or " " in value:
+            raise ValueError(f"must be an http:// or https:// URL ({problem or 'a space'})")
         return value.rstrip("/")
 
     @field_validator("listen")
