@@ -96,7 +96,7 @@ def test_dump_toml_escapes_and_reads_back() -> None:
         ({"account": "has space"}, "account"),
         ({"ledger_url": "ftp://x"}, "ledger_url"),
         ({"ledger_url": "http://[::1"}, "not a ledger URL: 'http://[::1'"),
-        ({"ledger_url": "http://a:1, ,http://"}, "not a ledger URL: 'http://'"),
+        ({"ledger_url": "http://a:1, ,http://"}, "not a ledger URL: 'http:'"),
         ({"ledger_url": " , "}, "no ledger URL given"),
         ({"p2p_listen": "127.0.0.1"}, "p2p_listen"),
         ({"p2p_listen": "127.0.0.1:0"}, "port must be 1..65535"),
