@@ -32,11 +32,10 @@ from quorumkeep.contract.args import (
     expect_object,
 )
 from quorumkeep.contract.errors import InvalidArguments
-from quorumkeep.contract.records import HASH32, INT, ContractRecord
+from quorumkeep.contract.records import HASH32, INT, MAX_PARTICIPANTS, ContractRecord
 from quorumkeep.encoding.records import kind, nullable
 
 MAX_DOMAINS = 64
-MAX_PARTICIPANTS = 256
 
 
 def _domain_ids(value: Any, name: str) -> tuple[int, ...]:

@@ -21,9 +21,9 @@ from quorumkeep.contract.errors import (
 )
 from quorumkeep.contract.events import participants_changed, protocol_state_changed
 from quorumkeep.contract.key_providers import drop_non_participants
+from quorumkeep.contract.records import MAX_PARTICIPANTS
 from quorumkeep.contract.rules import duplicate_problem, threshold_problem
 from quorumkeep.contract.state import (
-    MAX_PARTICIPANTS,
     UNASSIGNED_ID,
     Config,
     ContractState,

@@ -22,6 +22,7 @@ from quorumkeep.contract.errors import (
 )
 from quorumkeep.contract.events import KEY_EVENT_ABORTED, Event
 from quorumkeep.contract.key_packages import package_problem
+from quorumkeep.contract.records import VerifyingShares
 from quorumkeep.contract.state import (
     ContractState,
     Initializing,
@@ -29,7 +30,6 @@ from quorumkeep.contract.state import (
     KeyEventId,
     Participants,
     Resharing,
-    VerifyingShares,
 )
 
 

@@ -9,7 +9,8 @@ participant voted exactly the same one.
 
 from __future__ import annotations
 
-from quorumkeep.contract.state import Participants, VerifyingShares
+from quorumkeep.contract.records import VerifyingShares
+from quorumkeep.contract.state import Participants
 from quorumkeep.crypto.group import (
     element_mul,
     element_sum,

@@ -47,9 +47,9 @@ from quorumkeep.contract.key_events import (
     disagreement,
 )
 from quorumkeep.contract.migration import cancel_all_migrations
+from quorumkeep.contract.records import MAX_PARTICIPANTS, verifying_shares_json
 from quorumkeep.contract.state import (
     MAX_DOMAINS,
-    MAX_PARTICIPANTS,
     SCHEMES,
     ContractState,
     DomainKey,
@@ -59,7 +59,6 @@ from quorumkeep.contract.state import (
     Keyset,
     ProposedDomain,
     Running,
-    verifying_shares_json,
 )
 
 MAX_DOMAINS_PER_PROPOSAL = 8

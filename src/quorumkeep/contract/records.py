@@ -22,6 +22,7 @@ from quorumkeep.contract.args import (
     expect_int,
     expect_object,
     expect_str,
+    expect_verifying_shares,
     expect_web_url,
     expect_x25519_key,
 )
@@ -55,6 +56,24 @@ def hex_bytes(min_size: int, max_size: int) -> Mapping[str, Kind]:
     return kind(lambda value, name: expect_hex(value, name, min_size, max_size))
 
 
+MAX_PARTICIPANTS = 256
+
+VerifyingShares = tuple[tuple[int, bytes], ...]
+"""Participant id → verifying share (the point share·G), as pairs in ascending id order."""
+
+
+def verifying_shares_json(shares: VerifyingShares) -> dict[str, str]:
+    """``{"<participant id>": hex32}``: JSON object keys are strings, so ids are decimal."""
+    return {str(pid): share.hex() for pid, share in shares}
+
+
+def _verifying_shares(value: Any, name: str) -> VerifyingShares:
+    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
+
+
+VERIFYING_SHARES_CODEC = (_verifying_shares, verifying_shares_json)
+"""The reader and writer of a verifying-shares field (for ``kind`` or ``nullable``)."""
+VERIFYING_SHARES = kind(*VERIFYING_SHARES_CODEC)
 INT = kind(expect_int)
 ID = int_from(1)
 ACCOUNT = kind(expect_account)

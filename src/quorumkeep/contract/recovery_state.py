@@ -17,7 +17,6 @@ from quorumkeep.contract.args import (
     expect_account,
     expect_list,
     expect_object,
-    expect_verifying_shares,
 )
 from quorumkeep.contract.errors import InvalidArguments
 from quorumkeep.contract.records import (
@@ -25,16 +24,16 @@ from quorumkeep.contract.records import (
     HASH32,
     ID,
     INT,
+    VERIFYING_SHARES,
     ContractRecord,
+    VerifyingShares,
     account_map,
     hex_bytes,
     int_from,
 )
-from quorumkeep.encoding.records import kind
 
 MAX_SPKI_BYTES = 1024
 """A SubjectPublicKeyInfo of an RSA key up to 4096 bits fits (550 bytes at 4096)."""
-MAX_PARTICIPANTS = 256
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,6 @@ class PartRecord(ContractRecord):
     block_height: int = field(metadata=INT)
 
 
-def _verifying_shares(value: Any, name: str) -> tuple[tuple[int, bytes], ...]:
-    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
-
-
-def _verifying_shares_json(shares: tuple[tuple[int, bytes], ...]) -> dict[str, str]:
-    return {str(pid): share.hex() for pid, share in shares}
-
-
 @dataclass
 class RecoveryEpoch(ContractRecord):
     """The parts recorded for one (domain, epoch) and the package they were checked against."""
@@ -72,9 +63,7 @@ class RecoveryEpoch(ContractRecord):
     epoch: int = field(metadata=INT)
     public_key: bytes = field(metadata=ED25519_KEY)
     threshold: int = field(metadata=int_from(1))
-    verifying_shares: tuple[tuple[int, bytes], ...] = field(
-        metadata=kind(_verifying_shares, _verifying_shares_json)
-    )
+    verifying_shares: VerifyingShares = field(metadata=VERIFYING_SHARES)
     keyset_hash: bytes = field(metadata=HASH32)
     parts: dict[str, PartRecord] = field(default_factory=dict, metadata=account_map(PartRecord))
 

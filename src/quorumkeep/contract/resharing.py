@@ -62,9 +62,9 @@ from quorumkeep.contract.key_events import (
     disagreement,
 )
 from quorumkeep.contract.migration import cancel_all_migrations, current_accounts
+from quorumkeep.contract.records import MAX_PARTICIPANTS, verifying_shares_json
 from quorumkeep.contract.rules import duplicate_problem, key_clash, threshold_problem
 from quorumkeep.contract.state import (
-    MAX_PARTICIPANTS,
     UNASSIGNED_ID,
     ContractState,
     DomainKey,
@@ -76,7 +76,6 @@ from quorumkeep.contract.state import (
     Resharing,
     Running,
     candidate_json,
-    verifying_shares_json,
 )
 
 ProposalKey = tuple[int, tuple[tuple[str, ParticipantInfo | None], ...]]

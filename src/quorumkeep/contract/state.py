@@ -24,7 +24,6 @@ from quorumkeep.contract.args import (
     expect_int,
     expect_list,
     expect_object,
-    expect_verifying_shares,
 )
 from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.backup_gate_state import BackupGate
@@ -36,9 +35,13 @@ from quorumkeep.contract.records import (
     HOST_PORT,
     ID,
     INT,
+    MAX_PARTICIPANTS,
+    VERIFYING_SHARES,
+    VERIFYING_SHARES_CODEC,
     WEB_URL,
     X25519_KEY,
     ContractRecord,
+    VerifyingShares,
     hex_bytes,
     text,
 )
@@ -58,7 +61,6 @@ SCHEMES = frozenset({SCHEME_ED25519})
 UNASSIGNED_ID = 0
 """Participant id of an info whose id the contract has yet to assign (never stored)."""
 
-MAX_PARTICIPANTS = 256
 MAX_DOMAINS = 64
 PAYLOAD_MIN = 32
 PAYLOAD_MAX = 1232
@@ -175,22 +177,6 @@ class ProposedDomain(ContractRecord):
         return document
 
 
-VerifyingShares = tuple[tuple[int, bytes], ...]
-"""Participant id → verifying share (the point share·G), as pairs in ascending id order."""
-
-
-def verifying_shares_json(shares: VerifyingShares) -> dict[str, str]:
-    """``{"<participant id>": hex32}``: JSON object keys are strings, so ids are decimal."""
-    return {str(pid): share.hex() for pid, share in shares}
-
-
-def _verifying_shares(value: Any, name: str) -> VerifyingShares:
-    return expect_verifying_shares(value, name, MAX_PARTICIPANTS)
-
-
-VERIFYING_SHARES = kind(_verifying_shares, verifying_shares_json)
-
-
 @dataclass(frozen=True)
 class DomainKey(ContractRecord):
     """A domain's public key package: the group key and every participant's verifying share.
@@ -292,7 +278,7 @@ class KeyEvent(ContractRecord):
     )
     verifying_shares: VerifyingShares | None = field(
         default=None,
-        metadata=kind(*nullable(_verifying_shares, verifying_shares_json)),
+        metadata=kind(*nullable(*VERIFYING_SHARES_CODEC)),
     )
     public_key: bytes | None = field(default=None, metadata=kind(*nullable(expect_ed25519_key)))
 

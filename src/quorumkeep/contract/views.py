@@ -11,13 +11,8 @@ from quorumkeep.contract.attestation import attestation_policy_view, attestation
 from quorumkeep.contract.backup_gate import backup_status
 from quorumkeep.contract.errors import DomainNotFound, InvalidArguments, RequestNotFound
 from quorumkeep.contract.key_providers import key_provider_deal_view, key_providers_view
-from quorumkeep.contract.state import (
-    PATH_MAX,
-    ContractState,
-    Resharing,
-    candidate_json,
-    verifying_shares_json,
-)
+from quorumkeep.contract.records import verifying_shares_json
+from quorumkeep.contract.state import PATH_MAX, ContractState, Resharing, candidate_json
 from quorumkeep.crypto.derive import derive_public_key
 
 View = Callable[[ContractState, dict[str, Any]], Any]

@@ -31,13 +31,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
 
-from quorumkeep.contract.state import (
-    Initializing,
-    KeyEventId,
-    Participants,
-    Resharing,
-    verifying_shares_json,
-)
+from quorumkeep.contract.records import verifying_shares_json
+from quorumkeep.contract.state import Initializing, KeyEventId, Participants, Resharing
 from quorumkeep.crypto.group import Element, RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.errors import ContractCallFailed
