@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,18 +26,13 @@ from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, LedgerEvent
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.keyfile import load_signer
+from quorumkeep.net.ports import free_port
 from quorumkeep.wire.tls import client_context
 
 LEDGER_PASSPHRASE = "ledger passphrase for node tests"
 NODE_PASSPHRASE = "node storage passphrase for node tests"
 START_TIMEOUT = 30.0
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(*args: str) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,14 +30,9 @@ from quorumkeep.devnet.etcd import LocalEtcd
 from quorumkeep.ledger.chain import make_genesis
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.storage import BlockStore
+from quorumkeep.net.ports import free_port
 
 START_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _key_hex(seed: bytes) -> str:
@@ -71,7 +65,7 @@ def _summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
 
 class _Server:
     def __init__(self, data_dir: Path, idle_block_ms: int, extra: list[str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -265,7 +259,7 @@ def run(
         storage = "SQLite WAL, synchronous=FULL, one commit per block"
         if store == "etcd":
             cluster = LocalEtcd(
-                Path(tmp) / "etcd", [(_free_port(), _free_port()) for _ in range(3)], "bench"
+                Path(tmp) / "etcd", [(free_port(), free_port()) for _ in range(3)], "bench"
             ).start()
             extra = ["--store", "etcd", "--etcd", ",".join(cluster.urls)]
             storage = "etcd, 3 members on this machine, one compare-and-create per block"

@@ -35,18 +35,11 @@ from quorumkeep.ledger.chain import LedgerState, make_genesis
 from quorumkeep.ledger.client import AccountSigner
 from quorumkeep.ledger.storage import BlockStore
 from quorumkeep.ledger.transaction import FunctionCall, SignedTransaction, Transaction
+from quorumkeep.net.ports import free_port
 
 START_TIMEOUT_S = 3600.0
 CLIENTS = 16
 DAY_S = 86_400
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dir_bytes(directory: Path) -> int:
@@ -61,7 +54,7 @@ class _Serve:
     """`ledger serve` as a child process; ``started_s`` is process start -> /health 200."""
 
     def __init__(self, data_dir: Path, extra: list[str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
         t0 = time.perf_counter()

@@ -12,7 +12,6 @@ import contextlib
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 from quorumkeep.devnet import logwriter
 from quorumkeep.devnet.errors import DevnetError
+from quorumkeep.net import ports
 
 # Children started by this Python process, so they can be reaped (a dead child stays a
 # zombie, and visible in /proc, until its parent waits for it).
@@ -38,15 +38,11 @@ def cli_argv(*args: str) -> list[str]:
 
 
 def free_port(taken: Iterable[int] = ()) -> int:
-    """A port nobody listens on at 127.0.0.1 right now (and not in ``taken``)."""
-    avoid = set(taken)
-    for _ in range(64):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in avoid:
-            return port
-    raise DevnetError("no_free_port", "could not find a free port on 127.0.0.1")
+    """:func:`quorumkeep.net.ports.free_port`, refused as ``DevnetError`` ``no_free_port``."""
+    try:
+        return ports.free_port(taken)
+    except ports.NoFreePort as exc:
+        raise DevnetError("no_free_port", str(exc)) from None
 
 
 @dataclass
