@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,13 +54,3 @@ def make_identity(directory: Path, account: str) -> tuple[NodeIdentity, StorageK
     directory.mkdir(parents=True, exist_ok=True)
     key = fast_source(directory).create(os.urandom)
     return NodeIdentity.create(directory, account, key), key
-
-
-async def close_writer(writer: asyncio.StreamWriter) -> None:
-    """Close a test connection and wait (bounded) until its socket is really closed."""
-    writer.close()
-    try:
-        async with asyncio.timeout(2):
-            await writer.wait_closed()
-    except (TimeoutError, OSError, ConnectionError, ssl.SSLError):
-        writer.transport.abort()

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
-from node_helpers import close_writer, eventually, make_identity, run
+from node_helpers import eventually, make_identity, run
 
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.mesh import (
@@ -32,7 +32,7 @@ from quorumkeep.node.mesh import (
     encode_message,
     read_frame,
 )
-from quorumkeep.wire.tls import certificate_der, fetch_certificate
+from quorumkeep.wire.tls import certificate_der, close_writer, fetch_certificate
 
 # A socket, transport or stream left unclosed is a failure here, not a silent warning: the
 # warning raised in a finalizer becomes an unraisable-exception error (pyproject.toml).

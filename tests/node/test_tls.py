@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
-from node_helpers import close_writer, run
+from node_helpers import run
 
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.wire import tls
@@ -145,7 +145,7 @@ async def _serve(context: ssl.SSLContext, seen: list[bytes | None]) -> tuple[asy
         seen.append(ssl_object.getpeercert(binary_form=True))
         writer.write(b"hello")
         await writer.drain()
-        await close_writer(writer)
+        await tls.close_writer(writer)
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
     return server, server.sockets[0].getsockname()[1]
@@ -158,7 +158,7 @@ async def _talk(port: int, context: ssl.SSLContext) -> bytes:
     try:
         return await asyncio.wait_for(reader.read(5), 5)
     finally:
-        await close_writer(writer)
+        await tls.close_writer(writer)
 
 
 def test_mutual_tls_against_pinned_self_signed_certificates(
@@ -228,7 +228,7 @@ def test_fetch_certificate_times_out_on_a_silent_server() -> None:
 
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.read()  # never answers the ClientHello; returns when the client leaves
-            await close_writer(writer)
+            await tls.close_writer(writer)
             finished.set()
 
         srv = await asyncio.start_server(silent, "127.0.0.1", 0)

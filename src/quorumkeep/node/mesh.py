@@ -49,6 +49,7 @@ from quorumkeep.wire.tls import (
     TLSCredentials,
     TLSError,
     certificate_public_key,
+    close_writer,
     fetch_certificate,
     pinned,
 )
@@ -248,22 +249,6 @@ def _peer_certificate(writer: asyncio.StreamWriter) -> bytes | None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
     return bytes(der) if der else None
-
-
-async def _close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:
-    """Close politely (TLS close_notify) for a bounded time, then abort the socket."""
-    writer.close()
-    closed = False
-    try:
-        async with asyncio.timeout(timeout):
-            await writer.wait_closed()
-        closed = True
-    except Exception:
-        pass
-    finally:
-        # A peer that never answers close_notify must not keep the socket open.
-        if not closed:
-            writer.transport.abort()
 
 
 @dataclass(eq=False)
@@ -734,7 +719,7 @@ class Mesh:
         try:
             await self._admit(writer, reader, peer_address)
         finally:
-            await _close_writer(writer)
+            await close_writer(writer)
 
     async def _admit(
         self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader, peer_address: object
@@ -898,4 +883,4 @@ class Mesh:
             except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
                 log.info("connection to participant %s lost", info.participant_id)
         finally:
-            await _close_writer(writer)
+            await close_writer(writer)

@@ -314,6 +314,23 @@ def _unverified_client_context() -> ssl.SSLContext:
     return context
 
 
+async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:
+    """Close a stream politely (TLS close_notify) for at most ``timeout`` seconds, then abort
+    its socket: a peer that never answers close_notify, or a cancellation while waiting, must
+    not leave the socket open (asyncio's own TLS shutdown would wait 30 s)."""
+    writer.close()
+    closed = False
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+        closed = True
+    except Exception:
+        pass
+    finally:
+        if not closed:
+            writer.transport.abort()
+
+
 async def fetch_certificate(host: str, port: int, timeout: float) -> bytes:
     """The DER certificate the TLS server at host:port presents, obtained *without* verifying it.
 
@@ -339,12 +356,7 @@ async def fetch_certificate(host: str, port: int, timeout: float) -> bytes:
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     finally:
-        writer.close()
-        try:
-            async with asyncio.timeout(timeout):
-                await writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
-            pass
+        await close_writer(writer, timeout)
     if not der:
         raise CertificateError(f"{host}:{port} presented no certificate")
     return bytes(der)
