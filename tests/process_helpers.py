@@ -26,7 +26,7 @@ from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, LedgerEvent
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.keyfile import load_signer
-from quorumkeep.net.ports import free_port
+from quorumkeep.net.address import free_port
 from quorumkeep.wire.tls import client_context
 
 LEDGER_PASSPHRASE = "ledger passphrase for node tests"

@@ -10,7 +10,7 @@ import pytest
 
 from quorumkeep.backup.config import config_from_mapping
 from quorumkeep.backup.errors import BackupServiceError
-from quorumkeep.net.server import bind_socket, format_address, parse_host_port
+from quorumkeep.net.address import bind_socket, format_address, parse_host_port
 
 
 def _has_ipv6_loopback() -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quorumkeep.daemon.config import dump_toml
-from quorumkeep.net.server import parse_host_port
+from quorumkeep.net.address import parse_host_port
 from quorumkeep.node.config import (
     ConfigError,
     NodeConfig,

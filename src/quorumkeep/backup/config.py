@@ -40,7 +40,7 @@ from quorumkeep.daemon.config import (
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.ledger.failover import checked_ledger_url
-from quorumkeep.net.server import parse_host_port
+from quorumkeep.net.address import parse_host_port
 
 CONFIG_FILE_NAME = "backup.toml"
 DEFAULT_PASSPHRASE_ENV = "QUORUMKEEP_BACKUP_PASSPHRASE"

@@ -64,9 +64,10 @@ from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
+from quorumkeep.net.address import bind_socket
 from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.retry import Backoff, BackoffPolicy
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig
 from quorumkeep.provider.config import load_config as load_provider_config
 from quorumkeep.provider.errors import ProviderError

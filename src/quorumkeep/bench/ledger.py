@@ -30,7 +30,7 @@ from quorumkeep.devnet.etcd import LocalEtcd
 from quorumkeep.ledger.chain import make_genesis
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.storage import BlockStore
-from quorumkeep.net.ports import free_port
+from quorumkeep.net.address import free_port
 
 START_TIMEOUT_S = 60.0
 

@@ -35,7 +35,7 @@ from quorumkeep.ledger.chain import LedgerState, make_genesis
 from quorumkeep.ledger.client import AccountSigner
 from quorumkeep.ledger.storage import BlockStore
 from quorumkeep.ledger.transaction import FunctionCall, SignedTransaction, Transaction
-from quorumkeep.net.ports import free_port
+from quorumkeep.net.address import free_port
 
 START_TIMEOUT_S = 3600.0
 CLIENTS = 16

@@ -20,7 +20,7 @@ from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.storage import BlockStore, StorageError
-from quorumkeep.net.server import parse_host_port
+from quorumkeep.net.address import parse_host_port
 
 app = typer.Typer(no_args_is_help=True, help="Run the ledger that hosts the MPC contract.")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from quorumkeep.devnet import logwriter
 from quorumkeep.devnet.errors import DevnetError
-from quorumkeep.net import ports
+from quorumkeep.net import address
 
 # Children started by this Python process, so they can be reaped (a dead child stays a
 # zombie, and visible in /proc, until its parent waits for it).
@@ -38,10 +38,10 @@ def cli_argv(*args: str) -> list[str]:
 
 
 def free_port(taken: Iterable[int] = ()) -> int:
-    """:func:`quorumkeep.net.ports.free_port`, refused as ``DevnetError`` ``no_free_port``."""
+    """:func:`quorumkeep.net.address.free_port`, refused as ``DevnetError`` ``no_free_port``."""
     try:
-        return ports.free_port(taken)
-    except ports.NoFreePort as exc:
+        return address.free_port(taken)
+    except address.NoFreePort as exc:
         raise DevnetError("no_free_port", str(exc)) from None
 
 

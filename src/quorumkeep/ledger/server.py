@@ -31,8 +31,9 @@ from quorumkeep.ledger.event_filter import MAX_FILTER_KINDS, MAX_KIND_LENGTH, Ev
 from quorumkeep.ledger.node import DEFAULT_IDLE_BLOCK_MS, LedgerNode
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.transaction import SignedTransaction, check_account, decode_hex
+from quorumkeep.net.address import bind_socket, format_address
 from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import answer_http_errors, bind_socket, format_address
+from quorumkeep.net.server import answer_http_errors
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from quorumkeep.daemon.config import (
     write_atomically,
 )
 from quorumkeep.ledger.failover import checked_ledger_url
-from quorumkeep.net.server import parse_host_port
+from quorumkeep.net.address import parse_host_port
 
 CONFIG_FILE_NAME = "node.toml"
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from quorumkeep.daemon.logs import RefusalLog
+from quorumkeep.net.address import parse_host_port
 from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
-from quorumkeep.net.server import parse_host_port
 from quorumkeep.wire.tls import (
     TLSCredentials,
     TLSError,

@@ -26,8 +26,9 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from quorumkeep.net.address import bind_socket
 from quorumkeep.net.http_timeouts import HEADER_TIMEOUT, timeouts
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors
 from quorumkeep.node.metrics import CONTENT_TYPE_LATEST, MetricsSnapshot, NodeMetrics
 from quorumkeep.wire.tls import TLSCredentials
 

@@ -41,7 +41,7 @@ from quorumkeep.daemon.config import (
 )
 from quorumkeep.encoding.fields import ACCOUNT_PATTERN, is_account_name
 from quorumkeep.ledger.failover import checked_ledger_url, url_problem
-from quorumkeep.net.server import parse_host_port
+from quorumkeep.net.address import parse_host_port
 from quorumkeep.provider.errors import ProviderError
 
 CONFIG_FILE_NAME = "provider.toml"

@@ -43,8 +43,9 @@ from quorumkeep.daemon.service_identity import (
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.address import bind_socket
 from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors, bind_socket
+from quorumkeep.net.server import EmbeddedServer, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig, load_config
 from quorumkeep.provider.errors import ProviderError
 from quorumkeep.provider.store import MAX_UNCONFIRMED, HeldPiece, PieceStore

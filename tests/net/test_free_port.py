@@ -1,4 +1,4 @@
-"""quorumkeep.net.ports: guesses of free ports never repeat within a process."""
+"""quorumkeep.net.address.free_port: guesses of free ports never repeat within a process."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import socket
 
 import pytest
 
-from quorumkeep.net import ports
+from quorumkeep.net import address
 
 
 def test_ports_handed_out_are_distinct_bindable_and_avoid_taken() -> None:
-    first = ports.free_port()
-    handed = [ports.free_port(taken={first + 1}) for _ in range(200)]
+    first = address.free_port()
+    handed = [address.free_port(taken={first + 1}) for _ in range(200)]
     assert len(set(handed)) == len(handed) and first not in handed
     assert first + 1 not in handed
     with socket.socket() as sock:
@@ -19,12 +19,12 @@ def test_ports_handed_out_are_distinct_bindable_and_avoid_taken() -> None:
 
 
 def test_a_kernel_that_keeps_giving_one_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = ports.free_port()
+    port = address.free_port()
 
     class SamePort(socket.socket):
         def getsockname(self) -> tuple[str, int]:
             return ("127.0.0.1", port)
 
-    monkeypatch.setattr(ports.socket, "socket", SamePort)
-    with pytest.raises(ports.NoFreePort, match="after 64 attempts"):
-        ports.free_port()
+    monkeypatch.setattr(address.socket, "socket", SamePort)
+    with pytest.raises(address.NoFreePort, match="after 64 attempts"):
+        address.free_port()
