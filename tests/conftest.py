@@ -48,6 +48,7 @@ LONGEST_FIRST = (
     "integration/test_recovery.py",
     "provider/test_provider_process.py",
     "integration/test_chaos.py",
+    "contract/test_contract_machine.py",  # the longest without a process: first in test-fast
     "integration/test_devnet_network.py",
     "integration/test_docs_shell.py",
     "backup/test_api_fuzz.py",

@@ -39,9 +39,10 @@ from quorumkeep.node.backup_api import (
 )
 from quorumkeep.node.backup_registration import RegistrationCache, registration_client
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.keystore import Keystore, PassphraseKeySource
+from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.metrics import MetricsSnapshot, NodeMetrics
 from quorumkeep.node.shares import encode_key_share
+from quorumkeep.node.storage_key import PassphraseKeySource
 from quorumkeep.node.web import WebServer, create_app
 from quorumkeep.wire.backup import (
     Ed25519Signer,

@@ -29,7 +29,8 @@ from quorumkeep.devnet.secrets import Secrets
 from quorumkeep.ledger.keyfile import open_key, read_key_file
 from quorumkeep.node import keystore as ks
 from quorumkeep.node.identity import NodeIdentity, tls_key_password
-from quorumkeep.node.keystore import Keystore, PassphraseKeySource
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.storage_key import PassphraseKeySource
 from quorumkeep.wire.tls import load_encrypted_private_key
 
 

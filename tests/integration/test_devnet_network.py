@@ -37,7 +37,7 @@ from quorumkeep.devnet.network import USER, Devnet
 from quorumkeep.ledger.client import AccountSigner
 from quorumkeep.ledger.signing import SignClient, SignError
 from quorumkeep.ledger.transaction import Permission
-from quorumkeep.node.mesh import HELLO_BODY
+from quorumkeep.node.mesh_frames import HELLO_BODY
 from quorumkeep.wire import tls
 
 pytestmark = pytest.mark.slow

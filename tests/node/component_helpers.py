@@ -30,8 +30,10 @@ from quorumkeep.crypto.group import base_mul, scalar_from_int
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.client import TxOutcome
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-from quorumkeep.node.keystore import Keystore, KeystoreOwner, StorageKey
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import KeystoreOwner
 from quorumkeep.node.metrics import NodeMetrics
+from quorumkeep.node.storage_key import StorageKey
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.keystore import PassphraseKeySource, StorageKey
+from quorumkeep.node.storage_key import PassphraseKeySource, StorageKey
 
 T = TypeVar("T")
 

@@ -17,10 +17,11 @@ from node_helpers import make_identity
 from quorumkeep.crypto import frost
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.keystore import Keystore, StorageKey
+from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.mesh import Mesh, PeerInfo
 from quorumkeep.node.protocols.dkg import run_dkg
 from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.storage_key import StorageKey
 
 FAST_MESH = {"handshake_timeout": 2.0, "backoff_initial": 0.02, "backoff_max": 0.25}
 

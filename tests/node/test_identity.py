@@ -12,7 +12,8 @@ from node_helpers import FAST, fast_source, make_identity
 
 from quorumkeep.node import identity as ident
 from quorumkeep.node.config import NodeConfig, load_config
-from quorumkeep.node.keystore import Keystore, PassphraseKeySource, StorageKey
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.storage_key import PassphraseKeySource, StorageKey
 from quorumkeep.wire.tls import certificate_public_key
 
 

@@ -10,8 +10,8 @@ from component_helpers import open_keystore
 
 from quorumkeep.node.decisions import peer_restarted
 from quorumkeep.node.incarnation import begin_incarnation
-from quorumkeep.node.keystore import Presignature
-from quorumkeep.node.mesh import INCARNATION_SIZE
+from quorumkeep.node.keystore_records import Presignature
+from quorumkeep.node.mesh_frames import INCARNATION_SIZE
 
 
 def _presignatures(count: int) -> list[Presignature]:

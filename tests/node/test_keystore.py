@@ -20,15 +20,14 @@ from node_helpers import FAST, fast_source, make_identity
 
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
 from quorumkeep.node import keystore as ks
+from quorumkeep.node import keystore_errors as ks_errors
+from quorumkeep.node import keystore_records as ks_records
+from quorumkeep.node import storage_key
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.identity import SIGNER_KEY_FILE_NAME, tls_key_password
-from quorumkeep.node.keystore import (
-    Keystore,
-    KeystoreOwner,
-    PassphraseKeySource,
-    Presignature,
-    StorageKey,
-)
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import KeystoreOwner, Presignature
+from quorumkeep.node.storage_key import PassphraseKeySource, StorageKey
 from quorumkeep.wire.tls import load_encrypted_private_key
 
 OWNER = KeystoreOwner("alice", bytes(range(32)))
@@ -62,23 +61,25 @@ def test_passphrase_source_create_load_and_wrong_passphrase(tmp_path: Path) -> N
     created = source.create(os.urandom)
     assert source.exists()
     assert fast_source(tmp_path, b"secret words").load() == created
-    with pytest.raises(ks.WrongStorageKey) as info:
+    with pytest.raises(ks_errors.WrongStorageKey) as info:
         fast_source(tmp_path, b"other words").load()
     assert info.value.code == "wrong_storage_key"
-    with pytest.raises(ks.RecordExists):
+    with pytest.raises(ks_errors.RecordExists):
         source.create(os.urandom)  # never overwrite the parameters of an existing key
-    text = (tmp_path / ks.STORAGE_KEY_FILE_NAME).read_text()
+    text = (tmp_path / storage_key.STORAGE_KEY_FILE_NAME).read_text()
     assert "secret words" not in text and created.key.hex() not in text
-    assert (tmp_path / ks.STORAGE_KEY_FILE_NAME).stat().st_mode & 0o077 == 0
+    assert (tmp_path / storage_key.STORAGE_KEY_FILE_NAME).stat().st_mode & 0o077 == 0
 
 
 def test_passphrase_source_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ks.StorageKeyUnavailable) as info:
+    with pytest.raises(ks_errors.StorageKeyUnavailable) as info:
         fast_source(tmp_path).load()
     assert "node init" in str(info.value)
     monkeypatch.delenv("QK_TEST_PASSPHRASE", raising=False)
-    env_source = PassphraseKeySource(tmp_path, ks.passphrase_from_env("QK_TEST_PASSPHRASE"), **FAST)
-    with pytest.raises(ks.StorageKeyUnavailable) as info:
+    env_source = PassphraseKeySource(
+        tmp_path, storage_key.passphrase_from_env("QK_TEST_PASSPHRASE"), **FAST
+    )
+    with pytest.raises(ks_errors.StorageKeyUnavailable) as info:
         env_source.create(os.urandom)
     assert info.value.code == "storage_key_unavailable"
     assert not env_source.exists()
@@ -86,18 +87,18 @@ def test_passphrase_source_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     key = env_source.create(os.urandom)
     passfile = tmp_path / "pass.txt"
     passfile.write_bytes(b"from the environment\n")  # the trailing newline is not the secret
-    file_source = PassphraseKeySource(tmp_path, ks.passphrase_from_file(passfile))
+    file_source = PassphraseKeySource(tmp_path, storage_key.passphrase_from_file(passfile))
     assert file_source.load() == key
     passfile.write_bytes(b"\n")
-    with pytest.raises(ks.StorageKeyUnavailable):
+    with pytest.raises(ks_errors.StorageKeyUnavailable):
         file_source.load()
-    (tmp_path / ks.STORAGE_KEY_FILE_NAME).write_text("{not json")
-    with pytest.raises(ks.StorageKeyUnavailable):
+    (tmp_path / storage_key.STORAGE_KEY_FILE_NAME).write_text("{not json")
+    with pytest.raises(ks_errors.StorageKeyUnavailable):
         env_source.load()
-    (tmp_path / ks.STORAGE_KEY_FILE_NAME).write_text('{"format": "something else"}')
-    with pytest.raises(ks.StorageKeyUnavailable):
+    (tmp_path / storage_key.STORAGE_KEY_FILE_NAME).write_text('{"format": "something else"}')
+    with pytest.raises(ks_errors.StorageKeyUnavailable):
         env_source.load()
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         PassphraseKeySource(tmp_path / "x", lambda: b"p", opslimit=0).create(os.urandom)
 
 
@@ -113,7 +114,9 @@ def test_key_source_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             "storage_key": {"source": "passphrase", "passphrase_env": "QK_PP"},
         }
     )
-    source = ks.passphrase_source_from_config(config, opslimit=MIN_OPSLIMIT, memlimit=MIN_MEMLIMIT)
+    source = storage_key.passphrase_source_from_config(
+        config, opslimit=MIN_OPSLIMIT, memlimit=MIN_MEMLIMIT
+    )
     key = source.create(os.urandom)
     assert fast_source(tmp_path, b"pp").load() == key
 
@@ -124,7 +127,7 @@ def test_storage_key_subkeys_are_separate_and_hidden() -> None:
     assert len(key.subkey("a")) == 32
     assert StorageKey(bytes([1]) * 32).subkey("a") != key.subkey("a")
     assert "00" * 8 not in repr(key)
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         StorageKey(b"short")
 
 
@@ -139,9 +142,9 @@ def test_key_share_round_trip_and_listing(store: Keystore) -> None:
     assert (got.share, got.public) == (b"share-0-1", b"pub")
     assert "share-0-1" not in repr(got)
     assert store.key_shares() == [
-        ks.KeyShareRef(0, 1),
-        ks.KeyShareRef(1, 1),
-        ks.KeyShareRef(0, 2),
+        ks_records.KeyShareRef(0, 1),
+        ks_records.KeyShareRef(1, 1),
+        ks_records.KeyShareRef(0, 2),
     ]
     assert store.keysets() == {1: (0, 1), 2: (0,)}
     assert store.has_key_share(1, 1) and not store.has_key_share(1, 2)
@@ -149,7 +152,7 @@ def test_key_share_round_trip_and_listing(store: Keystore) -> None:
     assert store.keysets() == {2: (0,)}
     assert store.delete_key_share(0, 2) is True
     assert store.delete_key_share(0, 2) is False
-    with pytest.raises(ks.RecordNotFound) as info:
+    with pytest.raises(ks_errors.RecordNotFound) as info:
         store.get_key_share(0, 2)
     assert info.value.code == "not_found"
 
@@ -157,7 +160,7 @@ def test_key_share_round_trip_and_listing(store: Keystore) -> None:
 def test_key_share_is_never_silently_overwritten(store: Keystore) -> None:
     store.put_key_share(0, 1, b"original")
     store.put_key_share(0, 1, b"original")  # same value: idempotent
-    with pytest.raises(ks.RecordExists) as info:
+    with pytest.raises(ks_errors.RecordExists) as info:
         store.put_key_share(0, 1, b"different")
     assert info.value.code == "already_exists"
     assert store.get_key_share(0, 1).share == b"original"
@@ -180,7 +183,7 @@ def test_key_share_is_never_silently_overwritten(store: Keystore) -> None:
 def test_bad_key_share_input_changes_nothing(
     store: Keystore, domain: object, epoch: object, share: object, public: object
 ) -> None:
-    with pytest.raises(ks.InvalidRecord) as info:
+    with pytest.raises(ks_errors.InvalidRecord) as info:
         store.put_key_share(domain, epoch, share, public)  # type: ignore[arg-type]
     assert info.value.code == "invalid_record"
     assert store.key_shares() == []
@@ -204,10 +207,10 @@ def test_swapped_or_tampered_records_fail_to_open(tmp_path: Path, key: StorageKe
     db.close()
     with Keystore.open(tmp_path, key, OWNER) as store:
         for epoch in (1, 2):
-            with pytest.raises(ks.RecordCorrupted) as info:
+            with pytest.raises(ks_errors.RecordCorrupted) as info:
                 store.get_key_share(0, epoch)
             assert info.value.code == "record_corrupted"
-        with pytest.raises(ks.RecordCorrupted):
+        with pytest.raises(ks_errors.RecordCorrupted):
             store.take_presignature("p1")
         assert store.presignature_count(0) == 2  # a failed take removes nothing
         assert store.take_presignature("p2").participants == (1, 3)
@@ -230,15 +233,15 @@ def test_records_are_bound_to_the_node(tmp_path: Path, key: StorageKey) -> None:
     dst.execute("UPDATE key_shares SET sealed_share = ?", (sealed,))
     dst.commit()
     dst.close()
-    with Keystore.open(b, key, other) as store, pytest.raises(ks.RecordCorrupted):
+    with Keystore.open(b, key, other) as store, pytest.raises(ks_errors.RecordCorrupted):
         store.get_key_share(0, 1)
     # Opening a store as another node, or with another key, is refused up front.
-    with pytest.raises(ks.IdentityMismatch) as info:
+    with pytest.raises(ks_errors.IdentityMismatch) as info:
         Keystore.open(a, key, other)
     assert info.value.code == "identity_mismatch"
-    with pytest.raises(ks.IdentityMismatch):
+    with pytest.raises(ks_errors.IdentityMismatch):
         Keystore.open(a, key, KeystoreOwner("alice", bytes(range(1, 33))))
-    with pytest.raises(ks.WrongStorageKey):
+    with pytest.raises(ks_errors.WrongStorageKey):
         Keystore.open(a, StorageKey(os.urandom(32)), OWNER)
 
 
@@ -255,11 +258,11 @@ def test_presignature_take_is_once_only_and_durable(tmp_path: Path, key: Storage
         assert taken.participants == (1, 2, 3)
         assert abs(taken.created_at - item.created_at) < 0.001
         assert item.nonces.hex() not in repr(taken)
-        with pytest.raises(ks.RecordNotFound):
+        with pytest.raises(ks_errors.RecordNotFound):
             store.take_presignature("abc")
     # Reopened (a new process would see the same): gone for good.
     with Keystore.open(tmp_path, key, OWNER) as store:
-        with pytest.raises(ks.RecordNotFound):
+        with pytest.raises(ks_errors.RecordNotFound):
             store.take_presignature("abc")
         assert [p.id for p in store.presignatures(0)] == ["def"]
 
@@ -303,16 +306,16 @@ def test_presignatures_of_a_key_or_of_older_epochs_go_in_one_call(store: Keystor
     assert store.delete_presignatures(1, epoch=1) == 1
     assert store.presignature_counts() == {0: 1}
     for bad in ({}, {"epoch": 1, "before_epoch": 2}):
-        with pytest.raises(ks.InvalidRecord):
+        with pytest.raises(ks_errors.InvalidRecord):
             store.delete_presignatures(0, **bad)
 
 
 def test_presignature_batch_is_all_or_nothing(store: Keystore) -> None:
     store.add_presignatures([presig("x", (1, 2))])
-    with pytest.raises(ks.RecordExists):
+    with pytest.raises(ks_errors.RecordExists):
         store.add_presignatures([presig("y", (1, 2)), presig("x", (2, 3))])
     assert [p.id for p in store.presignatures(0)] == ["x"]
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         store.add_presignatures([presig("z", (1, 2)), presig("z", (1, 3))])
     assert store.presignature_count(0) == 1
 
@@ -343,14 +346,14 @@ def test_bad_presignatures_are_rejected(kwargs: dict[str, object]) -> None:
         "nonces": b"n" * 64,
     }
     fields.update(kwargs)
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         Presignature(**fields)  # type: ignore[arg-type]
 
 
 def test_take_rejects_bad_ids(store: Keystore) -> None:
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         store.take_presignature("")
-    with pytest.raises(ks.InvalidRecord):
+    with pytest.raises(ks_errors.InvalidRecord):
         store.add_presignatures(["not a presignature"])  # type: ignore[list-item]
 
 
@@ -366,7 +369,7 @@ def test_metadata_and_wipe(tmp_path: Path, key: StorageKey) -> None:
         assert store.key_shares() == [] and store.presignature_counts() == {}
         assert store.get_metadata("last_height") == "42"
         assert store.delete_metadata("last_height") is True
-        with pytest.raises(ks.InvalidRecord):
+        with pytest.raises(ks_errors.InvalidRecord):
             store.set_metadata("", "x")
 
 
@@ -434,7 +437,9 @@ def test_no_secret_reaches_the_node_directory(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import hashlib, os, sys
-    from quorumkeep.node.keystore import Keystore, KeystoreOwner, Presignature, StorageKey
+    from quorumkeep.node.keystore import Keystore
+    from quorumkeep.node.keystore_records import KeystoreOwner, Presignature
+    from quorumkeep.node.storage_key import StorageKey
     directory, start = sys.argv[1], int(sys.argv[2])
     key = StorageKey(bytes.fromhex(os.environ["QK_TEST_STORAGE_KEY"]))
     owner = KeystoreOwner("crash", bytes(32))
@@ -509,9 +514,9 @@ def test_documented_vectors() -> None:
     assert key.subkey("tls key password").hex() == (
         "3f880797d33a3953508e3f15e90464c0e255e7c19579e801c5617563c5f5a22c"
     )
-    record = ks.encode_commitments({2: (b"\x02" * 32, b"\x03" * 32)})
+    record = ks_records.encode_commitments({2: (b"\x02" * 32, b"\x03" * 32)})
     assert record == bytes(7) + b"\x02" + b"\x02" * 32 + b"\x03" * 32
-    ad = ks.record_associated_data(
+    ad = ks_records.record_associated_data(
         "key_share", (0).to_bytes(8, "big") + (1).to_bytes(8, "big") + b"\0\0\0\3pub", OWNER
     )
     assert ad.hex() == (
@@ -538,7 +543,7 @@ def test_take_presignatures_takes_many_in_one_call_and_reports_missing_ids(
     assert [type(r).__name__ for r in taken] == ["Presignature", "RecordNotFound", "Presignature"]
     assert store.presignature_count(0) == 1
     again = store.take_presignatures(["p1"])
-    assert isinstance(again[0], ks.RecordNotFound)  # a nonce is handed out once only
+    assert isinstance(again[0], ks_errors.RecordNotFound)  # a nonce is handed out once only
 
 
 def _sealed_columns(path: Path) -> list[bytes]:

@@ -18,14 +18,11 @@ import pytest
 from node_helpers import eventually, make_identity, run
 
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.mesh import (
+from quorumkeep.node.mesh import InvalidParticipants, Mesh, PeerInfo, PeerNotConnected
+from quorumkeep.node.mesh_frames import (
     HELLO_BODY,
     MAX_FRAME_SIZE,
     FrameError,
-    InvalidParticipants,
-    Mesh,
-    PeerInfo,
-    PeerNotConnected,
     decode_incarnation,
     decode_message,
     encode_incarnation,
@@ -485,7 +482,7 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, json, os, sys
     from quorumkeep.node.identity import NodeIdentity
-    from quorumkeep.node.keystore import PassphraseKeySource
+    from quorumkeep.node.storage_key import PassphraseKeySource
     from quorumkeep.node.mesh import Mesh, PeerInfo
 
     directory, account, port = sys.argv[1], sys.argv[2], int(sys.argv[3])

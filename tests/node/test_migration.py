@@ -42,7 +42,8 @@ from quorumkeep.crypto.group import random_scalar
 from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.ledger.transaction import Permission
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.keystore import Keystore, PassphraseKeySource
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.storage_key import PassphraseKeySource
 from quorumkeep.wire.backup import (
     PATH_KEYSHARES,
     PATH_RECOVERY_SESSION,

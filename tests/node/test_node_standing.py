@@ -32,7 +32,8 @@ from quorumkeep.contract.attestation_state import AttestationState
 from quorumkeep.contract.state import ContractState, Participants, Running
 from quorumkeep.node.decisions import Role
 from quorumkeep.node.held_keys import HeldKeys
-from quorumkeep.node.keystore import Keystore, Presignature
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import Presignature
 from quorumkeep.node.mesh import PeerInfo
 from quorumkeep.node.onboarding import Decommissioned, NodeStanding
 from quorumkeep.node.participants import ParticipantFollower

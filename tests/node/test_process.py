@@ -34,7 +34,8 @@ from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
 from quorumkeep.ledger.transaction import Permission
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.keystore import Keystore, PassphraseKeySource
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.storage_key import PassphraseKeySource
 
 STOP_BOUND = 10.0
 

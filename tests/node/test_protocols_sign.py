@@ -21,7 +21,9 @@ from quorumkeep.crypto.derive import derive_public_key
 from quorumkeep.crypto.group import ONE, scalar_add
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.incarnation import begin_incarnation
-from quorumkeep.node.keystore import Keystore, Presignature, RecordNotFound
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import RecordNotFound
+from quorumkeep.node.keystore_records import Presignature
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     PresignRequest,

@@ -20,7 +20,8 @@ from quorumkeep.cli.node import build_config
 from quorumkeep.contract.state import ContractState, Participants, Resharing
 from quorumkeep.node.config import load_config
 from quorumkeep.node.identity import NodeIdentity, initialize_node, load_node
-from quorumkeep.node.keystore import Keystore, Presignature
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import Presignature
 from quorumkeep.node.shares import encode_key_share
 from quorumkeep.node.snapshot import (
     MANIFEST_NAME,

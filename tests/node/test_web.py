@@ -236,7 +236,7 @@ def wrapping_public_key(directory: Path) -> str:
     """The wrapping key the node's storage key derives (docs/storage.md), computed apart."""
     from process_helpers import NODE_PASSPHRASE
     from quorumkeep.node.identity import wrapping_key_pair
-    from quorumkeep.node.keystore import PassphraseKeySource
+    from quorumkeep.node.storage_key import PassphraseKeySource
 
     source = PassphraseKeySource(directory, NODE_PASSPHRASE.encode)
     return wrapping_key_pair(source.load()).public_key.hex()

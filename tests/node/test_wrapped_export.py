@@ -442,7 +442,7 @@ def test_failover_needs_a_fresh_standby() -> None:
 
 def test_the_wrapping_key_vector_of_docs_storage() -> None:
     from quorumkeep.node.identity import wrapping_key_pair
-    from quorumkeep.node.keystore import StorageKey
+    from quorumkeep.node.storage_key import StorageKey
 
     storage_key = StorageKey(bytes(32))
     assert storage_key.subkey("wrapping key").hex() == (

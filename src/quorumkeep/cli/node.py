@@ -16,7 +16,7 @@ from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.config import ConfigError, NodeConfig, config_from_mapping
 from quorumkeep.node.identity import IdentityError, initialize_node
 from quorumkeep.node.key_sources import key_source_from_config
-from quorumkeep.node.keystore import KeystoreError
+from quorumkeep.node.keystore_errors import KeystoreError
 
 app = typer.Typer(no_args_is_help=True, help="Set up and run an MPC node.")
 
@@ -424,7 +424,7 @@ def export(
 ) -> None:
     """Seal the node's shares of the keyset in force to a whitelisted wrapping key."""
     from quorumkeep.node.identity import IdentityError
-    from quorumkeep.node.keystore import write_atomically
+    from quorumkeep.node.storage_key import write_atomically
     from quorumkeep.node.wrapped_export import export_shares
     from quorumkeep.wire.wrapped import WrappedExportError
 

@@ -139,7 +139,7 @@ def record_key_providers(
     """Record in the contract which key providers hold the node's storage key (its deal)."""
     from quorumkeep.ledger.transaction import FunctionCall
     from quorumkeep.node.key_providers import PeersKeySource
-    from quorumkeep.node.keystore import KeystoreError
+    from quorumkeep.node.keystore_errors import KeystoreError
 
     source = PeersKeySource(node_dir, account=account, ledger_url=ledger)
     try:

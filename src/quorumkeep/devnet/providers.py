@@ -146,7 +146,7 @@ def record_deal(devnet: Devnet, node: str) -> int:
     """The operator records the deal a peers node's ``node init`` wrote; the block height."""
     from quorumkeep.ledger.errors import LedgerError
     from quorumkeep.node.key_providers import PeersKeySource
-    from quorumkeep.node.keystore import KeystoreError
+    from quorumkeep.node.keystore_errors import KeystoreError
 
     record = devnet.process(node)
     assert record.directory is not None and record.account is not None

@@ -25,7 +25,7 @@ from quorumkeep.crypto import pve
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-from quorumkeep.node.keystore import KeystoreError
+from quorumkeep.node.keystore_errors import KeystoreError
 from quorumkeep.node.shares import ShareFormatError
 
 log = logging.getLogger("quorumkeep.node.emergency")

@@ -24,7 +24,8 @@ import logging
 from quorumkeep.contract.state import ContractState, Running
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.decisions import RecoveredShare
-from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError, RecordNotFound
 from quorumkeep.node.shares import ShareFormatError, decode_key_share, encode_key_share
 
 log = logging.getLogger("quorumkeep.node.held_keys")

@@ -31,13 +31,9 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair, aead_open, aead_seal
 from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import CONFIG_FILE_NAME, NodeConfig, write_config
-from quorumkeep.node.keystore import (
-    KeySource,
-    Keystore,
-    KeystoreOwner,
-    StorageKey,
-    write_atomically,
-)
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import KeystoreOwner
+from quorumkeep.node.storage_key import KeySource, StorageKey, write_atomically
 from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import (
     TLSCredentials,

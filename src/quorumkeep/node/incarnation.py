@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.node.keystore import Keystore
-from quorumkeep.node.mesh import INCARNATION_SIZE
+from quorumkeep.node.mesh_frames import INCARNATION_SIZE
 
 log = logging.getLogger("quorumkeep.node")
 

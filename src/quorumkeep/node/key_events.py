@@ -38,7 +38,8 @@ from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.ledger.errors import ContractCallFailed
 from quorumkeep.node.calls import ContractCall
 from quorumkeep.node.held_keys import HeldKeys, KeyPair
-from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError, RecordNotFound
 from quorumkeep.node.metrics import NodeMetrics
 from quorumkeep.node.protocols.dkg import run_dkg
 from quorumkeep.node.protocols.reshare import run_reshare

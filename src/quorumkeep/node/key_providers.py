@@ -52,13 +52,11 @@ from quorumkeep.crypto.storage_split import (
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
-from quorumkeep.node.keystore import (
+from quorumkeep.node.keystore_errors import RecordExists, StorageKeyUnavailable, WrongStorageKey
+from quorumkeep.node.storage_key import (
     STORAGE_KEY_FILE_FORMAT,
     STORAGE_KEY_FILE_NAME,
-    RecordExists,
     StorageKey,
-    StorageKeyUnavailable,
-    WrongStorageKey,
     key_check,
     verify_key_check,
     write_atomically,

@@ -7,11 +7,8 @@ from quorumkeep.crypto.seal import DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT
 from quorumkeep.daemon.attestation import AttestationUnavailable, quote_source
 from quorumkeep.node.config import NodeConfig, PeersKeyConfig
 from quorumkeep.node.key_providers import PeersKeySource, Progress
-from quorumkeep.node.keystore import (
-    KeySource,
-    StorageKeyUnavailable,
-    passphrase_source_from_config,
-)
+from quorumkeep.node.keystore_errors import StorageKeyUnavailable
+from quorumkeep.node.storage_key import KeySource, passphrase_source_from_config
 
 
 def key_source_from_config(

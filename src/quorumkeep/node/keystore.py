@@ -9,8 +9,8 @@ Layout and byte formats: docs/storage.md. In short:
   key derived from the node's *storage key*, with associated data naming the record kind,
   every public column of the row and the node (account, TLS public key). A sealed value copied
   into another row, another kind of record or another node's store fails to open.
-- The storage key comes from a :class:`KeySource`. :class:`PassphraseKeySource` (Argon2id) is
-  the one implemented; a TEE-sealing source and a peer key-provider source plug in later.
+- The storage key and its sources: node/storage_key.py; the records and their encodings:
+  node/keystore_records.py; the errors: node/keystore_errors.py.
 
 A presignature's nonces are deleted durably *before* they are handed out
 (:meth:`Keystore.take_presignature`): whatever happens afterwards, that nonce can never be
@@ -19,462 +19,44 @@ used a second time, even if the node crashes and restarts.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
-
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
 
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.crypto.seal import (
-    DEFAULT_MEMLIMIT,
-    DEFAULT_OPSLIMIT,
-    PassphraseParams,
-    aead_open,
-    aead_seal,
-    passphrase_key,
-)
-from quorumkeep.daemon import config as daemon_config
+from quorumkeep.crypto.seal import aead_open, aead_seal
 from quorumkeep.daemon.sqlite import SqliteStore, connect, create_owner_only
-from quorumkeep.encoding.fields import len32
-from quorumkeep.node.config import NodeConfig, PassphraseKeyConfig
+from quorumkeep.node.keystore_errors import (
+    IdentityMismatch,
+    InvalidRecord,
+    KeystoreError,
+    RecordCorrupted,
+    RecordExists,
+    RecordNotFound,
+)
+from quorumkeep.node.keystore_records import (
+    KeyShareRef,
+    KeystoreOwner,
+    Presignature,
+    PresignatureInfo,
+    StoredKeyShare,
+    check_bytes,
+    check_int,
+    check_presignature_id,
+    decode_commitments,
+    encode_commitments,
+    key_share_record,
+    presignature_record,
+    record_associated_data,
+)
+from quorumkeep.node.storage_key import StorageKey, key_check, verify_key_check
 
 KEYSTORE_FILE_NAME = "keystore.sqlite3"
-STORAGE_KEY_FILE_NAME = "storage-key.json"
 SCHEMA_VERSION = 1
-STORAGE_KEY_SIZE = 32
-AD_PREFIX = b"quorumkeep keystore v1\x00"
-STORAGE_KEY_FILE_FORMAT = "quorumkeep storage key v1"
-_SUBKEY_PERSON = b"qk-storage-key"
-_CHECK_PLAINTEXT = b"quorumkeep storage key check"
-_MAX_INT = 2**63 - 1
-_PRESIGNATURE_ID = re.compile(r"[!-~]{1,128}")
-ELEMENT_SIZE = 32
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class KeystoreError(Exception):
-    """Base of keystore errors. ``code`` is stable; messages never hold secret values."""
-
-    code = "keystore_error"
-
-
-class InvalidRecord(KeystoreError, ValueError):
-    """The caller passed a value the keystore does not accept; nothing was changed."""
-
-    code = "invalid_record"
-
-
-class RecordNotFound(KeystoreError, LookupError):
-    code = "not_found"
-
-
-class RecordExists(KeystoreError):
-    code = "already_exists"
-
-
-class RecordCorrupted(KeystoreError):
-    """A stored value failed authentication: tampered, swapped or from another node."""
-
-    code = "record_corrupted"
-
-
-class WrongStorageKey(KeystoreError):
-    code = "wrong_storage_key"
-
-
-class IdentityMismatch(KeystoreError):
-    """The store belongs to another node (account or TLS key differ)."""
-
-    code = "identity_mismatch"
-
-
-class StorageKeyUnavailable(KeystoreError):
-    """The storage key cannot be obtained (no passphrase, no parameters file, ...)."""
-
-    code = "storage_key_unavailable"
-
-
-# --- storage key ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StorageKey:
-    """The node's 32-byte storage key. Everything at rest is sealed under keys derived from it."""
-
-    key: bytes = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, bytes) or len(self.key) != STORAGE_KEY_SIZE:
-            raise InvalidRecord(f"a storage key is {STORAGE_KEY_SIZE} bytes")
-
-    def __repr__(self) -> str:
-        return "StorageKey(<hidden>)"
-
-    def subkey(self, purpose: str) -> bytes:
-        """An independent 32-byte key for one purpose (keyed BLAKE2b of the purpose name).
-
-        Separate keys per purpose mean a value sealed for one use can never be opened as
-        another, whatever the associated data says.
-        """
-        digest: bytes = blake2b(
-            purpose.encode("utf-8"),
-            digest_size=32,
-            key=self.key,
-            person=_SUBKEY_PERSON,
-            encoder=RawEncoder,
-        )
-        return digest
-
-
-def key_check(key: StorageKey, random_bytes: RandomBytes) -> bytes:
-    return aead_seal(key.subkey("key check"), _CHECK_PLAINTEXT, b"storage key check", random_bytes)
-
-
-def verify_key_check(key: StorageKey, sealed: bytes) -> None:
-    try:
-        plaintext = aead_open(key.subkey("key check"), sealed, b"storage key check")
-    except SealError:
-        raise WrongStorageKey("the storage key does not open this node's data") from None
-    if plaintext != _CHECK_PLAINTEXT:
-        raise WrongStorageKey("the storage key does not open this node's data")
-
-
-class KeySource(Protocol):
-    """Where a node's storage key comes from.
-
-    ``create`` runs once, at ``node init``; ``load`` at every start. Both may block (a later
-    source asks other nodes over the network), so async callers run them in a thread.
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    def exists(self) -> bool: ...
-
-    def create(self, random_bytes: RandomBytes) -> StorageKey: ...
-
-    def load(self) -> StorageKey: ...
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def passphrase_from_env(variable: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            return daemon_config.passphrase_from_env(variable)
-        except daemon_config.PassphraseUnavailable as exc:
-            raise StorageKeyUnavailable(str(exc)) from None
-
-    return read
-
-
-def passphrase_from_file(path: Path) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            data = daemon_config.passphrase_from_file(path)
-        except daemon_config.PassphraseUnavailable as exc:
-            raise StorageKeyUnavailable(str(exc)) from None
-        if not data:
-            raise StorageKeyUnavailable(f"passphrase file {path} is empty")
-        return data
-
-    return read
-
-
-class PassphraseKeySource:
-    """Storage key = Argon2id(passphrase, salt) with salt and cost in ``DIR/storage-key.json``.
-
-    The file is public (salt, cost, and a sealed check value that tells a wrong passphrase
-    apart from damaged data); the passphrase is read from ``passphrase`` on each call and
-    never stored.
-    """
-
-    name = "passphrase"
-
-    def __init__(
-        self,
-        directory: Path | str,
-        passphrase: Callable[[], bytes],
-        *,
-        opslimit: int = DEFAULT_OPSLIMIT,
-        memlimit: int = DEFAULT_MEMLIMIT,
-    ) -> None:
-        self.path = Path(directory) / STORAGE_KEY_FILE_NAME
-        self._passphrase = passphrase
-        self._opslimit = opslimit
-        self._memlimit = memlimit
-
-    def __repr__(self) -> str:
-        return f"PassphraseKeySource({self.path})"
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def _derive(self, params: PassphraseParams) -> StorageKey:
-        try:
-            return StorageKey(passphrase_key(self._passphrase(), params))
-        except SealError as exc:
-            raise StorageKeyUnavailable(f"passphrase key derivation failed: {exc}") from None
-
-    def create(self, random_bytes: RandomBytes) -> StorageKey:
-        if self.path.exists():
-            raise RecordExists(f"{self.path} exists: this directory already has a storage key")
-        try:
-            params = PassphraseParams.new(random_bytes, self._opslimit, self._memlimit)
-        except SealError as exc:
-            raise InvalidRecord(f"bad Argon2id cost: {exc}") from None
-        key = self._derive(params)
-        document = {
-            "format": STORAGE_KEY_FILE_FORMAT,
-            "source": self.name,
-            "kdf": "argon2id13",
-            "salt": params.salt.hex(),
-            "opslimit": params.opslimit,
-            "memlimit": params.memlimit,
-            "check": key_check(key, random_bytes).hex(),
-        }
-        write_atomically(self.path, (json.dumps(document, indent=2) + "\n").encode())
-        return key
-
-    def load(self) -> StorageKey:
-        try:
-            document = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            raise StorageKeyUnavailable(
-                f"{self.path} is missing: run `quorumkeep node init` first"
-            ) from None
-        except (OSError, ValueError):
-            raise StorageKeyUnavailable(f"{self.path} is unreadable or not JSON") from None
-        try:
-            if document["format"] != STORAGE_KEY_FILE_FORMAT or document["source"] != self.name:
-                raise StorageKeyUnavailable(f"{self.path} is not a passphrase storage-key file")
-            params = PassphraseParams(
-                bytes.fromhex(document["salt"]), document["opslimit"], document["memlimit"]
-            )
-            check = bytes.fromhex(document["check"])
-        except (KeyError, TypeError, ValueError, SealError):
-            raise StorageKeyUnavailable(f"{self.path} has missing or invalid fields") from None
-        key = self._derive(params)
-        try:
-            verify_key_check(key, check)
-        except WrongStorageKey:
-            raise WrongStorageKey("wrong passphrase (it does not open this node's data)") from None
-        return key
-
-
-# --- records ----------------------------------------------------------------------------
-
-
-def _check_int(value: object, what: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _MAX_INT:
-        raise InvalidRecord(f"{what} must be an integer in [{minimum}, 2^63)")
-    return value
-
-
-def _check_bytes(value: object, what: str, *, allow_empty: bool = True) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidRecord(f"{what} must be bytes")
-    data = bytes(value)
-    if not data and not allow_empty:
-        raise InvalidRecord(f"{what} must not be empty")
-    return data
-
-
-def _check_presignature_id(value: object) -> str:
-    if not isinstance(value, str) or not _PRESIGNATURE_ID.fullmatch(value):
-        raise InvalidRecord("presignature id must be 1..128 printable ASCII characters, no spaces")
-    return value
-
-
-@dataclass(frozen=True)
-class KeystoreOwner:
-    """The node a store belongs to; part of every record's associated data."""
-
-    account: str
-    tls_public_key: bytes
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.account, str) or not self.account:
-            raise InvalidRecord("owner account must be a non-empty string")
-        if not isinstance(self.tls_public_key, bytes) or len(self.tls_public_key) != 32:
-            raise InvalidRecord("owner TLS public key must be 32 bytes")
-
-
-@dataclass(frozen=True)
-class KeyShareRef:
-    domain_id: int
-    epoch: int
-
-
-@dataclass(frozen=True)
-class StoredKeyShare:
-    """A key share as stored: ``share`` is the secret, ``public`` travels with it unsealed."""
-
-    domain_id: int
-    epoch: int
-    share: bytes = field(repr=False)
-    public: bytes = b""
-
-    def __repr__(self) -> str:
-        return f"StoredKeyShare(domain_id={self.domain_id}, epoch={self.epoch}, share=<hidden>)"
-
-
-Commitments = Mapping[int, tuple[bytes, bytes]]
-"""participant id → (hiding, binding) nonce commitments, RFC 9591's commitment list."""
-
-
-def _normalize_commitments(commitments: object) -> dict[int, tuple[bytes, bytes]]:
-    if not isinstance(commitments, Mapping) or not commitments:
-        raise InvalidRecord("commitments must be a non-empty mapping participant id → pair")
-    out: dict[int, tuple[bytes, bytes]] = {}
-    for participant, pair in sorted(commitments.items()):
-        _check_int(participant, "participant id", minimum=1)
-        if not isinstance(pair, tuple) or len(pair) != 2:
-            raise InvalidRecord("each commitment is a (hiding, binding) pair")
-        hiding, binding = (bytes(_check_bytes(x, "commitment")) for x in pair)
-        if len(hiding) != ELEMENT_SIZE or len(binding) != ELEMENT_SIZE:
-            raise InvalidRecord(f"nonce commitments are {ELEMENT_SIZE}-byte group elements")
-        out[participant] = (hiding, binding)
-    return out
-
-
-@dataclass(frozen=True)
-class PresignatureInfo:
-    """The public part of a presignature: who is in it and their nonce commitments."""
-
-    id: str
-    domain_id: int
-    epoch: int
-    commitments: Commitments
-    created_at: float
-
-    @property
-    def participants(self) -> tuple[int, ...]:
-        return tuple(sorted(self.commitments))
-
-
-@dataclass(frozen=True)
-class Presignature:
-    """One presignature this node takes part in; ``nonces`` is this node's secret nonce pair.
-
-    ``nonces`` is opaque to the keystore (the signing protocol encodes it). ``created_at`` is
-    Unix time in seconds, stored with millisecond precision.
-    """
-
-    id: str
-    domain_id: int
-    epoch: int
-    commitments: Commitments
-    nonces: bytes = field(repr=False)
-    created_at: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        _check_presignature_id(self.id)
-        _check_int(self.domain_id, "domain id")
-        _check_int(self.epoch, "epoch")
-        object.__setattr__(self, "commitments", _normalize_commitments(self.commitments))
-        object.__setattr__(self, "nonces", _check_bytes(self.nonces, "nonces", allow_empty=False))
-        if not isinstance(self.created_at, int | float) or not math.isfinite(self.created_at):
-            raise InvalidRecord("created_at must be a finite number of seconds")
-        if not 0 <= self.created_at * 1000 <= _MAX_INT:
-            raise InvalidRecord("created_at out of range")
-
-    def __repr__(self) -> str:
-        return (
-            f"Presignature(id={self.id!r}, domain_id={self.domain_id}, epoch={self.epoch}, "
-            f"participants={list(self.participants)}, nonces=<hidden>)"
-        )
-
-    @property
-    def participants(self) -> tuple[int, ...]:
-        return tuple(sorted(self.commitments))
-
-    @property
-    def info(self) -> PresignatureInfo:
-        return PresignatureInfo(
-            self.id, self.domain_id, self.epoch, self.commitments, self.created_at
-        )
-
-
-# --- encodings (docs/storage.md) ---------------------------------------------------------
-
-
-def _u64(value: int) -> bytes:
-    return value.to_bytes(8, "big")
-
-
-def encode_commitments(commitments: Commitments) -> bytes:
-    return b"".join(
-        _u64(participant) + hiding + binding
-        for participant, (hiding, binding) in sorted(commitments.items())
-    )
-
-
-def decode_commitments(data: bytes) -> dict[int, tuple[bytes, bytes]]:
-    entry = 8 + 2 * ELEMENT_SIZE
-    if not data or len(data) % entry:
-        raise RecordCorrupted("stored commitment list has a bad length")
-    out: dict[int, tuple[bytes, bytes]] = {}
-    for offset in range(0, len(data), entry):
-        participant = int.from_bytes(data[offset : offset + 8], "big")
-        hiding = data[offset + 8 : offset + 8 + ELEMENT_SIZE]
-        binding = data[offset + 8 + ELEMENT_SIZE : offset + entry]
-        out[participant] = (hiding, binding)
-    return out
-
-
-def _key_share_record(domain_id: int, epoch: int, public: bytes) -> bytes:
-    return _u64(domain_id) + _u64(epoch) + len32(public)
-
-
-def _presignature_record(
-    presignature_id: str, domain_id: int, epoch: int, created_ms: int, commitments: bytes
-) -> bytes:
-    return (
-        len32(presignature_id.encode("ascii"))
-        + _u64(domain_id)
-        + _u64(epoch)
-        + _u64(created_ms)
-        + len32(commitments)
-    )
-
-
-def record_associated_data(kind: str, record: bytes, owner: KeystoreOwner) -> bytes:
-    """``AD_PREFIX ‖ field(kind) ‖ field(record) ‖ field(account) ‖ field(tls key)``."""
-    return (
-        AD_PREFIX
-        + len32(kind.encode("ascii"))
-        + len32(record)
-        + len32(owner.account.encode("utf-8"))
-        + len32(owner.tls_public_key)
-    )
 
 
 _SCHEMA = """
@@ -636,11 +218,11 @@ class Keystore(SqliteStore):
         raises :class:`RecordExists` unless ``replace`` — overwriting a share by mistake is how
         keys get lost.
         """
-        _check_int(domain_id, "domain id")
-        _check_int(epoch, "epoch")
-        share = _check_bytes(share, "share", allow_empty=False)
-        public = _check_bytes(public, "public data")
-        record = _key_share_record(domain_id, epoch, public)
+        check_int(domain_id, "domain id")
+        check_int(epoch, "epoch")
+        share = check_bytes(share, "share", allow_empty=False)
+        public = check_bytes(public, "public data")
+        record = key_share_record(domain_id, epoch, public)
         sealed = self._seal("key_share", record, share)
         what = f"key share (domain {domain_id}, epoch {epoch})"
         with self._write() as cursor:
@@ -650,7 +232,7 @@ class Keystore(SqliteStore):
             ).fetchone()
             if row is not None and not replace:
                 old_public = bytes(row[0])
-                old_record = _key_share_record(domain_id, epoch, old_public)
+                old_record = key_share_record(domain_id, epoch, old_public)
                 old_share = self._open("key_share", old_record, bytes(row[1]), what)
                 if old_share == share and old_public == public:
                     return
@@ -661,8 +243,8 @@ class Keystore(SqliteStore):
             )
 
     def get_key_share(self, domain_id: int, epoch: int) -> StoredKeyShare:
-        _check_int(domain_id, "domain id")
-        _check_int(epoch, "epoch")
+        check_int(domain_id, "domain id")
+        check_int(epoch, "epoch")
         rows = self._read(
             "SELECT public, sealed_share FROM key_shares WHERE domain_id = ? AND epoch = ?",
             (domain_id, epoch),
@@ -671,7 +253,7 @@ class Keystore(SqliteStore):
         if not rows:
             raise RecordNotFound(f"no {what}")
         public, sealed = (bytes(x) for x in rows[0])
-        share = self._open("key_share", _key_share_record(domain_id, epoch, public), sealed, what)
+        share = self._open("key_share", key_share_record(domain_id, epoch, public), sealed, what)
         return StoredKeyShare(domain_id, epoch, share, public)
 
     def has_key_share(self, domain_id: int, epoch: int) -> bool:
@@ -690,7 +272,7 @@ class Keystore(SqliteStore):
 
     def delete_key_shares_before(self, epoch: int) -> int:
         """Delete every share of an epoch older than ``epoch`` (after a resharing completed)."""
-        _check_int(epoch, "epoch")
+        check_int(epoch, "epoch")
         with self._write(erase=True) as cursor:
             cursor.execute("DELETE FROM key_shares WHERE epoch < ?", (epoch,))
             return cursor.rowcount
@@ -721,7 +303,7 @@ class Keystore(SqliteStore):
         for item in batch:
             commitments = encode_commitments(item.commitments)
             created_ms = round(item.created_at * 1000)
-            record = _presignature_record(
+            record = presignature_record(
                 item.id, item.domain_id, item.epoch, created_ms, commitments
             )
             sealed = self._seal("presignature", record, item.nonces)
@@ -764,7 +346,7 @@ class Keystore(SqliteStore):
         ``RecordCorrupted`` — a corrupted record is left in place); the others are taken.
         """
         for presignature_id in presignature_ids:
-            _check_presignature_id(presignature_id)
+            check_presignature_id(presignature_id)
         results: list[Presignature | KeystoreError] = []
         with self._write(erase=True) as cursor:
             for presignature_id in presignature_ids:
@@ -777,7 +359,7 @@ class Keystore(SqliteStore):
                     results.append(RecordNotFound(f"no presignature {presignature_id!r}"))
                     continue
                 domain_id, epoch, commitments, sealed, created_ms = row
-                record = _presignature_record(
+                record = presignature_record(
                     presignature_id, domain_id, epoch, created_ms, bytes(commitments)
                 )
                 try:
@@ -832,7 +414,7 @@ class Keystore(SqliteStore):
             params.append(epoch)
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(_check_int(limit, "limit"))
+            params.append(check_int(limit, "limit"))
         return [
             PresignatureInfo(
                 str(pid),
@@ -850,7 +432,7 @@ class Keystore(SqliteStore):
         After a participant's identity changed, its old nonces may be in the wrong hands (or
         lost), so every presignature it is part of is unusable.
         """
-        ids = sorted({_check_int(p, "participant id", minimum=1) for p in participant_ids})
+        ids = sorted({check_int(p, "participant id", minimum=1) for p in participant_ids})
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
@@ -867,14 +449,14 @@ class Keystore(SqliteStore):
     ) -> int:
         """Delete, in one transaction, the presignatures of ``domain_id`` of ``epoch``, or of
         every epoch before ``before_epoch``; return how many went."""
-        _check_int(domain_id, "domain id")
+        check_int(domain_id, "domain id")
         if (epoch is None) == (before_epoch is None):
             raise InvalidRecord("give exactly one of epoch and before_epoch")
         if epoch is not None:
-            where, bound = "epoch = ?", _check_int(epoch, "epoch")
+            where, bound = "epoch = ?", check_int(epoch, "epoch")
         else:
             assert before_epoch is not None
-            where, bound = "epoch < ?", _check_int(before_epoch, "epoch")
+            where, bound = "epoch < ?", check_int(before_epoch, "epoch")
         with self._write(erase=True) as cursor:
             cursor.execute(
                 f"DELETE FROM presignatures WHERE domain_id = ? AND {where}", (domain_id, bound)
@@ -912,22 +494,3 @@ class Keystore(SqliteStore):
         with self._write() as cursor:
             cursor.execute("DELETE FROM metadata WHERE name = ?", (name,))
             return cursor.rowcount > 0
-
-
-def passphrase_source_from_config(
-    config: NodeConfig,
-    *,
-    opslimit: int = DEFAULT_OPSLIMIT,
-    memlimit: int = DEFAULT_MEMLIMIT,
-) -> PassphraseKeySource:
-    """The passphrase :class:`KeySource` a ``NodeConfig`` names (cost applies when creating)."""
-    source = config.storage_key
-    if not isinstance(source, PassphraseKeyConfig):
-        raise StorageKeyUnavailable("node.toml's storage key source is not a passphrase")
-    if source.passphrase_env is not None:
-        read = passphrase_from_env(source.passphrase_env)
-    elif source.passphrase_file is not None:
-        read = passphrase_from_file(source.passphrase_file)
-    else:  # the config model guarantees one of the two
-        raise StorageKeyUnavailable("node.toml names no passphrase source")
-    return PassphraseKeySource(config.data_dir, read, opslimit=opslimit, memlimit=memlimit)

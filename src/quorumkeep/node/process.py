@@ -54,10 +54,12 @@ from quorumkeep.node.incarnation import begin_incarnation
 from quorumkeep.node.key_provider_rotation import Rotation
 from quorumkeep.node.key_providers import PeersKeySource, ProviderOutcome
 from quorumkeep.node.key_sources import key_source_from_config
-from quorumkeep.node.keystore import KeySource, Keystore, KeystoreError
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.metrics import NodeMetrics, record_key_source
 from quorumkeep.node.standby_api import standby_router
+from quorumkeep.node.storage_key import KeySource
 from quorumkeep.node.web import WebServer, create_app
 from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import TLSError

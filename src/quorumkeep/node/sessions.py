@@ -31,7 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from quorumkeep.node.mesh import Mesh, MeshError, PeerNotConnected
+from quorumkeep.node.mesh import Mesh, PeerNotConnected
+from quorumkeep.node.mesh_frames import MeshError
 from quorumkeep.node.messages import (
     CHANNELS,
     Message,

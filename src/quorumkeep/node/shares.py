@@ -19,7 +19,7 @@ from __future__ import annotations
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import scalar_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
-from quorumkeep.node.keystore import StoredKeyShare
+from quorumkeep.node.keystore_records import StoredKeyShare
 from quorumkeep.node.messages import (
     MAX_ID,
     MessageError,

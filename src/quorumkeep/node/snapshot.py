@@ -49,15 +49,11 @@ from quorumkeep.node.identity import (
     TLS_CERT_FILE_NAME,
     TLS_KEY_FILE_NAME,
 )
-from quorumkeep.node.keystore import (
-    KEYSTORE_FILE_NAME,
-    SCHEMA_VERSION,
-    STORAGE_KEY_FILE_NAME,
-    KeystoreError,
-    decode_commitments,
-    write_atomically,
-)
+from quorumkeep.node.keystore import KEYSTORE_FILE_NAME, SCHEMA_VERSION
+from quorumkeep.node.keystore_errors import KeystoreError
+from quorumkeep.node.keystore_records import decode_commitments
 from quorumkeep.node.shares import ShareFormatError, decode_public
+from quorumkeep.node.storage_key import STORAGE_KEY_FILE_NAME, write_atomically
 
 SNAPSHOT_FORMAT = "quorumkeep node snapshot v1"
 MANIFEST_NAME = "manifest.json"

@@ -43,7 +43,8 @@ from quorumkeep.node.identity import (
     wrapping_key_pair,
 )
 from quorumkeep.node.key_sources import key_source_from_config
-from quorumkeep.node.keystore import Keystore, KeystoreError, RecordNotFound
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError, RecordNotFound
 from quorumkeep.node.shares import ShareFormatError
 from quorumkeep.wire.backup import KeyShare
 from quorumkeep.wire.tls import TLSError, client_context

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 
-from quorumkeep.node.keystore import Keystore, KeystoreError, Presignature
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError
+from quorumkeep.node.keystore_records import Presignature
 
 
 class PresignatureTaker:

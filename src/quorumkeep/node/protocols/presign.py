@@ -47,7 +47,9 @@ from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import RandomBytes, element_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.encoding.fields import parse_decimal
-from quorumkeep.node.keystore import Keystore, KeystoreError, Presignature, PresignatureInfo
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import KeystoreError
+from quorumkeep.node.keystore_records import Presignature, PresignatureInfo
 from quorumkeep.node.messages import (
     CHANNEL_PRESIGN,
     MAX_BATCH,

@@ -43,14 +43,9 @@ from quorumkeep.crypto.derive import derivation_tweak
 from quorumkeep.crypto.errors import CheaterDetected, CryptoError
 from quorumkeep.crypto.group import Element, base_mul, element_add
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
-from quorumkeep.node.keystore import (
-    InvalidRecord,
-    Keystore,
-    KeystoreError,
-    Presignature,
-    PresignatureInfo,
-    RecordNotFound,
-)
+from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_errors import InvalidRecord, KeystoreError, RecordNotFound
+from quorumkeep.node.keystore_records import Presignature, PresignatureInfo
 from quorumkeep.node.messages import (
     CHANNEL_SIGN,
     Message,
