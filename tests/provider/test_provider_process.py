@@ -144,12 +144,14 @@ def genesis(tmp: Path) -> Setup:
         node.info = json.loads(result.stdout)
         assert "dealt 2-of-3 to bob, carol, dave" in result.stderr
         infos: list[dict[str, Any]] = [node.info]
-        for index, account in enumerate(OPERATORS[1:]):
+        for account in OPERATORS[1:]:
+            # Nobody listens at these, but the contract refuses two participants at one URL:
+            # fixed numbers could equal a port the kernel gave alice's node.
             infos.append(
                 {
                     "account": account,
-                    "url": f"127.0.0.1:{40000 + index}",
-                    "web_url": f"https://127.0.0.1:{41000 + index}",
+                    "url": f"127.0.0.1:{free_port()}",
+                    "web_url": f"https://127.0.0.1:{free_port()}",
                     "tls_public_key": random_key(),
                     "signer_public_key": random_key(),
                 }
