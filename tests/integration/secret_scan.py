@@ -27,9 +27,9 @@ from quorumkeep.devnet.layout import DevnetDir
 from quorumkeep.devnet.network import NODE_PASSPHRASE_ENV
 from quorumkeep.devnet.secrets import Secrets
 from quorumkeep.ledger.keyfile import open_key, read_key_file
-from quorumkeep.node import keystore as ks
 from quorumkeep.node.identity import NodeIdentity, tls_key_password
 from quorumkeep.node.keystore import Keystore
+from quorumkeep.node.keystore_records import presignature_record
 from quorumkeep.node.storage_key import PassphraseKeySource
 from quorumkeep.wire.tls import load_encrypted_private_key
 
@@ -73,7 +73,7 @@ def _node_secrets(directory: Path, account: str, passphrase: bytes) -> Iterator[
         finally:
             db.close()
         for pid, domain_id, epoch, created_ms, commitments, sealed in rows:
-            record = ks._presignature_record(pid, domain_id, epoch, created_ms, bytes(commitments))
+            record = presignature_record(pid, domain_id, epoch, created_ms, bytes(commitments))
             nonces = store._open("presignature", record, bytes(sealed), pid)
             yield Secret(f"{directory.name} nonce {pid} hiding", nonces[:32])
             yield Secret(f"{directory.name} nonce {pid} binding", nonces[32:])

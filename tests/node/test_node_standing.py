@@ -219,6 +219,41 @@ def test_a_participant_replaced_while_we_were_down_has_its_presignatures_purged(
     assert restarted.connectivity(1) == (3, {2: True, 3: False})
 
 
+def test_a_changed_participant_is_cut_off_the_mesh_before_its_presignatures_go(
+    keystore: Keystore,
+) -> None:
+    """Purging first would let the old machine, still connected, start a batch that is
+    stored after the purge (seen in the devnet test of a concluded migration)."""
+    order: list[str] = []
+
+    class OrderedMesh(FakeMesh):
+        async def update_participants(
+            self, participants: Mapping[int, PeerInfo], my_id: int | None
+        ) -> frozenset[int]:
+            order.append("mesh")
+            return await super().update_participants(participants, my_id)
+
+    def purge(gone: frozenset[int]) -> int:
+        order.append(f"purge {sorted(gone)}")
+        return keystore.purge_presignatures_involving(sorted(gone))
+
+    peers = ParticipantFollower(
+        mesh=OrderedMesh(), metadata=keystore, purge=purge, metrics=metrics()
+    )
+    run(peers.follow(contract(), 1))
+    order.clear()
+    bob_moved = member("bob", 2, generation=1)
+    run(
+        peers.follow(
+            contract(
+                Running(running().keyset, EPOCH + 1, Participants(2, (ALICE_A, bob_moved, CAROL)))
+            ),
+            1,
+        )
+    )
+    assert order == ["mesh", "purge [2]"]
+
+
 def test_the_mesh_is_only_told_about_changes(keystore: Keystore) -> None:
     mesh = FakeMesh()
     peers = follower(keystore, mesh)

@@ -87,6 +87,13 @@ class ParticipantFollower:
             log.info("refusing mesh connections from marked participants %s", sorted(refused))
         before = self._last_seen()
         after = {pid: info.tls_public_key for pid, info in peers.items()}
+        # The mesh first: once it follows the new set, no batch can start with a participant
+        # that left or changed its key. A purge before that would leave a window in which
+        # the old machine (still connected) starts a batch that is stored after the purge;
+        # batches already running are discarded by the purge when they finish.
+        if peers != self._peers or me != self._mesh.my_id:
+            await self._mesh.update_participants(peers, me)
+            self._peers = peers
         if state.serving() is not None:
             gone = changed_participants(before, after)
             if gone:
@@ -101,9 +108,6 @@ class ParticipantFollower:
                 document = {str(p): k.hex() for p, k in sorted(after.items())}
                 self._metadata.set_metadata(META_PEER_KEYS, json.dumps(document))
                 self._peer_keys = after
-        if peers != self._peers or me != self._mesh.my_id:
-            await self._mesh.update_participants(peers, me)
-            self._peers = peers
 
     def peer_connected(self, participant_id: int, incarnation: bytes) -> None:
         """The mesh admitted a connection of ``participant_id`` announcing ``incarnation``
