@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quorumkeep.daemon.config import dump_toml
+from quorumkeep.daemon.config import dump_toml, write_atomically
 from quorumkeep.net.address import parse_host_port
 from quorumkeep.node.config import (
     ConfigError,
@@ -138,3 +138,15 @@ def test_parse_host_port() -> None:
     for bad in ("", ":80", "host:", "host:99999", "host:-1", "[::1]80", "a b:1"):
         with pytest.raises(ValueError):
             parse_host_port(bad)
+
+
+def test_files_are_written_whole_and_owner_only(tmp_path: Path) -> None:
+    target = tmp_path / "node.toml"
+    target.write_text("old")
+    target.chmod(0o644)
+    write_atomically(target, "é new\n")
+    assert target.read_bytes() == "é new\n".encode()
+    assert target.stat().st_mode & 0o777 == 0o600
+    write_atomically(target, b"\x00\xff")
+    assert target.read_bytes() == b"\x00\xff"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.toml"]  # no temporary left

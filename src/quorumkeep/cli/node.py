@@ -423,8 +423,8 @@ def export(
     ),
 ) -> None:
     """Seal the node's shares of the keyset in force to a whitelisted wrapping key."""
+    from quorumkeep.daemon.config import write_atomically
     from quorumkeep.node.identity import IdentityError
-    from quorumkeep.node.storage_key import write_atomically
     from quorumkeep.node.wrapped_export import export_shares
     from quorumkeep.wire.wrapped import WrappedExportError
 

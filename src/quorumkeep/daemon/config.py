@@ -156,11 +156,15 @@ def dump_toml(document: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``path`` atomically: a temporary file, fsync, rename, fsync of the directory."""
+def write_atomically(path: Path, data: bytes | str) -> None:
+    """Write ``path`` atomically and owner-only (0600): a temporary file, fsync, rename, fsync
+    of the directory. A crash leaves the old file or the new one, never a torn one. ``str``
+    is written as UTF-8."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(raw)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

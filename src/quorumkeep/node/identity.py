@@ -29,11 +29,12 @@ from nacl.signing import SigningKey
 from quorumkeep.crypto.errors import SealError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair, aead_open, aead_seal
+from quorumkeep.daemon.config import write_atomically
 from quorumkeep.encoding.fields import len32
 from quorumkeep.node.config import CONFIG_FILE_NAME, NodeConfig, write_config
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.keystore_records import KeystoreOwner
-from quorumkeep.node.storage_key import KeySource, StorageKey, write_atomically
+from quorumkeep.node.storage_key import KeySource, StorageKey
 from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.tls import (
     TLSCredentials,

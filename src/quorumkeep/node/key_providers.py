@@ -49,6 +49,7 @@ from quorumkeep.crypto.storage_split import (
     deal,
     verify_piece,
 )
+from quorumkeep.daemon.config import write_atomically
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
@@ -59,7 +60,6 @@ from quorumkeep.node.storage_key import (
     StorageKey,
     key_check,
     verify_key_check,
-    write_atomically,
 )
 from quorumkeep.wire.backup.statements import Ed25519Signer, Signer
 from quorumkeep.wire.key_provider import (
@@ -377,7 +377,7 @@ async def gather_pieces(
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:
-    write_atomically(path, (json.dumps(document, indent=2) + "\n").encode())
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

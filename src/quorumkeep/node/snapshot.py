@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from quorumkeep.contract.state import SCHEME_ED25519, ContractState, DomainKey, Keyset, Resharing
+from quorumkeep.daemon.config import write_atomically
 from quorumkeep.node.config import (
     CONFIG_FILE_NAME,
     ConfigError,
@@ -53,7 +54,7 @@ from quorumkeep.node.keystore import KEYSTORE_FILE_NAME, SCHEMA_VERSION
 from quorumkeep.node.keystore_errors import KeystoreError
 from quorumkeep.node.keystore_records import decode_commitments
 from quorumkeep.node.shares import ShareFormatError, decode_public
-from quorumkeep.node.storage_key import STORAGE_KEY_FILE_NAME, write_atomically
+from quorumkeep.node.storage_key import STORAGE_KEY_FILE_NAME
 
 SNAPSHOT_FORMAT = "quorumkeep node snapshot v1"
 MANIFEST_NAME = "manifest.json"

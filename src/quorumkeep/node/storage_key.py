@@ -11,7 +11,6 @@ a sealed check value in ``DIR/storage-key.json``; the peer key-provider source
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,22 +104,6 @@ class KeySource(Protocol):
     def load(self) -> StorageKey: ...
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def passphrase_from_env(variable: str) -> Callable[[], bytes]:
     def read() -> bytes:
         try:
@@ -196,7 +179,7 @@ class PassphraseKeySource:
             "memlimit": params.memlimit,
             "check": key_check(key, random_bytes).hex(),
         }
-        write_atomically(self.path, (json.dumps(document, indent=2) + "\n").encode())
+        daemon_config.write_atomically(self.path, json.dumps(document, indent=2) + "\n")
         return key
 
     def load(self) -> StorageKey:
