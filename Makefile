@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 # quorumkeep's sources again (about 0.3 s of CPU each, ~1,000 processes per suite). Written
 # once here; compileall only recompiles what changed.
 bytecode: setup
-	@$(BIN)/python -m compileall -q src >/dev/null
+	@$(BIN)/python -m compileall -q src
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -147,6 +147,10 @@ def test_files_are_written_whole_and_owner_only(tmp_path: Path) -> None:
     write_atomically(target, "é new\n")
     assert target.read_bytes() == "é new\n".encode()
     assert target.stat().st_mode & 0o777 == 0o600
+    stale = tmp_path / "node.toml.tmp"  # left by a crash, readable by others
+    stale.write_text("stale")
+    stale.chmod(0o644)
     write_atomically(target, b"\x00\xff")
+    assert target.stat().st_mode & 0o777 == 0o600
     assert target.read_bytes() == b"\x00\xff"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.toml"]  # no temporary left

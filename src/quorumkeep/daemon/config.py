@@ -163,6 +163,7 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a temporary left by a crash keeps its mode through O_CREAT
     with os.fdopen(fd, "wb") as handle:
         handle.write(raw)
         handle.flush()
