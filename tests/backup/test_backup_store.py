@@ -277,7 +277,7 @@ def test_the_key_provider_setting(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     a service whose provider.toml is missing does not start (and names the setting)."""
     import asyncio
 
-    from quorumkeep.backup.service import run_backup_service
+    from quorumkeep.backup.process import run_backup_service
     from quorumkeep.daemon.startup import EXIT_STARTUP
 
     document = {

@@ -10,8 +10,8 @@ re-reads the contract and pursues three goals, each in a task of its own with bo
   deleted);
 - **confirm** — whenever the newest backup covers the serving keyset but the contract has
   no confirmation of it from this service, verify the backup against the contract again
-  (:func:`verify_backup`) and submit ``confirm_backup(epoch, keyset_hash)`` signed by the
-  service's identity key (a function-call key of the account limited to that method):
+  (:mod:`quorumkeep.backup.verify`) and submit ``confirm_backup(epoch, keyset_hash)`` signed
+  by the service's identity key (a function-call key of the account limited to that method):
   the contract's backup gate lets a domain sign only once enough operators' backups of
   the epoch in force are confirmed (docs/contract.md §6.9);
 - **recovery** — whenever a migration of this account is open, push the stored shares to
@@ -19,12 +19,8 @@ re-reads the contract and pursues three goals, each in a task of its own with bo
   node acknowledges them, and again for any later migration; the task ends when the
   migration is concluded, cancelled or replaced.
 
-With ``key_provider`` set in ``backup.toml``, the same process also runs that key provider
-(:func:`quorumkeep.provider.service.run_provider`, its own keys, store, passphrase source and
-port): the two stop together, and if either cannot start or fails, the process does.
-
-Exit codes of :func:`run_service`: 0 stopped by a signal, 1 failed while running, 2 could
-not start. Log lines never hold a share, a key or the passphrase.
+The process around it (start-up, status server, exit codes) is :mod:`quorumkeep.backup.process`.
+Log lines never hold a share, a key or the passphrase.
 """
 
 from __future__ import annotations
@@ -33,23 +29,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import socket
 import time
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI, Response
-
-from quorumkeep.backup.attestation import BackupAttester, backup_attester, summary_from_view
+from quorumkeep.backup.attestation import BackupAttester, summary_from_view
 from quorumkeep.backup.client import NodeClient, NodeEndpoint
-from quorumkeep.backup.config import BackupConfig, load_config
 from quorumkeep.backup.errors import BackupServiceError
-from quorumkeep.backup.identity import BackupIdentity, read_public_identity, unlock
-from quorumkeep.backup.metrics import CONTENT_TYPE_LATEST, BackupMetrics
+from quorumkeep.backup.identity import BackupIdentity
+from quorumkeep.backup.metrics import BackupMetrics
 from quorumkeep.backup.monitor import (
     ContractSnapshot,
     OpenMigration,
@@ -58,33 +47,17 @@ from quorumkeep.backup.monitor import (
     watch_events,
 )
 from quorumkeep.backup.store import BackupRecord, BackupStore
+from quorumkeep.backup.verify import store_status, verify_backup
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.daemon import startup
-from quorumkeep.daemon.attestation import AttestationUnavailable
-from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
+from quorumkeep.daemon.errors import error_code, error_message
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
-from quorumkeep.net.address import bind_socket
-from quorumkeep.net.http_timeouts import timeouts
 from quorumkeep.net.retry import Backoff, BackoffPolicy
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors
-from quorumkeep.provider.config import ProviderConfig
-from quorumkeep.provider.config import load_config as load_provider_config
-from quorumkeep.provider.errors import ProviderError
-from quorumkeep.provider.service import run_provider
 from quorumkeep.wire.backup import BackupProtocolError, Keyset, verify_shares
 
 log = logging.getLogger("quorumkeep.backup")
 
 _ERRORS = (BackupProtocolError, BackupServiceError, LedgerError)
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "code", type(exc).__name__))
-
-
-def _message(exc: Exception) -> str:
-    return str(getattr(exc, "message", exc))
 
 
 ATTEST_CHECK_SECONDS = 60.0
@@ -97,85 +70,6 @@ class ServiceSettings:
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
     request_timeout: float = 10.0
-
-
-# --- verification (daemon and `backup verify`) -------------------------------------------------
-
-
-async def verify_backup(
-    store: BackupStore,
-    ledger: AsyncLedgerClient,
-    account: str,
-    *,
-    clock: Callable[[], float] = time.time,
-) -> dict[str, Any]:
-    """Check the newest backup against the contract, record and return the outcome.
-
-    Valid means: it covers the serving keyset (same epoch, every domain with its key), it
-    opens under the store key, and every share reproduces this participant's verifying
-    share in the contract's public key package. Older backups are checked to open. The
-    outcome names epochs, domains and reasons — never a share.
-    """
-    now = clock()
-    snapshot = await read_snapshot(ledger, account)
-    outcome: dict[str, Any] = {"checked_at": now, "valid": False, "backups": []}
-    keyset = snapshot.keyset
-    outcome["contract_epoch"] = None if keyset is None else keyset.epoch
-    outcome["contract_domains"] = [] if keyset is None else list(keyset.domain_ids)
-    records = store.records()
-    for record in records:
-        entry: dict[str, Any] = {"epoch": record.epoch, "domains": list(record.keyset.domain_ids)}
-        try:
-            store.shares(record)
-            entry["opens"] = True
-        except BackupServiceError as exc:
-            entry["opens"] = False
-            entry["problem"] = exc.message
-        entry["current"] = keyset is not None and record.covers(keyset)
-        outcome["backups"].append(entry)
-    latest = records[0] if records else None
-    if keyset is None or not keyset.domains:
-        outcome["reason"] = "the contract has no keys yet: nothing to back up"
-        outcome["valid"] = latest is None
-    elif latest is None:
-        outcome["reason"] = "no backup is held"
-    elif not latest.covers(keyset):
-        outcome["reason"] = (
-            f"the newest backup is of epoch {latest.epoch} with domains "
-            f"{list(latest.keyset.domain_ids)}; the contract is at epoch {keyset.epoch} with "
-            f"domains {list(keyset.domain_ids)}"
-        )
-    elif snapshot.me is None or snapshot.me.participant_id != latest.participant_id:
-        outcome["reason"] = f"{account} is no longer participant {latest.participant_id}"
-    else:
-        try:
-            shares = store.shares(latest)
-            packages = await read_packages(ledger, keyset)
-            verify_shares(account, latest.participant_id, keyset, shares, packages)
-        except (BackupServiceError, BackupProtocolError) as exc:
-            outcome["reason"] = exc.message
-        else:
-            outcome["valid"] = True
-            outcome["reason"] = (
-                f"epoch {keyset.epoch}: every share matches participant "
-                f"{latest.participant_id}'s verifying share"
-            )
-            store.mark_verified(latest, now)
-    store.record_verification(outcome)
-    return outcome
-
-
-def store_status(store: BackupStore, now: float) -> dict[str, Any]:
-    """What `backup status` and ``/status`` show from the store alone (no passphrase)."""
-    records = store.records()
-    latest = records[0] if records else None
-    return {
-        "account": store.account,
-        "backups": [r.to_json() for r in records],
-        "newest_epoch": None if latest is None else latest.epoch,
-        "age_seconds": None if latest is None else round(max(0.0, now - latest.stored_at), 3),
-        "last_verify": store.last_verification(),
-    }
 
 
 # --- the daemon ---------------------------------------------------------------------------------
@@ -352,8 +246,8 @@ class BackupService:
                     retry_delay = backoff.next_delay()
                     log.warning(
                         "cannot read the contract (%s: %s); retrying in %.1fs",
-                        _code(exc),
-                        _message(exc),
+                        error_code(exc),
+                        error_message(exc),
                         retry_delay,
                     )
                     self._poke_later(retry_delay)
@@ -406,8 +300,8 @@ class BackupService:
             log.warning(
                 "cannot attest: %s: %s (the operator must grant this service's identity key "
                 "submit_attestation, or submit `quorumkeep backup attest` output)",
-                _code(exc),
-                _message(exc),
+                error_code(exc),
+                error_message(exc),
             )
             return
         if reason is not None:
@@ -486,14 +380,14 @@ class BackupService:
                 return
             except _ERRORS as exc:
                 delay = backoff.next_delay()
-                code = _code(exc)
+                code = error_code(exc)
                 self.metrics.fetches.labels(result=code).inc()
-                self.last_fetch = {"at": self.clock(), "result": code, "reason": _message(exc)}
+                self.last_fetch = {"at": self.clock(), "result": code, "reason": error_message(exc)}
                 log.warning(
                     "backup from %s failed (%s: %s); retrying in %.1fs",
                     endpoint.web_url,
                     code,
-                    _message(exc),
+                    error_message(exc),
                     delay,
                 )
             await asyncio.sleep(delay)
@@ -554,20 +448,20 @@ class BackupService:
                 return
             except _ERRORS as exc:
                 delay = backoff.next_delay()
-                code = _code(exc)
+                code = error_code(exc)
                 self.metrics.confirmations.labels(result=code).inc()
                 hint = _CONFIRM_HINTS.get(code)
                 self.last_confirm = {
                     "at": self.clock(),
                     "result": code,
                     "epoch": keyset.epoch,
-                    "reason": _message(exc) + (f" ({hint})" if hint else ""),
+                    "reason": error_message(exc) + (f" ({hint})" if hint else ""),
                 }
                 log.warning(
                     "backup confirmation of epoch %d failed (%s: %s)%s; retrying in %.1fs",
                     keyset.epoch,
                     code,
-                    _message(exc),
+                    error_message(exc),
                     f"; {hint}" if hint else "",
                     delay,
                 )
@@ -619,14 +513,14 @@ class BackupService:
                 return
             except _ERRORS as exc:
                 delay = backoff.next_delay()
-                code = getattr(exc, "remote_code", None) or _code(exc)
+                code = getattr(exc, "remote_code", None) or error_code(exc)
                 self.metrics.pushes.labels(result=code).inc()
-                self.last_push = {"at": self.clock(), "result": code, "reason": _message(exc)}
+                self.last_push = {"at": self.clock(), "result": code, "reason": error_message(exc)}
                 log.warning(
                     "recovery push to %s failed (%s: %s); retrying in %.1fs",
                     migration.destination.web_url,
                     code,
-                    _message(exc),
+                    error_message(exc),
                     delay,
                 )
             await asyncio.sleep(delay)
@@ -665,169 +559,3 @@ class BackupService:
             migration.destination.web_url,
             migration.started_height,
         )
-
-
-# --- the process ---------------------------------------------------------------------------------
-
-
-def create_status_app(service: BackupService) -> FastAPI:
-    app = FastAPI(title="quorumkeep backup service", version="1", redirect_slashes=False)
-    answer_http_errors(app)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/status")
-    async def status() -> dict[str, Any]:
-        return service.status()
-
-    @app.get("/metrics", response_class=Response)
-    async def metrics() -> Response:
-        service.update_freshness_metrics()  # ages as of this scrape
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
-
-
-def configure_logging(level: str = "INFO") -> None:
-    startup.configure_logging(level, startup.LIBRARY_LOGGERS)
-
-
-async def _wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, Any]:
-    try:
-        return await startup.ledger_status(ledger, wait)
-    except LedgerError as exc:
-        raise StartupError(
-            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code})",
-            "ledger_unreachable",
-        ) from None
-
-
-async def run_backup_service(
-    config: BackupConfig,
-    *,
-    stop: asyncio.Event | None = None,
-    ledger_wait: float = 30.0,
-    install_signal_handlers: bool = True,
-) -> int:
-    stop = stop or asyncio.Event()
-    if install_signal_handlers:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    store: BackupStore | None = None
-    ledger: AsyncLedgerClient | None = None
-    server: EmbeddedServer | None = None
-    server_task: asyncio.Task[None] | None = None
-    provider_task: asyncio.Task[int] | None = None
-    sock: socket.socket | None = None
-    try:
-        provider_config: ProviderConfig | None = None
-        if config.key_provider is not None:
-            try:
-                provider_config = load_provider_config(config.key_provider)
-            except ProviderError as exc:
-                raise StartupError(f"key_provider: {exc.message}", exc.code) from None
-        try:
-            passphrase = config.read_passphrase()
-            public = read_public_identity(config.dir)
-            identity, key = await asyncio.to_thread(unlock, config.dir, passphrase, config.account)
-            store = BackupStore.open(config.dir, config.account, public.identity_public_key, key)
-        except BackupServiceError as exc:
-            raise StartupError(exc.message, exc.code) from None
-        try:
-            attester = backup_attester(config.attestation, identity)
-        except AttestationUnavailable as exc:
-            raise StartupError(f"attestation: {exc}", "attestation_unavailable") from None
-        ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
-        status = await _wait_for_ledger(ledger, ledger_wait)
-        service = BackupService(
-            identity=identity,
-            store=store,
-            ledger=ledger,
-            settings=ServiceSettings(
-                max_backoff=config.max_backoff, request_timeout=config.request_timeout
-            ),
-            attester=attester,
-        )
-        address = config.listen_address
-        if address is not None:
-            try:
-                sock = bind_socket(*address)
-            except OSError as exc:
-                raise StartupError(
-                    f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
-                ) from None
-            uv_config = uvicorn.Config(
-                create_status_app(service),
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                **timeouts(),
-            )
-            server = EmbeddedServer(uv_config)
-            server_task = asyncio.create_task(server.serve(sockets=[sock]))
-        log.info(
-            "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "
-            "backups_held=%d",
-            config.account,
-            identity.signer.public_key.hex(),
-            config.ledger_url,
-            status.get("height"),
-            config.listen,
-            len(store.records()),
-        )
-        if provider_config is not None:
-            provider_task = asyncio.create_task(
-                run_provider(
-                    provider_config,
-                    stop=stop,
-                    ledger_wait=ledger_wait,
-                    install_signal_handlers=False,
-                ),
-                name="key-provider",
-            )
-            provider_task.add_done_callback(lambda _task: stop.set())
-        try:
-            await service.run(stop, int(status["height"]))
-        except Exception as exc:
-            log.error("failed: %s: %s", type(exc).__name__, _message(exc))
-            return EXIT_FAILED
-        if provider_task is not None:
-            code = await provider_task
-            if code != EXIT_OK:
-                log.error("the key provider in this process stopped (exit %d)", code)
-                return code
-        log.info("stopped")
-        return EXIT_OK
-    except StartupError as exc:
-        log.error("cannot start (%s): %s", exc.code, exc)
-        return EXIT_STARTUP
-    finally:
-        if provider_task is not None and not provider_task.done():
-            stop.set()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
-                    await provider_task
-        if server is not None and server_task is not None:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await server_task
-        if sock is not None:
-            sock.close()
-        if ledger is not None:
-            await ledger.aclose()
-        if store is not None:
-            store.close()
-
-
-def run_service(config_path: Path | str, *, log_level: str = "INFO") -> int:
-    configure_logging(log_level)
-    try:
-        config = load_config(config_path)
-    except BackupServiceError as exc:
-        log.error("cannot start (%s): %s", exc.code, exc.message)
-        return EXIT_STARTUP
-    return asyncio.run(run_backup_service(config))

@@ -30,6 +30,7 @@ from quorumkeep.backup.config import (
 from quorumkeep.backup.errors import BackupServiceError
 from quorumkeep.backup.identity import create_identity, read_public_identity, unlock
 from quorumkeep.backup.store import BackupStore
+from quorumkeep.backup.verify import store_status, verify_backup
 from quorumkeep.cli.keys import EXIT_REJECTED, emit_json, fail, report_outcome
 from quorumkeep.crypto.seal import KDF_COSTS
 from quorumkeep.daemon.attestation import AttestationUnavailable
@@ -226,7 +227,7 @@ def run(
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Run the backup service until SIGTERM or SIGINT."""
-    from quorumkeep.backup.service import run_service  # the web stack: only `run` needs it
+    from quorumkeep.backup.process import run_service  # the web stack: only `run` needs it
 
     code = run_service(config, log_level=log_level)
     if code:
@@ -236,7 +237,6 @@ def run(
 @app.command("status")
 def status(config: Path = CONFIG_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Backups held, their age and the last verification (no passphrase needed)."""
-    from quorumkeep.backup.service import store_status
 
     cfg = _load(config)
     try:
@@ -274,7 +274,6 @@ def status(config: Path = CONFIG_OPTION, as_json: bool = JSON_OPTION) -> None:
 @app.command("verify")
 def verify(config: Path = CONFIG_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Check the newest backup against the contract; exit 1 unless it is valid."""
-    from quorumkeep.backup.service import verify_backup
 
     cfg = _load(config)
 

@@ -39,6 +39,7 @@ from quorumkeep.provider.config import (
     write_config,
 )
 from quorumkeep.provider.errors import ProviderError
+from quorumkeep.provider.status import status_document
 from quorumkeep.provider.store import PieceStore
 
 app = typer.Typer(no_args_is_help=True, help="Hold pieces of other operators' storage keys.")
@@ -206,7 +207,7 @@ def run(
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Run the key provider until SIGTERM or SIGINT."""
-    from quorumkeep.provider.service import run_service  # the web stack: only `run` needs it
+    from quorumkeep.provider.process import run_service  # the web stack: only `run` needs it
 
     code = run_service(config, log_level=log_level)
     if code:
@@ -216,7 +217,6 @@ def run(
 @app.command("status")
 def status(config: Path = CONFIG_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Accounts and epochs held (no passphrase needed; never a piece)."""
-    from quorumkeep.provider.service import status_document
 
     try:
         cfg = load_config(config)

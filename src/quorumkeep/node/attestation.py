@@ -30,6 +30,7 @@ from quorumkeep.contract.attestation import participant_problem, record_problem
 from quorumkeep.contract.attestation_state import AttestationRecord
 from quorumkeep.contract.state import ContractState, Participants, Resharing
 from quorumkeep.daemon.attestation import AttestationUnavailable, QuoteSource
+from quorumkeep.daemon.errors import error_code
 from quorumkeep.node.mesh import PeerInfo
 
 log = logging.getLogger("quorumkeep.node.attestation")
@@ -249,7 +250,7 @@ class NodeAttestation:
             except Exception as exc:  # a refusal or an unreachable ledger: retry later
                 log.warning(
                     "submit_attestation failed: %s: %s",
-                    getattr(exc, "code", type(exc).__name__),
+                    error_code(exc),
                     getattr(exc, "message", ""),
                 )
         if verification_due(state, now) and time.monotonic() - self._last_verify > VERIFY_INTERVAL:
@@ -258,6 +259,4 @@ class NodeAttestation:
                 outcome = await self._call("verify_attestations", {})
                 log.info("verify_attestations: %s", getattr(outcome, "value", outcome))
             except Exception as exc:
-                log.warning(
-                    "verify_attestations failed: %s", getattr(exc, "code", type(exc).__name__)
-                )
+                log.warning("verify_attestations failed: %s", error_code(exc))

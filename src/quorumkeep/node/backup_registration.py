@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quorumkeep.contract.events import BACKUP_SERVICE_REGISTERED
+from quorumkeep.daemon.errors import error_code
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.wire.backup import KEY_SIZE, BackupProtocolError
@@ -145,7 +146,7 @@ class RegistrationCache:
         except BackupProtocolError:
             raise
         except Exception as exc:
-            code = getattr(exc, "code", type(exc).__name__)
+            code = error_code(exc)
             raise BackupProtocolError(
                 "contract_unavailable", f"cannot read the contract's backup_service_info ({code})"
             ) from None

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from quorumkeep.contract.errors import ContractError
 from quorumkeep.contract.state import ContractState, Running, SignRequest
+from quorumkeep.daemon.errors import error_code
 from quorumkeep.ledger.client import LedgerEvent
 from quorumkeep.ledger.errors import ContractCallFailed, LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
@@ -279,7 +280,7 @@ class SignRequests:
             self._metrics.sign_failures.labels(reason=exc.code).inc()
             log.warning("respond to request %d rejected: %s: %s", rid, exc.code, exc.message)
         except Exception as exc:
-            reason = str(getattr(exc, "code", type(exc).__name__))
+            reason = error_code(exc)
             self._metrics.sign_failures.labels(reason=reason).inc()
             level = logging.WARNING if attempt % 10 == 0 else logging.DEBUG
             log.log(level, "leading sign request %d failed (attempt %d): %s", rid, attempt, exc)
