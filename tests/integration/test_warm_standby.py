@@ -109,6 +109,27 @@ def test_export_is_refused_while_not_allowed_or_not_whitelisted(
     assert not out.exists()
 
 
+def test_a_node_that_is_not_a_participant_exports_nothing(devnet: Devnet, tmp_path: Path) -> None:
+    """The standby holds no shares: allowed and whitelisted, its export is refused with
+    ``not_participant`` (the contract lists another TLS key for the account) and writes nothing."""
+    standby = "op1-standby"
+    directory = str(node_dir(devnet, standby))
+    config_path = node_dir(devnet, standby) / CONFIG_FILE_NAME
+    original = config_path.read_bytes()
+    to = wrapping_info(devnet, OTHER)["wrapping_public_key"]
+    out = tmp_path / "standby.export"
+    try:
+        done = cli("node", "export-config", "--dir", directory, "--allow", "--whitelist", to)
+        assert done.returncode == 0, done.stderr
+        refused = node_cli(devnet, standby, "node", "export", "--dir", directory, "--to", to,
+                           "--out", str(out))  # fmt: skip
+        assert "not_participant" in error_line(refused)
+        assert refused.returncode == 2  # docs/wrapped-export.md §8
+        assert not out.exists()
+    finally:
+        config_path.write_bytes(original)  # the fail-over below starts it with its own config
+
+
 def test_an_export_is_imported_by_hand_and_a_blob_for_another_node_is_refused(
     devnet: Devnet, tmp_path: Path
 ) -> None:
