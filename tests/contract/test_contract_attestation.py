@@ -18,6 +18,7 @@ from contract_helpers import Driver, info, node, operator, signer_key, tls_key, 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quorumkeep.attest import Measurement
 from quorumkeep.attest.binding import Role
 from quorumkeep.contract import CallContext, Contract, ContractError
 from quorumkeep.contract.attestation_state import DEFAULT_VALIDITY_SECONDS
@@ -359,6 +360,15 @@ def test_state_round_trips_with_attestation() -> None:
     data = d.contract.to_json()
     assert Contract.from_json(data).to_json() == data
     assert data["attestation"]["dev_platform_public_key"] == PLATFORM_KEY.hex()
+
+
+def test_a_record_whose_measurement_id_is_not_its_measurements_is_refused() -> None:
+    data = AttestedDriver(ACCOUNTS, 3).contract.to_json()
+    record = data["attestation"]["records"][0]
+    assert record["measurement_id"] == Measurement.from_json(record["measurement"]).measurement_id
+    record["measurement_id"] = "00" * 32
+    with pytest.raises(ValueError, match=r"records\[0\]\.measurement_id: not the id of"):
+        Contract.from_json(data)
 
 
 JSON = st.recursive(

@@ -9,6 +9,7 @@ the participant, and a replaced node's record can never be mistaken for its succ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,8 @@ def expect_tcb_policy(value: Any, name: str) -> TcbPolicy:
 
 class _MeasurementWithId(Kind):
     """A measurement, written with its id in the member after it (``<name>_id``, for
-    readers of the state); the id is derived, so only the measurement is read."""
+    readers of the state); the id is derived, and read back only to be checked: a record
+    whose id is not its measurement's is refused rather than silently rewritten."""
 
     def __init__(self) -> None:
         super().__init__(expect_measurement, lambda m: m.to_json())
@@ -73,6 +75,12 @@ class _MeasurementWithId(Kind):
 
     def to_json(self, name: str, value: Any) -> list[tuple[str, Any]]:
         return [(name, value.to_json()), (f"{name}_id", value.measurement_id)]
+
+    def from_json(self, obj: Mapping[str, Any], name: str, path: str, what: str) -> Any:
+        measurement = expect_measurement(obj[name], path)
+        if obj[f"{name}_id"] != measurement.measurement_id:
+            raise InvalidArguments(f"{path}_id: not the id of {path}")
+        return measurement
 
 
 def _advisory_ids(value: Any, name: str) -> tuple[str, ...]:
