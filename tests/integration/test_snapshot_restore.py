@@ -17,7 +17,8 @@ from process_helpers import wait_until
 from quorumkeep.devnet import snapshots, watch
 from quorumkeep.devnet.network import Devnet
 from quorumkeep.ledger.signing import Signature
-from quorumkeep.node.snapshot import presignature_commitments, read_snapshot
+from quorumkeep.node.snapshot_keystore import presignature_commitments
+from quorumkeep.node.snapshot_restore import read_snapshot
 
 pytestmark = pytest.mark.slow
 

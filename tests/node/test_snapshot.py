@@ -23,18 +23,20 @@ from quorumkeep.node.identity import NodeIdentity, initialize_node, load_node
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.keystore_records import Presignature
 from quorumkeep.node.shares import encode_key_share
-from quorumkeep.node.snapshot import (
+from quorumkeep.node.snapshot import create_snapshot
+from quorumkeep.node.snapshot_format import (
     MANIFEST_NAME,
     NODE_FILES,
     ChecksumMismatch,
-    DirectoryNotEmpty,
     Manifest,
     NotANodeDirectory,
     SnapshotInvalid,
+)
+from quorumkeep.node.snapshot_restore import (
+    DirectoryNotEmpty,
     SnapshotMismatch,
     SnapshotStale,
     SnapshotSuperseded,
-    create_snapshot,
     read_snapshot,
     restore_refusal,
     write_restored,

@@ -248,7 +248,8 @@ def snapshot(
     """Write a consistent snapshot of a node directory (secrets stay sealed) with a manifest."""
     import time
 
-    from quorumkeep.node.snapshot import SnapshotError, create_snapshot
+    from quorumkeep.node.snapshot import create_snapshot
+    from quorumkeep.node.snapshot_format import SnapshotError
 
     try:
         manifest = create_snapshot(directory, out, now_ms=time.time_ns() // 1_000_000)
@@ -281,8 +282,8 @@ def restore(
 ) -> None:
     """Check a snapshot (format, checksums, epoch against the contract) and write NEWDIR."""
     from quorumkeep.contract.state import ContractState
-    from quorumkeep.node.snapshot import (
-        SnapshotError,
+    from quorumkeep.node.snapshot_format import SnapshotError
+    from quorumkeep.node.snapshot_restore import (
         read_snapshot,
         restore_refusal,
         restored_config,

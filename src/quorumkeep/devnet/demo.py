@@ -105,7 +105,9 @@ from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient, LedgerCli
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.ledger.signing import Signature, SignClient, SignError
 from quorumkeep.node.config import CONFIG_FILE_NAME, ConfigError, load_config, write_config
-from quorumkeep.node.snapshot import SnapshotError, presignature_commitments, read_snapshot
+from quorumkeep.node.snapshot_format import SnapshotError
+from quorumkeep.node.snapshot_keystore import presignature_commitments
+from quorumkeep.node.snapshot_restore import read_snapshot
 from quorumkeep.operator.actions import start_migration
 from quorumkeep.operator.display import progress_table
 from quorumkeep.operator.errors import OperatorError
