@@ -18,7 +18,8 @@ from quorumkeep.crypto import frost
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.keystore import Keystore
-from quorumkeep.node.mesh import Mesh, PeerInfo
+from quorumkeep.node.mesh import Mesh
+from quorumkeep.node.mesh_peers import PeerInfo
 from quorumkeep.node.protocols.dkg import run_dkg
 from quorumkeep.node.sessions import SessionRouter
 from quorumkeep.node.storage_key import StorageKey

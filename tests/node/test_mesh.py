@@ -18,7 +18,7 @@ import pytest
 from node_helpers import eventually, make_identity, run
 
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.mesh import InvalidParticipants, Mesh, PeerInfo, PeerNotConnected
+from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.mesh_frames import (
     HELLO_BODY,
     MAX_FRAME_SIZE,
@@ -29,6 +29,7 @@ from quorumkeep.node.mesh_frames import (
     encode_message,
     read_frame,
 )
+from quorumkeep.node.mesh_peers import InvalidParticipants, PeerInfo, PeerNotConnected
 from quorumkeep.wire.tls import certificate_der, close_writer, fetch_certificate
 
 # A socket, transport or stream left unclosed is a failure here, not a silent warning: the
@@ -483,7 +484,8 @@ _CHILD = textwrap.dedent(
     import asyncio, json, os, sys
     from quorumkeep.node.identity import NodeIdentity
     from quorumkeep.node.storage_key import PassphraseKeySource
-    from quorumkeep.node.mesh import Mesh, PeerInfo
+    from quorumkeep.node.mesh import Mesh
+    from quorumkeep.node.mesh_peers import PeerInfo
 
     directory, account, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     key = PassphraseKeySource(directory, lambda: b"correct horse").load()

@@ -34,7 +34,7 @@ from quorumkeep.node.decisions import Role
 from quorumkeep.node.held_keys import HeldKeys
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.keystore_records import Presignature
-from quorumkeep.node.mesh import PeerInfo
+from quorumkeep.node.mesh_peers import PeerInfo
 from quorumkeep.node.onboarding import Decommissioned, NodeStanding
 from quorumkeep.node.participants import ParticipantFollower
 

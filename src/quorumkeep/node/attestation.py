@@ -31,7 +31,7 @@ from quorumkeep.contract.attestation_state import AttestationRecord
 from quorumkeep.contract.state import ContractState, Participants, Resharing
 from quorumkeep.daemon.attestation import AttestationUnavailable, QuoteSource
 from quorumkeep.daemon.errors import error_code
-from quorumkeep.node.mesh import PeerInfo
+from quorumkeep.node.mesh_peers import PeerInfo
 
 log = logging.getLogger("quorumkeep.node.attestation")
 

@@ -24,7 +24,7 @@ from quorumkeep.contract.state import (
 )
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import base_mul, scalar_decode
-from quorumkeep.node.mesh import PeerInfo
+from quorumkeep.node.mesh_peers import PeerInfo
 
 LEADER_DOMAIN = b"quorumkeep sign leader v1\x00"
 

@@ -36,36 +36,21 @@ import itertools
 import logging
 import os
 import random
-import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from quorumkeep.daemon.logs import RefusalLog
-from quorumkeep.net.address import parse_host_port
-from quorumkeep.net.retry import Backoff, BackoffPolicy, Uniform
-from quorumkeep.node.mesh_frames import (
-    HELLO_BODY,
-    INCARNATION_SIZE,
-    MAX_FRAME_SIZE,
-    FrameError,
-    MeshError,
-    decode_incarnation,
-    decode_message,
-    encode_hello,
-    encode_incarnation,
-    encode_message,
-    read_frame,
+from quorumkeep.net.retry import Uniform
+from quorumkeep.node.mesh_frames import INCARNATION_SIZE, MAX_FRAME_SIZE, MeshError, encode_message
+from quorumkeep.node.mesh_inbound import Acceptor
+from quorumkeep.node.mesh_outbound import Dialler
+from quorumkeep.node.mesh_peers import (
+    MeshStats,
+    PeerCertificates,
+    PeerInfo,
+    PeerState,
+    validated_participants,
 )
-from quorumkeep.wire.tls import (
-    TLSCredentials,
-    TLSError,
-    certificate_public_key,
-    close_writer,
-    fetch_certificate,
-    pinned,
-)
+from quorumkeep.wire.tls import TLSCredentials
 
 log = logging.getLogger("quorumkeep.node.mesh")
 
@@ -76,149 +61,9 @@ PeerHandler = Callable[[int, bytes], None]
 before any message of that connection is delivered."""
 
 
-# --- errors ------------------------------------------------------------------------------
-
-
-class PeerNotConnected(MeshError):
-    code = "peer_not_connected"
-
-
-class InvalidParticipants(MeshError, ValueError):
-    code = "invalid_participants"
-
-
-# --- participants ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PeerInfo:
-    """A participant as the contract lists it, as far as the mesh cares."""
-
-    participant_id: int
-    account: str
-    url: str
-    tls_public_key: bytes
-
-    def __post_init__(self) -> None:
-        pid = self.participant_id
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid < 0:
-            raise InvalidParticipants("participant_id must be a non-negative integer")
-        if not isinstance(self.account, str) or not self.account:
-            raise InvalidParticipants(f"participant {pid}: account must be a non-empty string")
-        if not isinstance(self.tls_public_key, bytes) or len(self.tls_public_key) != 32:
-            raise InvalidParticipants(f"participant {pid}: tls_public_key must be 32 bytes")
-        try:
-            parse_host_port(self.url)
-        except ValueError as exc:
-            raise InvalidParticipants(f"participant {pid}: {exc}") from None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return parse_host_port(self.url)
-
-    def __repr__(self) -> str:
-        return (
-            f"PeerInfo({self.participant_id}, {self.account!r}, {self.url}, "
-            f"{self.tls_public_key.hex()[:16]}…)"
-        )
-
-
-@dataclass(frozen=True)
-class PeerState:
-    """One peer's connections; ids change whenever a connection is replaced."""
-
-    participant_id: int
-    outbound_connection: int | None
-    inbound_connection: int | None
-
-
-@dataclass
-class MeshStats:
-    """Counters for metrics and tests (never payload contents)."""
-
-    messages_sent: int = 0
-    messages_received: int = 0
-    connections_accepted: int = 0
-    connections_rejected: int = 0
-    certificate_fetches_served: int = 0
-    frames_rejected: int = 0
-    handshakes_in_progress: int = 0
-    handshakes_refused: int = 0
-
-
-# --- connections -------------------------------------------------------------------------
-
-
-def _keepalive(transport: asyncio.BaseTransport) -> None:
-    """TCP keepalive: notice a peer whose machine vanished without closing its sockets."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 15)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-
-
-def _peer_certificate(writer: asyncio.StreamWriter) -> bytes | None:
-    ssl_object = writer.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return bytes(der) if der else None
-
-
-@dataclass(eq=False)
-class _Outbound:
-    info: PeerInfo
-    task: asyncio.Task[None] | None = None
-    writer: asyncio.StreamWriter | None = None
-    connection_id: int | None = None
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    client_context: tuple[bytes, ssl.SSLContext] | None = None
-
-
-@dataclass(eq=False)
-class _Inbound:
-    info: PeerInfo
-    writer: asyncio.StreamWriter
-    connection_id: int
-    task: asyncio.Task[None] | None = None
-
-
 class _HasTLS(Protocol):
     @property
     def tls(self) -> TLSCredentials: ...
-
-
-class _PausedAccept(asyncio.Protocol):
-    """Holds a fresh TCP connection still (reading paused) until it is upgraded to TLS.
-
-    Pausing in ``connection_made`` guarantees no byte of the ClientHello is consumed by
-    anything but the TLS layer, whatever the scheduling.
-    """
-
-    def __init__(self, mesh: Mesh) -> None:
-        self._mesh = mesh
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        self._mesh._accepted(transport)
-
-
-class _TLSStreamProtocol(asyncio.StreamReaderProtocol):
-    """A StreamReaderProtocol for a connection upgraded by hand with ``loop.start_tls``.
-
-    The peer may close before ``connection_made`` is called on us (a certificate fetcher does
-    exactly that); the stock protocol would then ask to keep a half-closed TLS stream open,
-    which TLS cannot do. We never want half-open connections.
-    """
-
-    def eof_received(self) -> bool:
-        super().eof_received()
-        return False
 
 
 class Mesh:
@@ -226,6 +71,7 @@ class Mesh:
 
     Lifecycle: ``await start()``, then ``await update_participants(...)`` on every
     participant-set change, ``await close()`` at the end. All methods run on one event loop.
+    The inbound side is node/mesh_inbound.py, the outbound side node/mesh_outbound.py.
     """
 
     def __init__(
@@ -253,33 +99,45 @@ class Mesh:
         if not 16 <= max_frame_size <= 2**32 - 1:
             raise MeshError("max_frame_size must be in [16, 2^32)")
         self._max_frame_size = max_frame_size
-        self._handshake_timeout = handshake_timeout
-        self._max_handshakes = max_handshakes
-        self._refusals = RefusalLog(log)
-        self._send_timeout = send_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._uniform = uniform
         self._server: asyncio.Server | None = None
         self._participants: dict[int, PeerInfo] = {}
         self._by_key: dict[bytes, int] = {}
         self._my_id: int | None = None
-        self._certificates: dict[bytes, bytes] = {}
-        self._trusted: tuple[bytes, ...] = ()
-        self._server_context = self._credentials.server_context([], require_client_cert=False)
-        self._outbound: dict[int, _Outbound] = {}
-        self._inbound: dict[int, _Inbound] = {}
-        # Accepted connections still being served, with their raw transports: a task cancelled
-        # before its first step never runs its own cleanup, so close() aborts these itself.
-        self._pending: dict[asyncio.Task[None], asyncio.Transport] = {}
+        self._certificates = PeerCertificates(self._credentials)
         self._handlers: list[MessageHandler] = []
         self._peer_handlers: list[PeerHandler] = []
         self._local: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1024)
         self._local_task: asyncio.Task[None] | None = None
         self._update_lock = asyncio.Lock()
-        self._connection_ids = itertools.count(1)
         self._closed = False
         self.stats = MeshStats()
+        connection_ids = itertools.count(1)  # one sequence for both directions
+        self._acceptor = Acceptor(
+            certificates=self._certificates,
+            peer_with_key=self._peer_with_key,
+            participant=self._participant,
+            admitted=self._peer_admitted,
+            dispatch=self._dispatch,
+            stats=self.stats,
+            connection_ids=connection_ids,
+            max_frame_size=max_frame_size,
+            handshake_timeout=handshake_timeout,
+            send_timeout=send_timeout,
+            max_handshakes=max_handshakes,
+        )
+        self._dialler = Dialler(
+            credentials=self._credentials,
+            certificates=self._certificates,
+            participant=self._participant,
+            incarnation=self._incarnation,
+            connection_ids=connection_ids,
+            max_frame_size=max_frame_size,
+            handshake_timeout=handshake_timeout,
+            send_timeout=send_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            uniform=uniform,
+        )
 
     # -- lifecycle
 
@@ -289,7 +147,7 @@ class Mesh:
             raise MeshError("mesh already started")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _PausedAccept(self), self._host, self._port, reuse_address=True
+            self._acceptor.protocol, self._host, self._port, reuse_address=True
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._local_task = asyncio.create_task(self._deliver_local(), name="mesh-local")
@@ -316,17 +174,10 @@ class Mesh:
         self._closed = True
         if self._server is not None:
             self._server.close()
-        tasks: list[asyncio.Task[None]] = []
-        for pid in list(self._outbound):
-            tasks.extend(self._drop_outbound(pid))
-        for pid in list(self._inbound):
-            tasks.extend(self._drop_inbound(pid))
-        tasks.extend(self._pending)
-        for transport in self._pending.values():
-            transport.abort()
+        tasks = self._dialler.close()
+        tasks.extend(self._acceptor.close())
         if self._local_task is not None:
             tasks.append(self._local_task)
-        tasks = list(dict.fromkeys(tasks))  # an inbound task is listed twice
         for task in tasks:
             task.cancel()
         if tasks:
@@ -355,11 +206,11 @@ class Mesh:
 
     def connected_peers(self) -> frozenset[int]:
         """Peers we can send to now (outbound connection established)."""
-        return frozenset(pid for pid, link in self._outbound.items() if link.writer is not None)
+        return self._dialler.connected()
 
     def inbound_peers(self) -> frozenset[int]:
         """Peers whose connection to us is established (we receive from them)."""
-        return frozenset(self._inbound)
+        return self._acceptor.peers()
 
     def peer_states(self) -> dict[int, PeerState]:
         """Every peer's connections (empty while this node is not a participant)."""
@@ -369,12 +220,8 @@ class Mesh:
         for pid in sorted(self._participants):
             if pid == self._my_id:
                 continue
-            link = self._outbound.get(pid)
-            inbound = self._inbound.get(pid)
             out[pid] = PeerState(
-                pid,
-                link.connection_id if link is not None and link.writer is not None else None,
-                inbound.connection_id if inbound is not None else None,
+                pid, self._dialler.connection_id(pid), self._acceptor.connection_id(pid)
             )
         return out
 
@@ -385,19 +232,7 @@ class Mesh:
             if participant_ids is not None
             else {pid for pid in self._participants if pid != self._my_id}
         )
-        try:
-            async with asyncio.timeout(timeout):
-                for pid in sorted(wanted):
-                    while True:
-                        link = self._outbound.get(pid)
-                        if link is None:
-                            raise PeerNotConnected(f"participant {pid} is not a peer")
-                        if link.writer is not None:
-                            break
-                        await link.connected.wait()
-        except TimeoutError:
-            missing = sorted(wanted - self.connected_peers())
-            raise PeerNotConnected(f"not connected within {timeout}s to {missing}") from None
+        await self._dialler.wait_connected(wanted, timeout)
 
     # -- participant set
 
@@ -412,7 +247,7 @@ class Mesh:
         serves its certificate. Invalid input raises :class:`InvalidParticipants` and changes
         nothing.
         """
-        new = self._validated(participants, my_id)
+        new = validated_participants(participants, my_id, self._credentials.public_key)
         async with self._update_lock:
             if self._closed:
                 raise MeshError("mesh is closed")
@@ -424,92 +259,33 @@ class Mesh:
             self._participants = new
             self._my_id = my_id
             self._by_key = {info.tls_public_key: pid for pid, info in new.items()}
-            keys = set(self._by_key)
-            self._certificates = {k: v for k, v in self._certificates.items() if k in keys}
-            self._refresh_server_context()
+            self._certificates.retain(set(self._by_key))
             stopping: list[asyncio.Task[None]] = []
             for pid in changed:
-                stopping.extend(self._drop_outbound(pid))
-                stopping.extend(self._drop_inbound(pid))
+                stopping.extend(self._dialler.drop(pid))
+                stopping.extend(self._acceptor.drop(pid))
             if my_id is None:
-                for pid in list(self._outbound):
-                    stopping.extend(self._drop_outbound(pid))
-                for pid in list(self._inbound):
-                    stopping.extend(self._drop_inbound(pid))
+                stopping.extend(self._dialler.drop_all())
+                stopping.extend(self._acceptor.drop_all())
             else:
                 for pid, info in new.items():
-                    if pid != my_id and pid not in self._outbound:
-                        self._start_outbound(info)
+                    if pid != my_id and pid not in self._dialler:
+                        self._dialler.start(info)
             if stopping:
                 await asyncio.wait(stopping, timeout=5)
             if changed:
                 log.info("participant set updated; rebuilt or dropped %s", sorted(changed))
             return frozenset(changed)
 
-    def _validated(
-        self, participants: Mapping[int, PeerInfo], my_id: int | None
-    ) -> dict[int, PeerInfo]:
-        if not isinstance(participants, Mapping):
-            raise InvalidParticipants("participants must be a mapping id → PeerInfo")
-        new: dict[int, PeerInfo] = {}
-        seen_keys: dict[bytes, int] = {}
-        for pid, info in participants.items():
-            if not isinstance(info, PeerInfo):
-                raise InvalidParticipants(f"participant {pid}: expected a PeerInfo")
-            if pid != info.participant_id:
-                raise InvalidParticipants(f"participant {pid}: entry says {info.participant_id}")
-            if info.tls_public_key in seen_keys:
-                raise InvalidParticipants(
-                    f"participants {seen_keys[info.tls_public_key]} and {pid} share a TLS key"
-                )
-            seen_keys[info.tls_public_key] = pid
-            new[pid] = info
-        if my_id is not None:
-            mine = new.get(my_id)
-            if mine is None:
-                raise InvalidParticipants(f"my_id {my_id} is not in the participant set")
-            if mine.tls_public_key != self._credentials.public_key:
-                raise InvalidParticipants(
-                    f"participant {my_id}'s TLS key is not this node's: not a participant"
-                )
-        return new
+    def _participant(self, pid: int) -> PeerInfo | None:
+        return self._participants.get(pid)
 
-    def _refresh_server_context(self) -> None:
-        trusted = tuple(self._certificates[k] for k in sorted(self._certificates))
-        if trusted != self._trusted:
-            self._server_context = self._credentials.server_context(
-                list(trusted), require_client_cert=False
-            )
-            self._trusted = trusted
-
-    def _learn_certificate(self, info: PeerInfo, der: bytes) -> None:
-        current = self._participants.get(info.participant_id)
-        if current != info:
-            return  # the participant changed while we were fetching; its link is going away
-        if self._certificates.get(info.tls_public_key) != der:
-            self._certificates[info.tls_public_key] = der
-            self._refresh_server_context()
-
-    def _drop_outbound(self, pid: int) -> list[asyncio.Task[None]]:
-        link = self._outbound.pop(pid, None)
-        if link is None:
-            return []
-        if link.writer is not None:
-            link.writer.transport.abort()
-        if link.task is not None:
-            link.task.cancel()
-            return [link.task]
-        return []
-
-    def _drop_inbound(self, pid: int) -> list[asyncio.Task[None]]:
-        conn = self._inbound.pop(pid, None)
-        if conn is None:
-            return []
-        conn.writer.transport.abort()
-        if conn.task is not None:
-            conn.task.cancel()
-            return [conn.task]
-        return []
+    def _peer_with_key(self, key: bytes) -> PeerInfo | None:
+        """The peer whose TLS key this is, while this node is a participant (never itself)."""
+        pid = self._by_key.get(key)
+        if pid is None or self._my_id is None or pid == self._my_id:
+            return None
+        return self._participants[pid]
 
     # -- sending
 
@@ -527,23 +303,7 @@ class Mesh:
             await self._local.put((channel, bytes(payload)))
             self.stats.messages_sent += 1
             return
-        link = self._outbound.get(participant_id)
-        if link is None:
-            raise PeerNotConnected(f"participant {participant_id} is not a peer")
-        if link.writer is None and wait > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await link.connected.wait()
-        writer = link.writer
-        if writer is None or writer.transport.is_closing():
-            raise PeerNotConnected(f"participant {participant_id} is not connected")
-        writer.write(frame)
-        try:
-            async with asyncio.timeout(self._send_timeout):
-                await writer.drain()
-        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
-            writer.transport.abort()  # the link task notices and reconnects
-            raise PeerNotConnected(f"sending to participant {participant_id} failed") from None
+        await self._dialler.send(participant_id, frame, wait)
         self.stats.messages_sent += 1
 
     async def broadcast(
@@ -581,224 +341,9 @@ class Mesh:
             if self._my_id is not None:
                 await self._dispatch(self._my_id, channel, payload)
 
-    # -- inbound
-
-    def _accepted(self, transport: asyncio.Transport) -> None:
-        if self._closed:
-            transport.abort()
-            return
-        if self.stats.handshakes_in_progress >= self._max_handshakes:
-            # Each handshake in progress costs memory and, when the bytes arrive, CPU: an
-            # unauthenticated client may not hold more than max_handshakes of them. Refused
-            # at once and counted, not logged (a flood would otherwise fill the log).
-            self.stats.handshakes_refused += 1
-            transport.abort()
-            return
-        self.stats.handshakes_in_progress += 1
-        task = asyncio.get_running_loop().create_task(self._serve_inbound(transport))
-        self._pending[task] = transport
-        task.add_done_callback(lambda done: self._pending.pop(done, None))
-
-    async def _serve_inbound(self, transport: asyncio.Transport) -> None:
-        peer_address = transport.get_extra_info("peername")
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**16)
-        protocol = _TLSStreamProtocol(reader)
-        try:
-            ssl_transport = await loop.start_tls(
-                transport,
-                protocol,
-                self._server_context,
-                server_side=True,
-                ssl_handshake_timeout=self._handshake_timeout,
-            )
-        except asyncio.CancelledError:
-            self.stats.handshakes_in_progress -= 1
-            transport.abort()
-            raise
-        except Exception as exc:
-            self.stats.handshakes_in_progress -= 1
-            transport.abort()
-            self.stats.connections_rejected += 1
-            self._refusals.log(
-                logging.INFO,
-                "handshake",
-                "TLS handshake from %s failed: %s",
-                peer_address,
-                type(exc).__name__,
-            )
-            return
-        self.stats.handshakes_in_progress -= 1
-        if ssl_transport is None:  # the connection went away during the handshake
-            transport.abort()
-            return
-        protocol.connection_made(ssl_transport)
-        writer = asyncio.StreamWriter(ssl_transport, protocol, reader, loop)
-        try:
-            await self._admit(writer, reader, peer_address)
-        finally:
-            await close_writer(writer)
-
-    async def _admit(
-        self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader, peer_address: object
-    ) -> None:
-        der = _peer_certificate(writer)
-        if der is None:
-            # A certificate fetch: the handshake gave them our certificate, and that is all.
-            self.stats.certificate_fetches_served += 1
-            return
-        try:
-            key = certificate_public_key(der)
-        except TLSError:
-            self.stats.connections_rejected += 1
-            return
-        pid = self._by_key.get(key)
-        if pid is None or self._my_id is None or pid == self._my_id:
-            self.stats.connections_rejected += 1
-            self._refusals.log(
-                logging.WARNING,
-                "not_a_peer",
-                "refused %s: key %s… is not a peer",
-                peer_address,
-                key.hex()[:16],
-            )
-            return
-        info = self._participants[pid]
-        _keepalive(writer.transport)
-        writer.write(encode_hello())
-        try:
-            async with asyncio.timeout(self._send_timeout):
-                await writer.drain()
-        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
-            return
-        # The dialler's first frame: its incarnation (a peer that restarted says so before
-        # anything else it sends is read).
-        try:
-            async with asyncio.timeout(self._handshake_timeout):
-                incarnation = decode_incarnation(await read_frame(reader, self._max_frame_size))
-        except FrameError as exc:
-            self.stats.frames_rejected += 1
-            log.warning("closing connection from participant %s: %s", pid, exc)
-            return
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
-            return
-        if self._participants.get(pid) != info:  # changed while we said hello
-            return
-        conn = _Inbound(info, writer, next(self._connection_ids))
-        conn.task = asyncio.current_task()
-        self._drop_inbound(pid)  # the peer reconnected: its previous connection is stale
-        self._inbound[pid] = conn
-        self.stats.connections_accepted += 1
-        log.info("participant %s connected from %s", pid, peer_address)
+    def _peer_admitted(self, pid: int, incarnation: bytes) -> None:
         for handler in list(self._peer_handlers):
             try:
                 handler(pid, incarnation)
             except Exception:
                 log.exception("peer handler failed (participant %s)", pid)
-        try:
-            await self._receive(conn, reader)
-        finally:
-            if self._inbound.get(pid) is conn:
-                del self._inbound[pid]
-
-    async def _receive(self, conn: _Inbound, reader: asyncio.StreamReader) -> None:
-        pid = conn.info.participant_id
-        try:
-            while True:
-                body = await read_frame(reader, self._max_frame_size)
-                channel, payload = decode_message(body)
-                if self._inbound.get(pid) is not conn:
-                    return
-                await self._dispatch(pid, channel, payload)
-        except FrameError as exc:
-            self.stats.frames_rejected += 1
-            log.warning("closing connection from participant %s: %s", pid, exc)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
-            log.info("participant %s disconnected", pid)
-
-    # -- outbound
-
-    def _start_outbound(self, info: PeerInfo) -> None:
-        link = _Outbound(info)
-        link.task = asyncio.create_task(
-            self._run_outbound(link), name=f"mesh-peer-{info.participant_id}"
-        )
-        self._outbound[info.participant_id] = link
-
-    async def _run_outbound(self, link: _Outbound) -> None:
-        # Jitter keeps n nodes restarted together from retrying in lockstep.
-        backoff = Backoff(
-            BackoffPolicy(self._backoff_initial, self._backoff_max, jitter=0.5),
-            uniform=self._uniform,
-        )
-        while not self._closed and self._outbound.get(link.info.participant_id) is link:
-            try:
-                await self._connect_once(link)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug(
-                    "connection to participant %s failed: %s: %s",
-                    link.info.participant_id,
-                    type(exc).__name__,
-                    exc,
-                )
-            finally:
-                established = link.connection_id is not None
-                link.writer = None
-                link.connection_id = None
-                link.connected.clear()
-            if established:
-                backoff.reset()
-            await backoff.wait()
-
-    async def _connect_once(self, link: _Outbound) -> None:
-        info = link.info
-        host, port = info.address
-        certificate = self._certificates.get(info.tls_public_key)
-        if certificate is None:
-            fetched = await fetch_certificate(host, port, self._handshake_timeout)
-            certificate = pinned(info.tls_public_key, fetched)
-            self._learn_certificate(info, certificate)
-        if link.client_context is None or link.client_context[0] != certificate:
-            link.client_context = (certificate, self._credentials.client_context([certificate]))
-        try:
-            async with asyncio.timeout(self._handshake_timeout * 2):
-                reader, writer = await asyncio.open_connection(
-                    host,
-                    port,
-                    ssl=link.client_context[1],
-                    server_hostname="",
-                    ssl_handshake_timeout=self._handshake_timeout,
-                )
-        except ssl.SSLCertVerificationError:
-            # Not the certificate we pinned (same key, other certificate): fetch it again.
-            self._certificates.pop(info.tls_public_key, None)
-            raise
-        try:
-            der = _peer_certificate(writer)
-            if der is None or certificate_public_key(der) != info.tls_public_key:
-                raise TLSError("peer presented an unexpected certificate")
-            # The server's verdict on *our* certificate arrives after our handshake completes
-            # (TLS 1.3): its HELLO is the acceptance, an alert or EOF the refusal.
-            async with asyncio.timeout(self._handshake_timeout):
-                body = await read_frame(reader, self._max_frame_size)
-            if body != HELLO_BODY:
-                raise FrameError("expected HELLO")
-            writer.write(encode_incarnation(self._incarnation))
-            async with asyncio.timeout(self._send_timeout):
-                await writer.drain()
-            _keepalive(writer.transport)
-            link.writer = writer
-            link.connection_id = next(self._connection_ids)
-            link.connected.set()
-            log.info("connected to participant %s at %s", info.participant_id, info.url)
-            try:
-                # Nothing more is expected on this connection: any frame is a protocol error,
-                # EOF or an error means it is gone.
-                await read_frame(reader, self._max_frame_size)
-                raise FrameError("unexpected frame from the acceptor")
-            except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
-                log.info("connection to participant %s lost", info.participant_id)
-        finally:
-            await close_writer(writer)

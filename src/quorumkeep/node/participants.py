@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from quorumkeep.contract.state import ContractState
 from quorumkeep.node.attestation import marked_peers, usable_peers
 from quorumkeep.node.decisions import changed_participants, peer_map, peer_restarted
-from quorumkeep.node.mesh import PeerInfo
+from quorumkeep.node.mesh_peers import PeerInfo
 from quorumkeep.node.metrics import NodeMetrics
 
 log = logging.getLogger("quorumkeep.node.coordinator")
