@@ -14,6 +14,14 @@ from hypothesis import strategies as st
 from quorumkeep.crypto import dkg, frost, reshare
 from quorumkeep.crypto.group import BASE, IDENTITY, ORDER, base_mul, random_scalar
 from quorumkeep.crypto.keys import PublicKeyPackage, trusted_dealer_keygen
+from quorumkeep.node.key_packages import (
+    key_package_from_share,
+    public_key_package_from_bytes,
+    public_key_package_from_dict,
+    public_key_package_hash,
+    public_key_package_to_bytes,
+    public_key_package_to_dict,
+)
 from quorumkeep.node.messages import (
     CHANNEL_DKG,
     CHANNEL_PRESIGN,
@@ -41,12 +49,6 @@ from quorumkeep.node.messages import (
     SignShareRequest,
     decode,
     encode,
-    key_package_from_share,
-    public_key_package_from_bytes,
-    public_key_package_from_dict,
-    public_key_package_hash,
-    public_key_package_to_bytes,
-    public_key_package_to_dict,
 )
 
 P1 = base_mul(random_scalar(os.urandom))

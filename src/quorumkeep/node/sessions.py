@@ -31,16 +31,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from quorumkeep.node.mesh import Mesh, PeerNotConnected
+from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.mesh_frames import MeshError
+from quorumkeep.node.mesh_peers import PeerNotConnected
 from quorumkeep.node.messages import (
     CHANNELS,
     Message,
     MessageError,
-    check_session_id,
     decode,
     encode,
 )
+from quorumkeep.node.messages_fields import check_session_id
 
 log = logging.getLogger("quorumkeep.node.sessions")
 

@@ -7,7 +7,7 @@ everything else a ``KeyPackage`` and ``PublicKeyPackage`` need::
 
     public = u8 version (1) ‖ u64 identifier (big-endian) ‖ public key package bytes
 
-where the public key package bytes are ``messages.public_key_package_to_bytes`` (the form
+where the public key package bytes are ``key_packages.public_key_package_to_bytes`` (the form
 nodes exchange; docs/node-protocols.md). Decoding validates every element and checks
 share·G against our verifying share: a record that fails is refused
 (:class:`ShareFormatError`) rather than used to sign garbage. The backup protocol
@@ -19,14 +19,13 @@ from __future__ import annotations
 from quorumkeep.crypto.errors import InvalidEncoding
 from quorumkeep.crypto.group import scalar_decode
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
-from quorumkeep.node.keystore_records import StoredKeyShare
-from quorumkeep.node.messages import (
-    MAX_ID,
-    MessageError,
+from quorumkeep.node.key_packages import (
     key_package_from_share,
     public_key_package_from_bytes,
     public_key_package_to_bytes,
 )
+from quorumkeep.node.keystore_records import StoredKeyShare
+from quorumkeep.node.messages_fields import MAX_ID, MessageError
 
 SHARE_FORMAT_VERSION = 1
 

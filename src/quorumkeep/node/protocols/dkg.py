@@ -26,13 +26,13 @@ from quorumkeep.crypto import dkg
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, check_parameters
+from quorumkeep.node.key_packages import public_key_package_hash
 from quorumkeep.node.messages import (
     CHANNEL_DKG,
     DkgConfirm,
     DkgEcho,
     DkgRound1,
     DkgRound2,
-    public_key_package_hash,
 )
 from quorumkeep.node.protocols.common import (
     Deadline,

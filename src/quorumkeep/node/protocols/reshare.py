@@ -39,6 +39,7 @@ from quorumkeep.crypto import reshare
 from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.crypto.group import Element, RandomBytes
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, check_parameters
+from quorumkeep.node.key_packages import public_key_package_hash
 from quorumkeep.node.messages import (
     CHANNEL_RESHARE,
     ReshareConfirm,
@@ -46,7 +47,6 @@ from quorumkeep.node.messages import (
     ReshareDealers,
     ReshareReady,
     SessionAbort,
-    public_key_package_hash,
 )
 from quorumkeep.node.protocols.common import (
     Deadline,
