@@ -432,6 +432,40 @@ def test_removed_participant_is_dropped(identities: dict[str, NodeIdentity]) -> 
     run(scenario())
 
 
+def test_a_connection_mid_hello_is_not_admitted_once_this_node_left_the_set(
+    identities: dict[str, NodeIdentity],
+) -> None:
+    """A peer's connection that said hello before this node stopped being a participant,
+    and sends its incarnation after, is closed rather than admitted."""
+
+    async def scenario() -> None:
+        nodes, participants = await start_cluster(identities, ["a", "b"])
+        a = nodes[1]
+        await nodes[2].mesh.close()  # B's own reconnects would race the raw connection
+        await eventually(lambda: a.mesh.inbound_peers() == frozenset())
+        host, port = a.mesh.address
+        reader, writer = await asyncio.open_connection(
+            host,
+            port,
+            ssl=identities["b"].tls.client_context([identities["a"].certificate]),
+            server_hostname="",
+        )
+        try:
+            async with asyncio.timeout(5):
+                assert await read_frame(reader) == HELLO_BODY
+            await a.mesh.update_participants(participants, None)  # A leaves the set
+            writer.write(encode_incarnation(os.urandom(16)) + encode_message("raw", b"late"))
+            await writer.drain()
+            assert await _closed_by_peer(reader)
+            assert a.mesh.inbound_peers() == frozenset()
+            assert a.received(2) == []
+        finally:
+            await close_writer(writer)
+            await stop(nodes)
+
+    run(scenario())
+
+
 def test_update_participants_rejects_bad_sets(identities: dict[str, NodeIdentity]) -> None:
     async def scenario() -> None:
         nodes, participants = await start_cluster(identities, ["a", "b"])

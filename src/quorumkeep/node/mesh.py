@@ -115,7 +115,6 @@ class Mesh:
         self._acceptor = Acceptor(
             certificates=self._certificates,
             peer_with_key=self._peer_with_key,
-            participant=self._participant,
             admitted=self._peer_admitted,
             dispatch=self._dispatch,
             stats=self.stats,

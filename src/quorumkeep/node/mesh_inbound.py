@@ -81,7 +81,6 @@ class Acceptor:
         *,
         certificates: PeerCertificates,
         peer_with_key: Callable[[bytes], PeerInfo | None],
-        participant: Callable[[int], PeerInfo | None],
         admitted: Callable[[int, bytes], None],
         dispatch: Callable[[int, str, bytes], Awaitable[None]],
         stats: MeshStats,
@@ -93,7 +92,6 @@ class Acceptor:
     ) -> None:
         self._certificates = certificates
         self._peer_with_key = peer_with_key
-        self._participant = participant
         self._admitted = admitted
         self._dispatch = dispatch
         self._stats = stats
@@ -246,7 +244,9 @@ class Acceptor:
             return
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
             return
-        if self._participant(pid) != info:  # changed while we said hello
+        # The set may have changed while we said hello: the peer's entry, or this node may
+        # have left the set (then it serves no participant at all).
+        if self._peer_with_key(key) != info:
             return
         conn = _Inbound(info, writer, next(self._connection_ids))
         conn.task = asyncio.current_task()
