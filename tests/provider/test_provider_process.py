@@ -31,7 +31,8 @@ from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.crypto.storage_split import KeyPiece, StorageSecret, deal
 from quorumkeep.daemon.service_identity import KEY_PROVIDER_IDENTITY, unlock
 from quorumkeep.node.identity import NodeIdentity
-from quorumkeep.node.key_providers import PeersKeySource, ProviderEndpoint
+from quorumkeep.node.key_provider_client import ProviderEndpoint
+from quorumkeep.node.key_providers import PeersKeySource
 from quorumkeep.provider.store import PieceStore
 from quorumkeep.wire.backup.statements import Ed25519Signer
 from quorumkeep.wire.key_provider import (

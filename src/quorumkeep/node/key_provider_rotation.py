@@ -27,13 +27,8 @@ from quorumkeep.crypto.storage_split import MAX_HOLDERS, StorageSecret
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
-from quorumkeep.node.key_providers import (
-    ProviderClient,
-    ProviderEndpoint,
-    ProviderOutcome,
-    deal_to_providers,
-    read_providers,
-)
+from quorumkeep.node.key_provider_client import ProviderClient, ProviderEndpoint, read_providers
+from quorumkeep.node.key_provider_deal import ProviderOutcome, deal_to_providers
 from quorumkeep.wire.backup.statements import Signer
 from quorumkeep.wire.key_provider import KeyProviderError
 

@@ -1,6 +1,9 @@
 """The ``peers`` storage-key source: the node's storage key held k-of-m by key providers.
 
-Formats and rules: docs/key-provider-protocol.md; the math: crypto/storage_split.py.
+Formats and rules: docs/key-provider-protocol.md; the math: crypto/storage_split.py. In
+parts: the HTTP client of one provider (node/key_provider_client.py), dealing to and
+gathering from a holder set (node/key_provider_deal.py), the two files
+(node/key_provider_files.py); this module is the source that runs them.
 
 - ``node init`` (:meth:`PeersKeySource.create`, then :meth:`PeersKeySource.complete` once the
   identity exists): draw the storage secret ``s`` and a *release key*, deal ``s`` k-of-m to
@@ -26,370 +29,47 @@ the deal (docs/key-provider-protocol.md §8).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from quorumkeep.crypto.errors import CryptoError
 from quorumkeep.crypto.group import RandomBytes
-from quorumkeep.crypto.seal import KxKeyPair
-from quorumkeep.crypto.storage_split import (
-    KeyPiece,
-    StorageSecret,
-    check_commitment,
-    check_split_parameters,
-    combine,
-    deal,
-    verify_piece,
-)
-from quorumkeep.daemon.config import write_atomically
+from quorumkeep.crypto.storage_split import StorageSecret, combine
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
+from quorumkeep.node.key_provider_client import ProviderClient, Quote, read_providers
+from quorumkeep.node.key_provider_deal import (
+    ProviderOutcome,
+    choose_providers,
+    deal_to_providers,
+    gather_pieces,
+)
+from quorumkeep.node.key_provider_files import (
+    RELEASE_KEY_FILE_NAME,
+    read_peers_files,
+    write_peers_files,
+)
 from quorumkeep.node.keystore_errors import RecordExists, StorageKeyUnavailable, WrongStorageKey
 from quorumkeep.node.storage_key import (
-    STORAGE_KEY_FILE_FORMAT,
     STORAGE_KEY_FILE_NAME,
     StorageKey,
     key_check,
     verify_key_check,
 )
 from quorumkeep.wire.backup.statements import Ed25519Signer, Signer
-from quorumkeep.wire.key_provider import (
-    PATH_CHALLENGE,
-    PATH_DEPOSIT,
-    PATH_RELEASE,
-    KeyProviderError,
-    Release,
-    make_deposit,
-    make_release_request,
-    open_release,
-    read_hex,
-    release_report_data,
-)
+from quorumkeep.wire.key_provider import KeyProviderError
 
 log = logging.getLogger("quorumkeep.node.key_providers")
 
-RELEASE_KEY_FILE_NAME = "release-key.json"
-RELEASE_KEY_FORMAT = "quorumkeep release key v1"
 SOURCE_NAME = "peers"
-REQUEST_TIMEOUT = 10.0
 BACKOFF = BackoffPolicy(initial=0.2, maximum=5.0, jitter=0.3)
 
 Progress = Callable[[str], None]
-Quote = Callable[[bytes], Awaitable[dict[str, Any]]]
-"""Evidence (docs/attestation.md) whose report_data is the given 64 bytes."""
-
-
-# --- providers as the contract lists them ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProviderEndpoint:
-    account: str
-    url: str
-    identity_public_key: bytes
-    encryption_public_key: bytes
-
-    @classmethod
-    def from_view(cls, account: str, body: Mapping[str, Any]) -> ProviderEndpoint:
-        return cls(
-            account,
-            str(body["url"]),
-            bytes.fromhex(body["identity_public_key"]),
-            bytes.fromhex(body["encryption_public_key"]),
-        )
-
-
-@dataclass(frozen=True)
-class ProviderOutcome:
-    """What one provider did at the last attempt (public: shown in /status and logs)."""
-
-    provider: str
-    index: int
-    ok: bool
-    code: str | None = None
-    message: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "index": self.index,
-            "ok": self.ok,
-            "code": self.code,
-            "message": self.message,
-        }
-
-    def line(self) -> str:
-        return f"{self.provider} ({self.code}: {self.message})"
-
-
-def choose_providers(
-    registered: Mapping[str, ProviderEndpoint],
-    own_account: str,
-    wanted: Sequence[str] | None,
-    threshold: int,
-) -> list[ProviderEndpoint]:
-    """The holders of a new deal: ``wanted`` (all registered, none of the node's own
-    operator) or every registered provider of another operator, in account order."""
-    if wanted is not None:
-        if own_account in wanted:
-            raise StorageKeyUnavailable(
-                f"provider {own_account} is this node's own operator's: it may not hold a piece"
-            )
-        missing = [p for p in wanted if p not in registered]
-        if missing:
-            raise StorageKeyUnavailable(f"not registered key providers: {', '.join(missing)}")
-        chosen = [registered[p] for p in wanted]
-    else:
-        chosen = [p for a, p in sorted(registered.items()) if a != own_account]
-    try:
-        check_split_parameters(threshold, len(chosen))
-    except CryptoError:
-        raise StorageKeyUnavailable(
-            f"need at least {threshold} key providers of other operators (k = {threshold}), "
-            f"the contract registers {len(chosen)}"
-        ) from None
-    return chosen
-
-
-async def read_providers(ledger: AsyncLedgerClient) -> dict[str, ProviderEndpoint]:
-    body = await ledger.view("key_providers")
-    return {a: ProviderEndpoint.from_view(a, p) for a, p in body.items()}
-
-
-# --- the client ---------------------------------------------------------------------------
-
-
-class ProviderClient:
-    """Deposit and release over HTTP; every failure is a :class:`KeyProviderError`."""
-
-    def __init__(self, timeout: float = REQUEST_TIMEOUT, quote: Quote | None = None) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout)
-        self._quote = quote
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _post(self, endpoint: ProviderEndpoint, path: str, body: Any) -> Any:
-        try:
-            response = await self._http.post(endpoint.url + path, json=body)
-        except httpx.HTTPError as exc:
-            raise KeyProviderError(
-                "provider_unreachable", f"{endpoint.url}: {type(exc).__name__}"
-            ) from None
-        try:
-            answer = response.json()
-        except ValueError:
-            raise KeyProviderError(
-                "malformed_response", f"HTTP {response.status_code} without a JSON body"
-            ) from None
-        if response.status_code != 200:
-            if isinstance(answer, dict) and isinstance(answer.get("code"), str):
-                raise KeyProviderError(answer["code"], str(answer.get("message", ""))[:300])
-            raise KeyProviderError("malformed_response", f"HTTP {response.status_code}")
-        return answer
-
-    async def deposit(
-        self,
-        endpoint: ProviderEndpoint,
-        *,
-        account: str,
-        epoch: int,
-        threshold: int,
-        commitment: Sequence[bytes],
-        piece: KeyPiece,
-        signer: Signer,
-        release_public_key: bytes,
-        random_bytes: RandomBytes,
-    ) -> None:
-        message = make_deposit(
-            account=account,
-            epoch=epoch,
-            threshold=threshold,
-            commitment=commitment,
-            piece=piece,
-            signer=signer,
-            release_public_key=release_public_key,
-            provider_identity=endpoint.identity_public_key,
-            provider_encryption=endpoint.encryption_public_key,
-            now_ms=int(time.time() * 1000),
-            random_bytes=random_bytes,
-        )
-        await self._post(endpoint, PATH_DEPOSIT, message.to_json())
-
-    async def fetch_piece(
-        self,
-        endpoint: ProviderEndpoint,
-        *,
-        account: str,
-        epoch: int,
-        index: int,
-        commitment: Sequence[bytes],
-        release_signer: Signer,
-        random_bytes: RandomBytes,
-    ) -> KeyPiece:
-        """Challenge, release, open and check one piece (``piece_mismatch`` if it fails its
-        commitment: the provider answered, with a wrong piece)."""
-        challenge = await self._post(endpoint, PATH_CHALLENGE, {"account": account})
-        if not isinstance(challenge, dict):
-            raise KeyProviderError("malformed_response", "the challenge is not an object")
-        try:
-            nonce = read_hex(challenge, "nonce", 32)
-        except KeyProviderError:
-            raise KeyProviderError("malformed_response", "the challenge has no nonce") from None
-        requester = KxKeyPair.generate(random_bytes)
-        request = make_release_request(
-            account=account,
-            epoch=epoch,
-            release_signer=release_signer,
-            requester=requester,
-            nonce=nonce,
-            provider_identity=endpoint.identity_public_key,
-        )
-        if self._quote is not None:
-            request = replace(request, attestation=await self._quote(release_report_data(request)))
-        release = Release.from_json(await self._post(endpoint, PATH_RELEASE, request.to_json()))
-        piece = open_release(release, request, requester, endpoint.encryption_public_key, index)
-        if not verify_piece(piece, commitment):
-            raise KeyProviderError(
-                "piece_mismatch", "the released piece does not match the recorded commitment"
-            )
-        return piece
-
-
-# --- dealing and gathering ------------------------------------------------------------------
-
-
-def deal_document(
-    epoch: int,
-    threshold: int,
-    commitment: Sequence[bytes],
-    holders: Sequence[ProviderEndpoint],
-    signer_public_key: bytes,
-    release_public_key: bytes,
-) -> dict[str, Any]:
-    """The arguments of ``record_key_providers``."""
-    return {
-        "epoch": epoch,
-        "threshold": threshold,
-        "commitment": [c.hex() for c in commitment],
-        "holders": [{"index": i + 1, "provider": p.account} for i, p in enumerate(holders)],
-        "signer_public_key": signer_public_key.hex(),
-        "release_public_key": release_public_key.hex(),
-    }
-
-
-async def deal_to_providers(
-    client: ProviderClient,
-    secret: StorageSecret,
-    *,
-    account: str,
-    epoch: int,
-    threshold: int,
-    holders: Sequence[ProviderEndpoint],
-    signer: Signer,
-    release_public_key: bytes,
-    random_bytes: RandomBytes,
-) -> dict[str, Any]:
-    """Deal ``secret`` afresh to ``holders`` and deposit every piece; every deposit must
-    succeed (the failures are named). Returns the deal document to record."""
-    split = deal(secret, threshold, len(holders), random_bytes)
-
-    async def one(index: int, endpoint: ProviderEndpoint) -> KeyProviderError | None:
-        try:
-            await client.deposit(
-                endpoint,
-                account=account,
-                epoch=epoch,
-                threshold=threshold,
-                commitment=split.commitment,
-                piece=split.pieces[index],
-                signer=signer,
-                release_public_key=release_public_key,
-                random_bytes=random_bytes,
-            )
-        except KeyProviderError as exc:
-            return exc
-        return None
-
-    results = await asyncio.gather(*(one(i + 1, p) for i, p in enumerate(holders)))
-    failed = [
-        f"{p.account} ({e.code}: {e.message})" for p, e in zip(holders, results, strict=True) if e
-    ]
-    if failed:
-        raise KeyProviderError(
-            "deposit_failed", f"deposits of epoch {epoch} failed at: {'; '.join(failed)}"
-        )
-    return deal_document(
-        epoch, threshold, split.commitment, holders, signer.public_key, release_public_key
-    )
-
-
-async def gather_pieces(
-    client: ProviderClient,
-    deal_json: Mapping[str, Any],
-    registered: Mapping[str, ProviderEndpoint],
-    *,
-    account: str,
-    release_signer: Signer,
-    random_bytes: RandomBytes,
-) -> tuple[dict[str, KeyPiece], list[ProviderOutcome]]:
-    """Ask every holder of the deal in parallel; good pieces by provider, and every outcome."""
-    threshold = int(deal_json["threshold"])
-    commitment = check_commitment([bytes.fromhex(c) for c in deal_json["commitment"]], threshold)
-    epoch = int(deal_json["epoch"])
-
-    async def one(index: int, provider: str) -> tuple[KeyPiece | None, ProviderOutcome]:
-        endpoint = registered.get(provider)
-        if endpoint is None:
-            return None, ProviderOutcome(
-                provider, index, False, "not_registered", "the provider is no longer registered"
-            )
-        try:
-            piece = await client.fetch_piece(
-                endpoint,
-                account=account,
-                epoch=epoch,
-                index=index,
-                commitment=commitment,
-                release_signer=release_signer,
-                random_bytes=random_bytes,
-            )
-        except KeyProviderError as exc:
-            return None, ProviderOutcome(provider, index, False, exc.code, exc.message)
-        return piece, ProviderOutcome(provider, index, True)
-
-    holders = [(int(h["index"]), str(h["provider"])) for h in deal_json["holders"]]
-    results = await asyncio.gather(*(one(i, p) for i, p in holders))
-    pieces = {o.provider: p for p, o in results if p is not None}
-    return pieces, [o for _, o in results]
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def _write_json(path: Path, document: Mapping[str, Any]) -> None:
-    write_atomically(path, json.dumps(document, indent=2) + "\n")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise StorageKeyUnavailable(f"{path} is missing: run `quorumkeep node init`") from None
-    except (OSError, ValueError):
-        raise StorageKeyUnavailable(f"{path} is unreadable or not JSON") from None
-    if not isinstance(document, dict):
-        raise StorageKeyUnavailable(f"{path} is not a JSON object")
-    return document
 
 
 @dataclass
@@ -509,24 +189,15 @@ class PeersKeySource:
         finally:
             await client.aclose()
         key = StorageKey(secret.storage_key())
-        _write_json(
-            self.release_path,
-            {
-                "format": RELEASE_KEY_FORMAT,
-                "account": self.account,
-                "release_public_key": release.public_key.hex(),
-                "release_seed": self._release_seed.hex(),
-            },
-        )
-        _write_json(
+        write_peers_files(
             self.path,
-            {
-                "format": STORAGE_KEY_FILE_FORMAT,
-                "source": self.name,
-                "check": key_check(key, self.random_bytes).hex(),
-                "release_public_key": release.public_key.hex(),
-                "deal": document,
-            },
+            self.release_path,
+            source=self.name,
+            account=self.account,
+            release_seed=self._release_seed,
+            release_public_key=release.public_key,
+            check=key_check(key, self.random_bytes),
+            deal=document,
         )
         self._say(
             f"storage key dealt {self.threshold}-of-{len(document['holders'])} to "
@@ -538,22 +209,7 @@ class PeersKeySource:
     # --- node run ----------------------------------------------------------------------
 
     def read_files(self) -> tuple[dict[str, Any], Ed25519Signer]:
-        document = _read_json(self.path)
-        if document.get("format") != STORAGE_KEY_FILE_FORMAT or document.get("source") != "peers":
-            raise StorageKeyUnavailable(f"{self.path} is not a peers storage-key file")
-        release_doc = _read_json(self.release_path)
-        try:
-            if release_doc["format"] != RELEASE_KEY_FORMAT:
-                raise ValueError("format")
-            signer = Ed25519Signer(bytes.fromhex(release_doc["release_seed"]))
-            if signer.public_key.hex() != document["release_public_key"]:
-                raise ValueError("release key")
-            bytes.fromhex(document["check"])
-        except (KeyError, TypeError, ValueError):
-            raise StorageKeyUnavailable(
-                f"{self.release_path} does not hold the release key {self.path} names"
-            ) from None
-        return document, signer
+        return read_peers_files(self.path, self.release_path)
 
     def recorded_deal(self) -> dict[str, Any]:
         """The deal as ``node init`` wrote it (what the operator records)."""
