@@ -30,13 +30,8 @@ from quorumkeep.crypto.group import random_scalar
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage, trusted_dealer_keygen
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT, KxKeyPair
 from quorumkeep.ledger.client import AsyncLedgerClient
-from quorumkeep.node.backup_api import (
-    BackupNodeDeps,
-    backup_router,
-    keystore_share_source,
-    store_verified_shares,
-    tls_signer,
-)
+from quorumkeep.node.backup_api import BackupNodeDeps, backup_router
+from quorumkeep.node.backup_keys import keystore_share_source, store_verified_shares, tls_signer
 from quorumkeep.node.backup_registration import RegistrationCache, registration_client
 from quorumkeep.node.identity import NodeIdentity
 from quorumkeep.node.keystore import Keystore

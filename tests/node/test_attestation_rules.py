@@ -20,7 +20,7 @@ from quorumkeep.node.attestation import (
     usable_peers,
     verification_due,
 )
-from quorumkeep.node.backup_api import backup_service_attestation_problem
+from quorumkeep.node.backup_checks import backup_service_attestation_problem
 from quorumkeep.node.decisions import peer_map
 from quorumkeep.node.web import NodeStatus
 

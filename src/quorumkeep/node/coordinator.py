@@ -45,7 +45,7 @@ from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import Backoff, BackoffPolicy
 from quorumkeep.node.attestation import NodeAttestation, marked_departing
-from quorumkeep.node.backup_api import tls_signer
+from quorumkeep.node.backup_keys import tls_signer
 from quorumkeep.node.calls import ContractAccess, ContractCaller, ContractPort, transient
 from quorumkeep.node.config import NodeConfig
 from quorumkeep.node.decisions import Onboarding, Role

@@ -40,19 +40,16 @@ from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, Startu
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.node.attestation import NodeAttestation
-from quorumkeep.node.backup_api import (
-    BackupNodeDeps,
-    backup_router,
-    keystore_share_source,
-    tls_signer,
-)
+from quorumkeep.node.backup_api import BackupNodeDeps, backup_router
+from quorumkeep.node.backup_keys import keystore_share_source, tls_signer
 from quorumkeep.node.backup_registration import RegistrationCache, registration_client
 from quorumkeep.node.config import ConfigError, NodeConfig, load_config
 from quorumkeep.node.coordinator import Coordinator, CoordinatorSettings, Decommissioned
 from quorumkeep.node.identity import IdentityError, NodeIdentity, load_node
 from quorumkeep.node.incarnation import begin_incarnation
+from quorumkeep.node.key_provider_deal import ProviderOutcome
 from quorumkeep.node.key_provider_rotation import Rotation
-from quorumkeep.node.key_providers import PeersKeySource, ProviderOutcome
+from quorumkeep.node.key_providers import PeersKeySource
 from quorumkeep.node.key_sources import key_source_from_config
 from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.keystore_errors import KeystoreError

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from quorumkeep.daemon.logs import RefusalLog
-from quorumkeep.node.backup_api import RETRY_AFTER, read_body
+from quorumkeep.node.backup_http import RETRY_AFTER, read_body
 from quorumkeep.wire.backup import BackupProtocolError
 from quorumkeep.wire.wrapped import PATH_WRAPPED_EXPORT, WrappedExport, WrappedExportError
 

@@ -27,7 +27,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.node.backup_api import tls_signer
+from quorumkeep.node.backup_keys import tls_signer
 from quorumkeep.node.config import (
     CONFIG_FILE_NAME,
     ExportConfig,
