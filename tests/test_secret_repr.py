@@ -47,7 +47,7 @@ PUBLIC = {
     "(a node's TLS key, a backup service's identity key)",
     "quorumkeep.ledger.blocks.Outcome.value": "a transaction's public outcome",
     "quorumkeep.ledger.client.TxOutcome.value": "a transaction's public outcome",
-    "quorumkeep.node.messages.SignShare.share": "a FROST signature share z_i: sent to the "
+    "quorumkeep.node.messages_signing.SignShare.share": "a FROST signature share z_i: sent to the "
     "aggregator and checkable against public commitments (RFC 9591 §5.3)",
     "quorumkeep.bench.crypto._SigningSetup.shares": "signature shares z_i of the benchmark",
     "quorumkeep.devnet.layout.AccountRecord.secret": "the name of a devnet secret, not its value",
@@ -63,10 +63,10 @@ DELEGATED = {
     # fields whose type is a class that redacts itself (and is walked by this test)
     "quorumkeep.backup.client.FetchedBackup.shares": "list[KeyShare]",
     "quorumkeep.wire.backup.shares.VerifiedShares.shares": "tuple[KeyShare, ...]",
-    "quorumkeep.node.messages.DkgRound2.share": "Round2Package",
-    "quorumkeep.node.messages.ReshareDeal.sub_share": "SubShare",
-    "quorumkeep.node.protocols.presign._Key.key": "KeyPackage",
-    "quorumkeep.node.protocols.presign._PendingBatch.nonces": "list[SigningNonces]",
+    "quorumkeep.node.messages_keygen.DkgRound2.share": "Round2Package",
+    "quorumkeep.node.messages_keygen.ReshareDeal.sub_share": "SubShare",
+    "quorumkeep.node.protocols.presign_batches.PoolKey.key": "KeyPackage",
+    "quorumkeep.node.protocols.presign_batches.PendingBatch.nonces": "list[SigningNonces]",
     "quorumkeep.node.protocols.sign.SignJob.key": "KeyPackage",
     "quorumkeep.bench.crypto._SigningSetup.nonces": "dict[int, SigningNonces]",
 }

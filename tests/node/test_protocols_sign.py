@@ -33,7 +33,9 @@ from quorumkeep.node.messages import (
 )
 from quorumkeep.node.protocols.errors import SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
-from quorumkeep.node.protocols.presign import PresignaturePool, exposed, presignature_owner
+from quorumkeep.node.protocols.presign import PresignaturePool
+from quorumkeep.node.protocols.presign_batches import presignature_owner
+from quorumkeep.node.protocols.presign_owner import exposed
 from quorumkeep.node.protocols.sign import SigningService, SignJob
 
 HOLDERS = [1, 2, 3, 4]

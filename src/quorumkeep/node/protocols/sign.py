@@ -56,7 +56,8 @@ from quorumkeep.node.messages import (
 )
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
 from quorumkeep.node.protocols.nonces import PresignatureTaker
-from quorumkeep.node.protocols.presign import PresignaturePool, presignature_owner
+from quorumkeep.node.protocols.presign import PresignaturePool
+from quorumkeep.node.protocols.presign_batches import presignature_owner
 from quorumkeep.node.sessions import SessionRouter
 
 log = logging.getLogger("quorumkeep.node.protocols.sign")
