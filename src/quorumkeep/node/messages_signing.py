@@ -3,7 +3,7 @@
 These are the hot path. Group elements inside them are only size-checked here:
 ``crypto.frost`` validates every element it uses, and validating twice would double the
 cost; the owner validates members' commitments once, when a batch is made
-(protocols/presign.py). Formats: docs/node-protocols.md, "Messages".
+(protocols/presign_owner.py). Formats: docs/node-protocols.md, "Messages".
 """
 
 from __future__ import annotations
