@@ -1,15 +1,20 @@
-"""Listen addresses and bound sockets (quorumkeep.net.server): IPv6 and IPv4 alike, for
-every process that serves HTTP. Binds sockets on loopback only; starts no process."""
+"""Listen addresses, bound sockets and served apps (quorumkeep.net.address, net.server,
+daemon.startup.serve): IPv6 and IPv4 alike, for every process that serves HTTP. Binds
+sockets on loopback only; starts no process."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from quorumkeep.backup.config import config_from_mapping
 from quorumkeep.backup.errors import BackupServiceError
+from quorumkeep.daemon import startup
 from quorumkeep.net.address import bind_socket, format_address, parse_host_port
 
 
@@ -62,3 +67,46 @@ def test_backup_service_listens_on_ipv6_and_ipv4(tmp_path: Path) -> None:
     assert listen("[::1]:9100") == ("::1", 9100)
     with pytest.raises(BackupServiceError):
         listen("::1:9100")
+
+
+def test_a_served_app_answers_until_stopped_and_then_frees_its_port() -> None:
+    async def scenario() -> None:
+        app = FastAPI()
+
+        @app.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
+
+        served = startup.serve(app, "127.0.0.1:0", ("127.0.0.1", 0))
+        port = served.socket.getsockname()[1]
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for _ in range(200):  # bounded: uvicorn starts serving within a few loop turns
+                    if served.server.started:
+                        break
+                    await asyncio.sleep(0.01)
+                assert (await client.get("/health")).json() == {"status": "ok"}
+                missing = await client.get("/nope")
+                assert missing.status_code == 404
+        finally:
+            await served.stop()
+        assert served.socket.fileno() == -1
+        bind_socket("127.0.0.1", port).close()  # the port is free again
+
+    asyncio.run(scenario())
+
+
+def test_an_address_in_use_is_a_startup_error_with_its_code() -> None:
+    taken = bind_socket("127.0.0.1", 0, backlog=8)  # listening, as a server holds it
+    try:
+        port = taken.getsockname()[1]
+
+        async def scenario() -> None:
+            with pytest.raises(startup.StartupError) as refused:
+                startup.serve(FastAPI(), f"127.0.0.1:{port}", ("127.0.0.1", port))
+            assert refused.value.code == "address_in_use"
+            assert str(refused.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
+
+        asyncio.run(scenario())
+    finally:
+        taken.close()

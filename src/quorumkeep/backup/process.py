@@ -18,11 +18,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Response
 
 from quorumkeep.backup.attestation import backup_attester
@@ -38,9 +36,7 @@ from quorumkeep.daemon.errors import error_message
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.net.address import bind_socket
-from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors
+from quorumkeep.net.server import ServedApp, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig
 from quorumkeep.provider.config import load_config as load_provider_config
 from quorumkeep.provider.errors import ProviderError
@@ -97,10 +93,8 @@ async def run_backup_service(
             loop.add_signal_handler(sig, stop.set)
     store: BackupStore | None = None
     ledger: AsyncLedgerClient | None = None
-    server: EmbeddedServer | None = None
-    server_task: asyncio.Task[None] | None = None
+    served: ServedApp | None = None
     provider_task: asyncio.Task[int] | None = None
-    sock: socket.socket | None = None
     try:
         provider_config: ProviderConfig | None = None
         if config.key_provider is not None:
@@ -131,22 +125,8 @@ async def run_backup_service(
             attester=attester,
         )
         address = config.listen_address
-        if address is not None:
-            try:
-                sock = bind_socket(*address)
-            except OSError as exc:
-                raise StartupError(
-                    f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
-                ) from None
-            uv_config = uvicorn.Config(
-                create_status_app(service),
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                **timeouts(),
-            )
-            server = EmbeddedServer(uv_config)
-            server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        if address is not None and config.listen is not None:  # the address is parsed from it
+            served = startup.serve(create_status_app(service), config.listen, address)
         log.info(
             "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "
             "backups_held=%d",
@@ -189,13 +169,8 @@ async def run_backup_service(
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(10):
                     await provider_task
-        if server is not None and server_task is not None:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await server_task
-        if sock is not None:
-            sock.close()
+        if served is not None:
+            await served.stop()
         if ledger is not None:
             await ledger.aclose()
         if store is not None:

@@ -7,11 +7,16 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.retry import BackoffPolicy, retry
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from quorumkeep.net.server import ServedApp
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,6 +34,21 @@ class StartupError(Exception):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def serve(
+    app: FastAPI, listen: str, address: tuple[str, int], *, backlog: int | None = None
+) -> ServedApp:
+    """Serve ``app`` on ``address`` (``listen`` as the operator wrote it, for the message);
+    an address that cannot be bound is ``StartupError`` ``address_in_use``."""
+    from quorumkeep.net.server import ServedApp  # the web stack, only for processes that serve
+
+    try:
+        return ServedApp(app, *address, backlog=backlog)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {listen}: {exc.strerror or exc}", "address_in_use"
+        ) from None
 
 
 def configure_logging(level: str, quiet: Iterable[str]) -> None:

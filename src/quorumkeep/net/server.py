@@ -2,12 +2,16 @@
 
 - :class:`EmbeddedServer` is uvicorn without its own signal handling: the host process owns
   SIGTERM/SIGINT and stops the server by setting ``should_exit``.
+- :class:`ServedApp` serves an app over plain HTTP from a socket this process binds (IPv6 or
+  IPv4 alike, net/address.py) until it is stopped: a bind failure is an ``OSError`` for the
+  caller to report, and the stop is bounded.
 - :func:`answer_http_errors` answers a request no route takes (unknown path, a stray ``/``,
   wrong method) in the API's error shape with a stable code, not Starlette's ``{"detail"}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Generator, Mapping
 
@@ -15,6 +19,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from quorumkeep.net.address import bind_socket
+from quorumkeep.net.http_timeouts import timeouts
 
 SERVICE_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 """The routing errors' codes of the node, backup service and key provider APIs (the ledger's
@@ -44,3 +51,28 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class ServedApp:
+    """``app`` served in the running event loop from ``host:port`` until :meth:`stop`.
+
+    Binding happens here, before anything is served: an address in use raises ``OSError``
+    (uvicorn would exit the process instead). No lifespan events, no access log, uvicorn's
+    logging left to the process (daemon/startup.py), the idle and header timeouts of
+    net/http_timeouts.py."""
+
+    def __init__(self, app: FastAPI, host: str, port: int, *, backlog: int | None = None) -> None:
+        self.socket = bind_socket(host, port, backlog=backlog)
+        config = uvicorn.Config(
+            app, lifespan="off", log_config=None, access_log=False, **timeouts()
+        )
+        self.server = EmbeddedServer(config)
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving (bounded by ``timeout`` seconds) and close the socket."""
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout):
+                await self.task
+        self.socket.close()

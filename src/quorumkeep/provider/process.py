@@ -15,15 +15,12 @@ not start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -33,9 +30,7 @@ from quorumkeep.daemon.service_identity import KEY_PROVIDER_IDENTITY, read_publi
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.ledger.errors import LedgerError
-from quorumkeep.net.address import bind_socket
-from quorumkeep.net.http_timeouts import timeouts
-from quorumkeep.net.server import EmbeddedServer, answer_http_errors
+from quorumkeep.net.server import ServedApp, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig, load_config
 from quorumkeep.provider.errors import ProviderError
 from quorumkeep.provider.service import MAX_BODY_BYTES, ProviderService
@@ -120,9 +115,7 @@ async def run_provider(
             loop.add_signal_handler(sig, stop.set)
     store: PieceStore | None = None
     ledger: AsyncLedgerClient | None = None
-    server: EmbeddedServer | None = None
-    server_task: asyncio.Task[None] | None = None
-    sock: socket.socket | None = None
+    served: ServedApp | None = None
     try:
         try:
             passphrase = config.read_passphrase()
@@ -150,17 +143,9 @@ async def run_provider(
             releases_per_minute=config.releases_per_minute,
             require_attestation=config.require_attestation,
         )
-        try:
-            sock = bind_socket(*config.listen_address, backlog=128)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {config.listen}: {exc.strerror or exc}", "address_in_use"
-            ) from None
-        uv_config = uvicorn.Config(
-            create_app(service), lifespan="off", log_config=None, access_log=False, **timeouts()
+        served = startup.serve(
+            create_app(service), config.listen, config.listen_address, backlog=128
         )
-        server = EmbeddedServer(uv_config)
-        server_task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info(
             "started account=%s identity_public_key=%s ledger=%s ledger_height=%s listen=%s "
             "pieces_held=%d",
@@ -182,13 +167,8 @@ async def run_provider(
         log.error("cannot start (%s): %s", exc.code, exc)
         return EXIT_STARTUP
     finally:
-        if server is not None and server_task is not None:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await server_task
-        if sock is not None:
-            sock.close()
+        if served is not None:
+            await served.stop()
         if ledger is not None:
             await ledger.aclose()
         if store is not None:
