@@ -21,7 +21,7 @@ from quorumkeep.node.keystore import Keystore
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.mesh_peers import PeerInfo
 from quorumkeep.node.protocols.dkg import run_dkg
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 from quorumkeep.node.storage_key import StorageKey
 
 FAST_MESH = {"handshake_timeout": 2.0, "backoff_initial": 0.02, "backoff_max": 0.25}

@@ -32,7 +32,7 @@ from quorumkeep.node.protocols.errors import (
     SessionAborted,
 )
 from quorumkeep.node.protocols.reshare import reshare_leader, run_reshare
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 
 Result = tuple[KeyPackage, PublicKeyPackage] | None
 

@@ -25,7 +25,8 @@ from quorumkeep.node.messages import (
     SignShare,
     encode,
 )
-from quorumkeep.node.sessions import SessionError, SessionRouter
+from quorumkeep.node.session_router import SessionRouter
+from quorumkeep.node.sessions import SessionError
 
 H = bytes(32)
 

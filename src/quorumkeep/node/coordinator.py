@@ -62,7 +62,7 @@ from quorumkeep.node.participants import ParticipantFollower
 from quorumkeep.node.protocols.presign import PresignaturePool
 from quorumkeep.node.protocols.sign import SigningService
 from quorumkeep.node.report import NodeReport
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 from quorumkeep.node.sign_requests import SignRequests
 from quorumkeep.node.standby import WarmStandby
 from quorumkeep.node.standby_feed import StandbyFeed

@@ -43,7 +43,7 @@ from quorumkeep.node.keystore_errors import KeystoreError, RecordNotFound
 from quorumkeep.node.metrics import NodeMetrics
 from quorumkeep.node.protocols.dkg import run_dkg
 from quorumkeep.node.protocols.reshare import run_reshare
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 from quorumkeep.node.shares import ShareFormatError
 
 log = logging.getLogger("quorumkeep.node.coordinator")

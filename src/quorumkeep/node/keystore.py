@@ -10,7 +10,8 @@ Layout and byte formats: docs/storage.md. In short:
   every public column of the row and the node (account, TLS public key). A sealed value copied
   into another row, another kind of record or another node's store fails to open.
 - The storage key and its sources: node/storage_key.py; the records and their encodings:
-  node/keystore_records.py; the errors: node/keystore_errors.py.
+  node/keystore_records.py; the presignature table: node/keystore_presignatures.py; the
+  errors: node/keystore_errors.py.
 
 A presignature's nonces are deleted durably *before* they are handed out
 (:meth:`Keystore.take_presignature`): whatever happens afterwards, that nonce can never be
@@ -38,6 +39,7 @@ from quorumkeep.node.keystore_errors import (
     RecordExists,
     RecordNotFound,
 )
+from quorumkeep.node.keystore_presignatures import PresignatureTable
 from quorumkeep.node.keystore_records import (
     KeyShareRef,
     KeystoreOwner,
@@ -46,11 +48,7 @@ from quorumkeep.node.keystore_records import (
     StoredKeyShare,
     check_bytes,
     check_int,
-    check_presignature_id,
-    decode_commitments,
-    encode_commitments,
     key_share_record,
-    presignature_record,
     record_associated_data,
 )
 from quorumkeep.node.storage_key import StorageKey, key_check, verify_key_check
@@ -117,6 +115,7 @@ class Keystore(SqliteStore):
         self._key = storage_key.subkey(_KEYSTORE_SUBKEY)
         self.owner = owner
         self._random_bytes = random_bytes
+        self._presignatures = PresignatureTable(self, self._seal, self._open)
 
     def __repr__(self) -> str:
         return f"Keystore({self.path}, account={self.owner.account!r})"
@@ -288,41 +287,11 @@ class Keystore(SqliteStore):
             out.setdefault(ref.epoch, []).append(ref.domain_id)
         return {epoch: tuple(domains) for epoch, domains in out.items()}
 
-    # -- presignatures
+    # -- presignatures (the table: node/keystore_presignatures.py)
 
     def add_presignatures(self, presignatures: Iterable[Presignature]) -> None:
         """Store a batch in one transaction: all of them, or (on any error) none."""
-        batch = list(presignatures)
-        for item in batch:
-            if not isinstance(item, Presignature):
-                raise InvalidRecord("add_presignatures takes Presignature objects")
-        ids = [item.id for item in batch]
-        if len(set(ids)) != len(ids):
-            raise InvalidRecord("duplicate presignature id in the batch")
-        rows = []
-        for item in batch:
-            commitments = encode_commitments(item.commitments)
-            created_ms = round(item.created_at * 1000)
-            record = presignature_record(
-                item.id, item.domain_id, item.epoch, created_ms, commitments
-            )
-            sealed = self._seal("presignature", record, item.nonces)
-            rows.append(
-                (item.id, item.domain_id, item.epoch, commitments, sealed, created_ms, item)
-            )
-        with self._write() as cursor:
-            for pid, domain_id, epoch, commitments, sealed, created_ms, item in rows:
-                try:
-                    cursor.execute(
-                        "INSERT INTO presignatures VALUES (?, ?, ?, ?, ?, ?)",
-                        (pid, domain_id, epoch, commitments, sealed, created_ms),
-                    )
-                except sqlite3.IntegrityError:
-                    raise RecordExists(f"presignature {pid!r} already exists") from None
-                cursor.executemany(
-                    "INSERT INTO presignature_participants VALUES (?, ?)",
-                    [(participant, pid) for participant in item.participants],
-                )
+        self._presignatures.add(presignatures)
 
     def take_presignature(self, presignature_id: str) -> Presignature:
         """Remove a presignature durably and return it with its decrypted nonces.
@@ -345,86 +314,24 @@ class Keystore(SqliteStore):
         Returns, in order, each presignature or the error for that id (``RecordNotFound``,
         ``RecordCorrupted`` — a corrupted record is left in place); the others are taken.
         """
-        for presignature_id in presignature_ids:
-            check_presignature_id(presignature_id)
-        results: list[Presignature | KeystoreError] = []
-        with self._write(erase=True) as cursor:
-            for presignature_id in presignature_ids:
-                row = cursor.execute(
-                    "SELECT domain_id, epoch, commitments, sealed_nonces, created_at_ms "
-                    "FROM presignatures WHERE id = ?",
-                    (presignature_id,),
-                ).fetchone()
-                if row is None:
-                    results.append(RecordNotFound(f"no presignature {presignature_id!r}"))
-                    continue
-                domain_id, epoch, commitments, sealed, created_ms = row
-                record = presignature_record(
-                    presignature_id, domain_id, epoch, created_ms, bytes(commitments)
-                )
-                try:
-                    nonces = self._open(
-                        "presignature", record, bytes(sealed), f"presignature {presignature_id!r}"
-                    )
-                except RecordCorrupted as exc:
-                    results.append(exc)
-                    continue
-                cursor.execute("DELETE FROM presignatures WHERE id = ?", (presignature_id,))
-                results.append(
-                    Presignature(
-                        presignature_id,
-                        domain_id,
-                        epoch,
-                        decode_commitments(bytes(commitments)),
-                        nonces,
-                        created_ms / 1000,
-                    )
-                )
-        return results
+        return self._presignatures.take(presignature_ids)
 
     def presignature_count(
         self, domain_id: int, epoch: int | None = None, *, id_prefix: str = ""
     ) -> int:
         """How many presignatures are held for a domain (of ``epoch``; whose id starts with
         ``id_prefix`` — an index range on the id, not a scan)."""
-        sql = "SELECT COUNT(*) FROM presignatures WHERE domain_id = ?"
-        params: list[object] = [domain_id]
-        if epoch is not None:
-            sql += " AND epoch = ?"
-            params.append(epoch)
-        if id_prefix:
-            sql += " AND id >= ? AND id < ?"
-            params += [id_prefix, id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)]
-        return int(self._read(sql, params)[0][0])
+        return self._presignatures.count(domain_id, epoch, id_prefix)
 
     def presignature_counts(self) -> dict[int, int]:
         """domain id → number of presignatures held (for the pool and /status)."""
-        rows = self._read("SELECT domain_id, COUNT(*) FROM presignatures GROUP BY domain_id")
-        return {int(d): int(n) for d, n in rows}
+        return self._presignatures.counts()
 
     def presignatures(
         self, domain_id: int, epoch: int | None = None, *, limit: int | None = None
     ) -> list[PresignatureInfo]:
         """Public parts of the stored presignatures for a domain, oldest first."""
-        sql = "SELECT id, domain_id, epoch, commitments, created_at_ms FROM presignatures "
-        sql += "WHERE domain_id = ?" + (" AND epoch = ?" if epoch is not None else "")
-        sql += " ORDER BY created_at_ms, id"
-        params: list[object] = [domain_id]
-        if epoch is not None:
-            params.append(epoch)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(check_int(limit, "limit"))
-        return [
-            PresignatureInfo(
-                str(pid),
-                int(d),
-                int(e),
-                decode_commitments(bytes(c)),
-                int(ms) / 1000,
-            )
-            for pid, d, e, c, ms in self._read(sql, params)
-        ]
+        return self._presignatures.infos(domain_id, epoch, limit)
 
     def purge_presignatures_involving(self, participant_ids: Iterable[int]) -> int:
         """Delete every presignature one of ``participant_ids`` takes part in; return how many.
@@ -432,41 +339,17 @@ class Keystore(SqliteStore):
         After a participant's identity changed, its old nonces may be in the wrong hands (or
         lost), so every presignature it is part of is unusable.
         """
-        ids = sorted({check_int(p, "participant id", minimum=1) for p in participant_ids})
-        if not ids:
-            return 0
-        marks = ",".join("?" * len(ids))
-        with self._write(erase=True) as cursor:
-            cursor.execute(
-                "DELETE FROM presignatures WHERE id IN (SELECT presignature_id FROM "
-                f"presignature_participants WHERE participant_id IN ({marks}))",
-                ids,
-            )
-            return cursor.rowcount
+        return self._presignatures.purge_involving(participant_ids)
 
     def delete_presignatures(
         self, domain_id: int, *, epoch: int | None = None, before_epoch: int | None = None
     ) -> int:
         """Delete, in one transaction, the presignatures of ``domain_id`` of ``epoch``, or of
         every epoch before ``before_epoch``; return how many went."""
-        check_int(domain_id, "domain id")
-        if (epoch is None) == (before_epoch is None):
-            raise InvalidRecord("give exactly one of epoch and before_epoch")
-        if epoch is not None:
-            where, bound = "epoch = ?", check_int(epoch, "epoch")
-        else:
-            assert before_epoch is not None
-            where, bound = "epoch < ?", check_int(before_epoch, "epoch")
-        with self._write(erase=True) as cursor:
-            cursor.execute(
-                f"DELETE FROM presignatures WHERE domain_id = ? AND {where}", (domain_id, bound)
-            )
-            return cursor.rowcount
+        return self._presignatures.delete(domain_id, epoch, before_epoch)
 
     def purge_all_presignatures(self) -> int:
-        with self._write(erase=True) as cursor:
-            cursor.execute("DELETE FROM presignatures")
-            return cursor.rowcount
+        return self._presignatures.purge_all()
 
     def wipe(self) -> None:
         """Delete every share and presignature (a decommissioned node), and flush the WAL.

@@ -46,7 +46,8 @@ from quorumkeep.node.protocols.common import (
     with_abort,
 )
 from quorumkeep.node.protocols.errors import InvalidSessionParameters, ParticipantMisbehaved
-from quorumkeep.node.sessions import Session, SessionRouter
+from quorumkeep.node.session_router import SessionRouter
+from quorumkeep.node.sessions import Session
 
 log = logging.getLogger("quorumkeep.node.protocols.dkg")
 

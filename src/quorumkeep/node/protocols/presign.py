@@ -53,7 +53,7 @@ from quorumkeep.node.protocols.errors import InvalidSessionParameters
 from quorumkeep.node.protocols.presign_batches import KeyId, PoolKey
 from quorumkeep.node.protocols.presign_member import PresignMember
 from quorumkeep.node.protocols.presign_owner import BatchOwner
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 
 log = logging.getLogger("quorumkeep.node.protocols.presign")
 

@@ -42,7 +42,7 @@ from quorumkeep.node.protocols.presign_batches import (
     presignature_owner,
     store_batch,
 )
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.session_router import SessionRouter
 
 log = logging.getLogger("quorumkeep.node.protocols.presign")
 

@@ -44,7 +44,8 @@ from quorumkeep.node.protocols.presign_batches import (
     nonce_bytes,
     store_batch,
 )
-from quorumkeep.node.sessions import Session, SessionRouter
+from quorumkeep.node.session_router import SessionRouter
+from quorumkeep.node.sessions import Session
 
 log = logging.getLogger("quorumkeep.node.protocols.presign")
 

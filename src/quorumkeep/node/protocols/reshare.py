@@ -65,7 +65,8 @@ from quorumkeep.node.protocols.errors import (
     ParticipantMisbehaved,
     ProtocolTimeout,
 )
-from quorumkeep.node.sessions import Session, SessionRouter
+from quorumkeep.node.session_router import SessionRouter
+from quorumkeep.node.sessions import Session
 
 log = logging.getLogger("quorumkeep.node.protocols.reshare")
 

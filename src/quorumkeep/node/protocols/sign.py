@@ -13,16 +13,10 @@ A share that fails verification names its sender (``CheaterDetected``): it is lo
 excluded for this request, and the leader retries with another presignature. A member that
 refuses or stays silent is avoided for the rest of the request when another set exists.
 
-Member, for each sign_request (formats: docs/node-protocols.md), refusing with a stable code
-at the first failed check:
-
-    the presignature id names the sender as its owner; we hold the key (domain, epoch) and
-    the sender is one of its holders; we are in the commitment list;
-    ``is_pending(request_id, payload, path, domain_id, caller)`` — the coordinator's check
-    against the contract, so a leader cannot get anything signed that nobody asked for;
-    take the presignature (deleted durably *before* anything else happens with it);
-    the stored commitment list is exactly the request's (and the domain and epoch match);
-    frost.sign under PK' → sign_share.
+Member (``SignMember`` in sign_member.py, the base of ``SigningService``), for each
+sign_request: the checks in order, each refused with a stable code, are in its module doc; the
+nonce is taken only after the contract's ``is_pending`` and before anything else. What both
+sides share (the derived key PK', a presignature's nonces, the counters) is in sign_shares.py.
 
 A nonce is used at most once: it leaves the keystore only through ``take_presignature``,
 which commits the deletion first, so neither a retry nor a crash can use it again. The
@@ -34,37 +28,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from quorumkeep.crypto import frost
-from quorumkeep.crypto.derive import derivation_tweak
 from quorumkeep.crypto.errors import CheaterDetected, CryptoError
-from quorumkeep.crypto.group import Element, base_mul, element_add
+from quorumkeep.crypto.group import Element
 from quorumkeep.crypto.keys import KeyPackage, PublicKeyPackage
 from quorumkeep.node.keystore import Keystore
-from quorumkeep.node.keystore_errors import InvalidRecord, KeystoreError, RecordNotFound
-from quorumkeep.node.keystore_records import Presignature, PresignatureInfo
-from quorumkeep.node.messages import (
-    CHANNEL_SIGN,
-    Message,
-    Refusal,
-    SignShare,
-    SignShareRequest,
-    encode,
-)
+from quorumkeep.node.keystore_records import PresignatureInfo
+from quorumkeep.node.messages import CHANNEL_SIGN, Refusal, SignShare, SignShareRequest
 from quorumkeep.node.protocols.errors import NoPresignature, SigningFailed
-from quorumkeep.node.protocols.nonces import PresignatureTaker
 from quorumkeep.node.protocols.presign import PresignaturePool
-from quorumkeep.node.protocols.presign_batches import presignature_owner
-from quorumkeep.node.sessions import SessionRouter
+from quorumkeep.node.protocols.sign_member import IsPending, SignMember
+from quorumkeep.node.protocols.sign_shares import derived_key, presignature_nonces
+from quorumkeep.node.session_router import SessionRouter
 
 log = logging.getLogger("quorumkeep.node.protocols.sign")
-
-IsPending = Callable[[int, bytes, str, int, str], Awaitable[bool]]
-"""(request_id, payload, path, domain_id, caller) → whether the contract has exactly this
-request pending. May wait (bounded) for the node's view of the contract to catch up."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +61,6 @@ class SignJob:
     public: PublicKeyPackage | None = None
 
 
-@dataclass
-class SigningStats:
-    led: int = 0
-    failed: int = 0
-    attempts: int = 0
-    cheaters_named: int = 0
-    shares_served: int = 0
-    refusals: int = 0
-
-
 class _AttemptFailed(Exception):
     """This presignature did not work out; ``members`` are to be avoided for the request."""
 
@@ -99,23 +69,11 @@ class _AttemptFailed(Exception):
         self.members = members
 
 
-def _derived_key(group_public_key: Element, caller: str, path: str) -> tuple[Element, bytes]:
-    tweak = derivation_tweak(caller, path)
-    return element_add(group_public_key, base_mul(tweak)), tweak
-
-
-def _nonces(record: Presignature, me: int) -> frost.SigningNonces:
-    hiding, binding = record.commitments[me]
-    return frost.SigningNonces(
-        record.nonces[:32], record.nonces[32:64], frost.SigningCommitments(hiding, binding)
-    )
-
-
 def _commitment_list(info: PresignatureInfo) -> tuple[frost.CommitmentListEntry, ...]:
     return tuple((p, h, b) for p, (h, b) in sorted(info.commitments.items()))
 
 
-class SigningService:
+class SigningService(SignMember):
     """Leads signatures with the pool's presignatures and serves other leaders' requests."""
 
     def __init__(
@@ -132,21 +90,19 @@ class SigningService:
         max_member_tasks: int = 1024,
         max_checks_per_leader: int = 32,
     ) -> None:
-        self.router = router
-        self.keystore = keystore
-        self.pool = pool
-        self.me = me
-        self.is_pending = is_pending
+        super().__init__(
+            router,
+            keystore,
+            pool,
+            me,
+            is_pending=is_pending,
+            max_member_tasks=max_member_tasks,
+            max_checks_per_leader=max_checks_per_leader,
+        )
         self.share_timeout = share_timeout
         self.max_attempts = max_attempts
         self.presignature_wait = presignature_wait
-        self.max_member_tasks = max_member_tasks
-        self.max_checks_per_leader = max_checks_per_leader
-        self._checks: dict[int, int] = {}
         self._keys: dict[tuple[int, int], tuple[KeyPackage, PublicKeyPackage]] = {}
-        self._member_tasks: set[asyncio.Task[None]] = set()
-        self._taker = PresignatureTaker(keystore)
-        self.stats = SigningStats()
         router.serve(CHANNEL_SIGN, self._serve)
 
     def configure(
@@ -190,7 +146,7 @@ class SigningService:
         if me is None:
             raise SigningFailed("this node is not a participant")
         key, public = self._key_for(job)
-        derived, tweak = _derived_key(public.group_public_key, job.caller, job.path)
+        derived, tweak = derived_key(public.group_public_key, job.caller, job.path)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         cheaters: set[int] = set()
@@ -298,7 +254,7 @@ class SigningService:
                     me,
                     key.signing_share,
                     derived,
-                    _nonces(taken, me),
+                    presignature_nonces(taken, me),
                     job.payload,
                     commitment_list,
                 )
@@ -337,122 +293,3 @@ class SigningService:
             raise
         except CryptoError as exc:
             raise _AttemptFailed(f"aggregation: {exc}") from None
-
-    # -- member
-
-    def _serve(self, sender: int, message: Message) -> None:
-        if not isinstance(message, SignShareRequest):
-            return  # a late reply to a session we closed
-        if len(self._member_tasks) >= self.max_member_tasks:
-            self._spawn(self._reply(sender, Refusal(message.session, "busy", "too many requests")))
-            return
-        self._spawn(self._serve_request(sender, message))
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run())
-        self._member_tasks.add(task)
-        task.add_done_callback(self._member_tasks.discard)
-
-    async def _reply(self, to: int, message: Message) -> None:
-        if isinstance(message, Refusal):
-            self.stats.refusals += 1
-            log.info(
-                "refused sign request (presignature %s) of participant %s: %s (%s)",
-                message.session,
-                to,
-                message.code,
-                message.reason,
-            )
-        try:
-            await self.router.mesh.send(to, CHANNEL_SIGN, encode(message))
-        except Exception as exc:
-            log.info("could not answer participant %s: %s", to, type(exc).__name__)
-
-    async def _serve_request(self, sender: int, request: SignShareRequest) -> None:
-        started = time.monotonic()
-        reply = await self.share_for(sender, request)
-        if isinstance(reply, SignShare):
-            self.stats.shares_served += 1
-            log.debug(
-                "share for request %s in %.1f ms",
-                request.request_id,
-                1e3 * (time.monotonic() - started),
-            )
-        await self._reply(sender, reply)
-
-    async def share_for(self, sender: int, request: SignShareRequest) -> SignShare | Refusal:
-        """The member's checks and share for one request (module doc); never raises."""
-        sid = request.session
-
-        def refuse(code: str, reason: str) -> Refusal:
-            return Refusal(sid, code, reason)
-
-        me = self.me
-        if me is None:
-            return refuse("not_participant", "this node is not a participant")
-        if presignature_owner(sid) != sender:
-            return refuse("not_owner", "the presignature is not the sender's")
-        pair = self.pool.key(request.domain_id, request.epoch)
-        if pair is None:
-            return refuse(
-                "unknown_key", f"no key for domain {request.domain_id} epoch {request.epoch}"
-            )
-        key, public = pair
-        if sender not in public.verifying_shares:
-            return refuse("not_participant", f"participant {sender} holds no share of this key")
-        if all(entry[0] != me for entry in request.commitments):
-            return refuse("invalid_request", "we are not in the commitment list")
-        # A check of a request newer than our state waits for the event stream and may then
-        # read the ledger: one leader may not hold more than max_checks_per_leader of them.
-        if self._checks.get(sender, 0) >= self.max_checks_per_leader:
-            return refuse("busy", "too many requests of this leader being checked")
-        self._checks[sender] = self._checks.get(sender, 0) + 1
-        try:
-            pending = await self.is_pending(
-                request.request_id, request.payload, request.path, request.domain_id, request.caller
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("is_pending failed for request %s: %s", request.request_id, exc)
-            return refuse("pending_check_failed", "could not check the request on the contract")
-        finally:
-            left = self._checks[sender] - 1
-            if left:
-                self._checks[sender] = left
-            else:
-                del self._checks[sender]
-        if not pending:
-            return refuse("not_pending", f"request {request.request_id} is not pending as sent")
-        try:
-            record = await self._taker.take(sid)
-        except RecordNotFound:
-            return refuse("unknown_presignature", "no such presignature (used or purged)")
-        except InvalidRecord:
-            return refuse("invalid_request", "bad presignature id")
-        except KeystoreError as exc:
-            return refuse("presignature_unusable", exc.code)
-        # the nonce is deleted for good now; from here on, any failure just burns it
-        stored = {p: (h, b) for p, (h, b) in record.commitments.items()}
-        if (
-            record.domain_id != request.domain_id
-            or record.epoch != request.epoch
-            or stored != {p: (h, b) for p, h, b in request.commitments}
-        ):
-            return refuse("commitments_mismatch", "the commitment list is not the stored one")
-        derived, _ = _derived_key(public.group_public_key, request.caller, request.path)
-        try:
-            share = frost.sign(
-                me,
-                key.signing_share,
-                derived,
-                _nonces(record, me),
-                request.payload,
-                request.commitments,
-            )
-        except CryptoError as exc:
-            return refuse("invalid_request", str(exc)[:200])
-        return SignShare(sid, share)
