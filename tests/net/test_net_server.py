@@ -1,6 +1,6 @@
 """Listen addresses, bound sockets and served apps (quorumkeep.net.address, net.server,
-daemon.startup.serve): IPv6 and IPv4 alike, for every process that serves HTTP. Binds
-sockets on loopback only; starts no process."""
+daemon.startup's serve and ledger wait): IPv6 and IPv4 alike, for every process that serves
+HTTP. Binds sockets on loopback only; starts no process."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from quorumkeep.backup.config import config_from_mapping
 from quorumkeep.backup.errors import BackupServiceError
 from quorumkeep.daemon import startup
+from quorumkeep.ledger.client import AsyncLedgerClient
 from quorumkeep.net.address import bind_socket, format_address, parse_host_port
 
 
@@ -110,3 +111,21 @@ def test_an_address_in_use_is_a_startup_error_with_its_code() -> None:
         asyncio.run(scenario())
     finally:
         taken.close()
+
+
+def test_a_ledger_that_never_answers_is_a_startup_error_naming_url_wait_and_cause() -> None:
+    closed = bind_socket("127.0.0.1", 0)
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: every attempt is refused at once
+
+    async def scenario() -> None:
+        retries: list[str] = []
+        async with AsyncLedgerClient(f"http://127.0.0.1:{port}", timeout=1.0) as ledger:
+            with pytest.raises(startup.StartupError) as refused:
+                await startup.ledger_status(ledger, 0.3, lambda exc: retries.append(exc.code))
+        assert refused.value.code == "ledger_unreachable"
+        message = str(refused.value)
+        assert message.startswith(f"ledger at http://127.0.0.1:{port} unreachable for 0.3s (")
+        assert retries and all(code == retries[0] for code in retries)
+
+    asyncio.run(scenario())

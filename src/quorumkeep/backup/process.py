@@ -35,7 +35,6 @@ from quorumkeep.daemon.attestation import AttestationUnavailable
 from quorumkeep.daemon.errors import error_message
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
-from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.server import ServedApp, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig
 from quorumkeep.provider.config import load_config as load_provider_config
@@ -67,16 +66,6 @@ def create_status_app(service: BackupService) -> FastAPI:
 
 def configure_logging(level: str = "INFO") -> None:
     startup.configure_logging(level, startup.LIBRARY_LOGGERS)
-
-
-async def _wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, Any]:
-    try:
-        return await startup.ledger_status(ledger, wait)
-    except LedgerError as exc:
-        raise StartupError(
-            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code})",
-            "ledger_unreachable",
-        ) from None
 
 
 async def run_backup_service(
@@ -114,7 +103,7 @@ async def run_backup_service(
         except AttestationUnavailable as exc:
             raise StartupError(f"attestation: {exc}", "attestation_unavailable") from None
         ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
-        status = await _wait_for_ledger(ledger, ledger_wait)
+        status = await startup.ledger_status(ledger, ledger_wait)
         service = BackupService(
             identity=identity,
             store=store,

@@ -65,16 +65,22 @@ async def ledger_status(
     on_retry: Callable[[LedgerError], None] | None = None,
 ) -> dict[str, Any]:
     """The ledger's status, retrying with backoff for at most ``wait`` seconds; after that
-    the last :class:`LedgerError` propagates."""
+    :class:`StartupError` ``ledger_unreachable`` naming the URL, the wait and the last error."""
 
     def report(exc: Exception, _delay: float) -> None:
         if on_retry is not None and isinstance(exc, LedgerError):
             on_retry(exc)
 
-    return await retry(
-        ledger.status,
-        policy=STARTUP_BACKOFF,
-        retryable=lambda exc: isinstance(exc, LedgerError),
-        deadline=time.monotonic() + wait,
-        on_retry=report,
-    )
+    try:
+        return await retry(
+            ledger.status,
+            policy=STARTUP_BACKOFF,
+            retryable=lambda exc: isinstance(exc, LedgerError),
+            deadline=time.monotonic() + wait,
+            on_retry=report,
+        )
+    except LedgerError as exc:
+        raise StartupError(
+            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code}: {exc.message})",
+            "ledger_unreachable",
+        ) from None

@@ -85,13 +85,7 @@ async def wait_for_ledger(ledger: AsyncLedgerClient, wait: float) -> dict[str, o
     def retrying(exc: LedgerError) -> None:
         log.info("ledger not reachable yet (%s); retrying", exc.code)
 
-    try:
-        return await startup.ledger_status(ledger, wait, retrying)
-    except LedgerError as exc:
-        raise StartupError(
-            f"ledger at {ledger.base_url} unreachable for {wait:g}s ({exc.code}: {exc.message})",
-            "ledger_unreachable",
-        ) from None
+    return await startup.ledger_status(ledger, wait, retrying)
 
 
 async def _load_identity(

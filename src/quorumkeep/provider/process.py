@@ -29,7 +29,6 @@ from quorumkeep.daemon.errors import error_code, error_message
 from quorumkeep.daemon.service_identity import KEY_PROVIDER_IDENTITY, read_public_identity, unlock
 from quorumkeep.daemon.startup import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, StartupError
 from quorumkeep.ledger.client import AsyncLedgerClient
-from quorumkeep.ledger.errors import LedgerError
 from quorumkeep.net.server import ServedApp, answer_http_errors
 from quorumkeep.provider.config import ProviderConfig, load_config
 from quorumkeep.provider.errors import ProviderError
@@ -129,13 +128,7 @@ async def run_provider(
         except Exception as exc:  # ServiceIdentityError and friends carry a code too
             raise StartupError(error_message(exc), error_code(exc)) from None
         ledger = AsyncLedgerClient(config.ledger_url, timeout=config.request_timeout + 30.0)
-        try:
-            status = await startup.ledger_status(ledger, ledger_wait)
-        except LedgerError as exc:
-            raise StartupError(
-                f"ledger at {config.ledger_url} unreachable for {ledger_wait:g}s ({exc.code})",
-                "ledger_unreachable",
-            ) from None
+        status = await startup.ledger_status(ledger, ledger_wait)
         service = ProviderService(
             identity=identity,
             store=store,
