@@ -11,12 +11,15 @@ run with ``-n N`` keeps every file on one worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from quorumkeep.devnet import forkserver
 
 _current: list[pytest.Item] = []
 _spawned: list[str] = []
@@ -72,14 +75,35 @@ def _rank(item: pytest.Item) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     """``-n N`` alone means ``--dist load`` (tests of one file spread over workers), which
     breaks the files whose tests share a module-scoped network and run in file order: such a
-    run keeps each file on one worker (``loadfile``), as ``make test`` asks."""
+    run keeps each file on one worker (``loadfile``), as ``make test`` asks.
+
+    pytest-xdist would also reorder the files by their number of tests (most first), which
+    puts the one-test demo file last: the order of LONGEST_FIRST is kept instead."""
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadfile"
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest files first; every file's tests stay together and in their order."""
     items.sort(key=_rank)  # stable
+
+
+_session_resources = contextlib.ExitStack()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A fork server (devnet/forkserver.py) for this run's processes, when it starts any:
+    each quorumkeep process the suite starts, directly or through a devnet, is then a fork of
+    one that has already imported every module (most of a process's start-up CPU). Started
+    here, outside any test, so no test is charged with it."""
+    if any(item.get_closest_marker("slow") for item in session.items):
+        _session_resources.enter_context(forkserver.serving())
+
+
+def pytest_sessionfinish() -> None:
+    _session_resources.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

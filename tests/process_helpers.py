@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger.client import AccountSigner, LedgerClient, LedgerEvent
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.keyfile import load_signer
@@ -43,7 +44,7 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """The one way the tests run the `quorumkeep` command: captured text, bounded."""
-    return subprocess.run(
+    return forkserver.run(
         cli(*args), capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
     )
 
@@ -99,7 +100,7 @@ class Ledger:
     def start(self, idle_block_ms: int = 200) -> Ledger:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.popen(
                 cli(
                     "ledger",
                     "serve",
@@ -212,7 +213,7 @@ class Node:
 
     def start(self, *extra: str, env: dict[str, str] | None = None) -> Node:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.popen(
                 cli(
                     "node",
                     "run",

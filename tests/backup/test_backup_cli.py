@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from quorumkeep.backup.config import load_config
 from quorumkeep.backup.identity import read_public_identity
 from quorumkeep.cli.backup import app
+from quorumkeep.devnet import forkserver
 
 ENV = {"QUORUMKEEP_BACKUP_PASSPHRASE": BACKUP_PASSPHRASE}
 runner = CliRunner()
@@ -190,7 +190,7 @@ def test_run_refuses_to_start_without_its_directory(tmp_path: Path) -> None:
         'account = "alice"\ndir = "missing"\nledger_url = "http://127.0.0.1:9"\n'
         '[passphrase]\npassphrase_env = "QUORUMKEEP_BACKUP_PASSPHRASE"\n'
     )
-    result = subprocess.run(
+    result = forkserver.run(
         backup_cli("run", "--config", str(config)),
         capture_output=True,
         text=True,

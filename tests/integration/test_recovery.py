@@ -27,7 +27,7 @@ from devnet_helpers import cli, metric, node_dir, sign_all
 from process_helpers import wait_until
 from quorumkeep.backup.client import NodeClient, NodeEndpoint, NodeRefused
 from quorumkeep.backup.identity import unlock
-from quorumkeep.devnet import backups, processes, watch
+from quorumkeep.devnet import backups, forkserver, processes, watch
 from quorumkeep.devnet.network import Devnet
 from quorumkeep.ledger.client import LedgerClient
 from quorumkeep.ledger.transaction import Permission
@@ -135,7 +135,7 @@ def test_no_backup_service_registered_the_node_refuses(devnet: Devnet, tmp_path:
     directory = tmp_path / "backup-op1"
     passphrase = b"a test passphrase for op1's backup service"
     env = {**os.environ, backups.BACKUP_PASSPHRASE_ENV: passphrase.decode()}
-    init = subprocess.run(
+    init = forkserver.run(
         backups.backup_cli(
             "init",
             "--account",
@@ -225,7 +225,7 @@ def test_backup_service_restarted_resumes_from_its_store(devnet: Devnet) -> None
         backups.BACKUP_PASSPHRASE_ENV: devnet.secrets.get("backup-op3").decode(),
     }
     config = str(devnet.dir.resolve(record.directory) / "backup.toml")
-    verify = subprocess.run(
+    verify = forkserver.run(
         backups.backup_cli("verify", "--config", config, "--json"),
         capture_output=True,
         text=True,

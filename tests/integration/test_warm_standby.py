@@ -21,7 +21,7 @@ import pytest
 from devnet_helpers import cli, metric, node_dir, sign_all
 
 from process_helpers import wait_until
-from quorumkeep.devnet import processes
+from quorumkeep.devnet import forkserver, processes
 from quorumkeep.devnet.network import NODE_PASSPHRASE_ENV, Devnet
 from quorumkeep.node.config import CONFIG_FILE_NAME, load_config, write_config
 
@@ -66,7 +66,7 @@ def node_cli(devnet: Devnet, node: str, *args: str) -> subprocess.CompletedProce
     """`quorumkeep ARGS` with the node's passphrase in its environment variable."""
     record = devnet.process(node)
     secret = devnet.secrets.get(record.env_secrets[NODE_PASSPHRASE_ENV]).decode()
-    return subprocess.run(
+    return forkserver.run(
         [*processes.cli_argv(*args)],
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ import nacl.signing
 from process_helpers import cli as cli_command
 from process_helpers import free_port
 from quorumkeep.crypto.seal import MIN_MEMLIMIT, MIN_OPSLIMIT
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger.client import AccountSigner
 from quorumkeep.ledger.genesis import init_ledger
 from quorumkeep.ledger.keyfile import load_signer
@@ -64,7 +65,7 @@ class LedgerProcess:
 
     def spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.popen(
                 cli_command(
                     "ledger",
                     "serve",

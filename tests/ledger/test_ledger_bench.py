@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from ledger_helpers import cli_command
 
+from quorumkeep.devnet import forkserver
 from quorumkeep.devnet.etcd import etcd_available
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
     ],
 )
 def test_bench_ledger_json(store: str) -> None:
-    result = subprocess.run(
+    result = forkserver.run(
         cli_command(
             "bench", "ledger", "--json", "--transactions", "6", "--clients", "3", "--views", "6",
             "--store", store,
@@ -45,7 +45,7 @@ def test_bench_ledger_json(store: str) -> None:
 
 
 def test_bench_ledger_history_json() -> None:
-    result = subprocess.run(
+    result = forkserver.run(
         cli_command(
             "bench", "ledger-history", "--json", "--idle-seconds", "1", "--transactions", "40",
             "--per-block", "4",

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from ledger_helpers import LedgerProcess, cli_command, init_args
 
+from quorumkeep.devnet import forkserver
+
 pytestmark = pytest.mark.slow
 
 PASSPHRASE = "cli test passphrase"
@@ -22,7 +24,7 @@ def run(*args: str, env_pass: bool = True) -> subprocess.CompletedProcess[str]:
     env.pop("QUORUMKEEP_PASSPHRASE", None)
     if env_pass:
         env["QUORUMKEEP_PASSPHRASE"] = PASSPHRASE
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=120, env=env)
+    return forkserver.run(cli_command(*args), capture_output=True, text=True, timeout=120, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], exit_code: int) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from quorumkeep.crypto.group import (
     polynomial_evaluate,
     scalar_from_int,
 )
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger.blocks import BLOCK_DOMAIN
 from quorumkeep.ledger.canonical import canonical_json, parse_json
 from quorumkeep.ledger.client import AsyncLedgerClient, LedgerClient, TxOutcome
@@ -96,7 +96,7 @@ def test_restart_keeps_everything_acknowledged(
         "signature": before["txs"][1]["signature"],
     }
     # While it runs, no second ledger may open the same data (it would fork the chain).
-    second = subprocess.run(
+    second = forkserver.run(
         cli_command("ledger", "serve", "--data", str(ledger.path), "--listen", "127.0.0.1:1"),
         capture_output=True,
         text=True,
@@ -232,7 +232,7 @@ def test_tampered_block_is_detected_at_start(
     _tamper(data / "ledger.sqlite", height, what, rehash)
 
     def refused(*args: str) -> None:
-        result = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=60)
+        result = forkserver.run(cli_command(*args), capture_output=True, text=True, timeout=60)
         assert result.returncode == 1
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr

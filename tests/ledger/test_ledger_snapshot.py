@@ -14,6 +14,7 @@ import pytest
 from ledger_helpers import LedgerProcess, cli_command
 
 from quorumkeep.bench.ledger_history import HistoryBuilder
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger import snapshot
 from quorumkeep.ledger.blocks import Block
 from quorumkeep.ledger.canonical import canonical_json, parse_json
@@ -190,7 +191,7 @@ def test_prune_and_verify_from_the_command_line(tmp_path: Path) -> None:
     head = builder.state.height
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=120)
+        return forkserver.run(cli_command(*args), capture_output=True, text=True, timeout=120)
 
     server = LedgerProcess(data, idle_block_ms=None).start()
     try:

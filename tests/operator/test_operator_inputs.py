@@ -14,6 +14,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from quorumkeep.contract.state import BackupServiceInfo
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger.client import AccountSigner, LedgerClient
 from quorumkeep.operator.actions import register_backup_service, start_migration
 from quorumkeep.operator.errors import OperatorError
@@ -25,7 +26,7 @@ LEDGER = "http://127.0.0.1:9"  # never contacted: these tests fail before any re
 
 
 def quorumkeep(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return forkserver.run(
         [sys.executable, "-m", "quorumkeep.cli.main", *args],
         capture_output=True,
         text=True,

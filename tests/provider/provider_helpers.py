@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from process_helpers import START_TIMEOUT, cli, free_port, run_cli, wait_until
+from quorumkeep.devnet import forkserver
 
 PROVIDER_PASSPHRASE = "provider passphrase for the tests"
 
@@ -73,7 +74,7 @@ class Provider:
 
     def start(self) -> Provider:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.popen(
                 cli(
                     "provider",
                     "run",
@@ -160,7 +161,7 @@ class HostedProvider(Provider):
 
     def start(self) -> HostedProvider:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.popen(
                 cli(
                     "backup",
                     "run",

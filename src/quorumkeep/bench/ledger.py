@@ -26,6 +26,7 @@ import httpx
 import nacl.public
 import nacl.signing
 
+from quorumkeep.devnet import forkserver
 from quorumkeep.devnet.etcd import LocalEtcd
 from quorumkeep.ledger.chain import make_genesis
 from quorumkeep.ledger.client import AccountSigner, AsyncLedgerClient
@@ -68,7 +69,7 @@ class _Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.proc = forkserver.popen(
             [
                 sys.executable,
                 "-m",

@@ -30,6 +30,7 @@ import httpx
 import nacl.public
 import nacl.signing
 
+from quorumkeep.devnet import forkserver
 from quorumkeep.ledger import snapshot
 from quorumkeep.ledger.chain import LedgerState, make_genesis
 from quorumkeep.ledger.client import AccountSigner
@@ -58,7 +59,7 @@ class _Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
+        self.proc = forkserver.popen(
             [
                 sys.executable,
                 "-m",

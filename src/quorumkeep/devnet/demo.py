@@ -95,7 +95,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from quorumkeep.crypto.derive import derive_public_key
-from quorumkeep.devnet import backups, processes, providers, recovery_key, snapshots, watch
+from quorumkeep.devnet import (
+    backups,
+    forkserver,
+    processes,
+    providers,
+    recovery_key,
+    snapshots,
+    watch,
+)
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.devnet.layout import LEDGER_DIR
 from quorumkeep.devnet.network import USER, Devnet
@@ -1359,12 +1367,11 @@ def _cli(
     args: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(
+        return forkserver.run(
             [sys.executable, "-m", "quorumkeep.cli.main", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
-            check=False,
             env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:

@@ -2,8 +2,9 @@
 
 A pid alone proves nothing once its process is gone (the kernel reuses pids), so a
 recorded process counts as *ours* only while ``/proc/PID/cmdline`` is exactly the argv we
-started and ``/proc/PID/stat`` shows the same start time. Every signal the devnet sends
-goes through that check: it never signals a process it did not start.
+started (or, for a process a fork server started, that server's argv: see
+devnet/forkserver.py) and ``/proc/PID/stat`` shows the same start time. Every signal the
+devnet sends goes through that check: it never signals a process it did not start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quorumkeep.devnet import logwriter
+from quorumkeep.devnet import forkserver, logwriter
 from quorumkeep.devnet.errors import DevnetError
 from quorumkeep.net import address
 
@@ -140,6 +141,18 @@ def _reap(pid: int) -> None:
         del _CHILDREN[pid]
 
 
+def _runs(cmdline: list[str] | None, argv: list[str]) -> bool:
+    """Whether a process with ``cmdline`` runs ``argv``: it is ``argv``, or it is a fork of a
+    fork server (which keeps the server's cmdline) and ``argv`` is one such a server starts."""
+    if cmdline == argv:
+        return True
+    return (
+        cmdline is not None
+        and cmdline[:3] == [sys.executable, "-m", forkserver.MODULE]
+        and argv[:2] == [sys.executable, "-m"]
+    )
+
+
 def is_running(record: ProcessRecord) -> bool:
     """Whether the recorded process is alive and is still the one we started."""
     if record.pid is None or record.start_time is None:
@@ -150,7 +163,7 @@ def is_running(record: ProcessRecord) -> bool:
         return False
     if len(fields) < 20 or int(fields[19]) != record.start_time:
         return False
-    return process_cmdline(record.pid) == record.argv
+    return _runs(process_cmdline(record.pid), record.argv)
 
 
 # --- starting and stopping -----------------------------------------------------------------
@@ -170,7 +183,7 @@ def start_setup(
 ) -> subprocess.Popen[bytes]:
     """Start a one-shot set-up command (``node init``, ``backup init``) with its output piped,
     so several run at once (each pays its Argon2id cost) and :func:`finish_setup` reads them."""
-    return subprocess.Popen(
+    return forkserver.popen(
         argv,
         cwd=devnet_dir,
         stdin=subprocess.DEVNULL,
@@ -234,7 +247,7 @@ def spawn(
         log.write(f"=== devnet: starting {record.name} at {stamp}\n".encode())
     read_end, write_end = os.pipe()
     try:
-        writer = subprocess.Popen(
+        writer = forkserver.popen(
             [
                 sys.executable,
                 "-m",
@@ -250,7 +263,7 @@ def spawn(
             start_new_session=True,
         )
         _WRITERS.append(writer)
-        child = subprocess.Popen(
+        child = forkserver.popen(
             record.argv,
             cwd=devnet_dir,
             stdin=subprocess.DEVNULL,
@@ -261,6 +274,8 @@ def spawn(
         )
     except OSError as exc:
         raise DevnetError("spawn_failed", f"cannot start {record.name}: {exc.strerror}") from None
+    except forkserver.ForkServerError as exc:
+        raise DevnetError("spawn_failed", f"cannot start {record.name}: {exc}") from None
     finally:
         os.close(read_end)
         os.close(write_end)  # the writer sees end of file once the child's copy closes too
@@ -278,7 +293,7 @@ def spawn(
     # its cmdline is the argv we asked for, so is_running() is true from now on.
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline and child.poll() is None:
-        if process_cmdline(child.pid) == record.argv:
+        if _runs(process_cmdline(child.pid), record.argv):
             return
         time.sleep(0.002)
 
