@@ -8,8 +8,10 @@ it in a ``finally`` or a fixture teardown). Every wait here has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -47,6 +49,63 @@ def run_cli(
     return forkserver.run(
         cli(*args), capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
     )
+
+
+SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
+VENV_FIRST = "export PATH=$PWD/.venv/bin:$PATH"
+"""How a document puts the project's commands first on PATH (from the repository root)."""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh_blocks(doc: Path) -> list[str]:
+    """A document's ``sh`` code blocks, in order."""
+    return SH_BLOCK.findall(doc.read_text("utf-8"))
+
+
+def run_doc(doc: Path, directory: Path, timeout: float, **extra: str) -> str:
+    """Run ``doc``'s ``sh`` blocks as written, in order, as one bash script (``set -euo
+    pipefail``) from the repository root; returns its output, or AssertionError with its tail.
+
+    Its environment is this one without any QUORUMKEEP_* value, as an operator's shell would
+    be, plus ``extra``, except the suite's fork server (devnet/forkserver.py): with one, a
+    ``quorumkeep`` shim (each command a fork of the server, tied to the shim's life and
+    signals) goes first on PATH, again right after the document puts .venv/bin first. What
+    the script leaves running is stopped: its process group, and the devnet at ``$QK``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("QUORUMKEEP_") or k == forkserver.ENV
+    }
+    env.update(extra)
+    script = "set -euo pipefail\n" + "\n".join(sh_blocks(doc))
+    if forkserver.ENV in env:
+        shim = forkserver.write_shim(directory / "bin").parent
+        env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
+        script = script.replace(VENV_FIRST, f"{VENV_FIRST}\nexport PATH={shim}:$PATH")
+    path = directory / f"{doc.stem}.sh"
+    path.write_text(script)
+    run = subprocess.Popen(
+        ["bash", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its background jobs share this process group
+    )
+    try:
+        output, _ = run.communicate(timeout=timeout)
+        assert run.returncode == 0, output[-4000:]
+        return output
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        devnet = Path(extra["QK"]) if "QK" in extra else None
+        if devnet is not None and (devnet / "devnet.json").exists():
+            from quorumkeep.devnet.network import Devnet
+
+            Devnet(devnet).down(grace=1.0)
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, step: float = 0.05) -> T:

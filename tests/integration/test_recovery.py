@@ -11,11 +11,8 @@ order: backup services, the operator commands, and the rejections. Every wait is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any
 import pytest
 from devnet_helpers import cli, metric, node_dir, sign_all
 
-from process_helpers import wait_until
+from process_helpers import ROOT, run_doc, sh_blocks, wait_until
 from quorumkeep.backup.client import NodeClient, NodeEndpoint, NodeRefused
 from quorumkeep.backup.identity import unlock
 from quorumkeep.devnet import backups, forkserver, processes, watch
@@ -47,42 +44,16 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def guide_script(guide: Path) -> str:
-    """The ``sh`` blocks of the operator guide, in order, as one bash script."""
-    blocks = re.findall(r"```sh\n(.*?)```", guide.read_text("utf-8"), re.S)
-    assert len(blocks) >= 10
-    return "set -euo pipefail\n" + "\n".join(blocks)
-
-
 def test_operator_guide_runs_as_written(tmp_path: Path) -> None:
     """docs/operator-guide.md: every command, as written, against a devnet of its own."""
-    root = Path(__file__).resolve().parents[2]
-    script = tmp_path / "guide.sh"
-    script.write_text(guide_script(root / "docs" / "operator-guide.md"))
-    qk = tmp_path / "qk"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMKEEP_")}
-    env.update(QK=str(qk), WORK=str(tmp_path / "work"))
-    guide = subprocess.Popen(
-        ["bash", str(script)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its background jobs share this process group
+    guide = ROOT / "docs" / "operator-guide.md"
+    assert len(sh_blocks(guide)) >= 10
+    output = run_doc(
+        guide, tmp_path, GUIDE_TIMEOUT, QK=str(tmp_path / "qk"), WORK=str(tmp_path / "work")
     )
-    try:
-        output, _ = guide.communicate(timeout=GUIDE_TIMEOUT)
-        assert guide.returncode == 0, output[-4000:]
-        assert "recovery/full-loss" in output
-        assert "recovery/rebooted" in output  # §8: every machine restarted, signing again
-        assert "op2's migration cancelled at block" in output
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(guide.pid, signal.SIGKILL)
-        guide.wait()
-        if (qk / "devnet.json").exists():
-            Devnet(qk).down(grace=1.0)
+    assert "recovery/full-loss" in output
+    assert "recovery/rebooted" in output  # §8: every machine restarted, signing again
+    assert "op2's migration cancelled at block" in output
 
 
 # --- one devnet for the rest of the module ----------------------------------------------------

@@ -42,6 +42,7 @@ import os
 import runpy
 import select
 import selectors
+import signal
 import socket
 import struct
 import subprocess
@@ -52,7 +53,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ENV = "QUORUMKEEP_FORKSERVER"
 """The environment variable that names the socket of the fork server to use."""
@@ -138,6 +139,7 @@ class _Request:
     cwd: str
     env: dict[str, str]
     new_session: bool
+    tied: bool
     fds: list[int]
 
 
@@ -157,7 +159,8 @@ def _parse_request(value: Mapping[str, Any], fds: list[int]) -> _Request:
         raise ForkServerError("env must map strings to strings")
     if len(fds) != 3:
         raise ForkServerError("exactly three file descriptors are required")
-    return _Request(argv[2], argv[3:], cwd, env, bool(value.get("new_session")), fds)
+    new_session, tied = bool(value.get("new_session")), bool(value.get("tied"))
+    return _Request(argv[2], argv[3:], cwd, env, new_session, tied, fds)
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -166,53 +169,99 @@ def _same_user(conn: socket.socket) -> bool:
     return uid == os.getuid()
 
 
-def _serve(path: str) -> _Request:
-    """Serve until standard input closes (then exit); returns only in a forked child."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, "accept")
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
-    waiting: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
-    print("ready", flush=True)
-    while True:
-        for key, _ in selector.select():
-            if key.data == "stdin":
-                if not os.read(sys.stdin.fileno(), 4096):
+@dataclass
+class _Child:
+    pid: int
+    pidfd: int
+    conn: socket.socket
+    tied: bool
+
+
+class _Server:
+    """The accept loop: forks a child per request, reaps each and reports its status."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(64)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, ("stdin", None))
+        self.children: dict[int, _Child] = {}  # by pidfd
+
+    def serve(self) -> _Request:
+        """Serve until standard input closes (then exit); returns only in a forked child."""
+        print("ready", flush=True)
+        while True:
+            for key, _ in self.selector.select():
+                what, child = key.data
+                if what == "stdin" and not os.read(sys.stdin.fileno(), 4096):
                     with contextlib.suppress(OSError):
-                        os.unlink(path)
+                        os.unlink(self.path)
                     raise SystemExit(0)
-            elif key.data == "accept":
-                conn, _ = listener.accept()
-                request = _receive(conn)
-                if request is None:
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    selector.close()
-                    listener.close()
-                    conn.close()
-                    for pidfd, (_, other) in waiting.items():
-                        os.close(pidfd)
-                        other.close()
-                    return request
-                for fd in request.fds:
-                    os.close(fd)
-                pidfd = os.pidfd_open(pid)
-                waiting[pidfd] = (pid, conn)
-                selector.register(pidfd, selectors.EVENT_READ, "child")
-                with contextlib.suppress(OSError):
-                    conn.sendall(_frame({"pid": pid}))
-            else:
-                pidfd = key.fd
-                pid, conn = waiting.pop(pidfd)
-                selector.unregister(pidfd)
-                os.close(pidfd)
-                _, status = os.waitpid(pid, 0)
-                with contextlib.suppress(OSError):
-                    conn.sendall(_frame({"status": status}))
-                conn.close()
+                if what == "accept":
+                    request = self._accept()
+                    if request is not None:
+                        return request
+                elif what == "ended":
+                    self._reap(child)
+                elif what == "client":
+                    self.selector.unregister(child.conn)
+                    child.tied = False
+                    if not _still_open(child.conn):
+                        # A tied client is gone (even SIGKILLed): its process goes with it.
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(child.pid, signal.SIGKILL)
+
+    def _accept(self) -> _Request | None:
+        conn, _ = self.listener.accept()
+        request = _receive(conn)
+        if request is None:
+            return None
+        pid = os.fork()
+        if pid == 0:
+            self.selector.close()
+            self.listener.close()
+            conn.close()
+            for other in self.children.values():
+                os.close(other.pidfd)
+                other.conn.close()
+            return request
+        for fd in request.fds:
+            os.close(fd)
+        child = _Child(pid, os.pidfd_open(pid), conn, request.tied)
+        self.children[child.pidfd] = child
+        self.selector.register(child.pidfd, selectors.EVENT_READ, ("ended", child))
+        try:
+            conn.sendall(_frame({"pid": pid}))
+        except OSError:
+            child.tied = False
+        if child.tied:
+            self.selector.register(conn, selectors.EVENT_READ, ("client", child))
+        return None
+
+    def _reap(self, child: _Child) -> None:
+        del self.children[child.pidfd]
+        self.selector.unregister(child.pidfd)
+        os.close(child.pidfd)
+        if child.tied:
+            self.selector.unregister(child.conn)
+        _, status = os.waitpid(child.pid, 0)
+        with contextlib.suppress(OSError):
+            child.conn.sendall(_frame({"status": status}))
+        child.conn.close()
+
+
+def _still_open(conn: socket.socket) -> bool:
+    """Whether a readable connection is still open (a client sends nothing after its
+    request: readable means closed, or a client that broke the protocol, no longer watched)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def _receive(conn: socket.socket) -> _Request | None:
@@ -318,7 +367,7 @@ def main(argv: list[str]) -> None:
     # otherwise walk, and so copy, the pages the child shares with the server).
     gc.collect()
     gc.freeze()
-    _become(_serve(argv[0]))
+    _become(_Server(argv[0]).serve())
 
 
 # --- client -------------------------------------------------------------------------------
@@ -454,6 +503,8 @@ def _request(
     env: dict[str, str],
     new_session: bool,
     fds: tuple[int, int, int],
+    *,
+    tied: bool = False,
 ) -> tuple[socket.socket, int]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -462,7 +513,9 @@ def _request(
             sock.connect(path)
         except OSError:
             raise _Unreachable(path) from None
-        frame = _frame({"argv": argv, "cwd": cwd, "env": env, "new_session": new_session})
+        frame = _frame(
+            {"argv": argv, "cwd": cwd, "env": env, "new_session": new_session, "tied": tied}
+        )
         sent = socket.send_fds(sock, [frame], list(fds))
         sock.sendall(frame[sent:])
         reply = _read_frame(sock)
@@ -475,6 +528,60 @@ def _request(
     except BaseException:
         sock.close()
         raise
+
+
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def delegate(args: list[str]) -> NoReturn:
+    """Be ``quorumkeep ARGS`` through the fork server: the child gets this process's
+    standard streams, directory and environment; signals sent here are forwarded to it; its
+    exit status becomes this process's; and if this process dies, even by SIGKILL, the
+    server kills the child (a *tied* request). Without a server, exec the command."""
+    argv = [sys.executable, "-m", "quorumkeep.cli.main", *args]
+    try:
+        server, pid = _request(
+            os.environ.get(ENV, ""), argv, os.getcwd(), dict(os.environ), False, (0, 1, 2),
+            tied=True,
+        )  # fmt: skip
+    except _Unreachable:
+        os.execv(sys.executable, argv)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    try:
+        status = _read_frame(server).get("status")
+    except (ForkServerError, OSError, ValueError):
+        status = None
+    code = os.waitstatus_to_exitcode(status) if isinstance(status, int) else 255
+    if code < 0:  # ended by a signal: end the same way, as the shell expects
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def write_shim(directory: Path) -> Path:
+    """An executable ``DIRECTORY/quorumkeep`` that runs :func:`delegate` with its arguments:
+    put first on ``PATH``, shell scripts' ``quorumkeep`` commands (the documentation's,
+    run as tests) start as forks of the server named in their environment."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shim = directory / "quorumkeep"
+    shim.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom {MODULE} import delegate\ndelegate(sys.argv[1:])\n"
+    )
+    shim.chmod(0o755)
+    return shim
 
 
 def popen(args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
