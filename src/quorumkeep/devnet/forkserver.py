@@ -517,7 +517,8 @@ def _request(
             {"argv": argv, "cwd": cwd, "env": env, "new_session": new_session, "tied": tied}
         )
         sent = socket.send_fds(sock, [frame], list(fds))
-        sock.sendall(frame[sent:])
+        if sent < len(frame):
+            sock.sendall(frame[sent:])
         reply = _read_frame(sock)
         pid = reply.get("pid")
         if not isinstance(pid, int):
