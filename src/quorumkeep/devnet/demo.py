@@ -1442,7 +1442,15 @@ def run_demo(
 ) -> DemoReport:
     """The whole demo in ``directory`` (a new temporary one if None, removed after a
     success). Every process is stopped at the end; on failure the directory stays for its
-    logs and the DemoError names them."""
+    logs and the DemoError names them. Its processes start through a fork server
+    (devnet/forkserver.py): the one named in the environment, else one of the demo's own."""
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get(forkserver.ENV):
+            stack.enter_context(forkserver.serving())
+        return _run_demo(directory, narrator, scenarios)
+
+
+def _run_demo(directory: Path | None, narrator: Narrator, scenarios: Sequence[str]) -> DemoReport:
     temporary = directory is None
     path = Path(tempfile.mkdtemp(prefix="quorumkeep-demo-")) / "devnet" if temporary else directory
     assert path is not None

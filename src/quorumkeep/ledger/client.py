@@ -35,6 +35,7 @@ from quorumkeep.ledger.transaction import (
     SignedTransaction,
     Transaction,
 )
+from quorumkeep.net.http_client import default_verify
 from quorumkeep.net.retry import Backoff, BackoffPolicy
 
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
@@ -256,7 +257,11 @@ class AsyncLedgerClient:
         if transport is None and len(urls) > 1:
             transport = AsyncFailoverTransport(urls, limits)
         self._http = httpx.AsyncClient(
-            base_url=urls[0], timeout=timeout, transport=transport, limits=limits
+            base_url=urls[0],
+            timeout=timeout,
+            transport=transport,
+            limits=limits,
+            verify=default_verify(),
         )
         # Each time a request starts or ends, httpcore's pool checks every connection against
         # every other (quadratic in its size) and every queued request against every
@@ -467,7 +472,9 @@ class LedgerClient:
         urls = split_urls(self.base_url)
         if transport is None and len(urls) > 1:
             transport = FailoverTransport(urls)
-        self._http = httpx.Client(base_url=urls[0], timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=urls[0], timeout=timeout, transport=transport, verify=default_verify()
+        )
         self._book = _Book()
         self._lock = threading.Lock()
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from quorumkeep.net.http_client import default_verify
+
 
 class EtcdError(Exception):
     """etcd refused a request (an answer other than 200)."""
@@ -134,7 +136,7 @@ class EtcdSync:
 
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
         self._endpoints = _Endpoints(endpoints)
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=default_verify())
 
     def close(self) -> None:
         self._http.close()
@@ -175,7 +177,7 @@ class EtcdAsync:
 
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
         self._endpoints = _Endpoints(endpoints)
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, verify=default_verify())
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import httpx
 
 from quorumkeep.ledger.errors import LedgerError
+from quorumkeep.net.http_client import default_verify
 
 
 def url_problem(url: str) -> str | None:
@@ -66,7 +67,7 @@ class _Rotation:
 class FailoverTransport(httpx.BaseTransport):
     def __init__(self, urls: list[str]) -> None:
         self._rotation = _Rotation(urls)
-        self._inner = httpx.HTTPTransport()
+        self._inner = httpx.HTTPTransport(verify=default_verify())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         rotation = self._rotation
@@ -95,7 +96,9 @@ class FailoverTransport(httpx.BaseTransport):
 class AsyncFailoverTransport(httpx.AsyncBaseTransport):
     def __init__(self, urls: list[str], limits: httpx.Limits | None = None) -> None:
         self._rotation = _Rotation(urls)
-        self._inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits())
+        self._inner = httpx.AsyncHTTPTransport(
+            limits=limits or httpx.Limits(), verify=default_verify()
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         rotation = self._rotation

@@ -63,6 +63,7 @@ from quorumkeep.ledger.proposer_lease import ProposerLease
 from quorumkeep.ledger.snapshot import DEFAULT_SNAPSHOT_EVERY_BLOCKS
 from quorumkeep.ledger.storage import BlockReader, StorageError
 from quorumkeep.ledger.transaction import SignedTransaction
+from quorumkeep.net.http_client import default_verify
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ class EtcdLedgerNode(LedgerNode):
         self._state_lock = asyncio.Lock()
         self._etcd = EtcdAsync(self.endpoints)
         self._lease_etcd = EtcdAsync(self.endpoints, timeout=CAMPAIGN_TIMEOUT_S)
-        self._forward = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S)
+        self._forward = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, verify=default_verify())
         self._tasks = [
             asyncio.create_task(self._follow(), name="ledger-etcd-follow"),
             asyncio.create_task(self._campaign(), name="ledger-etcd-campaign"),

@@ -20,6 +20,7 @@ from quorumkeep.crypto.group import RandomBytes
 from quorumkeep.crypto.seal import KxKeyPair
 from quorumkeep.crypto.storage_split import KeyPiece, verify_piece
 from quorumkeep.ledger.client import AsyncLedgerClient
+from quorumkeep.net.http_client import default_verify
 from quorumkeep.wire.backup.statements import Signer
 from quorumkeep.wire.key_provider import (
     PATH_CHALLENGE,
@@ -72,7 +73,7 @@ class ProviderClient:
     """Deposit and release over HTTP; every failure is a :class:`KeyProviderError`."""
 
     def __init__(self, timeout: float = REQUEST_TIMEOUT, quote: Quote | None = None) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, verify=default_verify())
         self._quote = quote
 
     async def aclose(self) -> None:
