@@ -46,7 +46,9 @@ XDIST := -n 3 --dist loadfile
 pytest: bytecode
 	$(BIN)/python -m pytest -q $(XDIST)
 
-test: lint typecheck pytest
+# The linters run beside the suite (a few seconds of CPU, otherwise waited for first).
+test: setup
+	@$(MAKE) --no-print-directory -j3 lint typecheck pytest
 
 # The fast loop: no process is started (tests/conftest.py fails a test that starts one
 # without the slow marker).
