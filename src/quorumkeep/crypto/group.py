@@ -12,6 +12,7 @@ callers never see a libsodium ``RuntimeError`` for valid math.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 
@@ -49,7 +50,16 @@ _s_mul = _sodium.crypto_core_ed25519_scalar_mul
 _s_neg = _sodium.crypto_core_ed25519_scalar_negate
 _s_inv = _sodium.crypto_core_ed25519_scalar_invert
 _s_reduce = _sodium.crypto_core_ed25519_scalar_reduce
-_is_valid_point = _sodium.crypto_core_ed25519_is_valid_point
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_valid_point(data: bytes) -> bool:
+    """libsodium's ``crypto_core_ed25519_is_valid_point``, remembered for the last 8,192
+    encodings: the contract decodes the same public keys each time it reads its state, and
+    the subgroup check (a multiplication by L, ~50 µs) dominated that. The same bytes always
+    give the same answer, and every element decoded is public (keys, commitments), so a
+    cache hit reveals nothing."""
+    return bool(_sodium.crypto_core_ed25519_is_valid_point(data))
 
 
 # --- scalars ---------------------------------------------------------------------------

@@ -59,25 +59,6 @@ ENV = "QUORUMKEEP_FORKSERVER"
 """The environment variable that names the socket of the fork server to use."""
 MODULE = "quorumkeep.devnet.forkserver"
 PRELOAD = (
-    "quorumkeep.cli.main",
-    *(
-        f"quorumkeep.cli.{group}"
-        for group in (
-            "crypto",
-            "keys",
-            "ledger",
-            "contract",
-            "node",
-            "operator",
-            "backup",
-            "provider",
-            "devnet",
-            "sign",
-            "bench",
-            "attest",
-            "ers",
-        )
-    ),
     "quorumkeep.node.process",
     "quorumkeep.backup.process",
     "quorumkeep.provider.process",
@@ -85,7 +66,8 @@ PRELOAD = (
     "quorumkeep.devnet.demo",
     "quorumkeep.devnet.logwriter",
 )
-"""What the server imports before it serves: every command's modules."""
+"""What the server imports before it serves, beside every command group of cli/main.py:
+the modules those import only when a command runs."""
 _HEADER = struct.Struct(">I")
 _MAX_FRAME = 1 << 20
 _READ_TIMEOUT = 5.0
@@ -359,7 +341,9 @@ def _exit(code: int) -> None:
 
 def main(argv: list[str]) -> None:
     """``python -m quorumkeep.devnet.forkserver SOCKET``: import, say ``ready``, serve."""
-    for module in PRELOAD:
+    from quorumkeep.cli.main import GROUPS
+
+    for module in (*(f"quorumkeep.cli.{group}" for group in GROUPS), *PRELOAD):
         importlib.import_module(module)
     if threading.active_count() != 1:
         raise SystemExit("fork server: an import started a thread; refusing to fork")
