@@ -185,6 +185,28 @@ def test_a_taken_port_is_an_oserror_and_stop_frees_the_port(tmp_path: Path) -> N
     run(scenario())
 
 
+def test_a_stop_does_not_wait_on_idle_keep_alive_clients(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle TLS client never answers the server's close: the stop aborts that connection
+    once its responses are written, instead of waiting out the graceful timeout."""
+    alice, _ = make_identity(tmp_path / "alice", "alice")
+
+    async def scenario() -> None:
+        server = server_for(alice, NodeMetrics(), MetricsSnapshot())
+        await server.start()
+        client = pinned_client(alice.certificate, f"https://127.0.0.1:{server.address[1]}")
+        try:
+            assert (await client.get("/health")).status_code == 200  # kept alive, then idle
+            await server.stop()
+        finally:
+            await client.aclose()
+
+    with caplog.at_level("INFO", logger="uvicorn.error"):
+        run(scenario())
+    assert "timeout graceful shutdown exceeded" not in caplog.text
+
+
 def test_an_invalid_status_is_a_server_error_not_a_leak(tmp_path: Path) -> None:
     alice, _ = make_identity(tmp_path / "alice", "alice")
 

@@ -1,7 +1,8 @@
 """uvicorn embedded in a process's own event loop.
 
 - :class:`EmbeddedServer` is uvicorn without its own signal handling: the host process owns
-  SIGTERM/SIGINT and stops the server by setting ``should_exit``.
+  SIGTERM/SIGINT and stops the server by setting ``should_exit``. Its stop waits for the
+  requests in flight, not for idle TLS clients to answer the close (below).
 - :class:`ServedApp` serves an app over plain HTTP from a socket this process binds (IPv6 or
   IPv4 alike, net/address.py) until it is stopped: a bind failure is an ``OSError`` for the
   caller to report, and the stop is bounded.
@@ -51,6 +52,23 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def _wait_tasks_to_complete(self) -> None:
+        """uvicorn's graceful wait (bounded by ``timeout_graceful_shutdown``), except for
+        connections with nothing left to do. uvicorn closes each idle connection at shutdown,
+        but a TLS close then waits for the peer's close_notify, which an idle keep-alive
+        client (an HTTP client's pool) never reads: every stop of a TLS server waited out the
+        whole graceful timeout. Here the requests in flight finish first; then a connection
+        whose responses are all written (nothing buffered) is aborted."""
+        while self.server_state.tasks and not self.force_exit:
+            await asyncio.sleep(0.05)
+        while self.server_state.connections and not self.force_exit:
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None and transport.get_write_buffer_size() == 0:
+                    transport.abort()
+            await asyncio.sleep(0.05)
+        await super()._wait_tasks_to_complete()
 
 
 class ServedApp:
