@@ -41,21 +41,15 @@ def parent_of(pid: int) -> int:
     return int(stat[stat.rfind(b")") + 2 :].split()[1])
 
 
+def crypto_help(columns: str) -> subprocess.CompletedProcess[str]:
+    """``quorumkeep crypto --help`` at a terminal width the child reads from its environment."""
+    env = {**os.environ, "COLUMNS": columns}
+    argv = [*CLI, "crypto", "--help"]
+    return forkserver.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
 def test_a_forked_command_has_its_arguments_environment_streams_and_status(server: str) -> None:
-    narrow = forkserver.run(
-        [*CLI, "crypto", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "50"},
-    )
-    wide = forkserver.run(
-        [*CLI, "crypto", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "120"},
-    )
+    narrow, wide = (crypto_help(columns) for columns in ("50", "120"))
     assert narrow.returncode == wide.returncode == 0
     assert "Usage:" in narrow.stdout and narrow.stderr == ""
     assert max(map(len, narrow.stdout.splitlines())) <= 50 < max(map(len, wide.stdout.splitlines()))
