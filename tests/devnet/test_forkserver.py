@@ -33,6 +33,7 @@ WRITER = [sys.executable, "-m", "quorumkeep.devnet.logwriter"]
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv(forkserver.ENV, raising=False)
     with forkserver.serving() as path:
+        assert path is not None
         yield path
 
 
@@ -238,6 +239,7 @@ def test_the_server_ends_with_its_starter_and_its_children_live_on(
 ) -> None:
     monkeypatch.delenv(forkserver.ENV, raising=False)
     with forkserver.serving() as path:
+        assert path is not None
         child = forkserver.popen([*WRITER, os.devnull], stdin=subprocess.PIPE)
         server_pid = parent_of(child.pid)
     try:
@@ -248,6 +250,20 @@ def test_the_server_ends_with_its_starter_and_its_children_live_on(
     finally:
         child.kill()
     assert child.wait(timeout=30) == 255  # its status went with the server
+
+
+def test_a_server_that_cannot_start_leaves_processes_to_start_the_usual_way(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(forkserver.ENV, raising=False)
+    monkeypatch.setattr(forkserver, "MODULE", "quorumkeep.devnet.no_such_module")
+    with forkserver.serving() as path:
+        assert path is None
+        assert forkserver.ENV not in os.environ
+        child = forkserver.popen([*CLI, "nosuch"], stderr=subprocess.DEVNULL)
+        assert type(child) is subprocess.Popen
+        assert child.wait(timeout=60) == 2
+    assert "fork server did not start" in capsys.readouterr().err
 
 
 def test_exit_codes_are_the_interpreters() -> None:
