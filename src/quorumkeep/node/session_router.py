@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from quorumkeep.node.mesh import Mesh
 from quorumkeep.node.mesh_frames import MeshError
-from quorumkeep.node.messages import CHANNELS, Message, MessageError, decode
+from quorumkeep.node.messages import CHANNELS, Message, MessageError, Refusal, decode, encode
 from quorumkeep.node.messages_fields import check_session_id
 from quorumkeep.node.sessions import Session, SessionError
 
@@ -193,6 +193,24 @@ class SessionRouter:
         return frozenset(pid for pid, r in zip(targets, results, strict=True) if r is None)
 
     # -- receiving
+
+    async def answer(self, to: int, channel: str, message: Message, request: str) -> None:
+        """A member's answer ``message`` to participant ``to`` on ``channel``, never raising:
+        a refusal is logged naming the ``request`` it refuses (its session follows), and a
+        send that fails is logged (the leader's own timeout takes it from there)."""
+        if isinstance(message, Refusal):
+            log.info(
+                "refused %s %s of participant %s: %s (%s)",
+                request,
+                message.session,
+                to,
+                message.code,
+                message.reason,
+            )
+        try:
+            await self.mesh.send(to, channel, encode(message))
+        except Exception as exc:
+            log.info("could not answer participant %s: %s", to, type(exc).__name__)
 
     def _warn(self, kind: str, sender: int, text: str, *args: object) -> None:
         """One warning per (kind, sender) per 10 s: a flooding peer cannot flood the log."""

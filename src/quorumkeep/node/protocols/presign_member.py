@@ -29,7 +29,6 @@ from quorumkeep.node.messages import (
     PresignRequest,
     PresignStored,
     Refusal,
-    encode,
 )
 from quorumkeep.node.protocols.presign_batches import (
     BatchFailed,
@@ -122,17 +121,7 @@ class PresignMember:
     async def _reply(self, to: int, message: Message) -> None:
         if isinstance(message, Refusal):
             self.stats.member_refusals += 1
-            log.info(
-                "refused presignature batch %s of participant %s: %s (%s)",
-                message.session,
-                to,
-                message.code,
-                message.reason,
-            )
-        try:
-            await self.router.mesh.send(to, CHANNEL_PRESIGN, encode(message))
-        except Exception as exc:
-            log.info("could not answer participant %s: %s", to, type(exc).__name__)
+        await self.router.answer(to, CHANNEL_PRESIGN, message, "presignature batch")
 
     def _expire_pending(self) -> None:
         now = self._clock()

@@ -31,7 +31,6 @@ from quorumkeep.node.messages import (
     Refusal,
     SignShare,
     SignShareRequest,
-    encode,
 )
 from quorumkeep.node.protocols.nonces import PresignatureTaker
 from quorumkeep.node.protocols.presign import PresignaturePool
@@ -93,17 +92,7 @@ class SignMember:
     async def _reply(self, to: int, message: Message) -> None:
         if isinstance(message, Refusal):
             self.stats.refusals += 1
-            log.info(
-                "refused sign request (presignature %s) of participant %s: %s (%s)",
-                message.session,
-                to,
-                message.code,
-                message.reason,
-            )
-        try:
-            await self.router.mesh.send(to, CHANNEL_SIGN, encode(message))
-        except Exception as exc:
-            log.info("could not answer participant %s: %s", to, type(exc).__name__)
+        await self.router.answer(to, CHANNEL_SIGN, message, "sign request for presignature")
 
     async def _serve_request(self, sender: int, request: SignShareRequest) -> None:
         started = time.monotonic()
